@@ -1,0 +1,119 @@
+/* broker/util/buf.c - a growable byte buffer. */
+#include "buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../errors.h"
+
+int buf_reserve(struct buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    size_t cap;
+    char *p;
+
+    if (need <= b->cap)
+        return 0;
+    cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    p = realloc(b->data, cap);
+    if (p == NULL)
+        return SY_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (buf_reserve(b, n) != 0)
+        return SY_ENOMEM;
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int buf_puts(struct buf *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return SY_EINVAL;
+    if (buf_reserve(b, (size_t)n) != 0)
+        return SY_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int buf_json_escape(struct buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t k = 0;
+
+        switch (c) {
+        case '"': esc[k++] = '\\'; esc[k++] = '"'; break;
+        case '\\': esc[k++] = '\\'; esc[k++] = '\\'; break;
+        case '\n': esc[k++] = '\\'; esc[k++] = 'n'; break;
+        case '\r': esc[k++] = '\\'; esc[k++] = 'r'; break;
+        case '\t': esc[k++] = '\\'; esc[k++] = 't'; break;
+        default:
+            if (c < 0x20) {
+                esc[k++] = '\\'; esc[k++] = 'u'; esc[k++] = '0'; esc[k++] = '0';
+                esc[k++] = hex[c >> 4]; esc[k++] = hex[c & 15];
+            } else {
+                esc[k++] = (char)c;
+            }
+        }
+        if (buf_append(b, esc, k) != 0)
+            return SY_ENOMEM;
+    }
+    return 0;
+}
+
+char *buf_take(struct buf *b, size_t *len)
+{
+    char *p = b->data;
+
+    if (len != NULL)
+        *len = b->len;
+    if (p == NULL)
+        p = calloc(1, 1);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->data != NULL)
+        b->data[0] = '\0';
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

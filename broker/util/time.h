@@ -1,0 +1,16 @@
+/* broker/util/time.h - clocks and timestamps. */
+#ifndef SY_UTIL_TIME_H
+#define SY_UTIL_TIME_H
+
+#include <stdint.h>
+
+/* Monotonic clock in microseconds (CLOCK_MONOTONIC). */
+uint64_t time_mono_us(void);
+
+/* Wall clock in milliseconds since the Unix epoch. */
+uint64_t time_wall_ms(void);
+
+/* Format WALL_MS as `2026-11-22T13:45:00.123Z` into OUT (at least 32 bytes). */
+void time_iso8601(char out[32], uint64_t wall_ms);
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * config/config.h - the typed, validated configuration (the API of config/).
+ *
+ * cfg_load() turns a switchyard.yaml into a `struct cfg`. Every value in it has been
+ * interpolated (${VAR}, ${VAR:-default}), defaulted, range-checked and cross-validated, so the
+ * rest of the broker never re-checks it. Paths are absolute (resolved against the directory of
+ * the config file).
+ *
+ * Ownership: a `struct cfg` owns every string and array reachable from it; cfg_destroy() frees
+ * them all. Nothing here is loop-bound: cfg_load() does blocking file I/O and is meant to run
+ * before the loop starts, or (SIGHUP reload, later) off the hot path.
+ */
+#ifndef SY_CONFIG_H
+#define SY_CONFIG_H
+
+#include <stddef.h>
+
+/* Runtimes a function may declare (`runtime:`). */
+enum cfg_runtime {
+    CFG_RUNTIME_PYTHON3,  /* runtimes/python3/bootstrap.py, handler `module.function` */
+    CFG_RUNTIME_NODE,     /* runtimes/node/bootstrap.js, handler `module.function` */
+    CFG_RUNTIME_SHELL,    /* runtimes/shell/bootstrap.sh, handler `file.function` (a shell function) */
+    CFG_RUNTIME_PROVIDED, /* the code dir's executable `bootstrap` */
+};
+
+/* `broker.durability`. */
+enum cfg_durability {
+    CFG_DURABILITY_CRASH, /* survives kill -9 of the broker */
+    CFG_DURABILITY_FSYNC, /* also survives power loss */
+};
+
+/* One `NAME: value` pair of a function's `environment:` map, in file order. */
+struct cfg_env_var {
+    char *name;
+    char *value;
+};
+
+/*
+ * `functions.NAME.async:` - the asynchronous invocation policy. Parsed and validated now so that
+ * configs written for the async queue (issue 3) are accepted; the queue itself uses it.
+ */
+struct cfg_async {
+    int maximum_retry_attempts; /* 0..2, default 2 */
+    int maximum_event_age_s;    /* 60..21600, default 21600 */
+    int *retry_delays_s;        /* default {60, 120}; each 0..21600 */
+    size_t n_retry_delays;
+    char *on_success;  /* destination URI or NULL */
+    char *on_failure;  /* destination URI or NULL */
+    char *dead_letter; /* destination URI or NULL */
+};
+
+/* `functions.NAME:` */
+struct cfg_function {
+    char *name;     /* 1..64 chars of [A-Za-z0-9_-]; the map key */
+    enum cfg_runtime runtime;
+    char *handler;  /* required for python3/node/shell; optional (passed through) for provided */
+    char *code;     /* absolute path of an existing directory */
+    int memory_mb;  /* 128..10240, default 128 */
+    int timeout_s;  /* 1..900, default 3 */
+    int init_timeout_s; /* 1..900, default 10 (Lambda's on-demand INIT limit) */
+    struct cfg_env_var *environment; /* user variables; reserved Lambda names are rejected */
+    size_t n_environment;
+    int reserved_concurrency;    /* -1 = unset (shares the unreserved pool); else 0..max_concurrency */
+    int provisioned_concurrency; /* 0..(reserved_concurrency if set, else max_concurrency); default 0 */
+    int max_idle_s;              /* 1..86400, default 300 */
+    struct cfg_async async;
+    int line;                    /* where the function was declared, for messages */
+};
+
+/* `broker:` */
+struct cfg_broker {
+    char *listen;          /* "HOST:PORT", default "127.0.0.1:9001"; PORT may be 0 (any) */
+    char *listen_host;     /* HOST part of listen (brackets stripped for IPv6) */
+    int listen_port;       /* PORT part of listen, 0..65535 */
+    char *data_dir;        /* absolute; default <config dir>/.switchyard; created by the broker */
+    int max_concurrency;   /* 1..100000, default 100 */
+    char *auth_token;      /* NULL when empty/absent: no auth (then only loopback binds) */
+    char *async_queue;     /* "sqlite" (default) or a redis:// URL */
+    enum cfg_durability durability;
+    char *log_level;       /* error | warn | info | debug; default info */
+    int shutdown_grace_ms; /* SIGTERM to SIGKILL for environments, 0..60000, default 2000 */
+    char *region;          /* AWS_REGION given to functions and used in ARNs; default us-east-1 */
+    char *account_id;      /* 12 digits used in ARNs; default 000000000000 */
+};
+
+/* The whole file. */
+struct cfg {
+    char *path;     /* absolute path of the file loaded */
+    char *base_dir; /* its directory: relative paths were resolved against it */
+    struct cfg_broker broker;
+    struct cfg_function *functions; /* in file order */
+    size_t n_functions;
+};
+
+/*
+ * Every problem found while loading, in file order. Each message reads
+ * `FILE:LINE:COL: path.to.key: reason` (FILE as given to cfg_load()).
+ */
+struct cfg_errors {
+    char **msgs;
+    size_t n;
+};
+
+/*
+ * Load, interpolate, default and validate PATH. Returns new (caller frees with cfg_destroy())
+ * on success, with errs->n == 0. On any problem returns NULL and fills errs with *all* problems
+ * found in one pass (caller frees with cfg_errors_clear()). errs must not be NULL.
+ * Environment variables are read with getenv() at load time.
+ */
+struct cfg *cfg_load(const char *path, struct cfg_errors *errs);
+
+/* Free a loaded config. NULL is a no-op. */
+void cfg_destroy(struct cfg *cfg);
+
+/* Free the messages in errs and reset it to empty. */
+void cfg_errors_clear(struct cfg_errors *errs);
+
+/* Look up a function by name; borrows from cfg; NULL if absent. */
+const struct cfg_function *cfg_function_find(const struct cfg *cfg, const char *name);
+
+/* "python3" / "node" / "shell" / "provided". */
+const char *cfg_runtime_name(enum cfg_runtime rt);
+
+#endif

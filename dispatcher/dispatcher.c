@@ -1,0 +1,699 @@
+/*
+ * dispatcher/dispatcher.c - the function registry, concurrency accounting, environment choice
+ * for each synchronous invocation, SIGCHLD handling and the graceful drain.
+ *
+ * Concurrency follows Lambda: a function with reserved concurrency R may run at most R
+ * invocations and those R slots are taken out of the broker-wide max_concurrency; every other
+ * function shares what is left (the unreserved pool). A sync invoke that finds no slot is
+ * answered at once with a throttle (429 upstream): nothing ever waits in a queue here, so no
+ * request waits longer than INIT + its timeout.
+ */
+#include "dispatcher_int.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <uuid/uuid.h>
+
+#include "../broker/log.h"
+#include "../broker/util/time.h"
+#include "../config/config.h"
+
+#define DISPATCHER_MAGIC 0x44535021u /* "DSP!" */
+#define WATCHDOG_MS 200
+#define RESPAWN_MS 1000
+
+/* Every invocation not yet completed is listed (for dispatcher_cancel()). */
+static int live_add(struct dispatcher *dsp, struct invocation *inv)
+{
+    if (dsp->n_live == dsp->cap_live) {
+        size_t cap = dsp->cap_live ? dsp->cap_live * 2 : 64;
+        struct invocation **p = realloc(dsp->live, cap * sizeof(*p));
+
+        if (p == NULL)
+            return SY_ENOMEM;
+        dsp->live = p;
+        dsp->cap_live = cap;
+    }
+    dsp->live[dsp->n_live++] = inv;
+    return 0;
+}
+
+static void live_remove(struct dispatcher *dsp, struct invocation *inv)
+{
+    for (size_t i = 0; i < dsp->n_live; i++) {
+        if (dsp->live[i] == inv) {
+            dsp->live[i] = dsp->live[--dsp->n_live];
+            return;
+        }
+    }
+}
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static char *find_exe(const char *name, const char *preferred)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+
+    if (preferred != NULL && access(preferred, X_OK) == 0)
+        return strdup(preferred);
+    while (path != NULL && *path != '\0') {
+        const char *colon = strchr(path, ':');
+        size_t len = colon ? (size_t)(colon - path) : strlen(path);
+
+        if (len > 0 && len + strlen(name) + 2 < sizeof(buf)) {
+            memcpy(buf, path, len);
+            snprintf(buf + len, sizeof(buf) - len, "/%s", name);
+            if (access(buf, X_OK) == 0)
+                return strdup(buf);
+        }
+        path = colon ? colon + 1 : NULL;
+    }
+    return strdup(name);
+}
+
+static int mkdir_p(const char *dir)
+{
+    char tmp[4096];
+    size_t len = strlen(dir);
+
+    if (len >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, dir, len + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static void make_trace_id(char *out, size_t outsz)
+{
+    uuid_t uu;
+    char hex[33];
+
+    uuid_generate_random(uu);
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", uu[i]);
+    snprintf(out, outsz, "Root=1-%08llx-%.24s;Parent=%.16s;Sampled=0",
+             (unsigned long long)(time_wall_ms() / 1000), hex, hex + 16);
+}
+
+static void inv_free(struct invocation *inv)
+{
+    if (inv == NULL)
+        return;
+    free(inv->payload);
+    free(inv->client_context);
+    free(inv->trace_id);
+    free(inv->invoked_arn);
+    free(inv->res_body);
+    free(inv->res_ctype);
+    free(inv->res_etype);
+    buf_free(&inv->log);
+    inv->magic = 0;
+    free(inv);
+}
+
+/* Run the caller's callback (if still wanted) and free the invocation. */
+static void inv_complete(struct invocation *inv)
+{
+    struct dispatcher *dsp = inv->dsp;
+
+    live_remove(dsp, inv);
+    dsp->stats.invocations++;
+    if (inv->res.status == INVOKE_FUNCTION_ERROR)
+        dsp->stats.errors++;
+    else if (inv->res.status == INVOKE_THROTTLED)
+        dsp->stats.throttles++;
+    inv->res.request_id = inv->request_id;
+    inv->res.executed_version = "$LATEST";
+    inv->res.content_type = inv->res_ctype;
+    inv->res.error_type = inv->res_etype;
+    if (inv->res.body == NULL) {
+        inv->res.body = "";
+        inv->res.body_len = 0;
+    }
+    if (inv->want_log_tail && inv->log.len > 0) {
+        size_t off = inv->log.len > 4096 ? inv->log.len - 4096 : 0;
+
+        inv->res.log_tail = inv->log.data + off;
+        inv->res.log_tail_len = inv->log.len - off;
+    }
+    if (inv->done != NULL)
+        inv->done(&inv->res, inv->done_arg);
+    inv_free(inv);
+}
+
+static void done_q_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dispatcher *dsp = arg;
+
+    while (dsp->done_q != NULL) {
+        struct invocation *inv = dsp->done_q;
+
+        dsp->done_q = inv->next_done;
+        inv_complete(inv);
+    }
+}
+
+/* Complete INV from the loop, not from the current call (callback contract). */
+static void inv_complete_later(struct invocation *inv)
+{
+    struct dispatcher *dsp = inv->dsp;
+    struct invocation **tail = &dsp->done_q;
+
+    while (*tail != NULL)
+        tail = &(*tail)->next_done;
+    inv->next_done = NULL;
+    *tail = inv;
+    event_active(dsp->done_ev, EV_TIMEOUT, 0);
+}
+
+static unsigned total_in_flight(const struct dispatcher *dsp)
+{
+    unsigned n = 0;
+
+    for (size_t i = 0; i < dsp->n_fns; i++)
+        n += dsp->fns[i].in_flight;
+    return n;
+}
+
+static unsigned total_envs(const struct dispatcher *dsp)
+{
+    unsigned n = 0;
+
+    for (size_t i = 0; i < dsp->n_fns; i++)
+        n += dsp->fns[i].n_envs;
+    return n;
+}
+
+/* During a drain: shut down every environment that has nothing left to do. */
+static void drain_progress(struct dispatcher *dsp)
+{
+    if (!dsp->draining)
+        return;
+    for (size_t i = 0; i < dsp->n_fns; i++) {
+        for (struct env *env = dsp->fns[i].envs; env != NULL; env = env->next) {
+            if (env->inv == NULL && env->state != ENV_DYING)
+                env_shutdown(env);
+        }
+    }
+    if (total_envs(dsp) == 0 && total_in_flight(dsp) == 0 && dsp->drain_done != NULL)
+        event_active(dsp->drain_ev, EV_TIMEOUT, 0);
+}
+
+static void drain_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dispatcher *dsp = arg;
+    void (*done)(void *) = dsp->drain_done;
+
+    if (done == NULL || total_envs(dsp) != 0 || total_in_flight(dsp) != 0)
+        return;
+    dsp->drain_done = NULL;
+    done(dsp->drain_arg);
+}
+
+static void sigchld_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dispatcher *dsp = arg;
+
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        struct env *found = NULL;
+
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid <= 0)
+            break;
+        for (size_t i = 0; i < dsp->n_fns && found == NULL; i++) {
+            for (struct env *env = dsp->fns[i].envs; env != NULL; env = env->next) {
+                if (env->pid == pid) {
+                    found = env;
+                    break;
+                }
+            }
+        }
+        if (found != NULL)
+            env_reaped(found, status);
+    }
+}
+
+static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dispatcher *dsp = arg;
+
+    for (size_t i = 0; i < dsp->n_fns; i++) {
+        for (struct env *env = dsp->fns[i].envs; env != NULL; env = env->next)
+            env_watchdog(env);
+    }
+}
+
+/* Bring the function's provisioned environments back to their configured number. */
+static void provision(struct function *fn)
+{
+    struct sy_error err;
+
+    while (!fn->dsp->draining && fn->n_provisioned_live < (unsigned)fn->cfg->provisioned_concurrency) {
+        if (env_spawn(fn, 1, &err) == NULL) {
+            struct timeval tv = {.tv_sec = RESPAWN_MS / 1000, .tv_usec = 0};
+
+            log_err("[function:%s] cannot start a provisioned environment: %s; retrying in %d ms",
+                    fn->cfg->name, err.msg, RESPAWN_MS);
+            evtimer_add(fn->respawn, &tv);
+            return;
+        }
+    }
+}
+
+static void respawn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    provision(arg);
+}
+
+/* ---- called by env.c --------------------------------------------------------------------- */
+
+void dispatcher_inv_finish(struct invocation *inv)
+{
+    struct dispatcher *dsp = inv->dsp;
+    struct function *fn = inv->fn;
+
+    if (inv->counted) {
+        fn->in_flight--;
+        if (!inv->reserved_slot)
+            dsp->unreserved_in_flight--;
+        inv->counted = 0;
+    }
+    inv_complete(inv);
+    drain_progress(dsp);
+}
+
+void dispatcher_env_free_again(struct env *env)
+{
+    struct dispatcher *dsp = env->fn->dsp;
+
+    if (dsp->draining) {
+        env_shutdown(env);
+        return;
+    }
+    if (!env->provisioned)
+        env_idle_arm(env);
+}
+
+void dispatcher_env_gone(struct env *env)
+{
+    struct function *fn = env->fn;
+    struct dispatcher *dsp = fn->dsp;
+
+    if (env->provisioned && !dsp->draining) {
+        struct timeval tv = {.tv_sec = 0, .tv_usec = 0};
+
+        /* Right away after an ordinary death; after a delay if INIT itself keeps failing. */
+        if (env->init_error != NULL || !env->init_done)
+            tv.tv_sec = RESPAWN_MS / 1000;
+        evtimer_add(fn->respawn, &tv);
+    }
+    if (dsp->draining && total_envs(dsp) == 0 && total_in_flight(dsp) == 0 &&
+        dsp->drain_done != NULL)
+        event_active(dsp->drain_ev, EV_TIMEOUT, 0);
+}
+
+/* ---- API --------------------------------------------------------------------------------- */
+
+struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *cfg,
+                                     const char *runtimes_dir, struct sy_error *err)
+{
+    struct dispatcher *dsp = calloc(1, sizeof(*dsp));
+    unsigned reserved = 0;
+    struct timeval wd = {.tv_sec = 0, .tv_usec = WATCHDOG_MS * 1000};
+
+    if (dsp == NULL) {
+        sy_error_set(err, "out of memory");
+        return NULL;
+    }
+    dsp->magic = DISPATCHER_MAGIC;
+    dsp->base = base;
+    dsp->cfg = cfg;
+    dsp->runtimes_dir = strdup(runtimes_dir);
+    dsp->python3 = find_exe("python3", "/usr/bin/python3");
+    dsp->node = find_exe("node", "/usr/bin/node");
+    dsp->bash = find_exe("bash", "/bin/bash");
+    if (dsp->runtimes_dir == NULL || dsp->python3 == NULL || dsp->node == NULL ||
+        dsp->bash == NULL) {
+        sy_error_set(err, "out of memory");
+        goto fail;
+    }
+    {
+        size_t n = strlen(cfg->broker.data_dir) + 8;
+
+        dsp->logs_dir = malloc(n);
+        if (dsp->logs_dir == NULL) {
+            sy_error_set(err, "out of memory");
+            goto fail;
+        }
+        snprintf(dsp->logs_dir, n, "%s/logs", cfg->broker.data_dir);
+        if (mkdir_p(dsp->logs_dir) != 0) {
+            sy_error_set(err, "cannot create %s: %s", dsp->logs_dir, strerror(errno));
+            goto fail;
+        }
+    }
+    dsp->done_ev = event_new(base, -1, 0, done_q_cb, dsp);
+    dsp->drain_ev = event_new(base, -1, 0, drain_ev_cb, dsp);
+    dsp->sigchld_ev = evsignal_new(base, SIGCHLD, sigchld_cb, dsp);
+    if (dsp->done_ev == NULL || dsp->drain_ev == NULL || dsp->sigchld_ev == NULL ||
+        event_add(dsp->sigchld_ev, NULL) != 0) {
+        sy_error_set(err, "cannot set up loop events");
+        goto fail;
+    }
+
+    dsp->n_fns = cfg->n_functions;
+    dsp->fns = calloc(dsp->n_fns ? dsp->n_fns : 1, sizeof(*dsp->fns));
+    if (dsp->fns == NULL) {
+        sy_error_set(err, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < dsp->n_fns; i++) {
+        struct function *fn = &dsp->fns[i];
+        const struct cfg_function *fc = &cfg->functions[i];
+        size_t n = strlen(fc->name) + 128;
+
+        fn->magic = FUNCTION_MAGIC;
+        fn->dsp = dsp;
+        fn->cfg = fc;
+        fn->arn = malloc(n);
+        fn->log_group = malloc(n);
+        fn->respawn = evtimer_new(base, respawn_cb, fn);
+        if (fn->arn == NULL || fn->log_group == NULL || fn->respawn == NULL) {
+            sy_error_set(err, "out of memory");
+            goto fail;
+        }
+        snprintf(fn->arn, n, "arn:aws:lambda:%s:%s:function:%s", cfg->broker.region,
+                 cfg->broker.account_id, fc->name);
+        snprintf(fn->log_group, n, "/aws/lambda/%s", fc->name);
+        if (funclog_open(&fn->log, dsp->logs_dir, fc->name, err) != 0)
+            goto fail;
+        if (fc->reserved_concurrency >= 0)
+            reserved += (unsigned)fc->reserved_concurrency;
+    }
+    dsp->unreserved_cap = (unsigned)cfg->broker.max_concurrency > reserved
+                              ? (unsigned)cfg->broker.max_concurrency - reserved
+                              : 0;
+    cgroup_detect(dsp);
+    if (dsp->cgroup_root != NULL) {
+        log_info("memory limits: cgroup %s (%s)", dsp->cgroup_root, dsp->cgroup_v2 ? "v2" : "v1");
+    } else {
+        log_info("memory limits: no writable memory cgroup; watching resident size every %d ms",
+                 WATCHDOG_MS);
+        dsp->watchdog_ev = event_new(base, -1, EV_PERSIST, watchdog_cb, dsp);
+        if (dsp->watchdog_ev != NULL)
+            event_add(dsp->watchdog_ev, &wd);
+    }
+    return dsp;
+fail:
+    dispatcher_destroy(dsp);
+    return NULL;
+}
+
+int dispatcher_start(struct dispatcher *dsp, struct sy_error *err)
+{
+    for (size_t i = 0; i < dsp->n_fns; i++) {
+        struct function *fn = &dsp->fns[i];
+
+        if (fn->cfg->provisioned_concurrency <= 0)
+            continue;
+        while (fn->n_provisioned_live < (unsigned)fn->cfg->provisioned_concurrency) {
+            if (env_spawn(fn, 1, err) == NULL)
+                return SY_EIO;
+        }
+        log_info("[function:%s] %d provisioned environment(s) starting", fn->cfg->name,
+                 fn->cfg->provisioned_concurrency);
+    }
+    return 0;
+}
+
+struct function *dispatcher_function(struct dispatcher *dsp, const char *name)
+{
+    for (size_t i = 0; i < dsp->n_fns; i++) {
+        if (strcmp(dsp->fns[i].cfg->name, name) == 0)
+            return &dsp->fns[i];
+    }
+    return NULL;
+}
+
+size_t dispatcher_function_count(const struct dispatcher *dsp)
+{
+    return dsp->n_fns;
+}
+
+struct function *dispatcher_function_at(struct dispatcher *dsp, size_t i)
+{
+    return i < dsp->n_fns ? &dsp->fns[i] : NULL;
+}
+
+const struct cfg_function *function_cfg(const struct function *fn)
+{
+    return fn->cfg;
+}
+
+const char *function_arn(const struct function *fn)
+{
+    return fn->arn;
+}
+
+void function_env_counts(const struct function *fn, unsigned *total, unsigned *busy)
+{
+    if (total != NULL)
+        *total = fn->n_envs;
+    if (busy != NULL)
+        *busy = fn->n_busy;
+}
+
+/* Pick the environment for a new invocation; spawns one (cold start) when none is free. */
+static struct env *pick_env(struct function *fn, struct sy_error *err)
+{
+    struct env *free_waiting = NULL, *free_any = NULL, *starting = NULL;
+
+    for (struct env *env = fn->envs; env != NULL; env = env->next) {
+        if (env->state == ENV_FREE) {
+            if (env_ready(env)) {
+                free_waiting = env;
+                break;
+            }
+            if (free_any == NULL)
+                free_any = env;
+        } else if (env->state == ENV_STARTING && env->inv == NULL && starting == NULL) {
+            starting = env;
+        }
+    }
+    if (free_waiting != NULL)
+        return free_waiting;
+    if (free_any != NULL)
+        return free_any;
+    if (starting != NULL)
+        return starting;
+    return env_spawn(fn, 0, err);
+}
+
+int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct invoke_req *req,
+                      invoke_done_fn *done, void *arg)
+{
+    struct invocation *inv;
+    const struct cfg_function *fc = fn->cfg;
+    struct env *env;
+    struct sy_error err;
+
+    if (dsp->draining)
+        return SY_ESTATE;
+    inv = calloc(1, sizeof(*inv));
+    if (inv == NULL)
+        return SY_ENOMEM;
+    inv->magic = INV_MAGIC;
+    inv->dsp = dsp;
+    inv->fn = fn;
+    inv->done = done;
+    inv->done_arg = arg;
+    inv->want_log_tail = req->want_log_tail;
+    if (req->request_id != NULL) {
+        snprintf(inv->request_id, sizeof(inv->request_id), "%s", req->request_id);
+    } else {
+        uuid_t uu;
+
+        uuid_generate_random(uu);
+        uuid_unparse_lower(uu, inv->request_id);
+    }
+    inv->payload = malloc(req->payload_len + 1);
+    if (inv->payload == NULL)
+        goto nomem;
+    memcpy(inv->payload, req->payload, req->payload_len);
+    inv->payload[req->payload_len] = '\0';
+    inv->payload_len = req->payload_len;
+    if (req->client_context != NULL) {
+        inv->client_context = strdup(req->client_context);
+        if (inv->client_context == NULL)
+            goto nomem;
+        /* It travels in a header: JSON whitespace may be folded, line breaks may not stay. */
+        for (char *p = inv->client_context; *p; p++) {
+            if (*p == '\r' || *p == '\n')
+                *p = ' ';
+        }
+    }
+    if (req->trace_id != NULL) {
+        inv->trace_id = strdup(req->trace_id);
+    } else {
+        char tid[96];
+
+        make_trace_id(tid, sizeof(tid));
+        inv->trace_id = strdup(tid);
+    }
+    if (inv->trace_id == NULL)
+        goto nomem;
+    if (req->invoked_arn != NULL && (inv->invoked_arn = strdup(req->invoked_arn)) == NULL)
+        goto nomem;
+    if (live_add(dsp, inv) != 0)
+        goto nomem;
+
+    /* Concurrency: reserved functions use their own slots, others the unreserved pool. */
+    if (fc->reserved_concurrency >= 0) {
+        if (fn->in_flight >= (unsigned)fc->reserved_concurrency) {
+            inv->res.status = INVOKE_THROTTLED;
+            inv->res.throttle_reason = "ReservedFunctionConcurrentInvocationLimitExceeded";
+            inv_complete_later(inv);
+            return 0;
+        }
+        inv->reserved_slot = 1;
+    } else if (dsp->unreserved_in_flight >= dsp->unreserved_cap) {
+        inv->res.status = INVOKE_THROTTLED;
+        inv->res.throttle_reason = "ConcurrentInvocationLimitExceeded";
+        inv_complete_later(inv);
+        return 0;
+    }
+    fn->in_flight++;
+    if (!inv->reserved_slot)
+        dsp->unreserved_in_flight++;
+    inv->counted = 1;
+
+    env = pick_env(fn, &err);
+    if (env == NULL) {
+        size_t len;
+        struct buf b = {0};
+
+        log_err("[function:%s] cannot start an execution environment: %s", fc->name, err.msg);
+        fn->in_flight--;
+        if (!inv->reserved_slot)
+            dsp->unreserved_in_flight--;
+        inv->counted = 0;
+        buf_printf(&b, "cannot start an execution environment for %s: %s", fc->name, err.msg);
+        inv->res_body = buf_take(&b, &len);
+        inv->res.status = INVOKE_SERVICE_ERROR;
+        inv->res.body = inv->res_body;
+        inv->res.body_len = len;
+        inv_complete_later(inv);
+        return 0;
+    }
+    if (env->state == ENV_FREE && env->init_done)
+        dsp->stats.warm_starts++;
+    env_assign(env, inv);
+    return 0;
+nomem:
+    inv_free(inv);
+    return SY_ENOMEM;
+}
+
+void dispatcher_cancel(struct dispatcher *dsp, void *arg)
+{
+    for (size_t i = 0; i < dsp->n_live; i++) {
+        if (dsp->live[i]->done_arg == arg)
+            dsp->live[i]->done = NULL;
+    }
+}
+
+void dispatcher_drain(struct dispatcher *dsp, void (*done)(void *arg), void *arg)
+{
+    dsp->draining = 1;
+    dsp->drain_done = done;
+    dsp->drain_arg = arg;
+    for (size_t i = 0; i < dsp->n_fns; i++)
+        evtimer_del(dsp->fns[i].respawn);
+    log_info("draining: %u invocation(s) in flight, %u environment(s) to stop",
+             total_in_flight(dsp), total_envs(dsp));
+    drain_progress(dsp);
+    if (total_envs(dsp) == 0 && total_in_flight(dsp) == 0)
+        event_active(dsp->drain_ev, EV_TIMEOUT, 0);
+}
+
+void dispatcher_stats(const struct dispatcher *dsp, struct dispatcher_stats *out)
+{
+    *out = dsp->stats;
+    out->in_flight = total_in_flight(dsp);
+    out->environments = total_envs(dsp);
+}
+
+void dispatcher_destroy(struct dispatcher *dsp)
+{
+    if (dsp == NULL)
+        return;
+    for (size_t i = 0; dsp->fns != NULL && i < dsp->n_fns; i++) {
+        struct function *fn = &dsp->fns[i];
+
+        while (fn->envs != NULL) {
+            struct env *env = fn->envs;
+
+            if (env->inv != NULL) { /* never answered: the caller is going away too */
+                env->inv->done = NULL;
+                env->inv->counted = 0;
+                live_remove(dsp, env->inv);
+                inv_free(env->inv);
+                env->inv = NULL;
+            }
+            env_destroy(env);
+        }
+        funclog_close(&fn->log);
+        if (fn->respawn != NULL)
+            event_free(fn->respawn);
+        free(fn->arn);
+        free(fn->log_group);
+    }
+    /* Throttled/failed invocations still waiting for their deferred completion. */
+    while (dsp->done_q != NULL) {
+        struct invocation *inv = dsp->done_q;
+
+        dsp->done_q = inv->next_done;
+        live_remove(dsp, inv);
+        inv_free(inv);
+    }
+    free(dsp->live);
+    if (dsp->watchdog_ev != NULL)
+        event_free(dsp->watchdog_ev);
+    if (dsp->cgroup_root != NULL) {
+        rmdir(dsp->cgroup_root);
+        free(dsp->cgroup_root);
+    }
+    if (dsp->done_ev != NULL)
+        event_free(dsp->done_ev);
+    if (dsp->drain_ev != NULL)
+        event_free(dsp->drain_ev);
+    if (dsp->sigchld_ev != NULL)
+        event_free(dsp->sigchld_ev);
+    free(dsp->fns);
+    free(dsp->logs_dir);
+    free(dsp->runtimes_dir);
+    free(dsp->python3);
+    free(dsp->node);
+    free(dsp->bash);
+    dsp->magic = 0;
+    free(dsp);
+}

@@ -1,0 +1,134 @@
+/*
+ * dispatcher/dispatcher.h - functions, execution environments and synchronous invocation
+ * (the API of dispatcher/ for broker/ and, later, mappings/ and the async queue).
+ *
+ * A dispatcher owns the function registry built from a `struct cfg`, a pool of execution
+ * environments per function (child processes speaking the Lambda Runtime API to a loopback
+ * listener of their own), and the concurrency accounting (broker-wide max_concurrency,
+ * per-function reserved concurrency).
+ *
+ * Everything here is loop-thread only. Callbacks never run synchronously from the call that
+ * registers them (libuv's rule): if a function taking a callback returns an error, the callback
+ * never runs; if it returns 0, the callback runs exactly once, later.
+ */
+#ifndef SY_DISPATCHER_H
+#define SY_DISPATCHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../broker/errors.h"
+
+struct event_base;
+struct cfg;
+struct cfg_function;
+struct dispatcher;
+struct function;
+
+/* Payload limits (Lambda's, in bytes). */
+#define SY_SYNC_PAYLOAD_MAX 6291456u    /* 6 MiB: sync request and response */
+#define SY_RESPONSE_PAYLOAD_MAX 6291556u /* 6 MiB + 100: what the Runtime API accepts */
+#define SY_ASYNC_PAYLOAD_MAX 1048576u   /* 1 MiB: Event invocations */
+
+/* How an invocation ended. */
+enum invoke_status {
+    INVOKE_OK,             /* the function returned a result (body = result bytes) */
+    INVOKE_FUNCTION_ERROR, /* handler raised, timed out, crashed, init failed, response too
+                              large: body = Lambda error JSON, X-Amz-Function-Error: Unhandled */
+    INVOKE_THROTTLED,      /* no concurrency available: 429, throttle_reason set */
+    INVOKE_SERVICE_ERROR,  /* the broker could not run it at all (spawn failed, shutting
+                              down): 5xx, body = message */
+};
+
+/* The outcome handed to an invoke_done_fn. Borrowed: valid only during the callback. */
+struct invoke_result {
+    enum invoke_status status;
+    const char *request_id;      /* always set */
+    const char *body;            /* response or error JSON; may be empty, never NULL */
+    size_t body_len;
+    const char *content_type;    /* of body; NULL = application/json */
+    const char *error_type;      /* for INVOKE_FUNCTION_ERROR: errorType (e.g. Sandbox.Timedout) */
+    const char *throttle_reason; /* for INVOKE_THROTTLED: Lambda's TooManyRequests Reason */
+    const char *log_tail;        /* with want_log_tail: last 4 KB of this invocation's log */
+    size_t log_tail_len;
+    const char *executed_version; /* "$LATEST" */
+};
+
+typedef void invoke_done_fn(const struct invoke_result *res, void *arg);
+
+/* One synchronous invocation request. Strings are borrowed for the call only (copied). */
+struct invoke_req {
+    const char *payload;        /* the event bytes (already validated as JSON by the caller) */
+    size_t payload_len;
+    const char *request_id;     /* NULL: a new UUID is generated */
+    const char *client_context; /* decoded X-Amz-Client-Context JSON, or NULL */
+    const char *trace_id;       /* X-Amzn-Trace-Id, or NULL: one is generated */
+    const char *invoked_arn;    /* the ARN as invoked, or NULL for the unqualified ARN */
+    int want_log_tail;          /* collect the log tail (X-Amz-Log-Type: Tail) */
+};
+
+/* Counters for /healthz, status and tests. */
+struct dispatcher_stats {
+    uint64_t invocations;  /* completed, any outcome */
+    uint64_t errors;       /* INVOKE_FUNCTION_ERROR outcomes */
+    uint64_t throttles;    /* INVOKE_THROTTLED outcomes */
+    uint64_t cold_starts;  /* environments spawned */
+    uint64_t warm_starts;  /* invocations served by an already-initialised environment */
+    uint64_t timeouts;
+    uint64_t crashes;
+    unsigned in_flight;    /* invocations running now */
+    unsigned environments; /* live environments */
+};
+
+/*
+ * Build the registry and pools from CFG (borrowed: must outlive the dispatcher). Creates
+ * data_dir/logs. RUNTIMES_DIR is the directory holding python3/, node/, shell/ bootstraps.
+ * No process is spawned yet. Returns new (dispatcher_destroy()) or NULL with ERR filled.
+ */
+struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *cfg,
+                                     const char *runtimes_dir, struct sy_error *err);
+
+/* Start provisioned environments. Returns 0 or a negative SY_E* (ERR filled). */
+int dispatcher_start(struct dispatcher *dsp, struct sy_error *err);
+
+/* Function by name (borrowed, valid for the dispatcher's life), or NULL. */
+struct function *dispatcher_function(struct dispatcher *dsp, const char *name);
+
+/* Number of functions and the I-th one, in config order. */
+size_t dispatcher_function_count(const struct dispatcher *dsp);
+struct function *dispatcher_function_at(struct dispatcher *dsp, size_t i);
+
+/* The config of a function (borrowed). */
+const struct cfg_function *function_cfg(const struct function *fn);
+/* `arn:aws:lambda:REGION:ACCOUNT:function:NAME` (borrowed). */
+const char *function_arn(const struct function *fn);
+/* Live environments of FN and how many of them are busy. */
+void function_env_counts(const struct function *fn, unsigned *total, unsigned *busy);
+
+/*
+ * Invoke FN synchronously. On 0, DONE runs exactly once later with the outcome (including
+ * throttles and errors, which are outcomes, not return codes). Returns SY_ESTATE when the
+ * dispatcher is draining (DONE not called), SY_ENOMEM on allocation failure.
+ * The returned invocation id is not exposed; use dispatcher_cancel() with ARG to give up
+ * waiting (the caller went away): DONE is then never called, but the function keeps running
+ * to completion so the environment stays consistent.
+ */
+int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct invoke_req *req,
+                      invoke_done_fn *done, void *arg);
+
+/* Forget the DONE callback of every pending invocation registered with ARG. */
+void dispatcher_cancel(struct dispatcher *dsp, void *arg);
+
+/*
+ * Graceful stop: refuse new invocations, let in-flight ones finish (each bounded by its
+ * timeout), then shut every environment down (SIGTERM, grace period, SIGKILL). DONE(ARG) runs
+ * once when all environments have exited.
+ */
+void dispatcher_drain(struct dispatcher *dsp, void (*done)(void *arg), void *arg);
+
+void dispatcher_stats(const struct dispatcher *dsp, struct dispatcher_stats *out);
+
+/* Kill any remaining child (SIGKILL) and free everything. NULL is a no-op. */
+void dispatcher_destroy(struct dispatcher *dsp);
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * dispatcher/dispatcher_int.h - struct bodies shared inside dispatcher/ (never included from
+ * other folders).
+ *
+ * Ownership in one picture:
+ *   dispatcher ─owns→ functions[] ─owns→ envs (list) ─owns→ rtapi, pipes, timers
+ *                                  └owns→ funclog
+ *   invocation: owned by the dispatcher from dispatcher_invoke() until its done callback has
+ *   run (or it was cancelled and its environment let go of it); an env borrows its current one.
+ */
+#ifndef SY_DISPATCHER_INT_H
+#define SY_DISPATCHER_INT_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "../broker/util/buf.h"
+#include "dispatcher.h"
+
+struct event;
+struct rtapi;
+struct env;
+
+#define FUNCTION_MAGIC 0x46554e43u /* "FUNC" */
+#define ENV_MAGIC 0x454e5621u      /* "ENV!" */
+#define INV_MAGIC 0x494e5621u      /* "INV!" */
+
+/* Per-function log file: <data_dir>/logs/<function>.log (see funclog.c). */
+struct funclog {
+    FILE *fp;
+    char *path;
+};
+
+int funclog_open(struct funclog *fl, const char *dir, const char *name, struct sy_error *err);
+/* One user line, stored as `<ISO time>\t<request id or ->\t<line>`. */
+void funclog_line(struct funclog *fl, const char *request_id, const char *line, size_t len);
+/* One platform line (START, END, REPORT, INIT_START...), stored as is. */
+void funclog_platform(struct funclog *fl, const char *line);
+void funclog_close(struct funclog *fl);
+
+enum inv_state {
+    INV_ASSIGNED, /* bound to an environment that is not ready yet (cold start) */
+    INV_RUNNING,  /* event delivered to the runtime */
+    INV_DONE,     /* outcome known; waiting to be completed */
+};
+
+struct invocation {
+    unsigned magic;
+    struct dispatcher *dsp;
+    struct function *fn;
+    enum inv_state state;
+    char request_id[40];
+    char *payload;
+    size_t payload_len;
+    char *client_context;
+    char *trace_id;
+    char *invoked_arn;
+    int want_log_tail;
+    invoke_done_fn *done; /* NULL once cancelled */
+    void *done_arg;
+    struct env *env;      /* borrowed while ASSIGNED/RUNNING */
+    uint64_t start_us;    /* event delivered */
+    int counted;          /* holds a concurrency slot */
+    int reserved_slot;    /* the slot is the function's reserved one (else unreserved pool) */
+    struct buf log;       /* this invocation's log lines (tail kept bounded) */
+    /* outcome */
+    struct invoke_result res;
+    char *res_body;       /* owned */
+    char *res_ctype;      /* owned */
+    char *res_etype;      /* owned */
+    struct invocation *next_done; /* deferred-completion queue */
+};
+
+enum env_state {
+    ENV_STARTING, /* spawned; INIT running (no `next` yet) */
+    ENV_FREE,     /* initialised, no invocation */
+    ENV_BUSY,     /* an invocation is assigned or running */
+    ENV_DYING,    /* killed or shutting down; never assigned again */
+};
+
+struct env {
+    unsigned magic;
+    struct function *fn;
+    struct env *prev, *next;
+    enum env_state state;
+    pid_t pid;
+    int provisioned;
+    int init_done;         /* the runtime has called `next` once */
+    int init_reported;     /* Init Duration already put on a REPORT line */
+    uint64_t spawned_us;
+    double init_ms;
+    struct rtapi *api;
+    struct invocation *inv;
+    char id[33];            /* 32 hex, the log stream suffix */
+    char stream[96];        /* AWS_LAMBDA_LOG_STREAM_NAME */
+    int out_fd, err_fd;
+    struct event *out_ev, *err_ev;
+    struct buf out_line, err_line; /* partial lines */
+    struct event *timer;    /* init timeout, invoke timeout, idle reap, kill grace */
+    int timer_kind;
+    int status_fd;          /* /proc/PID/status, for VmHWM/VmRSS */
+    char *cgroup;           /* our memory cgroup directory, or NULL */
+    char *init_error;       /* body posted to /runtime/init/error (owned) */
+    char *init_error_type;
+    int exit_reason;        /* why we killed it (ENV_KILL_*), for messages */
+};
+
+struct function {
+    unsigned magic;
+    struct dispatcher *dsp;
+    const struct cfg_function *cfg;
+    char *arn;
+    char *log_group;
+    struct env *envs;
+    unsigned n_envs;
+    unsigned n_busy;
+    unsigned in_flight;      /* invocations holding a slot */
+    unsigned n_provisioned_live;
+    struct funclog log;
+    struct event *respawn;   /* re-creates provisioned environments after a death */
+};
+
+struct dispatcher {
+    unsigned magic;
+    struct event_base *base;
+    const struct cfg *cfg;
+    char *runtimes_dir;
+    char *python3;           /* resolved interpreter paths */
+    char *node;
+    char *bash;
+    char *logs_dir;
+    struct function *fns;
+    size_t n_fns;
+    unsigned unreserved_cap;   /* max_concurrency - sum of reserved */
+    unsigned unreserved_in_flight;
+    struct invocation *done_q; /* deferred completions (throttles) */
+    struct event *done_ev;
+    struct event *sigchld_ev;
+    char *cgroup_root;         /* writable memory cgroup parent, or NULL */
+    int cgroup_v2;
+    int draining;
+    void (*drain_done)(void *arg);
+    void *drain_arg;
+    struct event *drain_ev;
+    struct dispatcher_stats stats;
+    struct invocation **live;  /* every invocation not yet completed (dispatcher_cancel) */
+    size_t n_live, cap_live;
+    struct event *watchdog_ev; /* RSS watchdog when no memory cgroup is available */
+};
+
+/* env.c */
+struct env *env_spawn(struct function *fn, int provisioned, struct sy_error *err);
+/* Deliver INV to ENV now if its runtime waits on `next` (else on the next `next`). */
+void env_assign(struct env *env, struct invocation *inv);
+/* SIGTERM the process group, SIGKILL after the grace period. */
+void env_shutdown(struct env *env);
+/* The child was reaped with wait STATUS: finish any invocation and free ENV. */
+void env_reaped(struct env *env, int status);
+/* SIGKILL now and free (dispatcher_destroy). */
+void env_destroy(struct env *env);
+int cgroup_detect(struct dispatcher *dsp);
+/* Kill ENV when its resident size is over its memory limit (no-cgroup fallback). */
+void env_watchdog(struct env *env);
+/* True when the runtime is waiting on `next`. */
+int env_ready(const struct env *env);
+/* Start the idle timer (max_idle_s) of a FREE on-demand environment. */
+void env_idle_arm(struct env *env);
+
+/* dispatcher.c: called by env.c */
+void dispatcher_inv_finish(struct invocation *inv);
+void dispatcher_env_free_again(struct env *env);
+void dispatcher_env_gone(struct env *env);
+
+#endif
