@@ -876,12 +876,12 @@ struct env *env_spawn(struct function *fn, int provisioned, struct sy_error *err
             goto child_fail;
         /* Nothing of the broker's descriptors may leak into user code: close all but 0-2 and
          * the exec-error pipe (which closes itself on exec). */
-        for (int fd = 3; fd < 65536; fd++) {
-            if (fd == execp[1])
-                continue;
-            if (fd > 1024 && fd > execp[1])
-                break;
-            close(fd);
+        if ((execp[1] > 3 && close_range(3, (unsigned)execp[1] - 1, 0) != 0) ||
+            close_range((unsigned)execp[1] + 1, ~0u, 0) != 0) {
+            for (int fd = 3; fd < 4096; fd++) { /* kernels before 5.9 */
+                if (fd != execp[1])
+                    close(fd);
+            }
         }
         execve(sp.argv[0], sp.argv, sp.envp);
     child_fail:
