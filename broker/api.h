@@ -1,0 +1,61 @@
+/*
+ * broker/api.h - the control API: the Lambda Invoke API subset, ListFunctions, GetFunction,
+ * GetFunctionConfiguration, GetFunctionConcurrency, GetAccountSettings, /healthz and /metrics,
+ * served on a `struct httpd` (the broker creates the server and passes api_handle()).
+ *
+ * Authentication: when broker.auth_token is set, every request except `GET /healthz` must
+ * carry the token, either as `Authorization: Bearer <token>` or - so that the AWS CLI and SDKs
+ * work unchanged - as the access key id of a SigV4 `Authorization: AWS4-HMAC-SHA256
+ * Credential=<token>/...` header (`AWS_ACCESS_KEY_ID=<token> aws lambda invoke ...`). The
+ * signature itself is not verified: the broker has no secret key to check it against, so the
+ * token is exactly as strong as a bearer token (use TLS in front of a non-loopback listener).
+ * Without auth_token, Authorization headers are ignored entirely.
+ *
+ * Everything here is loop-thread only.
+ */
+#ifndef SY_API_H
+#define SY_API_H
+
+#include <stddef.h>
+
+#include "../dispatcher/dispatcher.h"
+#include "errors.h"
+
+struct api;
+struct cfg;
+struct httpd_req;
+
+/*
+ * The body limit to give httpd_create(): larger than Lambda's 6 MiB so that bodies just over
+ * the limit are read whole (and answered with Lambda's 413), while anything larger still
+ * reaches api_handle() with httpd_req_too_large() set.
+ */
+#define API_MAX_BODY (SY_SYNC_PAYLOAD_MAX + 64u * 1024u)
+
+/*
+ * Build the API over CFG and DSP (both borrowed: they must outlive the api). Does blocking
+ * file-system work (code sizes and hashes of every function's code dir), so call it before the
+ * loop runs. Returns new (api_destroy()) or NULL with ERR filled.
+ */
+struct api *api_create(const struct cfg *cfg, struct dispatcher *dsp, struct sy_error *err);
+
+/*
+ * The httpd_handler_fn of the control API; ARG is the `struct api *`. Answers REQ now or, for
+ * a synchronous invoke, from the dispatcher's done callback. A client that goes away while
+ * waiting cancels its callback (dispatcher_cancel()).
+ */
+void api_handle(struct httpd_req *req, void *arg);
+
+/*
+ * From now on answer every request with 503 ServiceException (GET /healthz: 503 with status
+ * "draining"). Requests already waiting for their function are still answered normally.
+ */
+void api_set_draining(struct api *api);
+
+/*
+ * Free the API. Every request still waiting must have been closed first (httpd_destroy() runs
+ * their close callbacks). NULL is a no-op.
+ */
+void api_destroy(struct api *api);
+
+#endif

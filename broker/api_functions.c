@@ -1,0 +1,445 @@
+/*
+ * broker/api_functions.c - the read-only function operations: ListFunctions, GetFunction,
+ * GetFunctionConfiguration, GetFunctionConcurrency and GetAccountSettings, plus what they need
+ * to know about each function's code (computed once by api_functions_init()).
+ *
+ * Values that have no real counterpart here, and what we answer instead:
+ *   Runtime      python3 -> python3.11, node -> nodejs18.x (Debian 12's interpreters; the one
+ *                actually run is whatever python3/node is on PATH), shell -> provided,
+ *                provided -> provided.al2023.
+ *   Role         arn:aws:iam::ACCOUNT:role/switchyard (there is no IAM).
+ *   CodeSize     the sum of the sizes of the regular files under the code dir, at startup.
+ *   CodeSha256   base64 SHA-256 over the runtime, the handler and, for every regular file under
+ *                the code dir in path order, its relative path, size and mtime (a fingerprint
+ *                of the tree: Lambda hashes the zip, which we do not have; reading every file
+ *                at startup would be slow for large trees such as node_modules).
+ *   LastModified the config file's mtime.
+ *   RevisionId   a UUID-shaped digest of the name, CodeSha256 and LastModified.
+ *   Code         {"RepositoryType": "Local", "Location": "file://<code dir>"}.
+ * All of it is computed at startup: code edited on disk later shows up in invocations (at the
+ * next cold start) but not in these fields until the broker restarts.
+ */
+#include "api_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "../config/config.h"
+#include "log.h"
+#include "util/b64.h"
+
+#define WALK_MAX_DEPTH 64
+#define WALK_MAX_FILES 200000
+#define LIST_PAGE_MAX 50 /* ListFunctions returns at most 50 per page, whatever MaxItems says */
+
+#if defined(__aarch64__)
+#define API_ARCH "arm64"
+#else
+#define API_ARCH "x86_64"
+#endif
+
+/* ---- the code fingerprint ----------------------------------------------------------------- */
+
+struct walk_file {
+    char *rel;
+    long long size;
+    long long mtime_ns;
+};
+
+struct walk {
+    struct walk_file *files;
+    size_t n, cap;
+    int truncated;
+};
+
+static int walk_add(struct walk *w, const char *rel, const struct stat *st)
+{
+    struct walk_file *f;
+
+    if (w->n == WALK_MAX_FILES) {
+        w->truncated = 1;
+        return 0;
+    }
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        struct walk_file *p = realloc(w->files, cap * sizeof(*p));
+
+        if (p == NULL)
+            return SY_ENOMEM;
+        w->files = p;
+        w->cap = cap;
+    }
+    f = &w->files[w->n];
+    f->rel = strdup(rel);
+    if (f->rel == NULL)
+        return SY_ENOMEM;
+    f->size = (long long)st->st_size;
+    f->mtime_ns = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    w->n++;
+    return 0;
+}
+
+/* Collect the regular files under ROOT/REL. Symlinks are neither followed nor counted. */
+static int walk_dir(struct walk *w, const char *root, const char *rel, int depth)
+{
+    char path[4096];
+    DIR *d;
+    struct dirent *de;
+    int rc = 0;
+
+    if (depth > WALK_MAX_DEPTH) {
+        w->truncated = 1;
+        return 0;
+    }
+    snprintf(path, sizeof(path), "%s%s%s", root, rel[0] ? "/" : "", rel);
+    d = opendir(path);
+    if (d == NULL)
+        return 0; /* unreadable subdirectory: leave it out of the fingerprint */
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        char sub[4096];
+        struct stat st;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if ((size_t)snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", de->d_name) >=
+            sizeof(sub))
+            continue;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", root, sub) >= sizeof(path) ||
+            lstat(path, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            rc = walk_dir(w, root, sub, depth + 1);
+        else if (S_ISREG(st.st_mode))
+            rc = walk_add(w, sub, &st);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int walk_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct walk_file *)a)->rel, ((const struct walk_file *)b)->rel);
+}
+
+static void walk_free(struct walk *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        free(w->files[i].rel);
+    free(w->files);
+}
+
+static void digest_str(EVP_MD_CTX *ctx, const char *s)
+{
+    /* The NUL separates fields, so ("ab","c") and ("a","bc") hash differently. */
+    EVP_DigestUpdate(ctx, s != NULL ? s : "", s != NULL ? strlen(s) + 1 : 1);
+}
+
+static int fninfo_compute(struct api *api, const struct cfg_function *fc, struct api_fninfo *fi,
+                          struct sy_error *err)
+{
+    struct walk w = {0};
+    EVP_MD_CTX *ctx;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char num[64];
+    int rc = 0;
+
+    if (walk_dir(&w, fc->code, "", 0) != 0) {
+        sy_error_set(err, "out of memory while scanning %s", fc->code);
+        walk_free(&w);
+        return SY_ENOMEM;
+    }
+    if (w.truncated)
+        log_warn("[function:%s] code dir %s has over %d files or %d levels; CodeSize and "
+                 "CodeSha256 cover only part of it",
+                 fc->name, fc->code, WALK_MAX_FILES, WALK_MAX_DEPTH);
+    qsort(w.files, w.n, sizeof(*w.files), walk_cmp);
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        sy_error_set(err, "cannot set up SHA-256");
+        rc = SY_ENOMEM;
+        goto out;
+    }
+    digest_str(ctx, cfg_runtime_name(fc->runtime));
+    digest_str(ctx, fc->handler);
+    fi->code_size = 0;
+    for (size_t i = 0; i < w.n; i++) {
+        fi->code_size += (uint64_t)w.files[i].size;
+        digest_str(ctx, w.files[i].rel);
+        snprintf(num, sizeof(num), "%lld %lld", w.files[i].size, w.files[i].mtime_ns);
+        digest_str(ctx, num);
+    }
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    b64_encode(md, mdlen, fi->code_sha256);
+
+    /* RevisionId: changes whenever the code fingerprint or the config file changes. */
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    digest_str(ctx, fc->name);
+    digest_str(ctx, fi->code_sha256);
+    digest_str(ctx, api->last_modified);
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    snprintf(fi->revision_id, sizeof(fi->revision_id),
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", md[0], md[1],
+             md[2], md[3], md[4], md[5], md[6], md[7], md[8], md[9], md[10], md[11], md[12], md[13],
+             md[14], md[15]);
+out:
+    EVP_MD_CTX_free(ctx);
+    walk_free(&w);
+    return rc;
+}
+
+int api_functions_init(struct api *api, struct sy_error *err)
+{
+    const struct cfg *cfg = api->cfg;
+    struct stat st;
+    struct tm tm;
+    time_t mt = 0;
+
+    if (stat(cfg->path, &st) == 0)
+        mt = st.st_mtim.tv_sec;
+    gmtime_r(&mt, &tm);
+    strftime(api->last_modified, sizeof(api->last_modified), "%Y-%m-%dT%H:%M:%S.000+0000", &tm);
+
+    api->n_fninfo = cfg->n_functions;
+    api->fninfo = calloc(cfg->n_functions ? cfg->n_functions : 1, sizeof(*api->fninfo));
+    if (api->fninfo == NULL) {
+        sy_error_set(err, "out of memory");
+        return SY_ENOMEM;
+    }
+    api->total_code_size = 0;
+    for (size_t i = 0; i < cfg->n_functions; i++) {
+        if (fninfo_compute(api, &cfg->functions[i], &api->fninfo[i], err) != 0)
+            return SY_ENOMEM;
+        api->total_code_size += api->fninfo[i].code_size;
+    }
+    return 0;
+}
+
+/* ---- FunctionConfiguration ---------------------------------------------------------------- */
+
+static const char *lambda_runtime(enum cfg_runtime rt)
+{
+    switch (rt) {
+    case CFG_RUNTIME_PYTHON3:
+        return "python3.11";
+    case CFG_RUNTIME_NODE:
+        return "nodejs18.x";
+    case CFG_RUNTIME_SHELL:
+        return "provided";
+    case CFG_RUNTIME_PROVIDED:
+    default:
+        return "provided.al2023";
+    }
+}
+
+/* Index of FN in the config (the dispatcher keeps config order). */
+static size_t fn_index(struct api *api, const struct function *fn)
+{
+    for (size_t i = 0; i < dispatcher_function_count(api->dsp); i++) {
+        if (dispatcher_function_at(api->dsp, i) == fn)
+            return i;
+    }
+    return 0;
+}
+
+#define FC_LIST 0x1 /* ListFunctions: FunctionArn with :$LATEST, no State/LastUpdateStatus */
+
+/* FunctionConfiguration of FN as a new JSON object (NULL on allocation failure). */
+static json_t *fn_config_json(struct api *api, const struct function *fn, unsigned flags)
+{
+    const struct cfg_function *fc = function_cfg(fn);
+    const struct api_fninfo *fi = &api->fninfo[fn_index(api, fn)];
+    char arn[300], role[96], group[96];
+    json_t *o = json_object();
+    json_t *vars;
+
+    if (o == NULL)
+        return NULL;
+    snprintf(arn, sizeof(arn), "%s%s", function_arn(fn), (flags & FC_LIST) ? ":$LATEST" : "");
+    snprintf(role, sizeof(role), "arn:aws:iam::%s:role/switchyard", api->cfg->broker.account_id);
+    snprintf(group, sizeof(group), "/aws/lambda/%s", fc->name);
+    json_object_set_new(o, "FunctionName", json_string(fc->name));
+    json_object_set_new(o, "FunctionArn", json_string(arn));
+    json_object_set_new(o, "Runtime", json_string(lambda_runtime(fc->runtime)));
+    json_object_set_new(o, "Role", json_string(role));
+    if (fc->handler != NULL)
+        json_object_set_new(o, "Handler", json_string(fc->handler));
+    json_object_set_new(o, "CodeSize", json_integer((json_int_t)fi->code_size));
+    json_object_set_new(o, "Description", json_string(""));
+    json_object_set_new(o, "Timeout", json_integer(fc->timeout_s));
+    json_object_set_new(o, "MemorySize", json_integer(fc->memory_mb));
+    json_object_set_new(o, "LastModified", json_string(api->last_modified));
+    json_object_set_new(o, "CodeSha256", json_string(fi->code_sha256));
+    json_object_set_new(o, "Version", json_string("$LATEST"));
+    if (fc->n_environment > 0) {
+        vars = json_object();
+        for (size_t i = 0; i < fc->n_environment; i++)
+            json_object_set_new(vars, fc->environment[i].name,
+                                json_string(fc->environment[i].value));
+        json_object_set_new(o, "Environment", json_pack("{s:o}", "Variables", vars));
+    }
+    json_object_set_new(o, "TracingConfig", json_pack("{s:s}", "Mode", "PassThrough"));
+    json_object_set_new(o, "RevisionId", json_string(fi->revision_id));
+    if (!(flags & FC_LIST)) {
+        json_object_set_new(o, "State", json_string("Active"));
+        json_object_set_new(o, "LastUpdateStatus", json_string("Successful"));
+    }
+    json_object_set_new(o, "PackageType", json_string("Zip"));
+    json_object_set_new(o, "Architectures", json_pack("[s]", API_ARCH));
+    json_object_set_new(o, "EphemeralStorage", json_pack("{s:i}", "Size", 512));
+    json_object_set_new(o, "SnapStart",
+                        json_pack("{s:s,s:s}", "ApplyOn", "None", "OptimizationStatus", "Off"));
+    json_object_set_new(o, "LoggingConfig",
+                        json_pack("{s:s,s:s}", "LogFormat", "Text", "LogGroup", group));
+    return o;
+}
+
+/* Answer CALL with ROOT (taken) as compact JSON. */
+static void reply_json(struct api_call *call, int status, json_t *root)
+{
+    char *s = root != NULL ? json_dumps(root, JSON_COMPACT) : NULL;
+
+    json_decref(root);
+    if (s == NULL) {
+        api_reply_error(call, API_E_SERVICE, "out of memory");
+        return;
+    }
+    api_reply_take(call, status, (const char *const[]){"Content-Type", "application/json", NULL}, s,
+                   strlen(s));
+}
+
+/* ---- operations --------------------------------------------------------------------------- */
+
+void api_list_functions(struct api_call *call, const char *arg)
+{
+    struct api *api = call->api;
+    struct httpd_req *req = call->req;
+    size_t n = dispatcher_function_count(api->dsp);
+    size_t start = 0, page = LIST_PAGE_MAX;
+    char marker[128], maxitems[32];
+    json_t *root, *arr;
+
+    if (httpd_req_query_param(req, "MaxItems", maxitems, sizeof(maxitems)) != NULL) {
+        char *end;
+        long v = strtol(maxitems, &end, 10);
+
+        if (end == maxitems || *end != '\0' || v < 1 || v > 10000) {
+            api_reply_error(call, API_E_VALIDATION,
+                            "1 validation error detected: Value '%s' at 'maxItems' failed to "
+                            "satisfy constraint: Member must have value between 1 and 10000",
+                            maxitems);
+            return;
+        }
+        if ((size_t)v < page)
+            page = (size_t)v;
+    }
+    /* Our marker is the name of the first function of the next page. */
+    if (httpd_req_query_param(req, "Marker", marker, sizeof(marker)) != NULL && marker[0]) {
+        struct function *fn = dispatcher_function(api->dsp, marker);
+
+        if (fn == NULL) {
+            api_reply_error(call, API_E_BAD_PARAM, "Invalid Marker '%.100s'", marker);
+            return;
+        }
+        start = fn_index(api, fn);
+    }
+    root = json_object();
+    arr = json_array();
+    if (root == NULL || arr == NULL) {
+        json_decref(root);
+        json_decref(arr);
+        api_reply_error(call, API_E_SERVICE, "out of memory");
+        return;
+    }
+    for (size_t i = start; i < n && i < start + page; i++)
+        json_array_append_new(arr,
+                              fn_config_json(api, dispatcher_function_at(api->dsp, i), FC_LIST));
+    json_object_set_new(root, "Functions", arr);
+    if (start + page < n)
+        json_object_set_new(
+            root, "NextMarker",
+            json_string(function_cfg(dispatcher_function_at(api->dsp, start + page))->name));
+    reply_json(call, 200, root);
+}
+
+/* Resolve ARG (+ ?Qualifier=) or answer; NULL means CALL was answered. */
+static struct function *resolve(struct api_call *call, const char *arg)
+{
+    char qbuf[160], qual[136];
+
+    return api_resolve_function(call, arg,
+                                httpd_req_query_param(call->req, "Qualifier", qbuf, sizeof(qbuf)),
+                                qual, sizeof(qual));
+}
+
+void api_get_function(struct api_call *call, const char *arg)
+{
+    struct function *fn = resolve(call, arg);
+    const struct cfg_function *fc;
+    json_t *root;
+    char loc[4200];
+
+    if (fn == NULL)
+        return;
+    fc = function_cfg(fn);
+    snprintf(loc, sizeof(loc), "file://%s", fc->code);
+    root = json_pack("{s:o,s:{s:s,s:s}}", "Configuration", fn_config_json(call->api, fn, 0), "Code",
+                     "RepositoryType", "Local", "Location", loc);
+    if (root != NULL && fc->reserved_concurrency >= 0)
+        json_object_set_new(
+            root, "Concurrency",
+            json_pack("{s:i}", "ReservedConcurrentExecutions", fc->reserved_concurrency));
+    reply_json(call, 200, root);
+}
+
+void api_get_function_config(struct api_call *call, const char *arg)
+{
+    struct function *fn = resolve(call, arg);
+
+    if (fn == NULL)
+        return;
+    reply_json(call, 200, fn_config_json(call->api, fn, 0));
+}
+
+void api_get_concurrency(struct api_call *call, const char *arg)
+{
+    struct function *fn = resolve(call, arg);
+    const struct cfg_function *fc;
+
+    if (fn == NULL)
+        return;
+    fc = function_cfg(fn);
+    /* Unset reserved concurrency: Lambda answers an empty object. */
+    reply_json(call, 200,
+               fc->reserved_concurrency >= 0
+                   ? json_pack("{s:i}", "ReservedConcurrentExecutions", fc->reserved_concurrency)
+                   : json_object());
+}
+
+void api_account_settings(struct api_call *call, const char *arg)
+{
+    const struct cfg *cfg = call->api->cfg;
+    long long reserved = 0;
+
+    for (size_t i = 0; i < cfg->n_functions; i++) {
+        if (cfg->functions[i].reserved_concurrency > 0)
+            reserved += cfg->functions[i].reserved_concurrency;
+    }
+    reply_json(call, 200,
+               json_pack("{s:{s:I,s:I,s:I,s:i,s:I},s:{s:I,s:I}}", "AccountLimit", "TotalCodeSize",
+                         (json_int_t)80530636800LL, "CodeSizeUnzipped", (json_int_t)262144000,
+                         "CodeSizeZipped", (json_int_t)52428800, "ConcurrentExecutions",
+                         cfg->broker.max_concurrency, "UnreservedConcurrentExecutions",
+                         (json_int_t)(cfg->broker.max_concurrency - reserved), "AccountUsage",
+                         "TotalCodeSize", (json_int_t)call->api->total_code_size, "FunctionCount",
+                         (json_int_t)cfg->n_functions));
+}

@@ -1,0 +1,601 @@
+/*
+ * broker/cli.c - the `switchyard` command line (see cli.h and `switchyard --help`).
+ *
+ * `run` and `validate` work on a config file; `invoke` and `status` talk to a running broker
+ * over its control API with the blocking client of httpc.c. Which broker: `--endpoint`, else
+ * $SWITCHYARD_ENDPOINT, else the endpoint recorded in <data_dir>/broker.json of the config
+ * (`--config FILE`, or ./switchyard.yaml when present), else the config's listen address when
+ * its port is fixed, else http://127.0.0.1:9001. The token: `--token`, else $SWITCHYARD_TOKEN,
+ * else the config's auth_token.
+ *
+ * Exit statuses: 0 success, 1 failure, 2 usage error; every failure prints one line
+ * `switchyard: ...` on stderr.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "../config/config.h"
+#include "broker.h"
+#include "httpc.h"
+#include "metrics_list.h"
+#include "util/b64.h"
+#include "util/buf.h"
+
+#ifndef SY_VERSION
+#define SY_VERSION "unknown"
+#endif
+
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+#define DEFAULT_ENDPOINT "http://127.0.0.1:9001"
+#define CONNECT_MS 5000
+#define INVOKE_READ_MS (960 * 1000) /* above the longest timeout (900 s) plus INIT */
+#define STATUS_READ_MS (10 * 1000)
+#define PAYLOAD_FILE_MAX (64u * 1024u * 1024u)
+
+static const char usage_text[] =
+    "usage: switchyard COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG                 run the broker in the foreground (logs on stderr;\n"
+    "                             SIGTERM/SIGINT drain and stop, a second one stops at once)\n"
+    "  validate CONFIG            check a config file; print every error as\n"
+    "                             FILE:LINE:COL: path: reason\n"
+    "  invoke NAME [options]      invoke a function and print its response on stdout\n"
+    "      --payload JSON|@FILE   the event (default {}); @- reads stdin\n"
+    "      --async                asynchronous invocation (X-Amz-Invocation-Type: Event)\n"
+    "      --dry-run              only check that the function exists and the payload parses\n"
+    "      --log-tail             print the invocation's log tail on stderr\n"
+    "  status                     show the broker's functions, environments and counters\n"
+    "  dlq ...                    dead-letter queues (not in this build yet)\n"
+    "  --help, --version\n"
+    "\n"
+    "options of invoke and status:\n"
+    "  --endpoint URL             the broker (default: $SWITCHYARD_ENDPOINT, else broker.json\n"
+    "                             in the config's data_dir, else " DEFAULT_ENDPOINT ")\n"
+    "  --token TOKEN              bearer token (default: $SWITCHYARD_TOKEN, else the config's\n"
+    "                             auth_token)\n"
+    "  --config FILE              config used to find the endpoint and token (default:\n"
+    "                             ./switchyard.yaml when present)\n"
+    "\n"
+    "exit status: 0 success, 1 failure, 2 usage error\n";
+
+static void fail_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void fail_msg(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("switchyard: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* ---- option parsing ----------------------------------------------------------------------- */
+
+struct opt {
+    const char *name; /* "--payload" */
+    int has_value;
+    const char **value; /* where a value goes */
+    int *flag;          /* where a flag goes */
+};
+
+/*
+ * Parse ARGV[1..ARGC) of VERB into OPTS and up to MAXPOS positional arguments (POS, *NPOS).
+ * Accepts `--opt value` and `--opt=value`; `--` ends the options. Returns 0 or EXIT_USAGE
+ * (message printed).
+ */
+static int parse_opts(const char *verb, int argc, char **argv, const struct opt *opts,
+                      const char **pos, int maxpos, int *npos)
+{
+    int only_pos = 0;
+
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const struct opt *o = NULL;
+        const char *eq;
+        size_t nlen;
+
+        if (only_pos || a[0] != '-' || strcmp(a, "-") == 0) {
+            if (*npos == maxpos) {
+                fail_msg("%s: unexpected argument '%s' (see switchyard --help)", verb, a);
+                return EXIT_USAGE;
+            }
+            pos[(*npos)++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        eq = strchr(a, '=');
+        nlen = eq ? (size_t)(eq - a) : strlen(a);
+        for (const struct opt *p = opts; p != NULL && p->name != NULL; p++) {
+            if (strlen(p->name) == nlen && strncmp(p->name, a, nlen) == 0) {
+                o = p;
+                break;
+            }
+        }
+        if (o == NULL) {
+            fail_msg("%s: unknown option '%.*s' (see switchyard --help)", verb, (int)nlen, a);
+            return EXIT_USAGE;
+        }
+        if (!o->has_value) {
+            if (eq != NULL) {
+                fail_msg("%s: option %s takes no value", verb, o->name);
+                return EXIT_USAGE;
+            }
+            *o->flag = 1;
+        } else if (eq != NULL) {
+            *o->value = eq + 1;
+        } else if (i + 1 < argc) {
+            *o->value = argv[++i];
+        } else {
+            fail_msg("%s: option %s needs a value", verb, o->name);
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
+/* ---- finding the broker ------------------------------------------------------------------- */
+
+struct target {
+    char endpoint[600];
+    const char *from; /* where the endpoint came from, for error messages */
+    char *token;      /* owned; NULL = none */
+};
+
+/*
+ * Fill T from the options, the environment and the config. Returns 0, or EXIT_FAIL after
+ * printing why (an explicit --config that does not load).
+ */
+static int resolve_target(const char *opt_endpoint, const char *opt_token, const char *opt_config,
+                          struct target *t)
+{
+    const char *env_ep = getenv("SWITCHYARD_ENDPOINT");
+    const char *env_tok = getenv("SWITCHYARD_TOKEN");
+    const char *config = opt_config;
+    struct cfg *cfg = NULL;
+    struct cfg_errors errs = {0};
+
+    memset(t, 0, sizeof(*t));
+    /*
+     * An implicit ./switchyard.yaml describes the broker of this directory: it supplies the
+     * endpoint (and that broker's token) only when no endpoint was named. With --endpoint or
+     * $SWITCHYARD_ENDPOINT it is ignored, so its token never goes to another broker.
+     */
+    if (config == NULL && (opt_endpoint == NULL || opt_endpoint[0] == '\0') &&
+        (env_ep == NULL || env_ep[0] == '\0') && access("switchyard.yaml", F_OK) == 0)
+        config = "switchyard.yaml";
+    if (config != NULL && (opt_endpoint == NULL || opt_token == NULL)) {
+        cfg = cfg_load(config, &errs);
+        if (cfg == NULL) {
+            if (opt_config != NULL) {
+                for (size_t i = 0; i < errs.n; i++)
+                    fprintf(stderr, "%s\n", errs.msgs[i]);
+                fail_msg("%s: the config does not load (%zu error(s))", config, errs.n);
+                cfg_errors_clear(&errs);
+                return EXIT_FAIL;
+            }
+            /* An implicit ./switchyard.yaml that does not load is simply not used. */
+            cfg_errors_clear(&errs);
+        }
+    }
+
+    if (opt_endpoint != NULL && opt_endpoint[0] != '\0') {
+        snprintf(t->endpoint, sizeof(t->endpoint), "%s", opt_endpoint);
+        t->from = "--endpoint";
+    } else if (env_ep != NULL && env_ep[0] != '\0') {
+        snprintf(t->endpoint, sizeof(t->endpoint), "%s", env_ep);
+        t->from = "$SWITCHYARD_ENDPOINT";
+    } else if (cfg != NULL) {
+        char path[4200];
+        json_t *j;
+        const char *ep;
+
+        snprintf(path, sizeof(path), "%s/broker.json", cfg->broker.data_dir);
+        j = json_load_file(path, 0, NULL);
+        ep = json_string_value(json_object_get(j, "endpoint"));
+        if (ep != NULL && ep[0] != '\0') {
+            snprintf(t->endpoint, sizeof(t->endpoint), "%s", ep);
+            t->from = "broker.json";
+        } else if (cfg->broker.listen_port != 0) {
+            broker_endpoint(cfg->broker.listen_host, cfg->broker.listen_port, 1, t->endpoint,
+                            sizeof(t->endpoint));
+            t->from = "the config's broker.listen";
+        }
+        json_decref(j);
+    }
+    if (t->endpoint[0] == '\0') {
+        snprintf(t->endpoint, sizeof(t->endpoint), "%s", DEFAULT_ENDPOINT);
+        t->from = "the default";
+    }
+
+    if (opt_token != NULL && opt_token[0] != '\0')
+        t->token = strdup(opt_token);
+    else if (env_tok != NULL && env_tok[0] != '\0')
+        t->token = strdup(env_tok);
+    else if (cfg != NULL && cfg->broker.auth_token != NULL && cfg->broker.auth_token[0] != '\0')
+        t->token = strdup(cfg->broker.auth_token);
+    cfg_destroy(cfg);
+    return 0;
+}
+
+/* Refuse an endpoint we cannot talk to before trying. Returns 0 or EXIT_FAIL (printed). */
+static int check_endpoint(const char *what, const struct target *t)
+{
+    struct httpc_url u;
+    struct sy_error err = {{0}};
+
+    if (httpc_parse_url(t->endpoint, &u, &err) == 0)
+        return 0;
+    fail_msg("%s: bad endpoint from %s: %s", what, t->from, err.msg);
+    return EXIT_FAIL;
+}
+
+/* The message member of a Lambda error body (either spelling), or NULL. Borrowed from J. */
+static const char *error_message(json_t *j)
+{
+    const char *m = json_string_value(json_object_get(j, "message"));
+
+    if (m == NULL)
+        m = json_string_value(json_object_get(j, "Message"));
+    if (m == NULL)
+        m = json_string_value(json_object_get(j, "errorMessage"));
+    return m;
+}
+
+/* One line for an HTTP error answer: `STATUS ErrorType: message`. */
+static void print_http_error(const char *what, const struct httpc_resp *resp)
+{
+    const char *etype = httpc_header(resp, "x-amzn-ErrorType");
+    json_t *j = json_loadb(resp->body, resp->body_len, 0, NULL);
+    const char *msg = error_message(j);
+    char shortbody[201];
+
+    if (msg == NULL) {
+        size_t n = resp->body_len < 200 ? resp->body_len : 200;
+
+        memcpy(shortbody, resp->body, n);
+        shortbody[n] = '\0';
+        for (char *p = shortbody; *p; p++) {
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        }
+        msg = shortbody;
+    }
+    fail_msg("%s: %d %s%s%s", what, resp->status, etype ? etype : "", etype ? ": " : "", msg);
+    json_decref(j);
+}
+
+/* ---- run / validate ----------------------------------------------------------------------- */
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *pos[1];
+    int npos;
+
+    if (parse_opts("run", argc, argv, NULL, pos, 1, &npos) != 0)
+        return EXIT_USAGE;
+    if (npos != 1) {
+        fail_msg("run: expected a config file: switchyard run CONFIG");
+        return EXIT_USAGE;
+    }
+    return broker_run(pos[0]);
+}
+
+static int cmd_validate(int argc, char **argv)
+{
+    const char *pos[1];
+    int npos;
+    struct cfg_errors errs = {0};
+    struct cfg *cfg;
+
+    if (parse_opts("validate", argc, argv, NULL, pos, 1, &npos) != 0)
+        return EXIT_USAGE;
+    if (npos != 1) {
+        fail_msg("validate: expected a config file: switchyard validate CONFIG");
+        return EXIT_USAGE;
+    }
+    cfg = cfg_load(pos[0], &errs);
+    if (cfg == NULL) {
+        /* The errors are the reasons, one per line, exactly as cfg_load() words them. */
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        if (errs.n == 0)
+            fail_msg("%s: cannot load the config", pos[0]);
+        cfg_errors_clear(&errs);
+        return EXIT_FAIL;
+    }
+    printf("%s: OK (%zu functions)\n", pos[0], cfg->n_functions);
+    cfg_destroy(cfg);
+    return EXIT_OK;
+}
+
+/* ---- invoke ------------------------------------------------------------------------------- */
+
+/* Read FILE ("-" = stdin) into B. Returns 0 or EXIT_FAIL (message printed). */
+static int read_payload_file(const char *file, struct buf *b)
+{
+    FILE *fp = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
+    char chunk[65536];
+    size_t n;
+
+    if (fp == NULL) {
+        fail_msg("invoke: cannot read payload file %s: %s", file, strerror(errno));
+        return EXIT_FAIL;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+        if (b->len + n > PAYLOAD_FILE_MAX || buf_append(b, chunk, n) != 0) {
+            fail_msg("invoke: payload file %s is too large", file);
+            if (fp != stdin)
+                fclose(fp);
+            return EXIT_FAIL;
+        }
+    }
+    if (ferror(fp)) {
+        fail_msg("invoke: cannot read payload file %s: %s", file, strerror(errno));
+        if (fp != stdin)
+            fclose(fp);
+        return EXIT_FAIL;
+    }
+    if (fp != stdin)
+        fclose(fp);
+    return 0;
+}
+
+static int cmd_invoke(int argc, char **argv)
+{
+    const char *payload = NULL, *endpoint = NULL, *token = NULL, *config = NULL;
+    int async = 0, log_tail = 0, dry_run = 0;
+    const struct opt opts[] = {
+        {"--payload", 1, &payload, NULL}, {"--endpoint", 1, &endpoint, NULL},
+        {"--token", 1, &token, NULL},     {"--config", 1, &config, NULL},
+        {"--async", 0, NULL, &async},     {"--log-tail", 0, NULL, &log_tail},
+        {"--dry-run", 0, NULL, &dry_run}, {NULL, 0, NULL, NULL},
+    };
+    const char *pos[1];
+    int npos, rc = EXIT_FAIL;
+    struct target t = {.from = NULL};
+    struct buf body = {0}, path = {0}, auth = {0}, what = {0};
+    struct httpc_resp resp = {0};
+    struct sy_error err = {{0}};
+    const char *hdrs[12];
+    size_t k = 0;
+    char *esc = NULL;
+    const char *ferr;
+
+    if (parse_opts("invoke", argc, argv, opts, pos, 1, &npos) != 0)
+        return EXIT_USAGE;
+    if (npos != 1) {
+        fail_msg("invoke: expected a function name: switchyard invoke NAME [--payload JSON]");
+        return EXIT_USAGE;
+    }
+    if (async + dry_run > 1) {
+        fail_msg("invoke: --async and --dry-run exclude each other");
+        return EXIT_USAGE;
+    }
+    buf_printf(&what, "invoke %s", pos[0]);
+    if (payload != NULL && payload[0] == '@') {
+        if (read_payload_file(payload + 1, &body) != 0)
+            goto out;
+    } else if (buf_puts(&body, payload != NULL ? payload : "{}") != 0) {
+        fail_msg("%s: out of memory", what.data);
+        goto out;
+    }
+    if (resolve_target(endpoint, token, config, &t) != 0)
+        goto out;
+    if (check_endpoint(what.data, &t) != 0)
+        goto out;
+    esc = httpc_escape_segment(pos[0]);
+    if (esc == NULL || buf_printf(&path, "/2015-03-31/functions/%s/invocations", esc) != 0) {
+        fail_msg("%s: out of memory", what.data);
+        goto out;
+    }
+    hdrs[k++] = "Content-Type";
+    hdrs[k++] = "application/json";
+    hdrs[k++] = "X-Amz-Invocation-Type";
+    hdrs[k++] = async ? "Event" : dry_run ? "DryRun" : "RequestResponse";
+    if (log_tail) {
+        hdrs[k++] = "X-Amz-Log-Type";
+        hdrs[k++] = "Tail";
+    }
+    if (t.token != NULL) {
+        buf_printf(&auth, "Bearer %s", t.token);
+        hdrs[k++] = "Authorization";
+        hdrs[k++] = auth.data;
+    }
+    hdrs[k] = NULL;
+
+    if (httpc_request(t.endpoint, "POST", path.data, hdrs, body.data, body.len, CONNECT_MS,
+                      INVOKE_READ_MS, &resp, &err) != 0) {
+        fail_msg("%s: %s (endpoint %s from %s; is the broker running?)", what.data, err.msg,
+                 t.endpoint, t.from);
+        goto out;
+    }
+    if (resp.status == 200) {
+        const char *lr = httpc_header(&resp, "X-Amz-Log-Result");
+
+        if (log_tail && lr != NULL) {
+            size_t dlen;
+            char *tail = b64_decode_new(lr, strlen(lr), &dlen);
+
+            if (tail != NULL) {
+                fwrite(tail, 1, dlen, stderr);
+                if (dlen > 0 && tail[dlen - 1] != '\n')
+                    fputc('\n', stderr);
+            }
+            free(tail);
+        }
+        fwrite(resp.body, 1, resp.body_len, stdout);
+        if (isatty(STDOUT_FILENO) && resp.body_len > 0 && resp.body[resp.body_len - 1] != '\n')
+            fputc('\n', stdout);
+        fflush(stdout);
+        ferr = httpc_header(&resp, "X-Amz-Function-Error");
+        if (ferr != NULL) {
+            json_t *j = json_loadb(resp.body, resp.body_len, 0, NULL);
+            const char *etype = json_string_value(json_object_get(j, "errorType"));
+            const char *emsg = json_string_value(json_object_get(j, "errorMessage"));
+
+            fail_msg("%s: function error (%s)%s%s%s%s", what.data, ferr, etype ? ": " : "",
+                     etype ? etype : "", emsg ? ": " : "", emsg ? emsg : "");
+            json_decref(j);
+            goto out;
+        }
+        rc = EXIT_OK;
+    } else if (resp.status == 202 || resp.status == 204) {
+        /* Event accepted / DryRun passed: there is no response body to print. */
+        rc = EXIT_OK;
+    } else {
+        print_http_error(what.data, &resp);
+    }
+out:
+    httpc_resp_free(&resp);
+    free(esc);
+    free(t.token);
+    buf_free(&body);
+    buf_free(&path);
+    buf_free(&auth);
+    buf_free(&what);
+    return rc;
+}
+
+/* ---- status ------------------------------------------------------------------------------- */
+
+static long long jint(json_t *o, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    const char *endpoint = NULL, *token = NULL, *config = NULL;
+    const struct opt opts[] = {
+        {"--endpoint", 1, &endpoint, NULL},
+        {"--token", 1, &token, NULL},
+        {"--config", 1, &config, NULL},
+        {NULL, 0, NULL, NULL},
+    };
+    const char *pos[1];
+    int npos, rc = EXIT_FAIL;
+    struct target t = {.from = NULL};
+    struct httpc_resp resp = {0};
+    struct sy_error err = {{0}};
+    struct buf auth = {0};
+    const char *hdrs[3] = {NULL, NULL, NULL};
+    json_t *j = NULL, *detail;
+    const char *name;
+    json_t *fn;
+
+    if (parse_opts("status", argc, argv, opts, pos, 0, &npos) != 0)
+        return EXIT_USAGE;
+    if (resolve_target(endpoint, token, config, &t) != 0)
+        return EXIT_FAIL;
+    if (check_endpoint("status", &t) != 0)
+        goto out;
+    if (t.token != NULL) {
+        buf_printf(&auth, "Bearer %s", t.token);
+        hdrs[0] = "Authorization";
+        hdrs[1] = auth.data;
+    }
+    if (httpc_request(t.endpoint, "GET", "/healthz", hdrs, NULL, 0, CONNECT_MS, STATUS_READ_MS,
+                      &resp, &err) != 0) {
+        fail_msg("status: %s (endpoint %s from %s; is the broker running?)", err.msg, t.endpoint,
+                 t.from);
+        goto out;
+    }
+    j = json_loadb(resp.body, resp.body_len, 0, NULL);
+    if (j == NULL || !json_is_object(j) || json_object_get(j, "status") == NULL) {
+        if (resp.status != 200)
+            print_http_error("status", &resp);
+        else
+            fail_msg("status: %s answered /healthz with something that is not switchyard's "
+                     "health document",
+                     t.endpoint);
+        goto out;
+    }
+    printf("endpoint      %s\n", t.endpoint);
+    printf("status        %s\n", json_string_value(json_object_get(j, "status")));
+    printf("functions     %lld\n", jint(j, "functions"));
+#define STATUS_LINE(field, metric, type, help) printf("%-13s %lld\n", #field, jint(j, #field));
+    METRICS_BROKER(STATUS_LINE)
+#undef STATUS_LINE
+    detail = json_object_get(j, "functions_detail");
+    if (json_object_size(detail) > 0) {
+        printf("\n%-32s %12s %6s\n", "FUNCTION", "ENVIRONMENTS", "BUSY");
+        json_object_foreach(detail, name, fn)
+            printf("%-32s %12lld %6lld\n", name, jint(fn, "environments"), jint(fn, "busy"));
+    }
+    fflush(stdout);
+    if (resp.status == 200) {
+        rc = EXIT_OK;
+    } else {
+        fail_msg("status: the broker at %s is %s (HTTP %d)", t.endpoint,
+                 json_string_value(json_object_get(j, "status")), resp.status);
+    }
+out:
+    json_decref(j);
+    httpc_resp_free(&resp);
+    buf_free(&auth);
+    free(t.token);
+    return rc;
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+int cli_main(int argc, char **argv)
+{
+    const char *verb;
+
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
+        fputs(usage_text, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(verb, "--version") == 0 || strcmp(verb, "-V") == 0 || strcmp(verb, "version") == 0) {
+        printf("switchyard %s\n", SY_VERSION);
+        return EXIT_OK;
+    }
+    /* `switchyard VERB --help` shows the usage too. */
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return EXIT_OK;
+        }
+    }
+    if (strcmp(verb, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(verb, "validate") == 0)
+        return cmd_validate(argc - 1, argv + 1);
+    if (strcmp(verb, "invoke") == 0)
+        return cmd_invoke(argc - 1, argv + 1);
+    if (strcmp(verb, "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
+    if (strcmp(verb, "dlq") == 0) {
+        /* TODO(issue 3): dlq list|show|redrive|purge once the async queue exists. */
+        fail_msg("dlq: the async queue is not available in this build yet");
+        return EXIT_USAGE;
+    }
+    fail_msg("unknown command '%s' (see switchyard --help)", verb);
+    return EXIT_USAGE;
+}

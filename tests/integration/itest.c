@@ -1,0 +1,315 @@
+/*
+ * tests/integration/itest.c - cmocka fixtures, invariants and assertions shared by the
+ * integration tests (see itest.h).
+ */
+#include "itest.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Set when a group setup or teardown failed: see itest_exit_code(). */
+static bool group_failed;
+
+int itest_exit_code(int cmocka_rc)
+{
+    if (cmocka_rc != 0)
+        return cmocka_rc;
+    return group_failed ? 1 : 0;
+}
+
+int itest_group_start(void **state, const char *tag, const char *yaml, const char *const env[])
+{
+    struct itest *t = calloc(1, sizeof(*t));
+
+    *state = t;
+    if (t == NULL)
+        return -1;
+    if (h_broker_init(&t->b, tag) != 0 || h_broker_write_config(&t->b, yaml) != 0 ||
+        h_broker_start(&t->b, env, ITEST_READY_MS) != 0) {
+        t->b.failed = true;
+        group_failed = true;
+        return -1;
+    }
+    return 0;
+}
+
+int itest_group_stop(void **state)
+{
+    struct itest *t = *state;
+    int rc = 0, code;
+
+    if (t == NULL)
+        return 0;
+    if (t->b.proc.pid > 0 && !t->b.proc.reaped) {
+        code = h_broker_stop(&t->b, 10000);
+        if (code != 0) {
+            fprintf(stderr, "itest: broker exit code after SIGTERM is %d, expected 0\n", code);
+            rc = -1;
+        }
+    }
+    if (h_broker_sanitizer_lines(&t->b, 0) > 0)
+        rc = -1;
+    if (rc != 0) {
+        t->b.failed = true;
+        h_broker_dump_logs(&t->b, 0);
+    }
+    if (h_broker_destroy(&t->b) > 0)
+        rc = -1;
+    if (rc != 0)
+        group_failed = true;
+    free(t);
+    *state = NULL;
+    return rc;
+}
+
+void itest_filter_from_env(void)
+{
+    const char *f = getenv("SY_TEST_FILTER");
+
+    if (f != NULL && *f != '\0')
+        cmocka_set_test_filter(f);
+}
+
+int itest_setup(void **state)
+{
+    struct itest *t = *state;
+
+    t->mark = h_broker_log_mark(&t->b);
+    t->ok = false;
+    return 0;
+}
+
+int itest_teardown(void **state)
+{
+    struct itest *t = *state;
+
+    if (!t->ok) {
+        fprintf(stderr, "itest: the test failed; logs follow\n");
+        t->b.failed = true;
+        h_broker_dump_logs(&t->b, t->mark);
+    }
+    return 0;
+}
+
+void itest_end_(struct itest *t, const char *file, int line)
+{
+    if (!h_broker_running(&t->b)) {
+        print_error("broker is not running any more (exit code %d)\n",
+                    h_proc_exit_code(&t->b.proc));
+        _fail(file, line);
+    }
+    if (h_broker_wait_idle(&t->b, 10000) != 0) {
+        print_error("in_flight did not return to 0\n");
+        _fail(file, line);
+    }
+    if (h_broker_sanitizer_lines(&t->b, t->mark) > 0) {
+        print_error("sanitizer report in the broker log\n");
+        _fail(file, line);
+    }
+    t->ok = true;
+}
+
+void itest_invoke_(struct itest *t, const char *fn, const char *payload, size_t len,
+                   const char *const hdrs[], struct h_http_resp *resp, const char *file, int line)
+{
+    if (h_broker_invoke(&t->b, fn, payload, len, hdrs, resp) != 0) {
+        print_error("invoke %s: no HTTP response from the broker\n", fn);
+        _fail(file, line);
+    }
+}
+
+static void print_resp(const struct h_http_resp *resp)
+{
+    char *d = h_http_resp_describe(resp);
+
+    print_error("response was:\n%s\n", d);
+    free(d);
+}
+
+void expect_status_(const struct h_http_resp *resp, int code, const char *file, int line)
+{
+    if (resp->status == code)
+        return;
+    print_error("expected HTTP %d, got %d\n", code, resp->status);
+    print_resp(resp);
+    _fail(file, line);
+}
+
+void expect_header_(const struct h_http_resp *resp, const char *name, const char *value,
+                    const char *file, int line)
+{
+    const char *v = h_http_header(resp, name);
+
+    if (value == NULL && v == NULL)
+        return;
+    if (value != NULL && v != NULL && strcmp(v, value) == 0)
+        return;
+    print_error("expected header %s: %s, got %s\n", name, value ? value : "(absent)",
+                v ? v : "(absent)");
+    print_resp(resp);
+    _fail(file, line);
+}
+
+void expect_contains_(const char *hay, const char *needle, bool want, const char *file, int line)
+{
+    bool has = hay != NULL && strstr(hay, needle) != NULL;
+
+    if (has == want)
+        return;
+    print_error("expected %s\"%s\" in:\n%.4096s\n", want ? "" : "no ", needle,
+                hay ? hay : "(null)");
+    _fail(file, line);
+}
+
+json_t *resp_json_(const struct h_http_resp *resp, const char *file, int line)
+{
+    json_t *j = h_json_parse(resp->body, resp->body_len);
+
+    if (j == NULL) {
+        print_error("response body is not JSON\n");
+        print_resp(resp);
+        _fail(file, line);
+    }
+    return j;
+}
+
+char *resp_log_tail_(const struct h_http_resp *resp, const char *file, int line)
+{
+    const char *b64 = h_http_header(resp, "X-Amz-Log-Result");
+    char *text = b64 != NULL ? h_b64_decode(b64, NULL) : NULL;
+
+    if (text == NULL) {
+        print_error("X-Amz-Log-Result missing or not base64\n");
+        print_resp(resp);
+        _fail(file, line);
+    }
+    return text;
+}
+
+json_t *expect_function_error_(const struct h_http_resp *resp, const char *error_type,
+                               const char *file, int line)
+{
+    json_t *j;
+    const char *type;
+
+    expect_status_(resp, 200, file, line);
+    expect_header_(resp, "X-Amz-Function-Error", "Unhandled", file, line);
+    j = resp_json_(resp, file, line);
+    type = h_json_str(j, "errorType");
+    if (type == NULL || h_json_str(j, "errorMessage") == NULL ||
+        (error_type != NULL && strcmp(type, error_type) != 0)) {
+        print_error("expected a function error body with errorType %s\n",
+                    error_type ? error_type : "(any)");
+        print_resp(resp);
+        json_decref(j);
+        _fail(file, line);
+    }
+    return j;
+}
+
+json_t *expect_api_error_(const struct h_http_resp *resp, int status, const char *code,
+                          const char *file, int line)
+{
+    json_t *j;
+
+    expect_status_(resp, status, file, line);
+    expect_header_(resp, "x-amzn-ErrorType", code, file, line);
+    j = resp_json_(resp, file, line);
+    if (h_json_str(j, "message") == NULL && h_json_str(j, "Message") == NULL) {
+        print_error("API error body without a message\n");
+        print_resp(resp);
+        json_decref(j);
+        _fail(file, line);
+    }
+    return j;
+}
+
+void expect_run_code_(const struct h_run *run, int code, const char *file, int line)
+{
+    if (run->code == code)
+        return;
+    print_error("expected exit code %d, got %d%s\n--- stdout ---\n%.4096s\n--- stderr ---\n"
+                "%.4096s\n",
+                code, run->code, run->timed_out ? " (timed out)" : "", run->out, run->err);
+    _fail(file, line);
+}
+
+long long json_pid(const json_t *j)
+{
+    if (json_is_integer(j))
+        return (long long)json_integer_value(j);
+    return h_json_int(j, "pid", -1);
+}
+
+void await_health_(struct itest *t, bool (*pred)(const struct h_health *, void *), void *arg,
+                   int timeout_ms, const char *what, const char *file, int line)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    struct h_health h;
+
+    for (;;) {
+        int rc = h_broker_health(&t->b, &h);
+
+        if (rc == 0 && pred(&h, arg))
+            return;
+        if (h_now_ms() >= deadline) {
+            print_error("/healthz never satisfied %s within %d ms; last: in_flight=%lld "
+                        "environments=%lld invocations=%lld errors=%lld throttles=%lld "
+                        "cold_starts=%lld warm_starts=%lld timeouts=%lld crashes=%lld\n",
+                        what, timeout_ms, h.in_flight, h.environments, h.invocations, h.errors,
+                        h.throttles, h.cold_starts, h.warm_starts, h.timeouts, h.crashes);
+            _fail(file, line);
+        }
+        h_sleep_ms(10);
+    }
+}
+
+void get_health_(struct itest *t, struct h_health *h, const char *file, int line)
+{
+    if (h_broker_health(&t->b, h) != 0) {
+        print_error("GET /healthz failed\n");
+        _fail(file, line);
+    }
+}
+
+static void *bg_main(void *arg)
+{
+    struct bg_invoke *bg = arg;
+
+    bg->rc = h_broker_invoke(bg->b, bg->fn, bg->payload, (size_t)-1, NULL, &bg->resp);
+    return NULL;
+}
+
+struct bg_invoke *bg_invoke_start(const struct h_broker *b, const char *fn, const char *payload)
+{
+    struct bg_invoke *bg = calloc(1, sizeof(*bg));
+    pthread_t *th = calloc(1, sizeof(*th));
+
+    if (bg == NULL || th == NULL)
+        abort();
+    bg->b = b;
+    bg->fn = strdup(fn);
+    bg->payload = strdup(payload);
+    bg->rc = -1;
+    bg->thread = th;
+    if (pthread_create(th, NULL, bg_main, bg) != 0)
+        abort();
+    return bg;
+}
+
+int bg_invoke_join(struct bg_invoke *bg, struct h_http_resp *resp)
+{
+    int rc;
+
+    /* The request itself is bounded (30 s HTTP deadline), so the join is too. */
+    pthread_join(*(pthread_t *)bg->thread, NULL);
+    rc = bg->rc;
+    *resp = bg->resp;
+    free(bg->thread);
+    free(bg->fn);
+    free(bg->payload);
+    free(bg);
+    return rc;
+}
