@@ -483,9 +483,16 @@ void function_env_counts(const struct function *fn, unsigned *total, unsigned *b
 }
 
 /* Pick the environment for a new invocation; spawns one (cold start) when none is free. */
-static struct env *pick_env(struct function *fn, struct sy_error *err)
+/*
+ * The environment for a new invocation of FN: a free one (preferring one already waiting in
+ * `next`), else one still in INIT with nothing assigned (a provisioned one starting up), else a
+ * new one (*SPAWNED set: this invocation pays for the cold start). NULL with ERR filled.
+ */
+static struct env *pick_env(struct function *fn, int *spawned, struct sy_error *err)
 {
     struct env *free_waiting = NULL, *free_any = NULL, *starting = NULL;
+
+    *spawned = 0;
 
     for (struct env *env = fn->envs; env != NULL; env = env->next) {
         if (env->state == ENV_FREE) {
@@ -505,6 +512,7 @@ static struct env *pick_env(struct function *fn, struct sy_error *err)
         return free_any;
     if (starting != NULL)
         return starting;
+    *spawned = 1;
     return env_spawn(fn, 0, err);
 }
 
@@ -515,6 +523,7 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
     const struct cfg_function *fc = fn->cfg;
     struct env *env;
     struct sy_error err;
+    int spawned;
 
     if (dsp->draining)
         return SY_ESTATE;
@@ -586,7 +595,7 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
         dsp->unreserved_in_flight++;
     inv->counted = 1;
 
-    env = pick_env(fn, &err);
+    env = pick_env(fn, &spawned, &err);
     if (env == NULL) {
         size_t len;
         struct buf b = {0};
@@ -604,7 +613,8 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
         inv_complete_later(inv);
         return 0;
     }
-    if (env->state == ENV_FREE && env->init_done)
+    /* Warm: the environment existed before this invocation (provisioned ones count too). */
+    if (!spawned)
         dsp->stats.warm_starts++;
     env_assign(env, inv);
     return 0;
@@ -638,6 +648,7 @@ void dispatcher_drain(struct dispatcher *dsp, void (*done)(void *arg), void *arg
 void dispatcher_stats(const struct dispatcher *dsp, struct dispatcher_stats *out)
 {
     *out = dsp->stats;
+    out->in_flight = total_in_flight(dsp);
     out->in_flight = total_in_flight(dsp);
     out->environments = total_envs(dsp);
 }

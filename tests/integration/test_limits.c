@@ -125,6 +125,8 @@ static char *gate_payload(struct itest *t, const char *tag, int n, char **starte
 {
     *started = h_strfmt("%s/%s-%d.started", t->b.dir, tag, n);
     *release = h_strfmt("%s/%s.release", t->b.dir, tag);
+    /* A failed earlier test's teardown may have released this tag: start held again. */
+    unlink(*release);
     return h_strfmt("{\"started\":\"%s\",\"release\":\"%s\",\"max_s\":30}", *started, *release);
 }
 
