@@ -44,16 +44,19 @@ struct cfg_async {
     int maximum_event_age_s;    /* 60..21600, default 21600 */
     int *retry_delays_s;        /* default {60, 120}; each 0..21600 */
     size_t n_retry_delays;
-    char *on_success;  /* destination URI or NULL */
-    char *on_failure;  /* destination URI or NULL */
-    char *dead_letter; /* destination URI or NULL */
+    /* Destination URIs or NULL: function:NAME (a declared function), file:DIR (DIR made
+     * absolute), redis://H:P/list/KEY, redis://H:P/stream/KEY, kafka://H:P[,H:P]/TOPIC,
+     * mqtt://H:P/TOPIC, http(s)://... */
+    char *on_success;
+    char *on_failure;
+    char *dead_letter;
 };
 
 /* `functions.NAME:` */
 struct cfg_function {
     char *name;     /* 1..64 chars of [A-Za-z0-9_-]; the map key */
     enum cfg_runtime runtime;
-    char *handler;  /* required for python3/node/shell; optional (passed through) for provided */
+    char *handler;  /* required for python3/node/shell; for provided passed through, or NULL */
     char *code;     /* absolute path of an existing directory */
     int memory_mb;  /* 128..10240, default 128 */
     int timeout_s;  /* 1..900, default 3 */
@@ -104,8 +107,9 @@ struct cfg_errors {
 /*
  * Load, interpolate, default and validate PATH. Returns new (caller frees with cfg_destroy())
  * on success, with errs->n == 0. On any problem returns NULL and fills errs with *all* problems
- * found in one pass (caller frees with cfg_errors_clear()). errs must not be NULL.
- * Environment variables are read with getenv() at load time.
+ * found in one pass (caller frees with cfg_errors_clear()); messages are appended after any
+ * already in errs. errs must not be NULL. Environment variables are read with getenv() at load
+ * time. The reference of keys, defaults and messages is docs/config-reference.md.
  */
 struct cfg *cfg_load(const char *path, struct cfg_errors *errs);
 
