@@ -1,0 +1,4 @@
+# A handler for the config tests: only its directory matters to them.
+handle() {
+    cat
+}
