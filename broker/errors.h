@@ -15,7 +15,10 @@
     X(SY_EBUSY, -5, "busy")                                                                        \
     X(SY_ETOOBIG, -6, "too large")                                                                 \
     X(SY_ECLOSED, -7, "closed")                                                                    \
-    X(SY_ESTATE, -8, "invalid state")
+    X(SY_ESTATE, -8, "invalid state")                                                              \
+    X(SY_ETIMEDOUT, -9, "timed out")                                                               \
+    X(SY_ECANCELED, -10, "canceled")                                                               \
+    X(SY_ENOSPC, -11, "no space left on device")
 
 enum sy_err {
 #define SY_ERR_ENUM(name, val, text) name = val,
