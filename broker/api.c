@@ -47,6 +47,11 @@ static const struct api_route routes[] = {
      "GetFunctionConcurrency"},
     {"GET", "/2016-08-19/account-settings", api_account_settings, 0, "GetAccountSettings"},
     {"GET", "/2016-08-19/account-settings/", api_account_settings, 0, "GetAccountSettings"},
+    /* switchyard's own: the local dead-letter store of the async queue. */
+    {"GET", "/switchyard/v1/dlq", api_dlq_list, 0, "ListDeadLetters"},
+    {"POST", "/switchyard/v1/dlq/redrive", api_dlq_redrive, 0, "RedriveDeadLetters"},
+    {"POST", "/switchyard/v1/dlq/purge", api_dlq_purge, 0, "PurgeDeadLetters"},
+    {"GET", "/switchyard/v1/dlq/{}", api_dlq_show, 0, "GetDeadLetter"},
     {"GET", "/healthz", api_healthz, API_RT_NO_AUTH | API_RT_DRAINING, "Health"},
     {"GET", "/metrics", api_metrics, 0, "Metrics"},
 };
@@ -553,6 +558,11 @@ struct api *api_create(const struct cfg *cfg, struct dispatcher *dsp, struct sy_
         return NULL;
     }
     return api;
+}
+
+void api_set_asyncq(struct api *api, struct asyncq *aq)
+{
+    api->aq = aq;
 }
 
 void api_set_draining(struct api *api)

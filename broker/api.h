@@ -47,6 +47,13 @@ struct api *api_create(const struct cfg *cfg, struct dispatcher *dsp, struct sy_
 void api_handle(struct httpd_req *req, void *arg);
 
 /*
+ * Serve Event invocations and the dead-letter endpoints from AQ (borrowed; must outlive the
+ * api). Without it, Event invokes get a clear 400.
+ */
+struct asyncq;
+void api_set_asyncq(struct api *api, struct asyncq *aq);
+
+/*
  * From now on answer every request with 503 ServiceException (GET /healthz: 503 with status
  * "draining"). Requests already waiting for their function are still answered normally.
  */

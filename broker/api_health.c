@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "../config/config.h"
+#include "../dispatcher/asyncq.h"
 #include "metrics_list.h"
 #include "util/buf.h"
 
@@ -52,6 +53,17 @@ void api_healthz(struct api_call *call, const char *arg)
     }
     json_object_set_new(root, "functions_detail", detail);
     detail = NULL;
+    if (api->aq != NULL) {
+        struct asyncq_stats as;
+        json_t *ao = json_object();
+
+        asyncq_stats(api->aq, &as);
+#define HEALTH_ASYNC(field, metric, type, help)                                                    \
+    json_object_set_new(ao, #field, json_integer((json_int_t)as.field));
+        METRICS_ASYNC(HEALTH_ASYNC)
+#undef HEALTH_ASYNC
+        json_object_set_new(root, "async", ao);
+    }
     s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     if (s == NULL)
@@ -95,6 +107,16 @@ void api_metrics(struct api_call *call, const char *arg)
     } while (0);
     METRICS_FUNCTION(FUNCTION_METRIC)
 #undef FUNCTION_METRIC
+    if (api->aq != NULL) {
+        struct asyncq_stats as;
+
+        asyncq_stats(api->aq, &as);
+#define ASYNC_LINE(field, metric, type, help)                                                      \
+    buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", metric, help, metric, type, metric,  \
+               (unsigned long long)as.field);
+        METRICS_ASYNC(ASYNC_LINE)
+#undef ASYNC_LINE
+    }
     body = buf_take(&b, &len);
     if (body == NULL) {
         api_reply_error(call, API_E_SERVICE, "out of memory");

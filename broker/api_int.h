@@ -50,6 +50,7 @@ struct api {
     unsigned magic;
     const struct cfg *cfg;  /* borrowed */
     struct dispatcher *dsp; /* borrowed */
+    struct asyncq *aq;      /* borrowed; NULL: Event invokes are refused */
     int draining;
     char last_modified[40];    /* the config file's mtime as `2024-05-09T21:05:41.000+0000` */
     struct api_fninfo *fninfo; /* owned; one per function, config order */
@@ -164,6 +165,14 @@ void api_get_function(struct api_call *call, const char *arg);
 void api_get_function_config(struct api_call *call, const char *arg);
 void api_get_concurrency(struct api_call *call, const char *arg);
 void api_account_settings(struct api_call *call, const char *arg);
+void api_dlq_list(struct api_call *call, const char *arg);    /* api_async.c */
+void api_dlq_show(struct api_call *call, const char *arg);
+void api_dlq_redrive(struct api_call *call, const char *arg);
+void api_dlq_purge(struct api_call *call, const char *arg);
+/* The Event branch of Invoke: FN resolved, PAYLOAD checked (api_async.c). */
+struct function;
+void api_invoke_event(struct api_call *call, struct function *fn, const char *payload,
+                      size_t len);
 void api_healthz(struct api_call *call, const char *arg); /* api_health.c */
 void api_metrics(struct api_call *call, const char *arg);
 

@@ -177,13 +177,6 @@ void api_invoke(struct api_call *call, const char *arg)
     if (fn == NULL)
         return; /* answered */
 
-    if (itype == INV_TYPE_EVENT) {
-        /* TODO(issue 3): write to the durable async queue and answer 202 after the commit. */
-        api_reply_error(call, API_E_BAD_PARAM,
-                        "Asynchronous invocation (X-Amz-Invocation-Type: Event) is not supported "
-                        "by this broker build yet");
-        return;
-    }
     if (ltype != NULL && strcmp(ltype, "None") != 0 && strcmp(ltype, "Tail") != 0) {
         api_reply_error(call, API_E_BAD_PARAM,
                         "Invalid X-Amz-Log-Type '%.64s': expected None or Tail", ltype);
@@ -207,6 +200,11 @@ void api_invoke(struct api_call *call, const char *arg)
     if (cc_hdr != NULL && (cc = client_context(call, cc_hdr)) == NULL)
         return; /* answered */
 
+    if (itype == INV_TYPE_EVENT) {
+        free(cc); /* Lambda does not pass a client context to async invocations either */
+        api_invoke_event(call, fn, body, body_len);
+        return;
+    }
     if (itype == INV_TYPE_DRYRUN) {
         free(cc);
         api_reply(call, 204, (const char *const[]){"X-Amz-Executed-Version", "$LATEST", NULL}, NULL,

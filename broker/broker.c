@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "../config/config.h"
+#include "../dispatcher/asyncq.h"
 #include "../dispatcher/dispatcher.h"
 #include "api.h"
 #include "httpd.h"
@@ -59,6 +60,7 @@ struct broker {
     struct cfg *cfg;
     struct event_base *base;
     struct dispatcher *dsp;
+    struct asyncq *aq;
     struct api *api;
     struct httpd *srv;
     struct event *sigterm_ev;
@@ -264,6 +266,16 @@ static void drain_done(void *arg)
     evtimer_add(b->linger_ev, &tv);
 }
 
+/* The async queue has no invocation in flight any more: drain the dispatcher. */
+static void async_drained(void *arg)
+{
+    struct broker *b = arg;
+
+    if (b->state != BROKER_DRAINING)
+        return;
+    dispatcher_drain(b->dsp, drain_done, b);
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct broker *b = arg;
@@ -277,7 +289,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
                  name, name);
         httpd_stop_listening(b->srv);
         api_set_draining(b->api);
-        dispatcher_drain(b->dsp, drain_done, b);
+        /* Async invocations in flight finish and their outcomes are stored; queued events stay
+         * stored for the next start. Then the dispatcher drains what is left. */
+        asyncq_drain(b->aq, async_drained, b);
         break;
     case BROKER_DRAINING:
         log_warn("%s during the drain: stopping now; %zu request(s) still waiting are dropped "
@@ -309,6 +323,7 @@ static void broker_free(struct broker *b)
      * environment left), then the API they both borrowed, then the loop and the config.
      */
     httpd_destroy(b->srv);
+    asyncq_close(b->aq);
     dispatcher_destroy(b->dsp);
     api_destroy(b->api);
     remove_state(b);
@@ -378,11 +393,17 @@ int broker_run(const char *config_path)
         log_err("cannot set up the functions: %s", err.msg);
         goto out;
     }
+    b.aq = asyncq_open(b.base, b.cfg, b.dsp, &err);
+    if (b.aq == NULL) {
+        log_err("cannot open the async queue: %s", err.msg);
+        goto out;
+    }
     b.api = api_create(b.cfg, b.dsp, &err);
     if (b.api == NULL) {
         log_err("cannot set up the control API: %s", err.msg);
         goto out;
     }
+    api_set_asyncq(b.api, b.aq);
     b.srv = httpd_create(b.base, bc->listen_host, bc->listen_port, API_MAX_BODY, api_handle, b.api,
                          &err);
     if (b.srv == NULL) {
@@ -423,6 +444,7 @@ int broker_run(const char *config_path)
                   bc->auth_token != NULL && bc->auth_token[0] ? ", token required" : "");
     }
 
+    asyncq_start(b.aq);
     if (event_base_dispatch(b.base) < 0) {
         log_err("event loop failed");
         goto out;

@@ -28,6 +28,30 @@
     X(in_flight, "switchyard_in_flight", "gauge", "Invocations running now.")                      \
     X(environments, "switchyard_environments", "gauge", "Live execution environments.")
 
+/* METRICS_ASYNC(X): the async queue's counters (`struct asyncq_stats`; /healthz key "async"). */
+#define METRICS_ASYNC(X)                                                                           \
+    X(enqueued, "switchyard_async_enqueued_total", "counter",                                      \
+      "Event invocations durably stored (answered 202).")                                          \
+    X(succeeded, "switchyard_async_succeeded_total", "counter",                                    \
+      "Async events whose function succeeded.")                                                    \
+    X(failed, "switchyard_async_failed_total", "counter",                                          \
+      "Async events that ran out of retry attempts or event age.")                                 \
+    X(retries, "switchyard_async_retries_total", "counter",                                        \
+      "Function errors of async events scheduled for another attempt.")                            \
+    X(requeued, "switchyard_async_requeued_total", "counter",                                      \
+      "Async events sent back to the queue after a throttle or start failure (no attempt used).")  \
+    X(dest_sent, "switchyard_destination_deliveries_total", "counter",                             \
+      "Destination and dead-letter deliveries acknowledged.")                                      \
+    X(dest_failures, "switchyard_destination_failures_total", "counter",                           \
+      "Destination and dead-letter deliveries that failed (each is retried).")                     \
+    X(store_errors, "switchyard_async_store_errors_total", "counter",                              \
+      "Queue store transactions that failed (disk full, I/O error).")                              \
+    X(queued, "switchyard_async_queued", "gauge",                                                  \
+      "Async events held: waiting, running or being delivered.")                                   \
+    X(in_flight, "switchyard_async_in_flight", "gauge", "Async invocations running now.")          \
+    X(dead_letters, "switchyard_dead_letters", "gauge",                                            \
+      "Events in the local dead-letter store (switchyard dlq).")
+
 #define METRICS_FUNCTION(X)                                                                        \
     X(environments, "switchyard_function_environments", "gauge",                                   \
       "Live execution environments of the function.")                                              \

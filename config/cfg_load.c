@@ -931,6 +931,7 @@ enum {
     BR_SHUTDOWN_GRACE_MS,
     BR_REGION,
     BR_ACCOUNT_ID,
+    BR_DEAD_LETTERS,
     BR__N
 };
 
@@ -947,7 +948,10 @@ static const struct cfg_field broker_fields[BR__N] = {
         CFG_INT("shutdown_grace_ms", struct cfg_broker, shutdown_grace_ms, 2000, 0, 60000),
     [BR_REGION] = CFG_STR("region", struct cfg_broker, region, "us-east-1"),
     [BR_ACCOUNT_ID] = CFG_STR("account_id", struct cfg_broker, account_id, "000000000000"),
+    [BR_DEAD_LETTERS] = CFG_CUSTOM("dead_letters"),
 };
+
+static const char *const dead_letters_names[] = {"keep", "off"};
 
 static const char *const durability_names[] = {"crash", "fsync"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
@@ -1032,6 +1036,7 @@ static void parse_broker(struct ld *ld, yaml_node_t *knode, yaml_node_t *node)
         ld->oom = true;
     br->async_queue = ld_strdup(ld, "sqlite");
     br->durability = CFG_DURABILITY_CRASH;
+    br->keep_dead_letters = 1;
     br->log_level = ld_strdup(ld, "info");
     ld->max_conc_valid = 1;
 
@@ -1070,6 +1075,15 @@ static void parse_broker(struct ld *ld, yaml_node_t *knode, yaml_node_t *node)
             idx = node_enum(ld, vals[BR_DURABILITY], kp, durability_names, 2, s);
             if (idx >= 0)
                 br->durability = idx == 0 ? CFG_DURABILITY_CRASH : CFG_DURABILITY_FSYNC;
+            free(s);
+        }
+    }
+    if (vals[BR_DEAD_LETTERS] != NULL) {
+        keypath(kp, "broker", "dead_letters");
+        if (scalar_value(ld, vals[BR_DEAD_LETTERS], kp, &s) == 0) {
+            idx = node_enum(ld, vals[BR_DEAD_LETTERS], kp, dead_letters_names, 2, s);
+            if (idx >= 0)
+                br->keep_dead_letters = idx == 0;
             free(s);
         }
     }
@@ -1152,6 +1166,7 @@ enum {
     AS_ON_SUCCESS,
     AS_ON_FAILURE,
     AS_DEAD_LETTER,
+    AS_MAXIMUM_CONCURRENCY,
     AS__N
 };
 
@@ -1164,6 +1179,8 @@ static const struct cfg_field async_fields[AS__N] = {
     [AS_ON_SUCCESS] = CFG_CUSTOM("on_success"),
     [AS_ON_FAILURE] = CFG_CUSTOM("on_failure"),
     [AS_DEAD_LETTER] = CFG_CUSTOM("dead_letter"),
+    [AS_MAXIMUM_CONCURRENCY] =
+        CFG_INT("maximum_concurrency", struct cfg_async, maximum_concurrency, 0, 0, 100000),
 };
 
 static const char *const runtime_names[] = {"python3", "node", "shell", "provided"};

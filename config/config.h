@@ -50,6 +50,9 @@ struct cfg_async {
     char *on_success;
     char *on_failure;
     char *dead_letter;
+    /* Async invocations of this function running at once: 0 (default) = automatic, i.e. the
+     * reserved concurrency when set, else min(10, broker.max_concurrency). A switchyard key. */
+    int maximum_concurrency;
 };
 
 /* `functions.NAME:` */
@@ -84,6 +87,8 @@ struct cfg_broker {
     int shutdown_grace_ms; /* SIGTERM to SIGKILL for environments, 0..60000, default 2000 */
     char *region;          /* AWS_REGION given to functions and used in ARNs; default us-east-1 */
     char *account_id;      /* 12 digits used in ARNs; default 000000000000 */
+    int keep_dead_letters; /* `dead_letters: keep` (default) | `off`: keep exhausted async
+                              events in data_dir for `switchyard dlq` */
 };
 
 /* The whole file. */

@@ -156,6 +156,9 @@ static void inv_complete(struct invocation *inv)
     if (inv->done != NULL)
         inv->done(&inv->res, inv->done_arg);
     inv_free(inv);
+    /* A slot may have freed up: let the async queue start what waits for one. */
+    if (dsp->slot_cb != NULL)
+        dsp->slot_cb(dsp->slot_arg);
 }
 
 static void done_q_cb(evutil_socket_t fd, short what, void *arg)
@@ -643,6 +646,32 @@ void dispatcher_drain(struct dispatcher *dsp, void (*done)(void *arg), void *arg
     drain_progress(dsp);
     if (total_envs(dsp) == 0 && total_in_flight(dsp) == 0)
         event_active(dsp->drain_ev, EV_TIMEOUT, 0);
+}
+
+unsigned dispatcher_capacity(const struct dispatcher *dsp, const struct function *fn)
+{
+    const struct cfg_function *fc = fn->cfg;
+
+    if (dsp->draining)
+        return 0;
+    if (fc->reserved_concurrency >= 0)
+        return fn->in_flight >= (unsigned)fc->reserved_concurrency
+                   ? 0
+                   : (unsigned)fc->reserved_concurrency - fn->in_flight;
+    return dsp->unreserved_in_flight >= dsp->unreserved_cap
+               ? 0
+               : dsp->unreserved_cap - dsp->unreserved_in_flight;
+}
+
+void dispatcher_set_slot_cb(struct dispatcher *dsp, void (*cb)(void *arg), void *arg)
+{
+    dsp->slot_cb = cb;
+    dsp->slot_arg = arg;
+}
+
+int dispatcher_draining(const struct dispatcher *dsp)
+{
+    return dsp->draining;
 }
 
 void dispatcher_stats(const struct dispatcher *dsp, struct dispatcher_stats *out)

@@ -128,6 +128,18 @@ void dispatcher_drain(struct dispatcher *dsp, void (*done)(void *arg), void *arg
 
 void dispatcher_stats(const struct dispatcher *dsp, struct dispatcher_stats *out);
 
+/*
+ * How many invocations of FN could start now without a throttle (its reserved slots left, or
+ * the unreserved pool's); 0 while draining.
+ */
+unsigned dispatcher_capacity(const struct dispatcher *dsp, const struct function *fn);
+
+/* CB(ARG) runs on the loop after every completed invocation (a slot may be free). One. */
+void dispatcher_set_slot_cb(struct dispatcher *dsp, void (*cb)(void *arg), void *arg);
+
+/* 1 once dispatcher_drain() was called. */
+int dispatcher_draining(const struct dispatcher *dsp);
+
 /* Kill any remaining child (SIGKILL) and free everything. NULL is a no-op. */
 void dispatcher_destroy(struct dispatcher *dsp);
 

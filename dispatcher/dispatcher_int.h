@@ -147,6 +147,8 @@ struct dispatcher {
     struct invocation **live;  /* every invocation not yet completed (dispatcher_cancel) */
     size_t n_live, cap_live;
     struct event *watchdog_ev; /* RSS watchdog when no memory cgroup is available */
+    void (*slot_cb)(void *arg); /* after every completion (dispatcher_set_slot_cb()) */
+    void *slot_arg;
 };
 
 /* env.c */

@@ -1,0 +1,117 @@
+/*
+ * dispatcher/asyncq_int.h - between the async queue (asyncq.c, loop thread) and its store
+ * (asyncq_store.c, the store thread). Never included outside dispatcher/.
+ *
+ * The store is a job queue: the loop fills a `struct aq_job` (which owns copies of everything
+ * it carries), hands it over with aq_store_submit() and forgets it; the store thread runs every
+ * write job it finds in ONE transaction (group commit: whatever arrived while the previous
+ * commit ran goes into the next), sets job->rc, and hands the job back; the loop runs
+ * job->complete() and frees it with aq_job_free(). Read jobs (dead-letter list/show) run
+ * outside write transactions.
+ *
+ * Write jobs other than INSERT never fail for good: when a transaction fails (disk full, I/O
+ * error), INSERT jobs come back with the error (the caller answers 5xx, nothing was promised)
+ * and the other write jobs are retried by the store thread after STORE_RETRY_MS, so a recorded
+ * outcome is never lost while the broker runs.
+ */
+#ifndef SY_ASYNCQ_INT_H
+#define SY_ASYNCQ_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "../broker/errors.h"
+
+struct asyncq;
+struct aq_store;
+
+enum aq_job_kind {
+    AQJ_INSERT,       /* a new event (state 0) */
+    AQJ_RETRY,        /* attempts, next_ms, history of an event */
+    AQJ_OUTCOME,      /* state 1 + outcome JSON (deliveries pending); optional dead row */
+    AQJ_DELETE,       /* the event is done; optional dead row inserted in the same commit */
+    AQJ_DLQ_LIST,     /* read */
+    AQJ_DLQ_SHOW,     /* read */
+    AQJ_DLQ_REDRIVE,  /* dead rows -> events; returns them in rows */
+    AQJ_DLQ_PURGE,
+    AQJ_DLQ_COUNT,    /* read: number of dead rows (start-up) */
+};
+
+/* One stored event as the store returns it (recovery, redrive). Owns its strings. */
+struct aq_row {
+    char id[40];
+    char *fn;
+    char *payload;
+    size_t len;
+    char *trace_id;
+    int64_t enqueued_ms;
+    int64_t next_ms;
+    int attempts;
+    int state;       /* 0 queued, 1 outcome recorded, deliveries pending */
+    char *outcome;   /* JSON text, state 1 only */
+    char *history;   /* JSON array text, or NULL */
+};
+
+/* A dead-letter row to insert with an OUTCOME or DELETE job. */
+struct aq_dead {
+    char *condition;
+    char *error_type;
+    char *error_message;
+    int64_t failed_ms;
+};
+
+struct aq_job {
+    enum aq_job_kind kind;
+    struct aq_job *next;
+    struct aq_row ev;       /* INSERT/RETRY/OUTCOME/DELETE: the event (id always) */
+    struct aq_dead *dead;   /* OUTCOME/DELETE: also keep a dead letter, or NULL */
+    char *q_fn, *q_id;      /* DLQ ops: filter by function / id (NULL: any) */
+    size_t limit;           /* DLQ list/redrive */
+    /* results */
+    int rc;                 /* 0 or SY_E* */
+    char errmsg[256];
+    json_t *result;         /* DLQ ops: owned by the job */
+    struct aq_row *rows;    /* REDRIVE: the events now queued (owned by the job) */
+    size_t n_rows;
+    /* completion, on the loop */
+    void (*complete)(struct asyncq *q, struct aq_job *job);
+    void *ctx;              /* for complete(): the in-memory event, or a request */
+};
+
+/* Free a job and everything it owns. */
+void aq_job_free(struct aq_job *job);
+void aq_row_clear(struct aq_row *row);
+
+/*
+ * Open PATH (creating the schema), FSYNC selects synchronous=FULL (else NORMAL: survives a
+ * process crash in WAL mode). Loads every stored event into *ROWS (caller frees each with
+ * aq_row_clear() and the array with free()). Returns the store (not yet running) or NULL with
+ * ERR filled. Blocking.
+ */
+struct aq_store *aq_store_open(const char *path, int fsync, struct aq_row **rows,
+                               size_t *n_rows, struct sy_error *err);
+
+/*
+ * Start the store thread. Finished jobs are queued for the loop and NOTIFY_FD (an eventfd) is
+ * written; the loop calls aq_store_take_done() when it is readable.
+ */
+int aq_store_start(struct aq_store *st, int notify_fd, struct sy_error *err);
+
+/* Hand JOB to the store thread (takes ownership until it comes back done). Thread-safe. */
+void aq_store_submit(struct aq_store *st, struct aq_job *job);
+
+/* Take the list of finished jobs (in completion order), or NULL. */
+struct aq_job *aq_store_take_done(struct aq_store *st);
+
+/*
+ * Run every job still queued (bounded by TIMEOUT_MS when the disk keeps failing), stop the
+ * thread and close the database. Finished jobs stay for one last aq_store_take_done(). Blocking.
+ */
+void aq_store_stop(struct aq_store *st, int timeout_ms);
+
+/* Free the store (after aq_store_stop()). NULL is a no-op. */
+void aq_store_free(struct aq_store *st);
+
+#endif

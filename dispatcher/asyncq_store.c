@@ -1,0 +1,805 @@
+/*
+ * dispatcher/asyncq_store.c - the async queue's SQLite store and its thread (asyncq_int.h).
+ *
+ * Schema (queue.db, WAL):
+ *   events(id PK, fn, payload, trace_id, enqueued_ms, next_ms, attempts, state, outcome, history)
+ *   dead(id PK, fn, payload, trace_id, enqueued_ms, failed_ms, attempts, condition,
+ *        error_type, error_message, history)
+ *
+ * Durability: journal_mode=WAL with synchronous=NORMAL survives kill -9 of the broker (a commit
+ * is in the WAL file, in the OS page cache, before the 202 is sent); synchronous=FULL also
+ * fsyncs the WAL on every commit, which survives power loss. Either way one commit covers every
+ * job that arrived while the previous one ran.
+ */
+#include "asyncq_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "../broker/errors.h"
+#include "../broker/log.h"
+#include "../broker/util/time.h"
+
+#define STORE_MAGIC 0x41515354u /* "AQST" */
+#define STORE_RETRY_MS 1000     /* after a failed write transaction */
+
+struct aq_store {
+    unsigned magic;
+    sqlite3 *db;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct aq_job *in_head, *in_tail;     /* submitted, not yet run */
+    struct aq_job *done_head, *done_tail; /* finished, for the loop */
+    int notify_fd;
+    int stopping;
+    int64_t stop_deadline_ms;
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS events("
+    " id TEXT PRIMARY KEY, fn TEXT NOT NULL, payload BLOB NOT NULL, trace_id TEXT,"
+    " enqueued_ms INTEGER NOT NULL, next_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,"
+    " state INTEGER NOT NULL DEFAULT 0, outcome TEXT, history TEXT);"
+    "CREATE TABLE IF NOT EXISTS dead("
+    " id TEXT PRIMARY KEY, fn TEXT NOT NULL, payload BLOB NOT NULL, trace_id TEXT,"
+    " enqueued_ms INTEGER NOT NULL, failed_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,"
+    " condition TEXT NOT NULL, error_type TEXT, error_message TEXT, history TEXT);"
+    "CREATE INDEX IF NOT EXISTS dead_fn ON dead(fn, failed_ms);";
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void aq_row_clear(struct aq_row *row)
+{
+    free(row->fn);
+    free(row->payload);
+    free(row->trace_id);
+    free(row->outcome);
+    free(row->history);
+    memset(row, 0, sizeof(*row));
+}
+
+void aq_job_free(struct aq_job *job)
+{
+    if (job == NULL)
+        return;
+    aq_row_clear(&job->ev);
+    if (job->dead != NULL) {
+        free(job->dead->condition);
+        free(job->dead->error_type);
+        free(job->dead->error_message);
+        free(job->dead);
+    }
+    free(job->q_fn);
+    free(job->q_id);
+    json_decref(job->result);
+    for (size_t i = 0; i < job->n_rows; i++)
+        aq_row_clear(&job->rows[i]);
+    free(job->rows);
+    free(job);
+}
+
+/* SY_E* for an SQLite result code. */
+static int sqlite_to_sy(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+        return SY_ENOSPC;
+    case SQLITE_NOMEM:
+        return SY_ENOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return SY_EBUSY;
+    default:
+        return SY_EIO;
+    }
+}
+
+static char *col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+
+    return t != NULL ? strdup((const char *)t) : NULL;
+}
+
+/* Fill ROW from a SELECT of the events columns in schema order. Returns 0 or SY_ENOMEM. */
+static int row_from_stmt(sqlite3_stmt *s, struct aq_row *row)
+{
+    const void *blob = sqlite3_column_blob(s, 2);
+    int blen = sqlite3_column_bytes(s, 2);
+
+    memset(row, 0, sizeof(*row));
+    snprintf(row->id, sizeof(row->id), "%s", (const char *)sqlite3_column_text(s, 0));
+    row->fn = col_text(s, 1);
+    row->payload = malloc((size_t)blen + 1);
+    if (row->fn == NULL || row->payload == NULL) {
+        aq_row_clear(row);
+        return SY_ENOMEM;
+    }
+    if (blen > 0)
+        memcpy(row->payload, blob, (size_t)blen);
+    row->payload[blen] = '\0';
+    row->len = (size_t)blen;
+    row->trace_id = col_text(s, 3);
+    row->enqueued_ms = sqlite3_column_int64(s, 4);
+    row->next_ms = sqlite3_column_int64(s, 5);
+    row->attempts = sqlite3_column_int(s, 6);
+    row->state = sqlite3_column_int(s, 7);
+    row->outcome = col_text(s, 8);
+    row->history = col_text(s, 9);
+    return 0;
+}
+
+struct aq_store *aq_store_open(const char *path, int fsync, struct aq_row **rows,
+                               size_t *n_rows, struct sy_error *err)
+{
+    struct aq_store *st = calloc(1, sizeof(*st));
+    sqlite3_stmt *s = NULL;
+    char *emsg = NULL;
+    struct aq_row *out = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+
+    *rows = NULL;
+    *n_rows = 0;
+    if (st == NULL) {
+        sy_error_set(err, "out of memory");
+        return NULL;
+    }
+    st->magic = STORE_MAGIC;
+    st->notify_fd = -1;
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cv, NULL);
+    rc = sqlite3_open_v2(path, &st->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        sy_error_set(err, "cannot open %s: %s", path,
+                     st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    if (sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, &emsg) != SQLITE_OK ||
+        sqlite3_exec(st->db,
+                     fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
+                     NULL, &emsg) != SQLITE_OK ||
+        sqlite3_exec(st->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
+        sy_error_set(err, "cannot set up %s: %s", path, emsg != NULL ? emsg : "?");
+        sqlite3_free(emsg);
+        goto fail;
+    }
+    rc = sqlite3_prepare_v2(st->db,
+                            "SELECT id, fn, payload, trace_id, enqueued_ms, next_ms, attempts,"
+                            " state, outcome, history FROM events ORDER BY enqueued_ms",
+                            -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        sy_error_set(err, "cannot read %s: %s", path, sqlite3_errmsg(st->db));
+        goto fail;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct aq_row *nr = realloc(out, ncap * sizeof(*nr));
+
+            if (nr == NULL)
+                goto nomem;
+            out = nr;
+            cap = ncap;
+        }
+        if (row_from_stmt(s, &out[n]) != 0)
+            goto nomem;
+        n++;
+    }
+    if (rc != SQLITE_DONE) {
+        sy_error_set(err, "cannot read %s: %s", path, sqlite3_errmsg(st->db));
+        goto fail;
+    }
+    sqlite3_finalize(s);
+    *rows = out;
+    *n_rows = n;
+    return st;
+nomem:
+    sy_error_set(err, "out of memory while reading %s", path);
+fail:
+    sqlite3_finalize(s);
+    for (size_t i = 0; i < n; i++)
+        aq_row_clear(&out[i]);
+    free(out);
+    aq_store_free(st);
+    return NULL;
+}
+
+/* ---- the jobs ----------------------------------------------------------------------------- */
+
+static int bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    return v != NULL ? sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(s, i);
+}
+
+/* Run SQL with the binders below; returns an SQLite code. */
+static int exec_insert_event(sqlite3 *db, const struct aq_row *r)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "INSERT OR REPLACE INTO events(id, fn, payload, trace_id,"
+                                " enqueued_ms, next_ms, attempts, state, outcome, history)"
+                                " VALUES(?,?,?,?,?,?,?,?,?,?)",
+                                -1, &s, NULL);
+
+    if (rc != SQLITE_OK)
+        return rc;
+    bind_text(s, 1, r->id);
+    bind_text(s, 2, r->fn);
+    sqlite3_bind_blob(s, 3, r->payload, (int)r->len, SQLITE_STATIC);
+    bind_text(s, 4, r->trace_id);
+    sqlite3_bind_int64(s, 5, r->enqueued_ms);
+    sqlite3_bind_int64(s, 6, r->next_ms);
+    sqlite3_bind_int(s, 7, r->attempts);
+    sqlite3_bind_int(s, 8, r->state);
+    bind_text(s, 9, r->outcome);
+    bind_text(s, 10, r->history);
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int exec_dead(sqlite3 *db, const struct aq_row *r, const struct aq_dead *d)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "INSERT OR REPLACE INTO dead(id, fn, payload, trace_id,"
+                                " enqueued_ms, failed_ms, attempts, condition, error_type,"
+                                " error_message, history) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                                -1, &s, NULL);
+
+    if (rc != SQLITE_OK)
+        return rc;
+    bind_text(s, 1, r->id);
+    bind_text(s, 2, r->fn);
+    sqlite3_bind_blob(s, 3, r->payload, (int)r->len, SQLITE_STATIC);
+    bind_text(s, 4, r->trace_id);
+    sqlite3_bind_int64(s, 5, r->enqueued_ms);
+    sqlite3_bind_int64(s, 6, d->failed_ms);
+    sqlite3_bind_int(s, 7, r->attempts);
+    bind_text(s, 8, d->condition);
+    bind_text(s, 9, d->error_type);
+    bind_text(s, 10, d->error_message);
+    bind_text(s, 11, r->history);
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int exec_simple(sqlite3 *db, const char *sql, const struct aq_row *r)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+
+    if (rc != SQLITE_OK)
+        return rc;
+    /* Parameters by name: whichever the statement uses. */
+    for (int i = 1; i <= sqlite3_bind_parameter_count(s); i++) {
+        const char *name = sqlite3_bind_parameter_name(s, i);
+
+        if (name == NULL)
+            continue;
+        if (strcmp(name, ":id") == 0)
+            bind_text(s, i, r->id);
+        else if (strcmp(name, ":next") == 0)
+            sqlite3_bind_int64(s, i, r->next_ms);
+        else if (strcmp(name, ":attempts") == 0)
+            sqlite3_bind_int(s, i, r->attempts);
+        else if (strcmp(name, ":history") == 0)
+            bind_text(s, i, r->history);
+        else if (strcmp(name, ":outcome") == 0)
+            bind_text(s, i, r->outcome);
+    }
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* One write job inside the open transaction. Returns an SQLite code. */
+static int run_write(sqlite3 *db, struct aq_job *job)
+{
+    int rc = SQLITE_OK;
+
+    switch (job->kind) {
+    case AQJ_INSERT:
+        return exec_insert_event(db, &job->ev);
+    case AQJ_RETRY:
+        return exec_simple(db,
+                           "UPDATE events SET attempts=:attempts, next_ms=:next,"
+                           " history=:history WHERE id=:id",
+                           &job->ev);
+    case AQJ_OUTCOME:
+        rc = exec_simple(db,
+                         "UPDATE events SET state=1, outcome=:outcome, attempts=:attempts,"
+                         " history=:history WHERE id=:id",
+                         &job->ev);
+        if (rc == SQLITE_OK && job->dead != NULL)
+            rc = exec_dead(db, &job->ev, job->dead);
+        return rc;
+    case AQJ_DELETE:
+        if (job->dead != NULL)
+            rc = exec_dead(db, &job->ev, job->dead);
+        if (rc == SQLITE_OK)
+            rc = exec_simple(db, "DELETE FROM events WHERE id=:id", &job->ev);
+        return rc;
+    default:
+        return SQLITE_MISUSE;
+    }
+}
+
+static int is_write(const struct aq_job *job)
+{
+    return job->kind == AQJ_INSERT || job->kind == AQJ_RETRY || job->kind == AQJ_OUTCOME ||
+           job->kind == AQJ_DELETE;
+}
+
+/* The WHERE clause of the DLQ ops, binding FN/ID when given. */
+static sqlite3_stmt *dlq_prepare(sqlite3 *db, const char *head, const char *tail,
+                                 const struct aq_job *job)
+{
+    char sql[512];
+    sqlite3_stmt *s = NULL;
+    int i = 1;
+
+    snprintf(sql, sizeof(sql), "%s WHERE 1%s%s %s", head, job->q_fn ? " AND fn=?" : "",
+             job->q_id ? " AND id=?" : "", tail != NULL ? tail : "");
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+        return NULL;
+    if (job->q_fn != NULL)
+        bind_text(s, i++, job->q_fn);
+    if (job->q_id != NULL)
+        bind_text(s, i++, job->q_id);
+    return s;
+}
+
+static json_t *iso_ms(int64_t ms)
+{
+    char buf[40];
+
+    time_iso8601(buf, (uint64_t)ms);
+    return json_string(buf);
+}
+
+static json_t *col_json_str(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+
+    return t != NULL ? json_string((const char *)t) : json_null();
+}
+
+static int count_dead(sqlite3 *db, const struct aq_job *job, json_int_t *out)
+{
+    sqlite3_stmt *s = dlq_prepare(db, "SELECT count(*) FROM dead", NULL, job);
+    int rc;
+
+    if (s == NULL)
+        return SQLITE_ERROR;
+    rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* A read or DLQ job (own transaction where it writes). Returns an SQLite code. */
+static int run_other(sqlite3 *db, struct aq_job *job)
+{
+    sqlite3_stmt *s = NULL;
+    json_int_t total = 0;
+    int rc;
+
+    switch (job->kind) {
+    case AQJ_DLQ_COUNT:
+        rc = count_dead(db, job, &total);
+        job->result = json_pack("{s:I}", "total", total);
+        return rc;
+    case AQJ_DLQ_LIST: {
+        json_t *arr = json_array();
+
+        rc = count_dead(db, job, &total);
+        if (rc != SQLITE_OK) {
+            json_decref(arr);
+            return rc;
+        }
+        s = dlq_prepare(db,
+                        "SELECT id, fn, condition, attempts, enqueued_ms, failed_ms, error_type,"
+                        " error_message FROM dead",
+                        "ORDER BY failed_ms, id LIMIT ?", job);
+        if (s == NULL) {
+            json_decref(arr);
+            return SQLITE_ERROR;
+        }
+        sqlite3_bind_int64(s, sqlite3_bind_parameter_count(s), (sqlite3_int64)job->limit);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            json_array_append_new(
+                arr, json_pack("{s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:o}", "id", col_json_str(s, 0),
+                               "function", col_json_str(s, 1), "condition", col_json_str(s, 2),
+                               "attempts", sqlite3_column_int(s, 3), "enqueued_at",
+                               iso_ms(sqlite3_column_int64(s, 4)), "failed_at",
+                               iso_ms(sqlite3_column_int64(s, 5)), "error_type",
+                               col_json_str(s, 6), "error_message", col_json_str(s, 7)));
+        }
+        sqlite3_finalize(s);
+        job->result = json_pack("{s:o,s:I}", "dead_letters", arr, "total", total);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    case AQJ_DLQ_SHOW: {
+        s = dlq_prepare(db,
+                        "SELECT id, fn, condition, attempts, enqueued_ms, failed_ms, error_type,"
+                        " error_message, payload, history, trace_id FROM dead",
+                        NULL, job);
+        if (s == NULL)
+            return SQLITE_ERROR;
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            const char *p = sqlite3_column_blob(s, 8);
+            int plen = sqlite3_column_bytes(s, 8);
+            const unsigned char *h = sqlite3_column_text(s, 9);
+            json_t *payload = p != NULL ? json_loadb(p, (size_t)plen, JSON_DECODE_ANY, NULL)
+                                        : NULL;
+            json_t *hist = h != NULL ? json_loads((const char *)h, 0, NULL) : NULL;
+
+            job->result = json_pack(
+                "{s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", col_json_str(s, 0),
+                "function", col_json_str(s, 1), "condition", col_json_str(s, 2), "attempts",
+                sqlite3_column_int(s, 3), "enqueued_at", iso_ms(sqlite3_column_int64(s, 4)),
+                "failed_at", iso_ms(sqlite3_column_int64(s, 5)), "error_type",
+                col_json_str(s, 6), "error_message", col_json_str(s, 7), "payload",
+                payload != NULL ? payload : json_null(), "history",
+                hist != NULL ? hist : json_array(), "trace_id", col_json_str(s, 10));
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            job->rc = SY_ENOENT;
+            snprintf(job->errmsg, sizeof(job->errmsg), "no dead letter with id %s",
+                     job->q_id ? job->q_id : "?");
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(s);
+        return rc;
+    }
+    case AQJ_DLQ_PURGE:
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        s = dlq_prepare(db, "DELETE FROM dead", NULL, job);
+        rc = s != NULL ? sqlite3_step(s) : SQLITE_ERROR;
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        total = sqlite3_changes(db);
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        job->result = json_pack("{s:I}", "purged", total);
+        return SQLITE_OK;
+    case AQJ_DLQ_REDRIVE: {
+        int64_t now;
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        s = dlq_prepare(db, "SELECT id, fn, payload, trace_id FROM dead",
+                        "ORDER BY failed_ms, id LIMIT ?", job);
+        if (s == NULL) {
+            rc = SQLITE_ERROR;
+            goto redrive_fail;
+        }
+        sqlite3_bind_int64(s, sqlite3_bind_parameter_count(s), (sqlite3_int64)job->limit);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            struct aq_row *r;
+            const void *p = sqlite3_column_blob(s, 2);
+            int plen = sqlite3_column_bytes(s, 2);
+
+            if (job->n_rows % 64 == 0) {
+                struct aq_row *nr = realloc(job->rows, (job->n_rows + 64) * sizeof(*nr));
+
+                if (nr == NULL) {
+                    rc = SQLITE_NOMEM;
+                    break;
+                }
+                job->rows = nr;
+            }
+            r = &job->rows[job->n_rows];
+            memset(r, 0, sizeof(*r));
+            snprintf(r->id, sizeof(r->id), "%s", (const char *)sqlite3_column_text(s, 0));
+            r->fn = col_text(s, 1);
+            r->payload = malloc((size_t)plen + 1);
+            r->trace_id = col_text(s, 3);
+            if (r->fn == NULL || r->payload == NULL) {
+                aq_row_clear(r);
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            if (plen > 0)
+                memcpy(r->payload, p, (size_t)plen);
+            r->payload[plen] = '\0';
+            r->len = (size_t)plen;
+            r->enqueued_ms = now;
+            r->next_ms = now;
+            job->n_rows++;
+            if (exec_insert_event(db, r) != SQLITE_OK ||
+                exec_simple(db, "DELETE FROM dead WHERE id=:id", r) != SQLITE_OK) {
+                rc = sqlite3_errcode(db);
+                break;
+            }
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+        if (rc != SQLITE_DONE)
+            goto redrive_fail;
+        rc = count_dead(db, job, &total);
+        if (rc != SQLITE_OK)
+            goto redrive_fail;
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            goto redrive_fail;
+        job->result = json_pack("{s:I,s:I}", "redriven", (json_int_t)job->n_rows, "remaining",
+                                total);
+        return SQLITE_OK;
+redrive_fail:
+        sqlite3_finalize(s);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        for (size_t i = 0; i < job->n_rows; i++)
+            aq_row_clear(&job->rows[i]);
+        job->n_rows = 0;
+        return rc != SQLITE_OK ? rc : SQLITE_ERROR;
+    }
+    default:
+        return SQLITE_MISUSE;
+    }
+}
+
+/* ---- the thread --------------------------------------------------------------------------- */
+
+static void notify_loop(struct aq_store *st)
+{
+    uint64_t one = 1;
+
+    /* An eventfd: the write only fails if the counter would overflow, which it cannot here. */
+    if (write(st->notify_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_err("[asyncq] cannot wake the loop: %s", strerror(errno));
+}
+
+/* Move finished jobs (a list) to the done list and wake the loop. Locks. */
+static void hand_back(struct aq_store *st, struct aq_job *head)
+{
+    struct aq_job *tail = head;
+
+    if (head == NULL)
+        return;
+    while (tail->next != NULL)
+        tail = tail->next;
+    pthread_mutex_lock(&st->mu);
+    if (st->done_tail != NULL)
+        st->done_tail->next = head;
+    else
+        st->done_head = head;
+    st->done_tail = tail;
+    pthread_mutex_unlock(&st->mu);
+    notify_loop(st);
+}
+
+/*
+ * Run one batch: every write job in one transaction, then the others one by one. Write jobs
+ * that must not fail (all but INSERT) come back in *RETRY when the transaction failed.
+ */
+static void run_batch(struct aq_store *st, struct aq_job *batch, struct aq_job **retry)
+{
+    struct aq_job *writes = NULL, **wtail = &writes, *others = NULL, **otail = &others;
+    struct aq_job *done = NULL, **dtail = &done;
+    int rc = SQLITE_OK, any_write = 0;
+
+    *retry = NULL;
+    while (batch != NULL) {
+        struct aq_job *j = batch;
+
+        batch = j->next;
+        j->next = NULL;
+        if (is_write(j)) {
+            *wtail = j;
+            wtail = &j->next;
+            any_write = 1;
+        } else {
+            *otail = j;
+            otail = &j->next;
+        }
+    }
+    if (any_write) {
+        rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        for (struct aq_job *j = writes; j != NULL && rc == SQLITE_OK; j = j->next)
+            rc = run_write(st->db, j);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            const char *msg = sqlite3_errmsg(st->db);
+            struct aq_job **rtail = retry;
+
+            log_err("[asyncq] store transaction of %s failed: %s", "queued changes", msg);
+            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+            while (writes != NULL) {
+                struct aq_job *j = writes;
+
+                writes = j->next;
+                j->next = NULL;
+                if (j->kind == AQJ_INSERT) {
+                    j->rc = sqlite_to_sy(rc);
+                    snprintf(j->errmsg, sizeof(j->errmsg), "cannot store the event: %s", msg);
+                    *dtail = j;
+                    dtail = &j->next;
+                } else {
+                    *rtail = j;
+                    rtail = &j->next;
+                }
+            }
+        }
+        *dtail = writes;
+        while (*dtail != NULL)
+            dtail = &(*dtail)->next;
+    }
+    for (struct aq_job *j = others; j != NULL;) {
+        struct aq_job *next = j->next;
+
+        j->next = NULL;
+        rc = run_other(st->db, j);
+        if (rc != SQLITE_OK && j->rc == 0) {
+            j->rc = sqlite_to_sy(rc);
+            snprintf(j->errmsg, sizeof(j->errmsg), "dead-letter store: %s",
+                     sqlite3_errmsg(st->db));
+        }
+        *dtail = j;
+        dtail = &j->next;
+        j = next;
+    }
+    hand_back(st, done);
+}
+
+static void *store_main(void *arg)
+{
+    struct aq_store *st = arg;
+    struct aq_job *retry = NULL;
+
+    for (;;) {
+        struct aq_job *batch;
+
+        pthread_mutex_lock(&st->mu);
+        if (retry != NULL) {
+            /* The disk failed: wait a little (or until asked to stop) before trying again. */
+            struct timespec until;
+
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += STORE_RETRY_MS / 1000;
+            if (!st->stopping)
+                pthread_cond_timedwait(&st->cv, &st->mu, &until);
+            if (st->stopping && mono_ms() > st->stop_deadline_ms) {
+                pthread_mutex_unlock(&st->mu);
+                log_err("[asyncq] giving up on store writes at shutdown; the affected events "
+                        "run again after the restart (at-least-once)");
+                hand_back(st, retry);
+                retry = NULL;
+                pthread_mutex_lock(&st->mu);
+            }
+        } else {
+            while (st->in_head == NULL && !st->stopping)
+                pthread_cond_wait(&st->cv, &st->mu);
+        }
+        batch = st->in_head;
+        st->in_head = st->in_tail = NULL;
+        if (batch == NULL && retry == NULL && st->stopping) {
+            pthread_mutex_unlock(&st->mu);
+            break;
+        }
+        pthread_mutex_unlock(&st->mu);
+        if (retry != NULL) {
+            struct aq_job *t = retry;
+
+            while (t->next != NULL)
+                t = t->next;
+            t->next = batch;
+            batch = retry;
+        }
+        run_batch(st, batch, &retry);
+    }
+    return NULL;
+}
+
+int aq_store_start(struct aq_store *st, int notify_fd, struct sy_error *err)
+{
+    int rc;
+
+    st->notify_fd = notify_fd;
+    rc = pthread_create(&st->thread, NULL, store_main, st);
+    if (rc != 0) {
+        sy_error_set(err, "cannot start the store thread: %s", strerror(rc));
+        return SY_EIO;
+    }
+    st->started = 1;
+    return 0;
+}
+
+void aq_store_submit(struct aq_store *st, struct aq_job *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&st->mu);
+    if (st->in_tail != NULL)
+        st->in_tail->next = job;
+    else
+        st->in_head = job;
+    st->in_tail = job;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+struct aq_job *aq_store_take_done(struct aq_store *st)
+{
+    struct aq_job *head;
+
+    pthread_mutex_lock(&st->mu);
+    head = st->done_head;
+    st->done_head = st->done_tail = NULL;
+    pthread_mutex_unlock(&st->mu);
+    return head;
+}
+
+void aq_store_stop(struct aq_store *st, int timeout_ms)
+{
+    if (st == NULL || !st->started)
+        return;
+    pthread_mutex_lock(&st->mu);
+    st->stopping = 1;
+    st->stop_deadline_ms = mono_ms() + timeout_ms;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    pthread_join(st->thread, NULL);
+    st->started = 0;
+}
+
+void aq_store_free(struct aq_store *st)
+{
+    struct aq_job *j;
+
+    if (st == NULL)
+        return;
+    j = st->in_head;
+    while (j != NULL) {
+        struct aq_job *n = j->next;
+
+        aq_job_free(j);
+        j = n;
+    }
+    j = st->done_head;
+    while (j != NULL) {
+        struct aq_job *n = j->next;
+
+        aq_job_free(j);
+        j = n;
+    }
+    if (st->db != NULL)
+        sqlite3_close(st->db);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    st->magic = 0;
+    free(st);
+}
