@@ -57,10 +57,13 @@ static const char usage_text[] =
     "      --dry-run              only check that the function exists and the payload parses\n"
     "      --log-tail             print the invocation's log tail on stderr\n"
     "  status                     show the broker's functions, environments and counters\n"
-    "  dlq ...                    dead-letter queues (not in this build yet)\n"
+    "  dlq list [FUNCTION] [--limit N]   list dead letters (async events that failed for good)\n"
+    "  dlq show --id ID                   one dead letter: payload, last error, attempt history\n"
+    "  dlq redrive FUNCTION | --id ID | --all   queue them again with fresh attempts\n"
+    "  dlq purge FUNCTION | --id ID | --all     delete them\n"
     "  --help, --version\n"
     "\n"
-    "options of invoke and status:\n"
+    "options of invoke, status and dlq:\n"
     "  --endpoint URL             the broker (default: $SWITCHYARD_ENDPOINT, else broker.json\n"
     "                             in the config's data_dir, else " DEFAULT_ENDPOINT ")\n"
     "  --token TOKEN              bearer token (default: $SWITCHYARD_TOKEN, else the config's\n"
@@ -457,8 +460,15 @@ static int cmd_invoke(int argc, char **argv)
             goto out;
         }
         rc = EXIT_OK;
-    } else if (resp.status == 202 || resp.status == 204) {
-        /* Event accepted / DryRun passed: there is no response body to print. */
+    } else if (resp.status == 202) {
+        /* Event stored: print its request id (every log line of every attempt carries it). */
+        const char *rid = httpc_header(&resp, "x-amzn-RequestId");
+
+        printf("%s\n", rid != NULL ? rid : "accepted");
+        fflush(stdout);
+        rc = EXIT_OK;
+    } else if (resp.status == 204) {
+        /* DryRun passed: there is no response body to print. */
         rc = EXIT_OK;
     } else {
         print_http_error(what.data, &resp);
@@ -534,6 +544,14 @@ static int cmd_status(int argc, char **argv)
 #define STATUS_LINE(field, metric, type, help) printf("%-13s %lld\n", #field, jint(j, #field));
     METRICS_BROKER(STATUS_LINE)
 #undef STATUS_LINE
+    if (json_is_object(json_object_get(j, "async"))) {
+        json_t *a = json_object_get(j, "async");
+
+        printf("\nasync queue\n");
+#define STATUS_ASYNC(field, metric, type, help) printf("  %-15s %lld\n", #field, jint(a, #field));
+        METRICS_ASYNC(STATUS_ASYNC)
+#undef STATUS_ASYNC
+    }
     detail = json_object_get(j, "functions_detail");
     if (json_object_size(detail) > 0) {
         printf("\n%-32s %12s %6s\n", "FUNCTION", "ENVIRONMENTS", "BUSY");
@@ -551,6 +569,189 @@ out:
     json_decref(j);
     httpc_resp_free(&resp);
     buf_free(&auth);
+    free(t.token);
+    return rc;
+}
+
+
+/* ---- dlq ---------------------------------------------------------------------------------- */
+
+/*
+ * One control-API request for `dlq`: METHOD PATH with BODY (may be NULL); parses the answer
+ * into *OUT. Returns 0 (HTTP 200 and JSON), else EXIT_FAIL after printing why.
+ */
+static int dlq_request(const char *what, const struct target *t, const char *method,
+                       const char *path, const char *body, json_t **out)
+{
+    struct httpc_resp resp = {0};
+    struct sy_error err = {{0}};
+    struct buf auth = {0};
+    const char *hdrs[5] = {"Content-Type", "application/json", NULL, NULL, NULL};
+    int rc = EXIT_FAIL;
+
+    *out = NULL;
+    if (t->token != NULL) {
+        buf_printf(&auth, "Bearer %s", t->token);
+        hdrs[2] = "Authorization";
+        hdrs[3] = auth.data;
+    }
+    if (httpc_request(t->endpoint, method, path, hdrs, body, body ? strlen(body) : 0, CONNECT_MS,
+                      STATUS_READ_MS * 6, &resp, &err) != 0) {
+        fail_msg("%s: %s (endpoint %s from %s; is the broker running?)", what, err.msg,
+                 t->endpoint, t->from);
+        goto out;
+    }
+    if (resp.status != 200) {
+        print_http_error(what, &resp);
+        goto out;
+    }
+    *out = json_loadb(resp.body, resp.body_len, 0, NULL);
+    if (*out == NULL) {
+        fail_msg("%s: the broker answered something that is not JSON", what);
+        goto out;
+    }
+    rc = 0;
+out:
+    httpc_resp_free(&resp);
+    buf_free(&auth);
+    return rc;
+}
+
+static int cmd_dlq(int argc, char **argv)
+{
+    const char *endpoint = NULL, *token = NULL, *config = NULL, *id = NULL, *limit_s = NULL;
+    int all = 0;
+    const struct opt opts[] = {
+        {"--endpoint", 1, &endpoint, NULL}, {"--token", 1, &token, NULL},
+        {"--config", 1, &config, NULL},     {"--id", 1, &id, NULL},
+        {"--limit", 1, &limit_s, NULL},     {"--all", 0, NULL, &all},
+        {NULL, 0, NULL, NULL},
+    };
+    const char *pos[2];
+    const char *sub, *fn;
+    int npos, rc = EXIT_FAIL;
+    struct target t = {.from = NULL};
+    struct buf path = {0};
+    json_t *j = NULL, *sel = NULL;
+    char *body = NULL, *esc = NULL;
+    long limit = 100;
+
+    if (parse_opts("dlq", argc, argv, opts, pos, 2, &npos) != 0)
+        return EXIT_USAGE;
+    if (npos < 1) {
+        fail_msg("dlq: expected list, show, redrive or purge (see switchyard --help)");
+        return EXIT_USAGE;
+    }
+    sub = pos[0];
+    fn = npos > 1 ? pos[1] : NULL;
+    if (limit_s != NULL) {
+        char *end;
+
+        limit = strtol(limit_s, &end, 10);
+        if (*end != '\0' || limit <= 0) {
+            fail_msg("dlq: --limit must be a positive integer");
+            return EXIT_USAGE;
+        }
+    }
+    if (strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 && strcmp(sub, "redrive") != 0 &&
+        strcmp(sub, "purge") != 0) {
+        fail_msg("dlq: unknown subcommand '%s' (list, show, redrive, purge)", sub);
+        return EXIT_USAGE;
+    }
+    if (strcmp(sub, "show") == 0 && (id == NULL || fn != NULL || all)) {
+        fail_msg("dlq show: give the dead letter's id: switchyard dlq show --id ID");
+        return EXIT_USAGE;
+    }
+    if ((strcmp(sub, "redrive") == 0 || strcmp(sub, "purge") == 0) &&
+        (fn != NULL) + (id != NULL) + all != 1) {
+        fail_msg("dlq %s: give exactly one of FUNCTION, --id ID or --all", sub);
+        return EXIT_USAGE;
+    }
+    if (resolve_target(endpoint, token, config, &t) != 0)
+        return EXIT_FAIL;
+    if (check_endpoint("dlq", &t) != 0)
+        goto out;
+
+    if (strcmp(sub, "list") == 0) {
+        json_t *arr, *e;
+        size_t i;
+
+        esc = fn != NULL ? httpc_escape_segment(fn) : NULL;
+        buf_printf(&path, "/switchyard/v1/dlq?limit=%ld%s%s", limit, esc ? "&function=" : "",
+                   esc ? esc : "");
+        if (dlq_request("dlq list", &t, "GET", path.data, NULL, &j) != 0)
+            goto out;
+        arr = json_object_get(j, "dead_letters");
+        printf("%-36s  %-24s  %-17s  %8s  %-24s  %s\n", "ID", "FUNCTION", "CONDITION",
+               "ATTEMPTS", "FAILED AT", "ERROR");
+        json_array_foreach(arr, i, e)
+        {
+            const char *et = json_string_value(json_object_get(e, "error_type"));
+            const char *em = json_string_value(json_object_get(e, "error_message"));
+
+            printf("%-36s  %-24s  %-17s  %8lld  %-24s  %s%s%.120s\n",
+                   json_string_value(json_object_get(e, "id")),
+                   json_string_value(json_object_get(e, "function")),
+                   json_string_value(json_object_get(e, "condition")), jint(e, "attempts"),
+                   json_string_value(json_object_get(e, "failed_at")), et ? et : "",
+                   et && em ? ": " : "", em ? em : "");
+        }
+        printf("(%zu shown, %lld in all)\n", json_array_size(arr), jint(j, "total"));
+        rc = EXIT_OK;
+    } else if (strcmp(sub, "show") == 0) {
+        char *s;
+
+        esc = httpc_escape_segment(id);
+        buf_printf(&path, "/switchyard/v1/dlq/%s", esc ? esc : "");
+        if (dlq_request("dlq show", &t, "GET", path.data, NULL, &j) != 0)
+            goto out;
+        s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (s != NULL)
+            printf("%s\n", s);
+        free(s);
+        rc = EXIT_OK;
+    } else {
+        int redrive = strcmp(sub, "redrive") == 0;
+        long long done = 0;
+
+        sel = fn != NULL ? json_pack("{s:s}", "function", fn)
+              : id != NULL ? json_pack("{s:s}", "id", id)
+                           : json_pack("{s:b}", "all", 1);
+        if (redrive)
+            json_object_set_new(sel, "limit", json_integer(limit_s != NULL ? limit : 1000));
+        body = json_dumps(sel, JSON_COMPACT);
+        buf_printf(&path, "/switchyard/v1/dlq/%s", sub);
+        /* Redrive moves a chunk per request and reports progress until nothing is left. */
+        for (;;) {
+            json_decref(j);
+            if (dlq_request(redrive ? "dlq redrive" : "dlq purge", &t, "POST", path.data, body,
+                            &j) != 0)
+                goto out;
+            if (!redrive) {
+                printf("purged %lld dead letter(s)\n", jint(j, "purged"));
+                break;
+            }
+            done += jint(j, "redriven");
+            if (jint(j, "redriven") == 0 || jint(j, "remaining") == 0 || id != NULL ||
+                limit_s != NULL) {
+                printf("redrove %lld dead letter(s); %lld left\n", done, jint(j, "remaining"));
+                break;
+            }
+            fprintf(stderr, "switchyard: dlq redrive: %lld queued again, %lld to go\n", done,
+                    jint(j, "remaining"));
+        }
+        if (redrive && id != NULL && done == 0) {
+            fail_msg("dlq redrive: no dead letter with id %s", id);
+            goto out;
+        }
+        rc = EXIT_OK;
+    }
+out:
+    json_decref(j);
+    json_decref(sel);
+    free(body);
+    free(esc);
+    buf_free(&path);
     free(t.token);
     return rc;
 }
@@ -591,11 +792,8 @@ int cli_main(int argc, char **argv)
         return cmd_invoke(argc - 1, argv + 1);
     if (strcmp(verb, "status") == 0)
         return cmd_status(argc - 1, argv + 1);
-    if (strcmp(verb, "dlq") == 0) {
-        /* TODO(issue 3): dlq list|show|redrive|purge once the async queue exists. */
-        fail_msg("dlq: the async queue is not available in this build yet");
-        return EXIT_USAGE;
-    }
+    if (strcmp(verb, "dlq") == 0)
+        return cmd_dlq(argc - 1, argv + 1);
     fail_msg("unknown command '%s' (see switchyard --help)", verb);
     return EXIT_USAGE;
 }

@@ -103,12 +103,16 @@ int h_broker_start(struct h_broker *b, const char *const env[], int timeout_ms)
         b->failed = true;
         return -1;
     }
+    /* A restart appends to the same log: look for the ready line of this start only. */
+    size_t from = h_file_size(b->log_path);
+
     if (h_proc_spawn(&b->proc, argv, env, b->dir, b->log_path) != 0) {
         b->failed = true;
         return -1;
     }
+    b->port = 0;
     for (;;) {
-        char *log = h_read_file(b->log_path, 0, NULL);
+        char *log = h_read_file(b->log_path, from, NULL);
         int found = log != NULL && parse_ready(b, log) == 0;
 
         free(log);

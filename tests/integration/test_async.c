@@ -1,0 +1,544 @@
+/*
+ * tests/integration/test_async.c - asynchronous invocation end to end on one broker: Event
+ * invokes answered 202 after the event is stored, the on_success / on_failure destination
+ * records in Lambda's format, the dead_letter message with its attributes, retry count and
+ * spacing, a function: destination, reserved concurrency 0, EventAgeExceeded (an old event
+ * found at start-up), the local dead-letter store with `switchyard dlq` (list, show, redrive,
+ * purge), bad input, and kill -9 of the broker with thousands of queued and in-flight events:
+ * every event runs at least once after the restart.
+ *
+ * Side effects are files written by tests/integration/handlers/async/app.py; every wait polls
+ * for them with a deadline.
+ */
+#include "itest.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* clang-format off */
+static const char config[] = ITEST_BROKER_YAML
+    "  max_concurrency: 20\n"
+    "functions:\n"
+    "  record:\n"
+    "    runtime: python3\n"
+    "    handler: app.record\n"
+    "    code: @FIXTURES@/async\n"
+    "    timeout_s: 10\n"
+    "    environment: {PYTHONDONTWRITEBYTECODE: '1'}\n"
+    "    async: {maximum_concurrency: 4}\n"
+    "  record-ok:\n"
+    "    runtime: python3\n"
+    "    handler: app.record\n"
+    "    code: @FIXTURES@/async\n"
+    "    environment: {PYTHONDONTWRITEBYTECODE: '1'}\n"
+    "    async: {on_success: 'file:@DIR@/ok'}\n"
+    "  flaky:\n"
+    "    runtime: python3\n"
+    "    handler: app.flaky\n"
+    "    code: @FIXTURES@/async\n"
+    "    environment: {PYTHONDONTWRITEBYTECODE: '1'}\n"
+    "    async:\n"
+    "      maximum_retry_attempts: 2\n"
+    "      retry_delays_s: [1, 1]\n"
+    "      on_failure: 'file:@DIR@/failed'\n"
+    "      dead_letter: 'file:@DIR@/dlq'\n"
+    "  flaky-fn:\n"
+    "    runtime: python3\n"
+    "    handler: app.flaky\n"
+    "    code: @FIXTURES@/async\n"
+    "    environment: {PYTHONDONTWRITEBYTECODE: '1'}\n"
+    "    async: {maximum_retry_attempts: 0, on_failure: 'function:sink'}\n"
+    "  sink:\n"
+    "    runtime: python3\n"
+    "    handler: app.sink\n"
+    "    code: @FIXTURES@/async\n"
+    "    environment: {PYTHONDONTWRITEBYTECODE: '1', SINK_DIR: '@DIR@/sink'}\n"
+    "  zero:\n"
+    "    runtime: python3\n"
+    "    handler: app.record\n"
+    "    code: @FIXTURES@/async\n"
+    "    reserved_concurrency: 0\n"
+    "    async: {dead_letter: 'file:@DIR@/zero-dlq'}\n"
+    "  aged:\n"
+    "    runtime: python3\n"
+    "    handler: app.record\n"
+    "    code: @FIXTURES@/async\n"
+    "    async: {maximum_event_age_s: 3600, on_failure: 'file:@DIR@/aged'}\n";
+/* clang-format on */
+
+static const char *const event_hdr[] = {"X-Amz-Invocation-Type: Event", NULL};
+
+/* Invoke FN asynchronously with PAYLOAD; fail unless 202. Returns the request id (new). */
+static char *invoke_event(struct itest *t, const char *fn, const char *payload)
+{
+    struct h_http_resp r;
+    const char *rid;
+    char *out;
+
+    itest_invoke(t, fn, payload, event_hdr, &r);
+    expect_status(&r, 202);
+    rid = h_http_header(&r, "x-amzn-RequestId");
+    if (rid == NULL || strlen(rid) != 36)
+        fail_msg("202 without a request id");
+    out = strdup(rid);
+    h_http_resp_free(&r);
+    return out;
+}
+
+/*
+ * Poll DIR until a regular file (not a dot/temp file) whose content contains NEEDLE appears;
+ * returns its content parsed as JSON (new). Fails after TIMEOUT_MS.
+ */
+static json_t *await_json_file(const char *dir, const char *needle, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+
+    for (;;) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        while (d != NULL && (de = readdir(d)) != NULL) {
+            char *path, *text;
+            size_t len;
+
+            if (de->d_name[0] == '.')
+                continue;
+            path = h_strfmt("%s/%s", dir, de->d_name);
+            text = h_read_file(path, 0, &len);
+            free(path);
+            if (text != NULL && strstr(text, needle) != NULL) {
+                json_t *j = h_json_parse(text, len);
+
+                free(text);
+                closedir(d);
+                if (j == NULL)
+                    fail_msg("%s/%s is not JSON", dir, de->d_name);
+                return j;
+            }
+            free(text);
+        }
+        if (d != NULL)
+            closedir(d);
+        if (h_now_ms() > deadline)
+            fail_msg("no file in %s mentions %s after %d ms", dir, needle, timeout_ms);
+        h_sleep_ms(20);
+    }
+}
+
+static void await_path(const char *path, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+
+    while (access(path, F_OK) != 0) {
+        if (h_now_ms() > deadline)
+            fail_msg("%s did not appear within %d ms", path, timeout_ms);
+        h_sleep_ms(20);
+    }
+}
+
+/* Lines of PATH (0 when absent). */
+static size_t line_count(const char *path)
+{
+    size_t len, n;
+    char *text = h_read_file(path, 0, &len);
+
+    if (text == NULL)
+        return 0;
+    n = h_str_count(text, "\n");
+    free(text);
+    return n;
+}
+
+static void await_lines(const char *path, size_t want, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+
+    while (line_count(path) < want) {
+        if (h_now_ms() > deadline)
+            fail_msg("%s has %zu line(s), want %zu, after %d ms", path, line_count(path), want,
+                     timeout_ms);
+        h_sleep_ms(20);
+    }
+}
+
+/* GET PATH on the control API as JSON (new), failing unless 200. */
+static json_t *api_get(struct itest *t, const char *path)
+{
+    struct h_http_resp r;
+    json_t *j;
+
+    if (h_broker_request(&t->b, "GET", path, NULL, NULL, 0, 10000, &r) != 0)
+        fail_msg("GET %s: no answer", path);
+    expect_status(&r, 200);
+    j = resp_json(&r);
+    h_http_resp_free(&r);
+    return j;
+}
+
+/* The dead letter with id RID in the list for FN, or NULL. Borrowed from LIST. */
+static json_t *find_dead(json_t *list, const char *rid)
+{
+    size_t i;
+    json_t *e;
+
+    json_array_foreach(json_object_get(list, "dead_letters"), i, e)
+    {
+        if (strcmp(h_json_str(e, "id"), rid) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Success: 202, the handler ran with the same request id, the on_success record. */
+static void test_event_success(void **state)
+{
+    struct itest *t = *state;
+    char *dir = h_strfmt("%s/rec-ok", t->b.dir);
+    char *okdir = h_strfmt("%s/ok", t->b.dir);
+    char *payload, *rid, *file, *seen;
+    json_t *rec, *rc;
+    size_t len;
+
+    mkdir(dir, 0755);
+    payload = h_strfmt("{\"dir\":\"%s\",\"n\":1}", dir);
+    rid = invoke_event(t, "record-ok", payload);
+    file = h_strfmt("%s/1", dir);
+    await_path(file, 20000);
+    seen = h_read_file(file, 0, &len);
+    assert_string_equal(seen, rid);
+
+    rec = await_json_file(okdir, rid, 20000);
+    assert_string_equal(h_json_str(rec, "version"), "1.0");
+    assert_non_null(h_json_str(rec, "timestamp"));
+    rc = json_object_get(rec, "requestContext");
+    assert_string_equal(h_json_str(rc, "requestId"), rid);
+    assert_string_equal(h_json_str(rc, "condition"), "Success");
+    assert_int_equal(h_json_int(rc, "approximateInvokeCount", -1), 1);
+    expect_contains(h_json_str(rc, "functionArn"), ":function:record-ok:$LATEST");
+    assert_int_equal(h_json_int(json_object_get(rec, "requestPayload"), "n", -1), 1);
+    assert_int_equal(h_json_int(json_object_get(rec, "responseContext"), "statusCode", -1), 200);
+    assert_null(json_object_get(json_object_get(rec, "responseContext"), "functionError"));
+    assert_int_equal(h_json_int(json_object_get(rec, "responsePayload"), "n", -1), 1);
+    json_decref(rec);
+    free(seen);
+    free(file);
+    free(rid);
+    free(payload);
+    free(okdir);
+    free(dir);
+    itest_end(t);
+}
+
+/*
+ * A function that keeps failing: three attempts (maximum_retry_attempts 2) about a second
+ * apart, then the on_failure record, the dead_letter message and a local dead letter; after
+ * the cause is fixed, `switchyard dlq redrive` runs it once more and it succeeds.
+ */
+static void test_retries_dead_letter_redrive(void **state)
+{
+    struct itest *t = *state;
+    char *dir = h_strfmt("%s/flaky", t->b.dir);
+    char *attempts = h_strfmt("%s/attempts-a", dir);
+    char *faildir = h_strfmt("%s/failed", t->b.dir);
+    char *dlqdir = h_strfmt("%s/dlq", t->b.dir);
+    char *payload, *rid, *text, *fixed, *url, *path;
+    json_t *rec, *rc, *env, *attrs, *list, *dead, *one;
+    double times[3];
+    size_t len;
+    struct h_run run;
+
+    mkdir(dir, 0755);
+    payload = h_strfmt("{\"dir\":\"%s\",\"key\":\"a\"}", dir);
+    rid = invoke_event(t, "flaky", payload);
+
+    rec = await_json_file(faildir, rid, 30000);
+    /* Exactly three attempts, each a retry_delays_s (1 s, +-10%) after the previous one. */
+    assert_int_equal(line_count(attempts), 3);
+    text = h_read_file(attempts, 0, &len);
+    assert_int_equal(sscanf(text, "%lf %*s\n%lf %*s\n%lf", &times[0], &times[1], &times[2]), 3);
+    assert_true(times[1] - times[0] >= 0.85);
+    assert_true(times[2] - times[1] >= 0.85);
+    assert_int_equal(h_str_count(text, rid), 3); /* the request id stays the same */
+    free(text);
+
+    rc = json_object_get(rec, "requestContext");
+    assert_string_equal(h_json_str(rc, "condition"), "RetriesExhausted");
+    assert_int_equal(h_json_int(rc, "approximateInvokeCount", -1), 3);
+    assert_string_equal(h_json_str(json_object_get(rec, "responseContext"), "functionError"),
+                        "Unhandled");
+    assert_string_equal(h_json_str(json_object_get(rec, "responsePayload"), "errorType"),
+                        "FlakyError");
+    assert_string_equal(h_json_str(json_object_get(rec, "requestPayload"), "key"), "a");
+    json_decref(rec);
+
+    /* dead_letter: the original event, with Lambda's attributes. */
+    env = await_json_file(dlqdir, rid, 20000);
+    assert_string_equal(h_json_str(json_object_get(env, "body"), "key"), "a");
+    attrs = json_object_get(env, "attributes");
+    assert_string_equal(h_json_str(attrs, "RequestID"), rid);
+    assert_int_equal(h_json_int(attrs, "ErrorCode", -1), 200);
+    expect_contains(h_json_str(attrs, "ErrorMessage"), "not fixed yet: a");
+    json_decref(env);
+
+    /* The local dead letter, through the API. */
+    list = api_get(t, "/switchyard/v1/dlq?function=flaky");
+    dead = find_dead(list, rid);
+    assert_non_null(dead);
+    assert_string_equal(h_json_str(dead, "condition"), "RetriesExhausted");
+    assert_int_equal(h_json_int(dead, "attempts", -1), 3);
+    assert_string_equal(h_json_str(dead, "error_type"), "FlakyError");
+    json_decref(list);
+    path = h_strfmt("/switchyard/v1/dlq/%s", rid);
+    one = api_get(t, path);
+    assert_string_equal(h_json_str(json_object_get(one, "payload"), "key"), "a");
+    assert_int_equal(json_array_size(json_object_get(one, "history")), 3);
+    json_decref(one);
+
+    /* The CLI shows it too, then redrives it once the cause is fixed. */
+    url = h_broker_url(&t->b);
+    {
+        char *argv[] = {(char *)h_binary(), "dlq", "list", "flaky", "--endpoint", url, NULL};
+
+        h_proc_run(argv, NULL, t->b.dir, 30000, &run);
+        expect_run_code(&run, 0);
+        expect_contains(run.out, rid);
+        expect_contains(run.out, "RetriesExhausted");
+        h_run_free(&run);
+    }
+    fixed = h_strfmt("%s/fixed", dir);
+    assert_int_equal(h_write_file(fixed, "", 0), 0);
+    {
+        char *argv[] = {(char *)h_binary(), "dlq", "redrive", "flaky", "--endpoint", url, NULL};
+
+        h_proc_run(argv, NULL, t->b.dir, 30000, &run);
+        expect_run_code(&run, 0);
+        expect_contains(run.out, "redrove 1 dead letter(s)");
+        h_run_free(&run);
+    }
+    await_lines(attempts, 4, 20000);
+    list = api_get(t, "/switchyard/v1/dlq?function=flaky");
+    assert_null(find_dead(list, rid));
+    json_decref(list);
+
+    free(path);
+    free(url);
+    free(fixed);
+    free(rid);
+    free(payload);
+    free(dlqdir);
+    free(faildir);
+    free(attempts);
+    free(dir);
+    itest_end(t);
+}
+
+/* on_failure: function:sink - the record is the event of an async invoke of sink. */
+static void test_function_destination(void **state)
+{
+    struct itest *t = *state;
+    char *dir = h_strfmt("%s/flaky-fn", t->b.dir);
+    char *sinkdir = h_strfmt("%s/sink", t->b.dir);
+    char *payload, *rid;
+    json_t *rec, *rc;
+
+    mkdir(dir, 0755);
+    payload = h_strfmt("{\"dir\":\"%s\",\"key\":\"fn\"}", dir);
+    rid = invoke_event(t, "flaky-fn", payload);
+    rec = await_json_file(sinkdir, rid, 30000);
+    rc = json_object_get(rec, "requestContext");
+    assert_string_equal(h_json_str(rc, "requestId"), rid);
+    assert_string_equal(h_json_str(rc, "condition"), "RetriesExhausted");
+    assert_int_equal(h_json_int(rc, "approximateInvokeCount", -1), 1);
+    json_decref(rec);
+    free(rid);
+    free(payload);
+    free(sinkdir);
+    free(dir);
+    itest_end(t);
+}
+
+/* Reserved concurrency 0: Lambda sends the event straight to failure handling. */
+static void test_reserved_zero(void **state)
+{
+    struct itest *t = *state;
+    char *dlqdir = h_strfmt("%s/zero-dlq", t->b.dir);
+    char *rid = invoke_event(t, "zero", "{\"dir\":\"/nonexistent\",\"n\":0}");
+    json_t *env = await_json_file(dlqdir, rid, 20000);
+
+    assert_int_equal(h_json_int(json_object_get(env, "attributes"), "ErrorCode", -1), 429);
+    json_decref(env);
+    free(rid);
+    free(dlqdir);
+    itest_end(t);
+}
+
+/* Bad input gets Lambda's errors and nothing is queued. */
+static void test_bad_input(void **state)
+{
+    struct itest *t = *state;
+    struct h_http_resp r;
+    char *big;
+    json_t *j;
+
+    itest_invoke(t, "record", "{not json", event_hdr, &r);
+    j = expect_api_error(&r, 400, "InvalidRequestContentException");
+    json_decref(j);
+    h_http_resp_free(&r);
+
+    big = h_json_string_of_len(1048576 + 10); /* a JSON string just over 1 MiB */
+    itest_invoke(t, "record", big, event_hdr, &r);
+    j = expect_api_error(&r, 413, "RequestEntityTooLargeException");
+    json_decref(j);
+    h_http_resp_free(&r);
+    free(big);
+
+    itest_invoke(t, "no-such-function", "{}", event_hdr, &r);
+    j = expect_api_error(&r, 404, "ResourceNotFoundException");
+    json_decref(j);
+    h_http_resp_free(&r);
+    itest_end(t);
+}
+
+#define KILL_EVENTS 2000
+
+/*
+ * kill -9 with thousands of events queued and in flight, then a restart: every event runs at
+ * least once (the handler leaves one file per event number).
+ */
+static void test_kill9_loses_nothing(void **state)
+{
+    struct itest *t = *state;
+    char *dir = h_strfmt("%s/kill", t->b.dir);
+    struct h_http_conn *c;
+    const char *hdrs[] = {"X-Amz-Invocation-Type: Event", NULL};
+    int64_t deadline;
+    size_t done;
+
+    mkdir(dir, 0755);
+    c = h_http_connect(t->b.host, t->b.port, 10000);
+    assert_non_null(c);
+    for (int i = 0; i < KILL_EVENTS; i++) {
+        char *payload = h_strfmt("{\"dir\":\"%s\",\"n\":%d}", dir, i);
+        struct h_http_resp r;
+
+        if (h_http_conn_request(c, "POST", "/2015-03-31/functions/record/invocations", hdrs,
+                                payload, strlen(payload), 30000, &r) != 0)
+            fail_msg("event %d: no answer", i);
+        if (r.status != 202)
+            fail_msg("event %d: HTTP %d", i, r.status);
+        h_http_resp_free(&r);
+        free(payload);
+    }
+    h_http_close(c);
+    /* Everything is stored; most of it still waits or runs. */
+    assert_int_equal(kill(t->b.proc.pid, SIGKILL), 0);
+    deadline = h_now_ms() + 10000;
+    while (h_broker_running(&t->b) && h_now_ms() < deadline)
+        h_sleep_ms(10);
+    assert_false(h_broker_running(&t->b));
+    /* The killed broker's environments are orphans of its process group: gone with it or
+     * reaped by the harness; the restarted broker must pick up every stored event. */
+    assert_int_equal(h_broker_start(&t->b, NULL, ITEST_READY_MS), 0);
+    t->mark = h_broker_log_mark(&t->b);
+
+    deadline = h_now_ms() + 180000;
+    for (;;) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        done = 0;
+        while (d != NULL && (de = readdir(d)) != NULL) {
+            if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && strchr(de->d_name, '.') == NULL)
+                done++;
+        }
+        if (d != NULL)
+            closedir(d);
+        if (done >= KILL_EVENTS || h_now_ms() > deadline)
+            break;
+        h_sleep_ms(100);
+    }
+    if (done != KILL_EVENTS)
+        fail_msg("%zu of %d events ran after the kill -9 and restart", done, KILL_EVENTS);
+    free(dir);
+    itest_end(t);
+}
+
+/*
+ * EventAgeExceeded: an event stored long ago (written into the queue while the broker is
+ * stopped, as after a long outage) is not run but sent to on_failure with the condition.
+ */
+static void test_event_age_exceeded(void **state)
+{
+    struct itest *t = *state;
+    char *agedir = h_strfmt("%s/aged", t->b.dir);
+    const char *rid = "00000000-0000-4000-8000-00000000a9ed";
+    char *db = h_strfmt("%s/queue.db", t->b.data_dir);
+    char *script;
+    struct h_run run;
+    json_t *rec, *rc;
+
+    assert_int_equal(h_broker_stop(&t->b, 10000), 0);
+    script = h_strfmt("import sqlite3, time\n"
+                      "c = sqlite3.connect('%s')\n"
+                      "old = int(time.time() * 1000) - 7200 * 1000\n"
+                      "c.execute(\"INSERT INTO events(id, fn, payload, enqueued_ms, next_ms, "
+                      "attempts, state) VALUES(?, 'aged', ?, ?, ?, 0, 0)\", "
+                      "('%s', b'{\\\"n\\\": 7}', old, old))\n"
+                      "c.commit()\n",
+                      db, rid);
+    {
+        char *argv[] = {"python3", "-c", script, NULL};
+
+        h_proc_run(argv, NULL, t->b.dir, 30000, &run);
+        expect_run_code(&run, 0);
+        h_run_free(&run);
+    }
+    assert_int_equal(h_broker_start(&t->b, NULL, ITEST_READY_MS), 0);
+    t->mark = h_broker_log_mark(&t->b);
+    rec = await_json_file(agedir, rid, 20000);
+    rc = json_object_get(rec, "requestContext");
+    assert_string_equal(h_json_str(rc, "condition"), "EventAgeExceeded");
+    assert_int_equal(h_json_int(rc, "approximateInvokeCount", -1), 0);
+    assert_int_equal(h_json_int(json_object_get(rec, "requestPayload"), "n", -1), 7);
+    json_decref(rec);
+    {
+        char *url = h_broker_url(&t->b);
+        char *argv[] = {(char *)h_binary(), "dlq",      "purge", "--id", (char *)rid,
+                        "--endpoint",       url,        NULL};
+
+        h_proc_run(argv, NULL, t->b.dir, 30000, &run);
+        expect_run_code(&run, 0);
+        expect_contains(run.out, "purged 1 dead letter(s)");
+        h_run_free(&run);
+        free(url);
+    }
+    free(script);
+    free(db);
+    free(agedir);
+    itest_end(t);
+}
+
+static int group_setup(void **state)
+{
+    return itest_group_start(state, "async", config, NULL);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, itest_setup, itest_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_event_success),        T(test_retries_dead_letter_redrive),
+        T(test_function_destination), T(test_reserved_zero),
+        T(test_bad_input),            T(test_kill9_loses_nothing),
+        T(test_event_age_exceeded),
+    };
+
+    itest_filter_from_env();
+    return itest_run_group("async", tests, group_setup);
+}
