@@ -314,23 +314,6 @@ static void test_dry_run(void **state)
     itest_end(t);
 }
 
-/* Event (async) is not in this build: a clear 400, never a silent 202. */
-static void test_event_rejected(void **state)
-{
-    struct itest *t = *state;
-    const char *hdrs[] = {"X-Amz-Invocation-Type: Event", NULL};
-    struct h_http_resp r;
-    json_t *j;
-
-    itest_invoke(t, "echo-py", "{}", hdrs, &r);
-    j = expect_api_error(&r, 400, "InvalidParameterValueException");
-    expect_contains(h_json_str(j, "message") ? h_json_str(j, "message") : h_json_str(j, "Message"),
-                    "Event");
-    json_decref(j);
-    h_http_resp_free(&r);
-    itest_end(t);
-}
-
 static void test_bad_invocation_type(void **state)
 {
     struct itest *t = *state;
@@ -387,7 +370,6 @@ int main(void)
         T(test_non_json_body),
         T(test_unknown_function),
         T(test_dry_run),
-        T(test_event_rejected),
         T(test_bad_invocation_type),
         T(test_cli_function_error),
     };
