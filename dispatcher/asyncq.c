@@ -116,6 +116,7 @@ struct asyncq {
     struct event_base *base;
     const struct cfg *cfg;
     struct dispatcher *dsp;
+    const struct aq_store_ops *sops;
     struct aq_store *store;
     int efd;
     struct event *efd_ev;
@@ -138,6 +139,13 @@ struct asyncq {
 };
 
 static void aq_pump(struct asyncq *q, struct aq_fn *af);
+static void adopt_rows(struct asyncq *q, struct aq_row *rows, size_t n);
+
+/* Events the store handed to this broker (shared Redis queue): hold and schedule them. */
+static void intake(struct asyncq *q, struct aq_job *job)
+{
+    adopt_rows(q, job->rows, job->n_rows);
+}
 static void aq_deliver(struct aq_ev *ev);
 static int aq_put_internal(struct asyncq *q, struct aq_fn *af, const char *payload, size_t len,
                            const char *request_id, const char *trace_id, char *id_out,
@@ -401,7 +409,7 @@ static void submit(struct asyncq *q, struct aq_job *job,
                    void (*complete)(struct asyncq *, struct aq_job *))
 {
     job->complete = complete;
-    aq_store_submit(q->store, job);
+    q->sops->submit(q->store, job);
 }
 
 static void efd_cb(evutil_socket_t fd, short what, void *arg)
@@ -412,18 +420,22 @@ static void efd_cb(evutil_socket_t fd, short what, void *arg)
 
     if (read(q->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
         log_err("[asyncq] eventfd read: %s", strerror(errno));
-    job = aq_store_take_done(q->store);
+    job = q->sops->take_done(q->store);
     while (job != NULL) {
         struct aq_job *next = job->next;
 
         job->next = NULL;
         if (job->rc != 0 && job->kind != AQJ_INSERT)
             q->stats.store_errors++;
-        if (job->complete != NULL)
+        if (job->kind == AQJ_INTAKE)
+            intake(q, job);
+        else if (job->complete != NULL)
             job->complete(q, job);
         aq_job_free(job);
         job = next;
     }
+    if (q->sops->note_held != NULL)
+        q->sops->note_held(q->store, q->stats.queued);
 }
 
 /* ---- scheduling --------------------------------------------------------------------------- */
@@ -1041,29 +1053,62 @@ static void req_unlink(struct asyncq *q, struct aq_req *r)
         r->next->prev = r->prev;
 }
 
-/* Events a redrive put back in the store: hold them in memory and schedule them. */
-static void adopt_rows(struct asyncq *q, struct aq_row *rows, size_t n)
+/*
+ * Rows the store handed over (recovery, redrive, intake from a shared queue) -> events in
+ * memory: WAITING until next_ms, or DELIVERING for stored outcomes (state 1). Takes what the
+ * rows own. Returns how many were outcomes; *ORPHANS counts rows of undeclared functions.
+ */
+static size_t adopt_rows_count(struct asyncq *q, struct aq_row *rows, size_t n, size_t *orphans)
 {
+    size_t n_out = 0;
+
     for (size_t i = 0; i < n; i++) {
-        struct aq_fn *af = aq_fn_by_name(q, rows[i].fn);
+        struct aq_row *row = &rows[i];
+        struct aq_fn *af = aq_fn_by_name(q, row->fn);
         struct aq_ev *ev;
 
         if (af == NULL) {
-            log_warn("[asyncq] redriven event %s belongs to function %s, which this config "
-                     "does not declare; it stays stored",
-                     rows[i].id, rows[i].fn);
+            (*orphans)++;
             continue;
         }
         ev = aq_ev_new(q, af);
         if (ev == NULL) {
-            log_err("[asyncq] out of memory adopting %s (it runs after a restart)", rows[i].id);
+            log_err("[asyncq] out of memory adopting %s (it runs after a restart)", row->id);
             continue;
         }
-        ev->row = rows[i];
-        memset(&rows[i], 0, sizeof(rows[i]));
+        ev->row = *row;
+        memset(row, 0, sizeof(*row));
+        if (ev->row.state == 1 && ev->row.outcome != NULL) {
+            json_t *o = json_loads(ev->row.outcome, 0, NULL);
+            const char *rec = json_string_value(json_object_get(o, "record"));
+            const char *em = json_string_value(json_object_get(o, "error_message"));
+
+            ev->pending = (unsigned)json_integer_value(json_object_get(o, "pending"));
+            ev->last_code = (int)json_integer_value(json_object_get(o, "error_code"));
+            ev->record = rec != NULL ? strdup(rec) : NULL;
+            ev->error_message = em != NULL ? strdup(em) : NULL;
+            json_decref(o);
+            n_out++;
+        } else {
+            ev->row.state = 0;
+        }
+        if (ev->row.next_ms > wall_ms() + 86400000LL) /* a clock jump: do not wait a day */
+            ev->row.next_ms = wall_ms();
         if (aq_wait(ev) != 0)
             log_err("[asyncq] out of memory scheduling %s", ev->row.id);
     }
+    return n_out;
+}
+
+static void adopt_rows(struct asyncq *q, struct aq_row *rows, size_t n)
+{
+    size_t orphans = 0;
+
+    adopt_rows_count(q, rows, n, &orphans);
+    if (orphans > 0)
+        log_warn("[asyncq] %zu event(s) belong to functions this config does not declare; "
+                 "they stay stored untouched",
+                 orphans);
 }
 
 static void dlq_done(struct asyncq *q, struct aq_job *job)
@@ -1200,53 +1245,19 @@ static void drain_ev_cb(evutil_socket_t fd, short what, void *arg)
     done(q->drain_arg);
 }
 
-/* Recovered rows -> events in memory (WAITING now, or DELIVERING for stored outcomes). */
+/* The events the store held at start-up. */
 static void recover(struct asyncq *q)
 {
-    size_t n_ev = 0, n_out = 0, n_orphan = 0;
+    size_t orphans = 0, n_out;
 
-    for (size_t i = 0; i < q->n_recovered; i++) {
-        struct aq_row *row = &q->recovered[i];
-        struct aq_fn *af = aq_fn_by_name(q, row->fn);
-        struct aq_ev *ev;
-
-        if (af == NULL) {
-            n_orphan++;
-            continue;
-        }
-        ev = aq_ev_new(q, af);
-        if (ev == NULL)
-            continue;
-        ev->row = *row;
-        memset(row, 0, sizeof(*row));
-        if (ev->row.state == 1 && ev->row.outcome != NULL) {
-            json_t *o = json_loads(ev->row.outcome, 0, NULL);
-            const char *rec = json_string_value(json_object_get(o, "record"));
-            const char *em = json_string_value(json_object_get(o, "error_message"));
-
-            ev->pending = (unsigned)json_integer_value(json_object_get(o, "pending"));
-            ev->last_code = (int)json_integer_value(json_object_get(o, "error_code"));
-            ev->record = rec != NULL ? strdup(rec) : NULL;
-            ev->error_message = em != NULL ? strdup(em) : NULL;
-            json_decref(o);
-            n_out++;
-        } else {
-            ev->row.state = 0;
-            n_ev++;
-        }
-        if (ev->row.next_ms > wall_ms() + 86400000LL) /* a clock jump: do not wait a day */
-            ev->row.next_ms = wall_ms();
-        if (aq_wait(ev) != 0)
-            log_err("[asyncq] out of memory recovering %s", ev->row.id);
-    }
+    n_out = adopt_rows_count(q, q->recovered, q->n_recovered, &orphans);
     if (q->n_recovered > 0)
-        log_info("[asyncq] recovered %zu queued event(s) and %zu outcome(s) awaiting delivery"
-                 "%s",
-                 n_ev, n_out, n_orphan ? " (some belong to functions no longer declared)" : "");
-    if (n_orphan > 0)
+        log_info("[asyncq] recovered %zu queued event(s) and %zu outcome(s) awaiting delivery",
+                 q->n_recovered - n_out - orphans, n_out);
+    if (orphans > 0)
         log_warn("[asyncq] %zu stored event(s) belong to functions this config does not "
                  "declare; they stay stored untouched",
-                 n_orphan);
+                 orphans);
     for (size_t i = 0; i < q->n_recovered; i++)
         aq_row_clear(&q->recovered[i]);
     free(q->recovered);
@@ -1258,8 +1269,6 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
                            struct dispatcher *dsp, struct sy_error *err)
 {
     struct asyncq *q = calloc(1, sizeof(*q));
-    char path[4200];
-
     if (q == NULL) {
         sy_error_set(err, "out of memory");
         return NULL;
@@ -1270,13 +1279,6 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
     q->dsp = dsp;
     q->efd = -1;
     srandom((unsigned)(wall_ms() ^ getpid()));
-    if (cfg->broker.async_queue != NULL && strcmp(cfg->broker.async_queue, "sqlite") != 0) {
-        sy_error_set(err,
-                     "broker.async_queue: %s: the shared Redis queue is not available in this "
-                     "build; use sqlite",
-                     cfg->broker.async_queue);
-        goto fail;
-    }
     q->n_fns = dispatcher_function_count(dsp);
     q->fns = calloc(q->n_fns ? q->n_fns : 1, sizeof(*q->fns));
     if (q->fns == NULL) {
@@ -1306,9 +1308,10 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
             target_open(q, as->dead_letter, &af->dead_letter, err) != 0)
             goto fail;
     }
-    snprintf(path, sizeof(path), "%s/queue.db", cfg->broker.data_dir);
-    q->store = aq_store_open(path, cfg->broker.durability == CFG_DURABILITY_FSYNC, &q->recovered,
-                             &q->n_recovered, err);
+    q->sops = cfg->broker.async_queue != NULL && strncmp(cfg->broker.async_queue, "redis://", 8) == 0
+                  ? &aq_redis_ops
+                  : &aq_sqlite_ops;
+    q->store = q->sops->open(cfg, &q->recovered, &q->n_recovered, err);
     if (q->store == NULL)
         goto fail;
     q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1324,7 +1327,7 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
         sy_error_set(err, "cannot set up the async queue's events");
         goto fail;
     }
-    if (aq_store_start(q->store, q->efd, err) != 0)
+    if (q->sops->start(q->store, q->efd, err) != 0)
         goto fail;
     recover(q);
     dispatcher_set_slot_cb(dsp, slot_cb, q);
@@ -1400,13 +1403,14 @@ void asyncq_close(struct asyncq *q)
     if (q->store != NULL) {
         struct aq_job *job;
 
-        aq_store_stop(q->store, CLOSE_FLUSH_MS);
+        q->sops->stop(q->store, CLOSE_FLUSH_MS);
         /* Last completions: run them for their effects on callers, then drop them. */
-        job = aq_store_take_done(q->store);
+        job = q->sops->take_done(q->store);
         while (job != NULL) {
             struct aq_job *next = job->next;
 
-            if (job->kind == AQJ_INSERT || job->kind >= AQJ_DLQ_LIST) {
+            if (job->kind == AQJ_INSERT ||
+                (job->kind >= AQJ_DLQ_LIST && job->kind != AQJ_INTAKE)) {
                 job->next = NULL;
                 if (job->complete != NULL)
                     job->complete(q, job);
@@ -1414,7 +1418,7 @@ void asyncq_close(struct asyncq *q)
             aq_job_free(job);
             job = next;
         }
-        aq_store_free(q->store);
+        q->sops->destroy(q->store);
     }
     while (q->all != NULL)
         aq_ev_free(q->all);

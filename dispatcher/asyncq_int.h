@@ -37,6 +37,7 @@ enum aq_job_kind {
     AQJ_DLQ_REDRIVE,  /* dead rows -> events; returns them in rows */
     AQJ_DLQ_PURGE,
     AQJ_DLQ_COUNT,    /* read: number of dead rows (start-up) */
+    AQJ_INTAKE,       /* made by the store: ROWS are events this broker holds now */
 };
 
 /* One stored event as the store returns it (recovery, redrive). Owns its strings. */
@@ -85,33 +86,38 @@ void aq_job_free(struct aq_job *job);
 void aq_row_clear(struct aq_row *row);
 
 /*
- * Open PATH (creating the schema), FSYNC selects synchronous=FULL (else NORMAL: survives a
- * process crash in WAL mode). Loads every stored event into *ROWS (caller frees each with
- * aq_row_clear() and the array with free()). Returns the store (not yet running) or NULL with
- * ERR filled. Blocking.
+ * A store backend. Two exist: aq_sqlite_ops (asyncq_store.c: <data_dir>/queue.db, the default)
+ * and aq_redis_ops (asyncq_store_redis.c: `broker.async_queue: redis://HOST:PORT/KEY`, a Redis
+ * Stream with a consumer group shared by several brokers). Both run their I/O on a thread of
+ * their own and follow the job contract above.
+ *
+ * open:      blocking, before the loop runs. Sets *ROWS and *N_ROWS to the events this broker holds
+ *            from the start (SQLite: every stored event; Redis: none, they arrive by INTAKE).
+ * start:     start the thread; finished jobs are queued for the loop and NOTIFY_FD (an eventfd)
+ *            is written.
+ * submit:    hand a job over (thread-safe; the store owns it until it comes back done).
+ * take_done: the finished jobs, in completion order, or NULL. A backend may also hand back
+ *            jobs it made itself: AQJ_INTAKE jobs carry in ROWS events this broker now holds
+ *            (Redis: read from the stream or claimed from a dead consumer).
+ * note_held: optional; the loop reports how many events it holds (flow control for INTAKE).
+ * stop:      run what is queued (bounded by TIMEOUT_MS when the backend keeps failing), stop
+ *            the thread. Finished jobs stay for one last take_done.
+ * destroy:   free (after stop). NULL is a no-op.
  */
-struct aq_store *aq_store_open(const char *path, int fsync, struct aq_row **rows,
-                               size_t *n_rows, struct sy_error *err);
+struct cfg;
+struct aq_store_ops {
+    const char *name;
+    struct aq_store *(*open)(const struct cfg *cfg, struct aq_row **rows, size_t *n_rows,
+                             struct sy_error *err);
+    int (*start)(struct aq_store *st, int notify_fd, struct sy_error *err);
+    void (*submit)(struct aq_store *st, struct aq_job *job);
+    struct aq_job *(*take_done)(struct aq_store *st);
+    void (*note_held)(struct aq_store *st, unsigned held);
+    void (*stop)(struct aq_store *st, int timeout_ms);
+    void (*destroy)(struct aq_store *st);
+};
 
-/*
- * Start the store thread. Finished jobs are queued for the loop and NOTIFY_FD (an eventfd) is
- * written; the loop calls aq_store_take_done() when it is readable.
- */
-int aq_store_start(struct aq_store *st, int notify_fd, struct sy_error *err);
-
-/* Hand JOB to the store thread (takes ownership until it comes back done). Thread-safe. */
-void aq_store_submit(struct aq_store *st, struct aq_job *job);
-
-/* Take the list of finished jobs (in completion order), or NULL. */
-struct aq_job *aq_store_take_done(struct aq_store *st);
-
-/*
- * Run every job still queued (bounded by TIMEOUT_MS when the disk keeps failing), stop the
- * thread and close the database. Finished jobs stay for one last aq_store_take_done(). Blocking.
- */
-void aq_store_stop(struct aq_store *st, int timeout_ms);
-
-/* Free the store (after aq_store_stop()). NULL is a no-op. */
-void aq_store_free(struct aq_store *st);
+extern const struct aq_store_ops aq_sqlite_ops;
+extern const struct aq_store_ops aq_redis_ops;
 
 #endif

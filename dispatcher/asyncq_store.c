@@ -26,6 +26,7 @@
 #include "../broker/errors.h"
 #include "../broker/log.h"
 #include "../broker/util/time.h"
+#include "../config/config.h"
 
 #define STORE_MAGIC 0x41515354u /* "AQST" */
 #define STORE_RETRY_MS 1000     /* after a failed write transaction */
@@ -144,9 +145,13 @@ static int row_from_stmt(sqlite3_stmt *s, struct aq_row *row)
     return 0;
 }
 
-struct aq_store *aq_store_open(const char *path, int fsync, struct aq_row **rows,
-                               size_t *n_rows, struct sy_error *err)
+static void sqlite_destroy(struct aq_store *st);
+
+static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
+                                    size_t *n_rows, struct sy_error *err)
 {
+    char path[4200];
+    int fsync = cfg->broker.durability == CFG_DURABILITY_FSYNC;
     struct aq_store *st = calloc(1, sizeof(*st));
     sqlite3_stmt *s = NULL;
     char *emsg = NULL;
@@ -154,6 +159,7 @@ struct aq_store *aq_store_open(const char *path, int fsync, struct aq_row **rows
     size_t n = 0, cap = 0;
     int rc;
 
+    snprintf(path, sizeof(path), "%s/queue.db", cfg->broker.data_dir);
     *rows = NULL;
     *n_rows = 0;
     if (st == NULL) {
@@ -218,7 +224,7 @@ fail:
     for (size_t i = 0; i < n; i++)
         aq_row_clear(&out[i]);
     free(out);
-    aq_store_free(st);
+    sqlite_destroy(st);
     return NULL;
 }
 
@@ -725,7 +731,7 @@ static void *store_main(void *arg)
     return NULL;
 }
 
-int aq_store_start(struct aq_store *st, int notify_fd, struct sy_error *err)
+static int sqlite_start(struct aq_store *st, int notify_fd, struct sy_error *err)
 {
     int rc;
 
@@ -739,7 +745,7 @@ int aq_store_start(struct aq_store *st, int notify_fd, struct sy_error *err)
     return 0;
 }
 
-void aq_store_submit(struct aq_store *st, struct aq_job *job)
+static void sqlite_submit(struct aq_store *st, struct aq_job *job)
 {
     job->next = NULL;
     pthread_mutex_lock(&st->mu);
@@ -752,7 +758,7 @@ void aq_store_submit(struct aq_store *st, struct aq_job *job)
     pthread_mutex_unlock(&st->mu);
 }
 
-struct aq_job *aq_store_take_done(struct aq_store *st)
+static struct aq_job *sqlite_take_done(struct aq_store *st)
 {
     struct aq_job *head;
 
@@ -763,7 +769,7 @@ struct aq_job *aq_store_take_done(struct aq_store *st)
     return head;
 }
 
-void aq_store_stop(struct aq_store *st, int timeout_ms)
+static void sqlite_stop(struct aq_store *st, int timeout_ms)
 {
     if (st == NULL || !st->started)
         return;
@@ -776,7 +782,7 @@ void aq_store_stop(struct aq_store *st, int timeout_ms)
     st->started = 0;
 }
 
-void aq_store_free(struct aq_store *st)
+static void sqlite_destroy(struct aq_store *st)
 {
     struct aq_job *j;
 
@@ -803,3 +809,14 @@ void aq_store_free(struct aq_store *st)
     st->magic = 0;
     free(st);
 }
+
+const struct aq_store_ops aq_sqlite_ops = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .start = sqlite_start,
+    .submit = sqlite_submit,
+    .take_done = sqlite_take_done,
+    .note_held = NULL,
+    .stop = sqlite_stop,
+    .destroy = sqlite_destroy,
+};
