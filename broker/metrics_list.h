@@ -12,7 +12,7 @@
 
 #define METRICS_BROKER(X)                                                                          \
     X(invocations, "switchyard_invocations_total", "counter",                                      \
-      "Synchronous invocations completed, any outcome (throttles included).")                      \
+      "Invocations completed (sync and async), any outcome (throttles included).")                      \
     X(errors, "switchyard_function_errors_total", "counter",                                       \
       "Invocations that ended in a function error (X-Amz-Function-Error: Unhandled).")             \
     X(throttles, "switchyard_throttles_total", "counter",                                          \
