@@ -30,6 +30,7 @@ struct env;
 struct funclog {
     FILE *fp;
     char *path;
+    uint64_t last_flush_us; /* lines are flushed at least every FUNCLOG_FLUSH_US */
 };
 
 int funclog_open(struct funclog *fl, const char *dir, const char *name, struct sy_error *err);

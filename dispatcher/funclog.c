@@ -4,7 +4,9 @@
  * User output lines are stored with a timestamp and the request id they were printed under
  * (`<ISO time>\t<request id>\t<line>`, `-` outside an invocation); platform lines (INIT_START,
  * START, END, REPORT) are stored as Lambda prints them. Writes are buffered in stdio and
- * flushed after each REPORT, so a burst of output costs no syscall per line.
+ * flushed after each REPORT, after lines printed outside an invocation, and otherwise at most
+ * FUNCLOG_FLUSH_US after the previous flush: a burst of output costs no syscall per line, and
+ * `tail -f` still sees a long invocation's progress within a fraction of a second.
  */
 #include "dispatcher_int.h"
 
@@ -14,6 +16,8 @@
 
 #include "../broker/log.h"
 #include "../broker/util/time.h"
+
+#define FUNCLOG_FLUSH_US 200000
 
 int funclog_open(struct funclog *fl, const char *dir, const char *name, struct sy_error *err)
 {
@@ -42,6 +46,10 @@ void funclog_line(struct funclog *fl, const char *request_id, const char *line, 
         return;
     time_iso8601(ts, time_wall_ms());
     fprintf(fl->fp, "%s\t%s\t%.*s\n", ts, request_id ? request_id : "-", (int)len, line);
+    if (request_id == NULL || time_mono_us() - fl->last_flush_us >= FUNCLOG_FLUSH_US) {
+        fflush(fl->fp);
+        fl->last_flush_us = time_mono_us();
+    }
 }
 
 void funclog_platform(struct funclog *fl, const char *line)
@@ -50,8 +58,10 @@ void funclog_platform(struct funclog *fl, const char *line)
         return;
     fputs(line, fl->fp);
     fputc('\n', fl->fp);
-    if (strncmp(line, "REPORT", 6) == 0 || strncmp(line, "INIT_REPORT", 11) == 0)
+    if (strncmp(line, "REPORT", 6) == 0 || strncmp(line, "INIT_REPORT", 11) == 0) {
         fflush(fl->fp);
+        fl->last_flush_us = time_mono_us();
+    }
 }
 
 void funclog_close(struct funclog *fl)
