@@ -1,0 +1,908 @@
+/*
+ * dispatcher/dest_mqtt.c - the mqtt:// destination: one libmosquitto client (MQTT v5) per
+ * destination, one QoS 1 PUBLISH per send (body unchanged, attributes as user properties),
+ * acknowledged by its PUBACK.
+ *
+ *   mqtt://HOST:PORT/TOPIC            (HOST may be [IPv6]; PORT defaults to 1883)
+ *
+ * Owns the client, the libevent events that drive it and one `struct dest_mqtt_send` per
+ * accepted send. Everything runs on the loop thread; the only other thread is a short-lived
+ * resolver for host names (see below).
+ *
+ * Driving libmosquitto without its threads: a persistent read event on mosquitto_socket()
+ * calls mosquitto_loop_read(); a one-shot write event, armed whenever mosquitto_want_write()
+ * says so after any library call, calls mosquitto_loop_write(); a DEST_MQTT_MISC_MS timer calls
+ * mosquitto_loop_misc() (keepalive PINGREQ and its timeout). mosquitto_loop() and
+ * mosquitto_loop_start() are never used.
+ *
+ * Connections: each attempt uses a fresh client. On a lost connection we drop the client and
+ * fail every pending send (SY_EIO); after a backoff (DEST_MQTT_BACKOFF_MIN_MS doubling to
+ * DEST_MQTT_BACKOFF_MAX_MS, reset by a successful CONNACK) a new client connects. We do not
+ * use mosquitto_reconnect_async(): libmosquitto 2.0 keeps un-acknowledged QoS 1 messages
+ * across a reconnect and re-sends them after the CONNACK, which would publish again messages
+ * we already reported as failed (the core retries those itself). While not connected, sends
+ * fail fast with SY_EIO "not connected: <reason>". A connection attempt that gets no CONNACK
+ * within DEST_MQTT_CONNECT_TIMEOUT_MS counts as lost.
+ *
+ * Names: libmosquitto resolves host names with a blocking getaddrinfo(). A numeric HOST is
+ * passed straight through; any other name is looked up on a short-lived detached thread, which
+ * hands the addresses back through a socketpair watched by the loop. Each attempt tries the
+ * next address of that lookup; a new lookup starts when all were tried or after a connection
+ * that worked was lost.
+ *
+ * Completion: library callbacks never call DONE; they record the outcome in the send and
+ * activate the send's event, whose callback calls DONE as the very last thing it does. So DONE
+ * runs from the loop's top level (never inside dest_send() or libmosquitto) and may destroy
+ * the destination. Likewise a disconnect seen inside a library callback only sets a flag; the
+ * client is torn down after the library call has returned.
+ */
+#include "dest.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+
+#include "../broker/log.h"
+
+#define DEST_MQTT_MAGIC 0x6d717474U      /* "mqtt" */
+#define DEST_MQTT_SEND_MAGIC 0x6d73656eU /* "msen" */
+
+#define DEST_MQTT_DEFAULT_PORT 1883
+#define DEST_MQTT_QOS 1
+#define DEST_MQTT_KEEPALIVE_S 30
+/* How often mosquitto_loop_misc() runs (keepalive bookkeeping). */
+#define DEST_MQTT_MISC_MS 500
+/* Reconnect backoff: first delay, doubled after every failed attempt, capped. */
+#define DEST_MQTT_BACKOFF_MIN_MS 100
+#define DEST_MQTT_BACKOFF_MAX_MS 5000
+/* An attempt without CONNACK (or name resolution) within this counts as failed. */
+#define DEST_MQTT_CONNECT_TIMEOUT_MS 10000
+
+#define DEST_MQTT_ERRLEN 256
+/* Addresses kept from one lookup; each attempt tries the next one. */
+#define DEST_MQTT_MAX_ADDRS 8
+
+enum dest_mqtt_conn {
+    DEST_MQTT_RESOLVING,  /* the resolver thread is looking up HOST */
+    DEST_MQTT_CONNECTING, /* TCP connect and CONNECT sent, waiting for CONNACK */
+    DEST_MQTT_CONNECTED,  /* CONNACK success: sends are published */
+    DEST_MQTT_WAITING,    /* backoff before the next attempt: sends fail fast */
+};
+
+struct dest_mqtt_send;
+struct dest_mqtt_resolve;
+
+struct dest_mqtt {
+    struct dest dst; /* first: the core sees a struct dest */
+    unsigned magic;
+    struct event_base *base; /* borrowed */
+    char *host;              /* owned; without brackets */
+    int port;
+    bool host_numeric;      /* HOST is an IP literal: no resolver needed */
+    char *topic;            /* owned */
+    char *scope;            /* owned: "[dest:mqtt:URI]" for log lines */
+    struct mosquitto *mosq; /* owned; NULL outside an attempt */
+    int fd;                 /* the socket ev_read/ev_write watch, -1 for none */
+    struct event *ev_read, *ev_write;
+    struct event *ev_misc;         /* DEST_MQTT_MISC_MS persistent timer */
+    struct event *ev_timer;        /* WAITING: the backoff; RESOLVING/CONNECTING: attempt timeout */
+    struct dest_mqtt_resolve *res; /* the resolver of the current attempt (shared) */
+    struct event *ev_resolved;     /* read event on the resolver's socketpair */
+    char addrs[DEST_MQTT_MAX_ADDRS][INET6_ADDRSTRLEN]; /* the last lookup of HOST */
+    int n_addrs, next_addr; /* addresses not tried yet: [next_addr, n_addrs) */
+    enum dest_mqtt_conn conn;
+    bool lost;                     /* set inside a library callback: tear down after it returns */
+    bool ever_connected;           /* a CONNACK was seen once ("connected" vs "connected again") */
+    int backoff_ms;                /* the delay before the next attempt */
+    int64_t retry_at_ms;           /* WAITING: when the next attempt starts (monotonic) */
+    char reason[DEST_MQTT_ERRLEN]; /* why we are not connected */
+    char state_buf[DEST_MQTT_ERRLEN + 48];
+    struct dest_mqtt_send *sends; /* every send not reported yet (doubly linked) */
+};
+
+/* One accepted send; freed right before DONE is called. */
+struct dest_mqtt_send {
+    unsigned magic;
+    struct dest_mqtt *dm;
+    struct dest_mqtt_send *prev, *next;
+    struct event *ev; /* the per-send timer; activated by hand to report an outcome */
+    dest_done_fn *done;
+    void *arg;
+    int mid; /* the PUBLISH message id, once published */
+    bool published;
+    bool has_outcome; /* rc/errmsg set and ev active */
+    int rc;
+    char errmsg[DEST_MQTT_ERRLEN];
+};
+
+/*
+ * A host-name lookup on a detached thread. Shared by the thread and the destination (refs);
+ * the last one to let go closes the socketpair and frees it. The thread writes the result
+ * fields, sets `done` (release), then writes one byte to sp[1]; the destination reads sp[0]
+ * and checks `done` (acquire) before it reads the fields.
+ */
+struct dest_mqtt_resolve {
+    atomic_int refs;
+    atomic_bool done; /* release-stored by the thread after the result fields */
+    int sp[2];
+    char *host;
+    int gai_rc;
+    int n_addrs;
+    char addrs[DEST_MQTT_MAX_ADDRS][INET6_ADDRSTRLEN];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Copy SRC into DST (SIZE bytes), truncating: error texts are bounded on purpose. */
+static void str_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* event_free() that accepts NULL and clears the holder (libevent's does not accept NULL). */
+static void ev_free(struct event **evp)
+{
+    if (*evp != NULL)
+        event_free(*evp);
+    *evp = NULL;
+}
+
+static void ms_to_tv(int ms, struct timeval *tv)
+{
+    tv->tv_sec = ms / 1000;
+    tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* mosquitto_lib_init() is not thread-safe and must run once per process. */
+static pthread_once_t dest_mqtt_lib_once = PTHREAD_ONCE_INIT;
+
+static void lib_init_once(void)
+{
+    mosquitto_lib_init();
+}
+
+/* Text for a libmosquitto return code (MOSQ_ERR_ERRNO means errno). */
+static const char *mosq_errstr(int rc, int saved_errno)
+{
+    if (rc == MOSQ_ERR_ERRNO)
+        return strerror(saved_errno);
+    return mosquitto_strerror(rc);
+}
+
+static int mosq_to_sy(int rc)
+{
+    switch (rc) {
+    case MOSQ_ERR_NOMEM:
+        return SY_ENOMEM;
+    case MOSQ_ERR_PAYLOAD_SIZE:
+    case MOSQ_ERR_OVERSIZE_PACKET:
+        return SY_ETOOBIG;
+    case MOSQ_ERR_INVAL:
+    case MOSQ_ERR_MALFORMED_UTF8:
+    case MOSQ_ERR_DUPLICATE_PROPERTY:
+    case MOSQ_ERR_QOS_NOT_SUPPORTED:
+        return SY_EINVAL;
+    default:
+        return SY_EIO;
+    }
+}
+
+/* ---- sends ------------------------------------------------------------------------------ */
+
+static void send_free(struct dest_mqtt_send *s)
+{
+    struct dest_mqtt *dm = s->dm;
+
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        dm->sends = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    event_free(s->ev);
+    s->magic = 0;
+    free(s);
+}
+
+/* Record S's outcome (first one wins) and have its event report it on the next loop turn. */
+static void send_settle(struct dest_mqtt_send *s, int rc, const char *errmsg)
+{
+    if (s->has_outcome)
+        return;
+    s->has_outcome = true;
+    s->rc = rc;
+    if (errmsg != NULL)
+        str_copy(s->errmsg, sizeof(s->errmsg), errmsg);
+    event_active(s->ev, EV_TIMEOUT, 0);
+}
+
+/* S's event: an outcome was recorded, or no PUBACK came in time. DONE runs last. */
+static void send_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dest_mqtt_send *s = arg;
+    struct dest_mqtt *dm = s->dm;
+    char errmsg[DEST_MQTT_ERRLEN];
+    dest_done_fn *done = s->done;
+    void *done_arg = s->arg;
+    int rc;
+
+    if (s->magic != DEST_MQTT_SEND_MAGIC || dm->magic != DEST_MQTT_MAGIC)
+        return;
+    if (!s->has_outcome) {
+        /* A late PUBACK for this mid finds no send and is ignored. */
+        s->rc = SY_ETIMEDOUT;
+        snprintf(s->errmsg, sizeof(s->errmsg), "no PUBACK within %d ms", DEST_SEND_TIMEOUT_MS);
+    }
+    rc = s->rc;
+    str_copy(errmsg, sizeof(errmsg), s->errmsg);
+    if (rc == 0)
+        dm->dst.sent++;
+    else
+        dm->dst.failures++;
+    send_free(s);
+    done(done_arg, rc, rc == 0 ? NULL : errmsg);
+}
+
+/* ---- the connection ----------------------------------------------------------------------- */
+
+static void attempt_start(struct dest_mqtt *dm);
+static void sync_events(struct dest_mqtt *dm);
+
+/* Stop watching the client's socket (it is closed, or about to be). */
+static void unwatch_fd(struct dest_mqtt *dm)
+{
+    ev_free(&dm->ev_read);
+    ev_free(&dm->ev_write);
+    dm->fd = -1;
+}
+
+static void resolve_unref(struct dest_mqtt_resolve *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    close(r->sp[0]);
+    close(r->sp[1]);
+    free(r->host);
+    free(r);
+}
+
+/* Forget the resolver of the current attempt (its thread may still be running). */
+static void resolve_drop(struct dest_mqtt *dm)
+{
+    ev_free(&dm->ev_resolved);
+    if (dm->res != NULL)
+        resolve_unref(dm->res);
+    dm->res = NULL;
+}
+
+/*
+ * The current attempt failed or the connection was lost: drop the client, fail the pending
+ * sends, wait out the backoff. Never called from inside a libmosquitto call.
+ */
+static void conn_drop(struct dest_mqtt *dm, const char *reason)
+{
+    char why[DEST_MQTT_ERRLEN + 32];
+    bool was_connected = dm->conn == DEST_MQTT_CONNECTED;
+    struct timeval tv;
+    int delay;
+
+    str_copy(dm->reason, sizeof(dm->reason), reason);
+    unwatch_fd(dm);
+    resolve_drop(dm);
+    if (dm->mosq != NULL)
+        mosquitto_destroy(dm->mosq);
+    dm->mosq = NULL;
+    dm->lost = false;
+
+    /* Whether the broker got them is unknown; the core retries, and the next client starts
+     * empty, so nothing is published twice by us. */
+    snprintf(why, sizeof(why), "connection lost: %s", reason);
+    for (struct dest_mqtt_send *s = dm->sends; s != NULL; s = s->next)
+        send_settle(s, SY_EIO, why);
+
+    delay = dm->backoff_ms;
+    dm->backoff_ms = delay * 2 > DEST_MQTT_BACKOFF_MAX_MS ? DEST_MQTT_BACKOFF_MAX_MS : delay * 2;
+    dm->retry_at_ms = now_ms() + delay;
+    dm->conn = DEST_MQTT_WAITING;
+    ms_to_tv(delay, &tv);
+    evtimer_add(dm->ev_timer, &tv);
+    /* One warning per outage; the retries after it only at debug (state() has the reason). */
+    if (was_connected)
+        log_warn("%s connection lost: %s; reconnecting in %d ms", dm->scope, reason, delay);
+    else if (delay == DEST_MQTT_BACKOFF_MIN_MS)
+        log_warn("%s cannot connect: %s; retrying in %d ms (backoff up to %d ms)", dm->scope,
+                 reason, delay, DEST_MQTT_BACKOFF_MAX_MS);
+    else
+        log_debug("%s cannot connect: %s; retrying in %d ms", dm->scope, reason, delay);
+}
+
+/*
+ * After every library call: tear down if a callback saw the connection go (or the library
+ * closed the socket without saying so), else re-arm the socket events.
+ */
+static void after_lib(struct dest_mqtt *dm, int rc, int saved_errno)
+{
+    if (dm->mosq == NULL)
+        return;
+    if (!dm->lost && mosquitto_socket(dm->mosq) < 0) {
+        dm->lost = true;
+        str_copy(dm->reason, sizeof(dm->reason),
+                 rc != MOSQ_ERR_SUCCESS ? mosq_errstr(rc, saved_errno) : "connection closed");
+    }
+    if (!dm->lost)
+        sync_events(dm); /* may find the socket cannot be watched: lost too */
+    if (dm->lost) {
+        char reason[DEST_MQTT_ERRLEN];
+
+        str_copy(reason, sizeof(reason), dm->reason);
+        conn_drop(dm, reason);
+    }
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct dest_mqtt *dm = arg;
+    int rc;
+
+    if (dm->mosq == NULL)
+        return;
+    rc = mosquitto_loop_read(dm->mosq, 1);
+    after_lib(dm, rc, errno);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct dest_mqtt *dm = arg;
+    int rc;
+
+    if (dm->mosq == NULL)
+        return;
+    rc = mosquitto_loop_write(dm->mosq, 1);
+    after_lib(dm, rc, errno);
+}
+
+static void on_misc(evutil_socket_t fd, short what, void *arg)
+{
+    struct dest_mqtt *dm = arg;
+    int rc;
+
+    if (dm->mosq == NULL || dm->fd < 0)
+        return;
+    rc = mosquitto_loop_misc(dm->mosq);
+    after_lib(dm, rc, errno);
+}
+
+/*
+ * Watch the client's current socket: the read event always, the write event when the library
+ * has output queued. The socket changes with every attempt (a new client), and unwatch_fd()
+ * runs before a client is dropped, so a reused descriptor number never inherits old events.
+ */
+static void sync_events(struct dest_mqtt *dm)
+{
+    int fd = dm->mosq != NULL ? mosquitto_socket(dm->mosq) : -1;
+
+    if (fd != dm->fd) {
+        unwatch_fd(dm);
+        if (fd < 0)
+            return;
+        dm->ev_read = event_new(dm->base, fd, EV_READ | EV_PERSIST, on_read, dm);
+        dm->ev_write = event_new(dm->base, fd, EV_WRITE, on_write, dm);
+        if (dm->ev_read == NULL || dm->ev_write == NULL || event_add(dm->ev_read, NULL) != 0) {
+            unwatch_fd(dm);
+            dm->lost = true;
+            snprintf(dm->reason, sizeof(dm->reason), "cannot watch the socket");
+            return;
+        }
+        dm->fd = fd;
+    }
+    if (mosquitto_want_write(dm->mosq) && !event_pending(dm->ev_write, EV_WRITE, NULL))
+        event_add(dm->ev_write, NULL);
+}
+
+/* CONNACK (REASON 0 is success, anything else a refusal). Inside loop_read. */
+static void on_connect(struct mosquitto *mosq, void *obj, int reason, int flags,
+                       const mosquitto_property *props)
+{
+    struct dest_mqtt *dm = obj;
+
+    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq)
+        return;
+    if (reason != 0) {
+        if (!dm->lost) {
+            dm->lost = true;
+            snprintf(dm->reason, sizeof(dm->reason), "connection refused: %s",
+                     mosquitto_reason_string(reason));
+        }
+        return;
+    }
+    evtimer_del(dm->ev_timer);       /* the attempt timeout */
+    dm->n_addrs = dm->next_addr = 0; /* after a loss, look the name up afresh */
+    dm->conn = DEST_MQTT_CONNECTED;
+    dm->backoff_ms = DEST_MQTT_BACKOFF_MIN_MS;
+    dm->reason[0] = '\0';
+    if (dm->ever_connected)
+        log_info("%s connected again", dm->scope);
+    else
+        log_info("%s connected", dm->scope);
+    dm->ever_connected = true;
+}
+
+/* The connection ended (RC 0: we asked for it). Inside a library call: only flag it. */
+static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
+                          const mosquitto_property *props)
+{
+    struct dest_mqtt *dm = obj;
+    int saved_errno = errno;
+
+    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq || dm->lost)
+        return;
+    dm->lost = true;
+    str_copy(dm->reason, sizeof(dm->reason),
+             rc == 0 ? "disconnected" : mosq_errstr(rc, saved_errno));
+}
+
+/* PUBACK for MID (REASON >= 0x80 is a failure). Inside loop_read. */
+static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
+                       const mosquitto_property *props)
+{
+    struct dest_mqtt *dm = obj;
+
+    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq)
+        return;
+    for (struct dest_mqtt_send *s = dm->sends; s != NULL; s = s->next) {
+        if (!s->published || s->has_outcome || s->mid != mid)
+            continue;
+        if (reason >= MQTT_RC_UNSPECIFIED /* 0x80: failures */) {
+            char msg[DEST_MQTT_ERRLEN];
+
+            snprintf(msg, sizeof(msg), "PUBACK reason 0x%02x: %s", (unsigned)reason,
+                     mosquitto_reason_string(reason));
+            send_settle(s, SY_EIO, msg);
+        } else {
+            send_settle(s, 0, NULL);
+        }
+        return;
+    }
+}
+
+/* Start an attempt on ADDR (numeric): a fresh client, a non-blocking connect. */
+static void connect_to(struct dest_mqtt *dm, const char *addr)
+{
+    char reason[DEST_MQTT_ERRLEN];
+    int rc, saved_errno;
+
+    dm->mosq = mosquitto_new(NULL, true, dm);
+    if (dm->mosq == NULL) {
+        conn_drop(dm, "cannot create the client: out of memory");
+        return;
+    }
+    mosquitto_int_option(dm->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_connect_v5_callback_set(dm->mosq, on_connect);
+    mosquitto_disconnect_v5_callback_set(dm->mosq, on_disconnect);
+    mosquitto_publish_v5_callback_set(dm->mosq, on_publish);
+    dm->conn = DEST_MQTT_CONNECTING;
+    /* ADDR is numeric, so libmosquitto's getaddrinfo() does not block; the connect is
+     * non-blocking and the CONNECT packet waits in the library until the socket is
+     * writable (the write event). */
+    rc = mosquitto_connect_async(dm->mosq, addr, dm->port, DEST_MQTT_KEEPALIVE_S);
+    saved_errno = errno;
+    if (rc != MOSQ_ERR_SUCCESS) {
+        snprintf(reason, sizeof(reason), "connect to %s:%d: %s", addr, dm->port,
+                 mosq_errstr(rc, saved_errno));
+        conn_drop(dm, reason);
+        return;
+    }
+    after_lib(dm, MOSQ_ERR_SUCCESS, 0);
+}
+
+/* The resolver thread: one blocking getaddrinfo(), then a byte to wake the loop. */
+static void *resolve_thread(void *arg)
+{
+    struct dest_mqtt_resolve *r = arg;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    ssize_t n;
+
+    r->gai_rc = getaddrinfo(r->host, NULL, &hints, &ai);
+    if (r->gai_rc == 0) {
+        for (struct addrinfo *p = ai; p != NULL && r->n_addrs < DEST_MQTT_MAX_ADDRS;
+             p = p->ai_next) {
+            const void *src;
+
+            if (p->ai_family == AF_INET6)
+                src = &((struct sockaddr_in6 *)p->ai_addr)->sin6_addr;
+            else if (p->ai_family == AF_INET)
+                src = &((struct sockaddr_in *)p->ai_addr)->sin_addr;
+            else
+                continue;
+            if (inet_ntop(p->ai_family, src, r->addrs[r->n_addrs], INET6_ADDRSTRLEN) != NULL)
+                r->n_addrs++;
+        }
+        freeaddrinfo(ai);
+        if (r->n_addrs == 0)
+            r->gai_rc = EAI_NONAME;
+    }
+    atomic_store_explicit(&r->done, true, memory_order_release);
+    /* MSG_NOSIGNAL: the destination may be gone, but sp[0] stays open until our unref. */
+    do {
+        n = send(r->sp[1], "r", 1, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    resolve_unref(r);
+    return NULL;
+}
+
+static void on_resolved(evutil_socket_t fd, short what, void *arg)
+{
+    struct dest_mqtt *dm = arg;
+    struct dest_mqtt_resolve *r = dm->res;
+    char reason[DEST_MQTT_ERRLEN];
+    char byte;
+    int gai_rc;
+
+    if (r == NULL || recv(fd, &byte, 1, MSG_DONTWAIT) != 1 ||
+        !atomic_load_explicit(&r->done, memory_order_acquire))
+        return;
+    gai_rc = r->gai_rc;
+    memcpy(dm->addrs, r->addrs, sizeof(dm->addrs));
+    dm->n_addrs = gai_rc == 0 ? r->n_addrs : 0;
+    dm->next_addr = 0;
+    resolve_drop(dm);
+    if (gai_rc != 0) {
+        snprintf(reason, sizeof(reason), "resolving %s: %s", dm->host, gai_strerror(gai_rc));
+        conn_drop(dm, reason);
+        return;
+    }
+    connect_to(dm, dm->addrs[dm->next_addr++]);
+}
+
+/* Start resolving HOST on a thread. */
+static void resolve_start(struct dest_mqtt *dm)
+{
+    struct dest_mqtt_resolve *r = calloc(1, sizeof(*r));
+    pthread_attr_t attr;
+    pthread_t tid;
+    int rc;
+
+    if (r == NULL)
+        goto fail;
+    r->sp[0] = r->sp[1] = -1;
+    atomic_init(&r->refs, 2);
+    atomic_init(&r->done, false);
+    r->host = strdup(dm->host);
+    if (r->host == NULL ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, r->sp) != 0)
+        goto fail_free;
+    dm->ev_resolved = event_new(dm->base, r->sp[0], EV_READ | EV_PERSIST, on_resolved, dm);
+    if (dm->ev_resolved == NULL || event_add(dm->ev_resolved, NULL) != 0)
+        goto fail_free;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&tid, &attr, resolve_thread, r);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        goto fail_free;
+    dm->res = r;
+    dm->conn = DEST_MQTT_RESOLVING;
+    return;
+
+fail_free:
+    ev_free(&dm->ev_resolved);
+    if (r->sp[0] >= 0)
+        close(r->sp[0]);
+    if (r->sp[1] >= 0)
+        close(r->sp[1]);
+    free(r->host);
+    free(r);
+fail:
+    conn_drop(dm, "cannot start resolving the host name");
+}
+
+/*
+ * Begin a connection attempt, bounded by DEST_MQTT_CONNECT_TIMEOUT_MS: a numeric HOST
+ * directly; a name on the next address of the last lookup (a name often has an IPv6 and an
+ * IPv4 address and the server listens on one), or a new lookup when all were tried.
+ */
+static void attempt_start(struct dest_mqtt *dm)
+{
+    struct timeval tv;
+
+    ms_to_tv(DEST_MQTT_CONNECT_TIMEOUT_MS, &tv);
+    evtimer_add(dm->ev_timer, &tv);
+    if (dm->host_numeric)
+        connect_to(dm, dm->host);
+    else if (dm->next_addr < dm->n_addrs)
+        connect_to(dm, dm->addrs[dm->next_addr++]);
+    else
+        resolve_start(dm);
+}
+
+/* ev_timer: the backoff is over (WAITING), or the attempt took too long. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct dest_mqtt *dm = arg;
+    char reason[DEST_MQTT_ERRLEN];
+
+    switch (dm->conn) {
+    case DEST_MQTT_WAITING:
+        attempt_start(dm);
+        break;
+    case DEST_MQTT_RESOLVING:
+    case DEST_MQTT_CONNECTING:
+        snprintf(reason, sizeof(reason), "no CONNACK within %d ms", DEST_MQTT_CONNECT_TIMEOUT_MS);
+        conn_drop(dm, reason);
+        break;
+    case DEST_MQTT_CONNECTED:
+        break;
+    }
+}
+
+/* ---- the vtable --------------------------------------------------------------------------- */
+
+static void mqtt_destroy(struct dest *d);
+
+/* Split "HOST:PORT/TOPIC" or "[V6]:PORT/TOPIC" (after "mqtt://") into DM's fields. */
+static int parse_uri(struct dest_mqtt *dm, const char *rest)
+{
+    const char *host_end, *p, *slash;
+    unsigned char buf[sizeof(struct in6_addr)];
+    long port = DEST_MQTT_DEFAULT_PORT;
+
+    if (*rest == '[') {
+        host_end = strchr(rest, ']');
+        if (host_end == NULL)
+            return SY_EINVAL;
+        dm->host = strndup(rest + 1, (size_t)(host_end - rest - 1));
+        p = host_end + 1;
+    } else {
+        p = rest + strcspn(rest, ":/");
+        dm->host = strndup(rest, (size_t)(p - rest));
+    }
+    if (dm->host == NULL)
+        return SY_ENOMEM;
+    if (dm->host[0] == '\0')
+        return SY_EINVAL;
+    if (*p == ':') {
+        char *end;
+
+        errno = 0;
+        port = strtol(p + 1, &end, 10);
+        if (errno != 0 || end == p + 1 || port < 1 || port > UINT16_MAX)
+            return SY_EINVAL;
+        p = end;
+    }
+    if (*p != '/')
+        return SY_EINVAL;
+    slash = p;
+    if (slash[1] == '\0')
+        return SY_EINVAL;
+    dm->topic = strdup(slash + 1);
+    if (dm->topic == NULL)
+        return SY_ENOMEM;
+    dm->port = (int)port;
+    dm->host_numeric =
+        inet_pton(AF_INET, dm->host, buf) == 1 || inet_pton(AF_INET6, dm->host, buf) == 1;
+    return 0;
+}
+
+static int mqtt_create(struct event_base *base, const char *uri, struct dest **out,
+                       struct sy_error *err)
+{
+    static const char prefix[] = "mqtt://";
+    struct dest_mqtt *dm;
+    struct timeval tv;
+    int rc;
+
+    *out = NULL;
+    if (strncmp(uri, prefix, sizeof(prefix) - 1) != 0) {
+        sy_error_set(err, "%s: not an mqtt:// URI", uri);
+        return SY_EINVAL;
+    }
+    pthread_once(&dest_mqtt_lib_once, lib_init_once);
+
+    dm = calloc(1, sizeof(*dm));
+    if (dm == NULL) {
+        sy_error_set(err, "%s: out of memory", uri);
+        return SY_ENOMEM;
+    }
+    dm->magic = DEST_MQTT_MAGIC;
+    dm->dst.ops = &dest_mqtt_ops;
+    dm->base = base;
+    dm->fd = -1;
+    dm->backoff_ms = DEST_MQTT_BACKOFF_MIN_MS;
+    dm->conn = DEST_MQTT_WAITING;
+    snprintf(dm->reason, sizeof(dm->reason), "not started");
+    dm->dst.uri = strdup(uri);
+    if (dm->dst.uri == NULL || asprintf(&dm->scope, "[dest:mqtt:%s]", uri) < 0) {
+        dm->scope = NULL;
+        rc = SY_ENOMEM;
+        sy_error_set(err, "%s: out of memory", uri);
+        goto fail;
+    }
+    rc = parse_uri(dm, uri + sizeof(prefix) - 1);
+    if (rc != 0) {
+        sy_error_set(err, "%s: %s", uri,
+                     rc == SY_ENOMEM ? "out of memory" : "expected mqtt://HOST:PORT/TOPIC");
+        goto fail;
+    }
+    dm->ev_misc = event_new(base, -1, EV_PERSIST, on_misc, dm);
+    dm->ev_timer = evtimer_new(base, on_timer, dm);
+    ms_to_tv(DEST_MQTT_MISC_MS, &tv);
+    if (dm->ev_misc == NULL || dm->ev_timer == NULL || event_add(dm->ev_misc, &tv) != 0) {
+        rc = SY_ENOMEM;
+        sy_error_set(err, "%s: cannot register events", uri);
+        goto fail;
+    }
+    /* Connecting continues on the loop; a failure here only schedules the next attempt. */
+    attempt_start(dm);
+    *out = &dm->dst;
+    return 0;
+
+fail:
+    mqtt_destroy(&dm->dst);
+    return rc;
+}
+
+static int mqtt_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *done, void *arg)
+{
+    struct dest_mqtt *dm = (struct dest_mqtt *)d;
+    struct dest_mqtt_send *s;
+    mosquitto_property *props = NULL;
+    struct timeval tv;
+    int rc, saved_errno;
+
+    if (dm->magic != DEST_MQTT_MAGIC)
+        return SY_EINVAL;
+    if (msg->len > INT_MAX)
+        return SY_ETOOBIG;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return SY_ENOMEM;
+    s->magic = DEST_MQTT_SEND_MAGIC;
+    s->dm = dm;
+    s->done = done;
+    s->arg = arg;
+    s->ev = evtimer_new(dm->base, send_event_cb, s);
+    if (s->ev == NULL) {
+        free(s);
+        return SY_ENOMEM;
+    }
+    s->next = dm->sends;
+    if (dm->sends != NULL)
+        dm->sends->prev = s;
+    dm->sends = s;
+
+    if (dm->conn != DEST_MQTT_CONNECTED) {
+        char why[DEST_MQTT_ERRLEN + 32];
+
+        /* Fail fast, but through the event: DONE never runs inside dest_send(). */
+        snprintf(why, sizeof(why), "not connected: %s",
+                 dm->conn == DEST_MQTT_WAITING ? dm->reason : "connecting");
+        send_settle(s, SY_EIO, why);
+        return 0;
+    }
+
+    for (size_t i = 0; i < msg->n_attrs; i++) {
+        rc = mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, msg->attrs[i].name,
+                                                msg->attrs[i].value);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            mosquitto_property_free_all(&props);
+            send_free(s);
+            return mosq_to_sy(rc);
+        }
+    }
+    /* The library copies the payload and the properties (it keeps QoS 1 messages until the
+     * PUBACK), so both stay ours. */
+    rc = mosquitto_publish_v5(dm->mosq, &s->mid, dm->topic, (int)msg->len, msg->body, DEST_MQTT_QOS,
+                              false, props);
+    saved_errno = errno;
+    mosquitto_property_free_all(&props);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        log_warn("%s publish failed: %s", dm->scope, mosq_errstr(rc, saved_errno));
+        send_free(s);
+        dm->dst.failures++;
+        after_lib(dm, rc, saved_errno);
+        return mosq_to_sy(rc);
+    }
+    s->published = true;
+    ms_to_tv(DEST_SEND_TIMEOUT_MS, &tv);
+    evtimer_add(s->ev, &tv);
+    /* The PUBLISH may not have been written in full: arm the write event. A connection
+     * found dead here fails S (and the others) through their events, not in here. */
+    after_lib(dm, MOSQ_ERR_SUCCESS, 0);
+    return 0;
+}
+
+static const char *mqtt_state(const struct dest *d)
+{
+    struct dest_mqtt *dm = (struct dest_mqtt *)d;
+    int64_t left;
+
+    switch (dm->conn) {
+    case DEST_MQTT_CONNECTED:
+        return "connected";
+    case DEST_MQTT_RESOLVING:
+    case DEST_MQTT_CONNECTING:
+        return "connecting";
+    case DEST_MQTT_WAITING:
+    default:
+        left = dm->retry_at_ms - now_ms();
+        snprintf(dm->state_buf, sizeof(dm->state_buf), "reconnecting in %lld ms: %s",
+                 (long long)(left > 0 ? left : 0), dm->reason);
+        return dm->state_buf;
+    }
+}
+
+/*
+ * DONE(SY_ECANCELED) for every send not reported yet (a send whose PUBACK already arrived is
+ * reported as the success it is), then free everything. Tolerates a half-built DM.
+ */
+static void mqtt_destroy(struct dest *d)
+{
+    struct dest_mqtt *dm = (struct dest_mqtt *)d;
+    struct dest_mqtt_send *s;
+
+    if (dm == NULL)
+        return;
+    while ((s = dm->sends) != NULL) {
+        dest_done_fn *done = s->done;
+        void *done_arg = s->arg;
+        bool ok = s->has_outcome && s->rc == 0;
+
+        send_free(s);
+        if (ok) {
+            dm->dst.sent++;
+            done(done_arg, 0, NULL);
+        } else {
+            dm->dst.failures++;
+            done(done_arg, SY_ECANCELED, "destination closed");
+        }
+    }
+    unwatch_fd(dm);
+    resolve_drop(dm);
+    ev_free(&dm->ev_misc);
+    ev_free(&dm->ev_timer);
+    if (dm->mosq != NULL) {
+        /* A polite DISCONNECT if the socket takes it now; never waited for. */
+        if (dm->conn == DEST_MQTT_CONNECTED)
+            mosquitto_disconnect_v5(dm->mosq, 0, NULL);
+        mosquitto_destroy(dm->mosq);
+    }
+    dm->magic = 0;
+    free(dm->host);
+    free(dm->topic);
+    free(dm->scope);
+    free(dm->dst.uri);
+    free(dm);
+}
+
+const struct dest_ops dest_mqtt_ops = {
+    .scheme = "mqtt",
+    .create = mqtt_create,
+    .send = mqtt_send,
+    .state = mqtt_state,
+    .destroy = mqtt_destroy,
+};
