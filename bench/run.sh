@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# bench/run.sh - build and run bench_invoke (see bench/README.md). Arguments go to bench_invoke.
+# bench/run.sh - build and run a bench (see bench/README.md).
+#   bash bench/run.sh [ARGS...]         bench_invoke, ARGS passed through (as before)
+#   bash bench/run.sh invoke [ARGS...]  the same
+#   bash bench/run.sh async [ARGS...]   bench_async, ARGS passed through
 # BUILD_DIR (default ./build at the repository root) selects the build tree; it is configured
 # (RelWithDebInfo, no sanitizers) if it does not exist yet.
 set -euo pipefail
@@ -7,8 +10,14 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
 
+bench=bench_invoke
+case "${1:-}" in
+    invoke) shift ;;
+    async) bench=bench_async; shift ;;
+esac
+
 if [ ! -f "$build/CMakeCache.txt" ]; then
     cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
-cmake --build "$build" --target bench_invoke -j"$(nproc)" >/dev/null
-exec "$build/bench/bench_invoke" "$@"
+cmake --build "$build" --target "$bench" -j"$(nproc)" >/dev/null
+exec "$build/bench/$bench" "$@"
