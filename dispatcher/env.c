@@ -15,6 +15,7 @@
  */
 #include "dispatcher_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -1127,6 +1128,48 @@ static int dir_writable(const char *path)
 }
 
 /*
+ * Remove the `sy-<pid>` cgroups of brokers that are gone (a broker killed with -9 cannot remove
+ * its own): each environment's directory, then the broker's. A directory that still holds a
+ * process stays (rmdir fails with EBUSY) and is tried again at the next start.
+ */
+static void cgroup_remove_stale(const char *base)
+{
+    DIR *d = opendir(base);
+    struct dirent *de;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char path[1700];
+        int pid;
+        DIR *sub;
+        struct dirent *se;
+
+        if (sscanf(de->d_name, "sy-%d", &pid) != 1 || pid <= 0 || pid == (int)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* that broker is alive (or not ours to judge) */
+        snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+        sub = opendir(path);
+        while (sub != NULL && (se = readdir(sub)) != NULL) {
+            char child[2000];
+            struct stat st;
+
+            if (se->d_name[0] == '.')
+                continue;
+            snprintf(child, sizeof(child), "%s/%s", path, se->d_name);
+            if (stat(child, &st) == 0 && S_ISDIR(st.st_mode))
+                rmdir(child);
+        }
+        if (sub != NULL)
+            closedir(sub);
+        if (rmdir(path) == 0)
+            log_info("removed the memory cgroup %s of a broker that is gone", path);
+    }
+    closedir(d);
+}
+
+/*
  * Find a memory cgroup we may create children in: cgroup v2 (unified, memory controller
  * enabled for our children) or the v1 memory hierarchy. Sets dsp->cgroup_root to a directory
  * of our own (`sy-<pid>`) or leaves it NULL (then the RSS watchdog applies).
@@ -1183,6 +1226,7 @@ int cgroup_detect(struct dispatcher *dsp)
     if (use_v2 < 0)
         return 0;
 
+    cgroup_remove_stale(base);
     snprintf(mine, sizeof(mine), "%s/sy-%d", base, (int)getpid());
     if (mkdir(mine, 0755) != 0 && errno != EEXIST)
         return 0;
