@@ -24,6 +24,7 @@
 
 #include "../config/config.h"
 #include "log.h"
+#include "util/fastid.h"
 #include "util/buf.h"
 #include "util/time.h"
 
@@ -492,7 +493,6 @@ void api_handle(struct httpd_req *req, void *arg)
     const char *allow = NULL;
     const char *token;
     char seg[1024];
-    uuid_t uu;
 
     if (api == NULL || api->magic != API_MAGIC)
         abort(); /* our own invariant: the server was created with a live api */
@@ -510,8 +510,7 @@ void api_handle(struct httpd_req *req, void *arg)
     call->api = api;
     call->req = req;
     call->start_us = time_mono_us();
-    uuid_generate_random(uu);
-    uuid_unparse_lower(uu, call->request_id);
+    fastid_uuid4(call->request_id);
 
     rt = api_route_find(httpd_req_method(req), httpd_req_path(req), seg, sizeof(seg), &allow);
     token = api->cfg->broker.auth_token;

@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "util/jsoncheck.h"
 #include "util/b64.h"
 
 #define CLIENT_CONTEXT_MAX 3583 /* bytes of base64, Lambda's limit */
@@ -185,7 +186,8 @@ void api_invoke(struct api_call *call, const char *arg)
     call->want_tail = ltype != NULL && strcmp(ltype, "Tail") == 0;
 
     /* Lambda passes an empty body on as an empty payload; anything else must be JSON. */
-    if (body_len > 0) {
+    if (body_len > 0 && !jsoncheck(body, body_len)) {
+        /* Only a refused body is parsed again, by jansson, for its error position. */
         json_error_t jerr;
         json_t *j = json_loadb(body, body_len, JSON_DECODE_ANY, &jerr);
 

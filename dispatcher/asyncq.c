@@ -30,9 +30,9 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <uuid/uuid.h>
 
 #include "../broker/log.h"
+#include "../broker/util/fastid.h"
 #include "../broker/util/time.h"
 #include "../config/config.h"
 #include "asyncq_int.h"
@@ -984,10 +984,7 @@ static int aq_put_internal(struct asyncq *q, struct aq_fn *af, const char *paylo
     char id[40];
 
     if (request_id == NULL || request_id[0] == '\0') {
-        uuid_t u;
-
-        uuid_generate_random(u);
-        uuid_unparse_lower(u, id);
+        fastid_uuid4(id);
         request_id = id;
     }
     ev = aq_ev_new(q, af);

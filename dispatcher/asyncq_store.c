@@ -43,6 +43,12 @@ struct aq_store {
     int notify_fd;
     int stopping;
     int64_t stop_deadline_ms;
+    /* Prepared statements of the write path, by SQL text (static strings): prepared once. */
+    struct {
+        const char *sql;
+        sqlite3_stmt *stmt;
+    } cache[12];
+    size_t n_cache;
 };
 
 static const char schema[] =
@@ -235,17 +241,73 @@ static int bind_text(sqlite3_stmt *s, int i, const char *v)
     return v != NULL ? sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(s, i);
 }
 
-/* Run SQL with the binders below; returns an SQLite code. */
-static int exec_insert_event(sqlite3 *db, const struct aq_row *r)
+/*
+ * The prepared statement for SQL (a string literal: the cache is keyed by its address), reset
+ * and with its bindings cleared; NULL when it cannot be prepared (the SQLite code in *RC).
+ */
+static sqlite3_stmt *stmt_get(struct aq_store *st, const char *sql, int *rc)
 {
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT OR REPLACE INTO events(id, fn, payload, trace_id,"
-                                " enqueued_ms, next_ms, attempts, state, outcome, history)"
-                                " VALUES(?,?,?,?,?,?,?,?,?,?)",
-                                -1, &s, NULL);
 
-    if (rc != SQLITE_OK)
+    for (size_t i = 0; i < st->n_cache; i++) {
+        if (st->cache[i].sql == sql) {
+            sqlite3_reset(st->cache[i].stmt);
+            sqlite3_clear_bindings(st->cache[i].stmt);
+            return st->cache[i].stmt;
+        }
+    }
+    *rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (*rc != SQLITE_OK)
+        return NULL;
+    if (st->n_cache < sizeof(st->cache) / sizeof(st->cache[0])) {
+        st->cache[st->n_cache].sql = sql;
+        st->cache[st->n_cache].stmt = s;
+        st->n_cache++;
+    }
+    return s;
+}
+
+/* Done with S from stmt_get(): reset it (cached) or finalize it (not cached). */
+static void stmt_put(struct aq_store *st, sqlite3_stmt *s)
+{
+    for (size_t i = 0; i < st->n_cache; i++) {
+        if (st->cache[i].stmt == s) {
+            sqlite3_reset(s);
+            return;
+        }
+    }
+    sqlite3_finalize(s);
+}
+
+/* Run one cached statement without parameters (BEGIN, COMMIT). */
+static int exec_cached(struct aq_store *st, const char *sql)
+{
+    int rc = SQLITE_OK;
+    sqlite3_stmt *s = stmt_get(st, sql, &rc);
+
+    if (s == NULL)
+        return rc;
+    rc = sqlite3_step(s);
+    stmt_put(st, s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Run SQL with the binders below; returns an SQLite code. */
+static const char sql_insert_event[] =
+    "INSERT OR REPLACE INTO events(id, fn, payload, trace_id, enqueued_ms, next_ms, attempts,"
+    " state, outcome, history) VALUES(?,?,?,?,?,?,?,?,?,?)";
+static const char sql_insert_dead[] =
+    "INSERT OR REPLACE INTO dead(id, fn, payload, trace_id, enqueued_ms, failed_ms, attempts,"
+    " condition, error_type, error_message, history) VALUES(?,?,?,?,?,?,?,?,?,?,?)";
+static const char sql_begin[] = "BEGIN IMMEDIATE";
+static const char sql_commit[] = "COMMIT";
+
+static int exec_insert_event(struct aq_store *st, const struct aq_row *r)
+{
+    int rc = SQLITE_OK;
+    sqlite3_stmt *s = stmt_get(st, sql_insert_event, &rc);
+
+    if (s == NULL)
         return rc;
     bind_text(s, 1, r->id);
     bind_text(s, 2, r->fn);
@@ -258,20 +320,16 @@ static int exec_insert_event(sqlite3 *db, const struct aq_row *r)
     bind_text(s, 9, r->outcome);
     bind_text(s, 10, r->history);
     rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    stmt_put(st, s);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static int exec_dead(sqlite3 *db, const struct aq_row *r, const struct aq_dead *d)
+static int exec_dead(struct aq_store *st, const struct aq_row *r, const struct aq_dead *d)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "INSERT OR REPLACE INTO dead(id, fn, payload, trace_id,"
-                                " enqueued_ms, failed_ms, attempts, condition, error_type,"
-                                " error_message, history) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                                -1, &s, NULL);
+    int rc = SQLITE_OK;
+    sqlite3_stmt *s = stmt_get(st, sql_insert_dead, &rc);
 
-    if (rc != SQLITE_OK)
+    if (s == NULL)
         return rc;
     bind_text(s, 1, r->id);
     bind_text(s, 2, r->fn);
@@ -285,16 +343,17 @@ static int exec_dead(sqlite3 *db, const struct aq_row *r, const struct aq_dead *
     bind_text(s, 10, d->error_message);
     bind_text(s, 11, r->history);
     rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    stmt_put(st, s);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static int exec_simple(sqlite3 *db, const char *sql, const struct aq_row *r)
+/* SQL must be a string literal or static array (see stmt_get()). */
+static int exec_simple(struct aq_store *st, const char *sql, const struct aq_row *r)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+    int rc = SQLITE_OK;
+    sqlite3_stmt *s = stmt_get(st, sql, &rc);
 
-    if (rc != SQLITE_OK)
+    if (s == NULL)
         return rc;
     /* Parameters by name: whichever the statement uses. */
     for (int i = 1; i <= sqlite3_bind_parameter_count(s); i++) {
@@ -314,36 +373,37 @@ static int exec_simple(sqlite3 *db, const char *sql, const struct aq_row *r)
             bind_text(s, i, r->outcome);
     }
     rc = sqlite3_step(s);
-    sqlite3_finalize(s);
+    stmt_put(st, s);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+static const char sql_retry[] =
+    "UPDATE events SET attempts=:attempts, next_ms=:next, history=:history WHERE id=:id";
+static const char sql_outcome[] = "UPDATE events SET state=1, outcome=:outcome,"
+                                  " attempts=:attempts, history=:history WHERE id=:id";
+static const char sql_delete_event[] = "DELETE FROM events WHERE id=:id";
+static const char sql_delete_dead[] = "DELETE FROM dead WHERE id=:id";
+
 /* One write job inside the open transaction. Returns an SQLite code. */
-static int run_write(sqlite3 *db, struct aq_job *job)
+static int run_write(struct aq_store *st, struct aq_job *job)
 {
     int rc = SQLITE_OK;
 
     switch (job->kind) {
     case AQJ_INSERT:
-        return exec_insert_event(db, &job->ev);
+        return exec_insert_event(st, &job->ev);
     case AQJ_RETRY:
-        return exec_simple(db,
-                           "UPDATE events SET attempts=:attempts, next_ms=:next,"
-                           " history=:history WHERE id=:id",
-                           &job->ev);
+        return exec_simple(st, sql_retry, &job->ev);
     case AQJ_OUTCOME:
-        rc = exec_simple(db,
-                         "UPDATE events SET state=1, outcome=:outcome, attempts=:attempts,"
-                         " history=:history WHERE id=:id",
-                         &job->ev);
+        rc = exec_simple(st, sql_outcome, &job->ev);
         if (rc == SQLITE_OK && job->dead != NULL)
-            rc = exec_dead(db, &job->ev, job->dead);
+            rc = exec_dead(st, &job->ev, job->dead);
         return rc;
     case AQJ_DELETE:
         if (job->dead != NULL)
-            rc = exec_dead(db, &job->ev, job->dead);
+            rc = exec_dead(st, &job->ev, job->dead);
         if (rc == SQLITE_OK)
-            rc = exec_simple(db, "DELETE FROM events WHERE id=:id", &job->ev);
+            rc = exec_simple(st, sql_delete_event, &job->ev);
         return rc;
     default:
         return SQLITE_MISUSE;
@@ -404,8 +464,9 @@ static int count_dead(sqlite3 *db, const struct aq_job *job, json_int_t *out)
 }
 
 /* A read or DLQ job (own transaction where it writes). Returns an SQLite code. */
-static int run_other(sqlite3 *db, struct aq_job *job)
+static int run_other(struct aq_store *st, struct aq_job *job)
 {
+    sqlite3 *db = st->db;
     sqlite3_stmt *s = NULL;
     json_int_t total = 0;
     int rc;
@@ -546,8 +607,8 @@ static int run_other(sqlite3 *db, struct aq_job *job)
             r->enqueued_ms = now;
             r->next_ms = now;
             job->n_rows++;
-            if (exec_insert_event(db, r) != SQLITE_OK ||
-                exec_simple(db, "DELETE FROM dead WHERE id=:id", r) != SQLITE_OK) {
+            if (exec_insert_event(st, r) != SQLITE_OK ||
+                exec_simple(st, sql_delete_dead, r) != SQLITE_OK) {
                 rc = sqlite3_errcode(db);
                 break;
             }
@@ -634,11 +695,11 @@ static void run_batch(struct aq_store *st, struct aq_job *batch, struct aq_job *
         }
     }
     if (any_write) {
-        rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        rc = exec_cached(st, sql_begin);
         for (struct aq_job *j = writes; j != NULL && rc == SQLITE_OK; j = j->next)
-            rc = run_write(st->db, j);
+            rc = run_write(st, j);
         if (rc == SQLITE_OK)
-            rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+            rc = exec_cached(st, sql_commit);
         if (rc != SQLITE_OK) {
             const char *msg = sqlite3_errmsg(st->db);
             struct aq_job **rtail = retry;
@@ -669,7 +730,7 @@ static void run_batch(struct aq_store *st, struct aq_job *batch, struct aq_job *
         struct aq_job *next = j->next;
 
         j->next = NULL;
-        rc = run_other(st->db, j);
+        rc = run_other(st, j);
         if (rc != SQLITE_OK && j->rc == 0) {
             j->rc = sqlite_to_sy(rc);
             snprintf(j->errmsg, sizeof(j->errmsg), "dead-letter store: %s",
@@ -802,6 +863,8 @@ static void sqlite_destroy(struct aq_store *st)
         aq_job_free(j);
         j = n;
     }
+    for (size_t i = 0; i < st->n_cache; i++)
+        sqlite3_finalize(st->cache[i].stmt);
     if (st->db != NULL)
         sqlite3_close(st->db);
     pthread_mutex_destroy(&st->mu);

@@ -22,6 +22,7 @@
 #include <uuid/uuid.h>
 
 #include "../broker/log.h"
+#include "../broker/util/fastid.h"
 #include "../broker/util/time.h"
 #include "../config/config.h"
 
@@ -102,12 +103,15 @@ static int mkdir_p(const char *dir)
 
 static void make_trace_id(char *out, size_t outsz)
 {
-    uuid_t uu;
-    char hex[33];
+    char u[37], hex[33];
+    size_t k = 0;
 
-    uuid_generate_random(uu);
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", uu[i]);
+    fastid_uuid4(u);
+    for (size_t i = 0; u[i] != '\0'; i++) {
+        if (u[i] != '-')
+            hex[k++] = u[i];
+    }
+    hex[k] = '\0';
     snprintf(out, outsz, "Root=1-%08llx-%.24s;Parent=%.16s;Sampled=0",
              (unsigned long long)(time_wall_ms() / 1000), hex, hex + 16);
 }
@@ -542,10 +546,7 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
     if (req->request_id != NULL) {
         snprintf(inv->request_id, sizeof(inv->request_id), "%s", req->request_id);
     } else {
-        uuid_t uu;
-
-        uuid_generate_random(uu);
-        uuid_unparse_lower(uu, inv->request_id);
+        fastid_uuid4(inv->request_id);
     }
     inv->payload = malloc(req->payload_len + 1);
     if (inv->payload == NULL)
