@@ -102,6 +102,7 @@ struct env {
     int timer_kind;
     int status_fd;          /* /proc/PID/status, for VmHWM/VmRSS */
     char *cgroup;           /* our memory cgroup directory, or NULL */
+    int peak_fd;            /* its peak-usage file, kept open (pread per REPORT), or -1 */
     char *init_error;       /* body posted to /runtime/init/error (owned) */
     char *init_error_type;
     int exit_reason;        /* why we killed it (ENV_KILL_*), for messages */
