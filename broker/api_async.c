@@ -53,9 +53,9 @@ static void event_stored(void *arg, int rc, const char *errmsg)
     }
     if (rc == SY_ENOSPC)
         api_reply_error(call, API_E_SERVICE,
-                        "The event was not stored: no space left in data_dir (%s). Nothing was "
+                        "The event was not stored: the queue store is full (%s). Nothing was "
                         "queued; retry once space is freed.",
-                        errmsg ? errmsg : "disk full");
+                        errmsg ? errmsg : "no space left");
     else
         api_reply_error(call, API_E_SERVICE, "The event was not stored: %s. Nothing was queued.",
                         errmsg ? errmsg : sy_strerror(rc));

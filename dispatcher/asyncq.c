@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -434,8 +435,9 @@ static void efd_cb(evutil_socket_t fd, short what, void *arg)
         aq_job_free(job);
         job = next;
     }
+    /* Draining: report "full", so a shared store stops taking events this broker won't run. */
     if (q->sops->note_held != NULL)
-        q->sops->note_held(q->store, q->stats.queued);
+        q->sops->note_held(q->store, q->draining ? UINT_MAX : q->stats.queued);
 }
 
 /* ---- scheduling --------------------------------------------------------------------------- */
@@ -963,6 +965,14 @@ static void put_done(struct asyncq *q, struct aq_job *job)
         return;
     }
     q->stats.enqueued++;
+    if (q->sops == &aq_redis_ops) {
+        /* Shared queue: the event is stored for every broker sharing it; whichever reads it
+         * first holds it (it comes back by INTAKE, possibly to this broker). */
+        aq_ev_free(ev);
+        if (done != NULL)
+            done(arg, 0, NULL);
+        return;
+    }
     /* Stored: schedule it (its callback may start more work, so schedule first). */
     if (q->started && !q->draining) {
         ready_push(ev);
@@ -1113,9 +1123,10 @@ static void dlq_done(struct asyncq *q, struct aq_job *job)
     struct aq_req *r = job->ctx;
 
     if (job->kind == AQJ_DLQ_REDRIVE && job->rc == 0) {
-        q->stats.dead_letters -= job->n_rows <= q->stats.dead_letters
-                                     ? (unsigned)job->n_rows
-                                     : q->stats.dead_letters;
+        json_int_t n = json_integer_value(json_object_get(job->result, "redriven"));
+
+        q->stats.dead_letters -= (unsigned)n <= q->stats.dead_letters ? (unsigned)n
+                                                                        : q->stats.dead_letters;
         adopt_rows(q, job->rows, job->n_rows);
     } else if (job->kind == AQJ_DLQ_PURGE && job->rc == 0) {
         json_int_t n = json_integer_value(json_object_get(job->result, "purged"));
@@ -1354,6 +1365,8 @@ void asyncq_drain(struct asyncq *q, void (*done)(void *arg), void *arg)
     q->drain_done = done;
     q->drain_arg = arg;
     evtimer_del(q->timer_ev);
+    if (q->sops->note_held != NULL)
+        q->sops->note_held(q->store, UINT_MAX);
     /* READY events go back to waiting: they stay stored and run after the restart. */
     for (size_t i = 0; i < q->n_fns; i++) {
         struct aq_fn *af = &q->fns[i];
