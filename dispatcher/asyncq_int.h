@@ -17,6 +17,7 @@
 #ifndef SY_ASYNCQ_INT_H
 #define SY_ASYNCQ_INT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +85,35 @@ struct aq_job {
 /* Free a job and everything it owns. */
 void aq_job_free(struct aq_job *job);
 void aq_row_clear(struct aq_row *row);
+
+/*
+ * The hand-over between the loop and a store thread, shared by both backends: jobs in
+ * (submitted by the loop), finished jobs out (taken by the loop after NOTIFY_FD, the loop's
+ * eventfd, was written). MU also guards the backend's own thread state (a backend may wait on
+ * a condition variable with it).
+ */
+struct aq_mailbox {
+    pthread_mutex_t mu;
+    struct aq_job *in_head, *in_tail;     /* submitted, not yet run */
+    struct aq_job *done_head, *done_tail; /* finished, for the loop */
+    int notify_fd;                        /* the loop's eventfd, -1 until started */
+};
+
+void aq_mailbox_init(struct aq_mailbox *mb);
+/* Free every job still in either list and the mutex. */
+void aq_mailbox_destroy(struct aq_mailbox *mb);
+/* Append JOB to the in-list. Call with MU held. */
+void aq_mailbox_push_locked(struct aq_mailbox *mb, struct aq_job *job);
+/* Take the whole in-list (NULL when empty). Call with MU held. */
+struct aq_job *aq_mailbox_take_in_locked(struct aq_mailbox *mb);
+/* Append the list HEAD to the done list and wake the loop. Locks MU. */
+void aq_mailbox_hand_back(struct aq_mailbox *mb, struct aq_job *head);
+/* Take the done list (NULL when empty). Locks MU. */
+struct aq_job *aq_mailbox_take_done(struct aq_mailbox *mb);
+/* Free a list of jobs. */
+void aq_job_list_free(struct aq_job *head);
+/* Append list B after list A; returns the joined list. */
+struct aq_job *aq_job_list_join(struct aq_job *a, struct aq_job *b);
 
 /*
  * A store backend. Two exist: aq_sqlite_ops (asyncq_store.c: <data_dir>/queue.db, the default)

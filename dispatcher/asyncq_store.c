@@ -36,11 +36,8 @@ struct aq_store {
     sqlite3 *db;
     pthread_t thread;
     int started;
-    pthread_mutex_t mu;
+    struct aq_mailbox mb; /* jobs in and out; mb.mu also guards stopping and cv */
     pthread_cond_t cv;
-    struct aq_job *in_head, *in_tail;     /* submitted, not yet run */
-    struct aq_job *done_head, *done_tail; /* finished, for the loop */
-    int notify_fd;
     int stopping;
     int64_t stop_deadline_ms;
     /* Prepared statements of the write path, by SQL text (static strings): prepared once. */
@@ -173,8 +170,7 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
         return NULL;
     }
     st->magic = STORE_MAGIC;
-    st->notify_fd = -1;
-    pthread_mutex_init(&st->mu, NULL);
+    aq_mailbox_init(&st->mb);
     pthread_cond_init(&st->cv, NULL);
     rc = sqlite3_open_v2(path, &st->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -641,34 +637,6 @@ redrive_fail:
 
 /* ---- the thread --------------------------------------------------------------------------- */
 
-static void notify_loop(struct aq_store *st)
-{
-    uint64_t one = 1;
-
-    /* An eventfd: the write only fails if the counter would overflow, which it cannot here. */
-    if (write(st->notify_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-        log_err("[asyncq] cannot wake the loop: %s", strerror(errno));
-}
-
-/* Move finished jobs (a list) to the done list and wake the loop. Locks. */
-static void hand_back(struct aq_store *st, struct aq_job *head)
-{
-    struct aq_job *tail = head;
-
-    if (head == NULL)
-        return;
-    while (tail->next != NULL)
-        tail = tail->next;
-    pthread_mutex_lock(&st->mu);
-    if (st->done_tail != NULL)
-        st->done_tail->next = head;
-    else
-        st->done_head = head;
-    st->done_tail = tail;
-    pthread_mutex_unlock(&st->mu);
-    notify_loop(st);
-}
-
 /*
  * Run one batch: every write job in one transaction, then the others one by one. Write jobs
  * that must not fail (all but INSERT) come back in *RETRY when the transaction failed.
@@ -740,7 +708,7 @@ static void run_batch(struct aq_store *st, struct aq_job *batch, struct aq_job *
         dtail = &j->next;
         j = next;
     }
-    hand_back(st, done);
+    aq_mailbox_hand_back(&st->mb, done);
 }
 
 static void *store_main(void *arg)
@@ -751,7 +719,7 @@ static void *store_main(void *arg)
     for (;;) {
         struct aq_job *batch;
 
-        pthread_mutex_lock(&st->mu);
+        pthread_mutex_lock(&st->mb.mu);
         if (retry != NULL) {
             /* The disk failed: wait a little (or until asked to stop) before trying again. */
             struct timespec until;
@@ -759,34 +727,26 @@ static void *store_main(void *arg)
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += STORE_RETRY_MS / 1000;
             if (!st->stopping)
-                pthread_cond_timedwait(&st->cv, &st->mu, &until);
+                pthread_cond_timedwait(&st->cv, &st->mb.mu, &until);
             if (st->stopping && mono_ms() > st->stop_deadline_ms) {
-                pthread_mutex_unlock(&st->mu);
+                pthread_mutex_unlock(&st->mb.mu);
                 log_err("[asyncq] giving up on store writes at shutdown; the affected events "
                         "run again after the restart (at-least-once)");
-                hand_back(st, retry);
+                aq_mailbox_hand_back(&st->mb, retry);
                 retry = NULL;
-                pthread_mutex_lock(&st->mu);
+                pthread_mutex_lock(&st->mb.mu);
             }
         } else {
-            while (st->in_head == NULL && !st->stopping)
-                pthread_cond_wait(&st->cv, &st->mu);
+            while (st->mb.in_head == NULL && !st->stopping)
+                pthread_cond_wait(&st->cv, &st->mb.mu);
         }
-        batch = st->in_head;
-        st->in_head = st->in_tail = NULL;
+        batch = aq_mailbox_take_in_locked(&st->mb);
         if (batch == NULL && retry == NULL && st->stopping) {
-            pthread_mutex_unlock(&st->mu);
+            pthread_mutex_unlock(&st->mb.mu);
             break;
         }
-        pthread_mutex_unlock(&st->mu);
-        if (retry != NULL) {
-            struct aq_job *t = retry;
-
-            while (t->next != NULL)
-                t = t->next;
-            t->next = batch;
-            batch = retry;
-        }
+        pthread_mutex_unlock(&st->mb.mu);
+        batch = aq_job_list_join(retry, batch);
         run_batch(st, batch, &retry);
     }
     return NULL;
@@ -796,7 +756,7 @@ static int sqlite_start(struct aq_store *st, int notify_fd, struct sy_error *err
 {
     int rc;
 
-    st->notify_fd = notify_fd;
+    st->mb.notify_fd = notify_fd;
     rc = pthread_create(&st->thread, NULL, store_main, st);
     if (rc != 0) {
         sy_error_set(err, "cannot start the store thread: %s", strerror(rc));
@@ -808,66 +768,39 @@ static int sqlite_start(struct aq_store *st, int notify_fd, struct sy_error *err
 
 static void sqlite_submit(struct aq_store *st, struct aq_job *job)
 {
-    job->next = NULL;
-    pthread_mutex_lock(&st->mu);
-    if (st->in_tail != NULL)
-        st->in_tail->next = job;
-    else
-        st->in_head = job;
-    st->in_tail = job;
+    pthread_mutex_lock(&st->mb.mu);
+    aq_mailbox_push_locked(&st->mb, job);
     pthread_cond_signal(&st->cv);
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->mb.mu);
 }
 
 static struct aq_job *sqlite_take_done(struct aq_store *st)
 {
-    struct aq_job *head;
-
-    pthread_mutex_lock(&st->mu);
-    head = st->done_head;
-    st->done_head = st->done_tail = NULL;
-    pthread_mutex_unlock(&st->mu);
-    return head;
+    return aq_mailbox_take_done(&st->mb);
 }
 
 static void sqlite_stop(struct aq_store *st, int timeout_ms)
 {
     if (st == NULL || !st->started)
         return;
-    pthread_mutex_lock(&st->mu);
+    pthread_mutex_lock(&st->mb.mu);
     st->stopping = 1;
     st->stop_deadline_ms = mono_ms() + timeout_ms;
     pthread_cond_signal(&st->cv);
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->mb.mu);
     pthread_join(st->thread, NULL);
     st->started = 0;
 }
 
 static void sqlite_destroy(struct aq_store *st)
 {
-    struct aq_job *j;
-
     if (st == NULL)
         return;
-    j = st->in_head;
-    while (j != NULL) {
-        struct aq_job *n = j->next;
-
-        aq_job_free(j);
-        j = n;
-    }
-    j = st->done_head;
-    while (j != NULL) {
-        struct aq_job *n = j->next;
-
-        aq_job_free(j);
-        j = n;
-    }
     for (size_t i = 0; i < st->n_cache; i++)
         sqlite3_finalize(st->cache[i].stmt);
     if (st->db != NULL)
         sqlite3_close(st->db);
-    pthread_mutex_destroy(&st->mu);
+    aq_mailbox_destroy(&st->mb);
     pthread_cond_destroy(&st->cv);
     st->magic = 0;
     free(st);

@@ -148,12 +148,9 @@ struct aq_store {
     /* shared with the loop, under mu */
     pthread_t thread;
     int started;
-    pthread_mutex_t mu;
-    struct aq_job *in_head, *in_tail;
-    struct aq_job *done_head, *done_tail;
+    struct aq_mailbox mb; /* jobs in and out; mb.mu also guards stopping */
     int stopping;
     int64_t stop_deadline_ms;
-    int notify_fd; /* the loop's eventfd */
     int wake_fd;   /* ours: submit()/stop()/note_held() write it */
     atomic_uint loop_held;
     atomic_int throttled; /* the thread stopped reading for flow control */
@@ -669,39 +666,12 @@ static void r_lost(struct aq_store *st, const char *why)
 
 /* ---- the loop side: job lists ------------------------------------------------------------- */
 
-static void notify_loop(struct aq_store *st)
-{
-    uint64_t one = 1;
-
-    if (write(st->notify_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-        log_err("[asyncq] cannot wake the loop: %s", strerror(errno));
-}
-
 static void wake_thread(struct aq_store *st)
 {
     uint64_t one = 1;
 
     if (write(st->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
         log_err("[asyncq] cannot wake the store thread: %s", strerror(errno));
-}
-
-/* Move finished jobs (a list) to the done list and wake the loop. Locks. */
-static void hand_back(struct aq_store *st, struct aq_job *head)
-{
-    struct aq_job *tail = head;
-
-    if (head == NULL)
-        return;
-    while (tail->next != NULL)
-        tail = tail->next;
-    pthread_mutex_lock(&st->mu);
-    if (st->done_tail != NULL)
-        st->done_tail->next = head;
-    else
-        st->done_head = head;
-    st->done_tail = tail;
-    pthread_mutex_unlock(&st->mu);
-    notify_loop(st);
 }
 
 /* ---- entries -> rows ---------------------------------------------------------------------- */
@@ -935,7 +905,7 @@ static size_t intake_entries(struct aq_store *st, const redisReply *entries, int
     job->kind = AQJ_INTAKE;
     job->rows = rows;
     job->n_rows = k;
-    hand_back(st, job);
+    aq_mailbox_hand_back(&st->mb, job);
     return k;
 }
 
@@ -1659,7 +1629,7 @@ static void run_jobs(struct aq_store *st, struct aq_job *batch, struct aq_job **
         *dtail = j;
         dtail = &j->next;
     }
-    hand_back(st, done);
+    aq_mailbox_hand_back(&st->mb, done);
 }
 
 /* ---- the thread --------------------------------------------------------------------------- */
@@ -1741,11 +1711,10 @@ static void *store_main(void *arg)
         int stopping, nfd = 1, empty;
         int64_t now, wake;
 
-        pthread_mutex_lock(&st->mu);
-        batch = st->in_head;
-        st->in_head = st->in_tail = NULL;
+        pthread_mutex_lock(&st->mb.mu);
+        batch = aq_mailbox_take_in_locked(&st->mb);
         stopping = st->stopping;
-        pthread_mutex_unlock(&st->mu);
+        pthread_mutex_unlock(&st->mb.mu);
         now = mono_ms();
         if (retry != NULL && stopping && now > st->stop_deadline_ms) {
             log_err("[asyncq] giving up on store writes at shutdown (redis %s:%d: %s); the "
@@ -1753,18 +1722,11 @@ static void *store_main(void *arg)
                     st->host, st->port, st->lasterr);
             for (struct aq_job *j = retry; j != NULL; j = j->next)
                 j->rc = SY_EIO;
-            hand_back(st, retry);
+            aq_mailbox_hand_back(&st->mb, retry);
             retry = NULL;
         }
         if (batch != NULL || (retry != NULL && now >= retry_at)) {
-            if (retry != NULL) {
-                struct aq_job *t = retry;
-
-                while (t->next != NULL)
-                    t = t->next;
-                t->next = batch;
-                batch = retry;
-            }
+            batch = aq_job_list_join(retry, batch);
             run_jobs(st, batch, &retry);
             if (retry != NULL)
                 retry_at = st->w != NULL
@@ -1776,9 +1738,9 @@ static void *store_main(void *arg)
         if (stopping) {
             r_close(st);
             if (retry == NULL) {
-                pthread_mutex_lock(&st->mu);
-                empty = st->in_head == NULL;
-                pthread_mutex_unlock(&st->mu);
+                pthread_mutex_lock(&st->mb.mu);
+                empty = st->mb.in_head == NULL;
+                pthread_mutex_unlock(&st->mb.mu);
                 if (empty)
                     break;
                 continue;
@@ -1912,9 +1874,8 @@ static struct aq_store *redis_open(const struct cfg *cfg, struct aq_row **rows, 
         return NULL;
     }
     st->magic = RSTORE_MAGIC;
-    st->notify_fd = -1;
     st->wake_fd = -1;
-    pthread_mutex_init(&st->mu, NULL);
+    aq_mailbox_init(&st->mb);
     st->w_backoff = st->r_backoff = BACKOFF_MIN_MS;
     if (parse_url(st, cfg->broker.async_queue) != 0) {
         sy_error_set(err, "broker.async_queue: %s: must be redis://HOST:PORT/KEY",
@@ -1976,7 +1937,7 @@ static int redis_start(struct aq_store *st, int notify_fd, struct sy_error *err)
 {
     int rc;
 
-    st->notify_fd = notify_fd;
+    st->mb.notify_fd = notify_fd;
     rc = pthread_create(&st->thread, NULL, store_main, st);
     if (rc != 0) {
         sy_error_set(err, "cannot start the store thread: %s", strerror(rc));
@@ -1988,26 +1949,15 @@ static int redis_start(struct aq_store *st, int notify_fd, struct sy_error *err)
 
 static void redis_submit(struct aq_store *st, struct aq_job *job)
 {
-    job->next = NULL;
-    pthread_mutex_lock(&st->mu);
-    if (st->in_tail != NULL)
-        st->in_tail->next = job;
-    else
-        st->in_head = job;
-    st->in_tail = job;
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_lock(&st->mb.mu);
+    aq_mailbox_push_locked(&st->mb, job);
+    pthread_mutex_unlock(&st->mb.mu);
     wake_thread(st);
 }
 
 static struct aq_job *redis_take_done(struct aq_store *st)
 {
-    struct aq_job *head;
-
-    pthread_mutex_lock(&st->mu);
-    head = st->done_head;
-    st->done_head = st->done_tail = NULL;
-    pthread_mutex_unlock(&st->mu);
-    return head;
+    return aq_mailbox_take_done(&st->mb);
 }
 
 static void redis_note_held(struct aq_store *st, unsigned held)
@@ -2021,31 +1971,19 @@ static void redis_stop(struct aq_store *st, int timeout_ms)
 {
     if (st == NULL || !st->started)
         return;
-    pthread_mutex_lock(&st->mu);
+    pthread_mutex_lock(&st->mb.mu);
     st->stopping = 1;
     st->stop_deadline_ms = mono_ms() + timeout_ms;
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&st->mb.mu);
     wake_thread(st);
     pthread_join(st->thread, NULL);
     st->started = 0;
-}
-
-static void free_jobs(struct aq_job *j)
-{
-    while (j != NULL) {
-        struct aq_job *n = j->next;
-
-        aq_job_free(j);
-        j = n;
-    }
 }
 
 static void redis_destroy(struct aq_store *st)
 {
     if (st == NULL)
         return;
-    free_jobs(st->in_head);
-    free_jobs(st->done_head);
     while (st->all != NULL)
         held_remove(st, st->all);
     if (st->w != NULL)
@@ -2066,7 +2004,7 @@ static void redis_destroy(struct aq_store *st)
     free(st->k_fn_pfx);
     free(st->host);
     free(st->key);
-    pthread_mutex_destroy(&st->mu);
+    aq_mailbox_destroy(&st->mb);
     st->magic = 0;
     free(st);
 }
