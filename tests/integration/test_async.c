@@ -64,6 +64,13 @@ static const char config[] = ITEST_BROKER_YAML
     "    code: @FIXTURES@/async\n"
     "    reserved_concurrency: 0\n"
     "    async: {dead_letter: 'file:@DIR@/zero-dlq'}\n"
+    "  slow:\n"
+    "    runtime: python3\n"
+    "    handler: app.slow\n"
+    "    code: @FIXTURES@/async\n"
+    "    timeout_s: 10\n"
+    "    environment: {PYTHONDONTWRITEBYTECODE: '1'}\n"
+    "    async: {maximum_concurrency: 2}\n"
     "  aged:\n"
     "    runtime: python3\n"
     "    handler: app.record\n"
@@ -523,6 +530,72 @@ static void test_event_age_exceeded(void **state)
     itest_end(t);
 }
 
+#define STOP_EVENTS 12
+
+/* Files in DIR whose name is a number, and how many lines they hold in all. */
+static size_t count_runs(const char *dir, size_t *lines)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    size_t n = 0;
+
+    *lines = 0;
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        char *path;
+
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        n++;
+        path = h_strfmt("%s/%s", dir, de->d_name);
+        *lines += line_count(path);
+        free(path);
+    }
+    if (d != NULL)
+        closedir(d);
+    return n;
+}
+
+/*
+ * SIGTERM with async invocations running and more queued: the running ones finish and are
+ * recorded, the broker exits 0, and after a restart the rest run - each event exactly once.
+ */
+static void test_sigterm_keeps_queue(void **state)
+{
+    struct itest *t = *state;
+    char *dir = h_strfmt("%s/stop", t->b.dir);
+    size_t done, lines;
+    int64_t deadline;
+    int code;
+
+    mkdir(dir, 0755);
+    for (int i = 0; i < STOP_EVENTS; i++) {
+        char *payload = h_strfmt("{\"dir\":\"%s\",\"n\":%d,\"ms\":400}", dir, i);
+        char *rid = invoke_event(t, "slow", payload);
+
+        free(rid);
+        free(payload);
+    }
+    /* Let the first ones run, then stop while two are in flight. */
+    deadline = h_now_ms() + 20000;
+    while (count_runs(dir, &lines) < 1 && h_now_ms() < deadline)
+        h_sleep_ms(20);
+    code = h_broker_stop(&t->b, 15000);
+    assert_int_equal(code, 0);
+    done = count_runs(dir, &lines);
+    assert_true(done < STOP_EVENTS); /* some were still queued */
+    assert_int_equal(lines, done);
+
+    assert_int_equal(h_broker_start(&t->b, NULL, ITEST_READY_MS), 0);
+    t->mark = h_broker_log_mark(&t->b);
+    deadline = h_now_ms() + 60000;
+    while (count_runs(dir, &lines) < STOP_EVENTS && h_now_ms() < deadline)
+        h_sleep_ms(50);
+    assert_int_equal(count_runs(dir, &lines), STOP_EVENTS);
+    assert_int_equal(lines, STOP_EVENTS); /* nothing ran twice */
+    free(dir);
+    itest_end(t);
+}
+
 static int group_setup(void **state)
 {
     return itest_group_start(state, "async", config, NULL);
@@ -536,7 +609,7 @@ int main(void)
         T(test_event_success),        T(test_retries_dead_letter_redrive),
         T(test_function_destination), T(test_reserved_zero),
         T(test_bad_input),            T(test_kill9_loses_nothing),
-        T(test_event_age_exceeded),
+        T(test_event_age_exceeded),   T(test_sigterm_keeps_queue),
     };
 
     itest_filter_from_env();

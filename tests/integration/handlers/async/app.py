@@ -45,3 +45,12 @@ def sink(event, context):
     import json
     _write(os.path.join(d, "%s.json" % context.aws_request_id), json.dumps(event))
     return None
+
+
+def slow(event, context):
+    """Sleeps event["ms"], then appends the request id to DIR/<n> (event {"dir", "n", "ms"}):
+    a second run of the same event would leave two lines."""
+    time.sleep(event.get("ms", 100) / 1000.0)
+    with open(os.path.join(event["dir"], str(event["n"])), "a") as f:
+        f.write(context.aws_request_id + "\n")
+    return {"n": event["n"]}
