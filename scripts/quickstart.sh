@@ -38,6 +38,13 @@ echo "--- the Lambda Invoke API with curl"
 curl -sS -D - -X POST "$ENDPOINT/2015-03-31/functions/hello-python/invocations" \
     -d '{"name": "curl"}'
 echo
+echo "--- switchyard invoke hello-python --async (202 once durably queued; prints the request id)"
+"$SY" invoke hello-python --endpoint "$ENDPOINT" --async --payload '{"name": "async"}'
+for _ in $(seq 1 100); do   # wait (bounded, 10 s) until the queued event has run
+    if curl -sS "$ENDPOINT/healthz" | grep -q '"succeeded":1'; then break; fi
+    sleep 0.1
+done
+echo
 echo "--- status"
 "$SY" status --endpoint "$ENDPOINT"
 
