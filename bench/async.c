@@ -35,7 +35,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -55,12 +54,13 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 
 #include <jansson.h>
 #include <sqlite3.h>
+
+#include "bench_common.h"
 
 #ifndef SY_BINARY
 #define SY_BINARY "switchyard"
@@ -75,176 +75,19 @@
 #define MAXC 16   /* the "c=16" concurrency; also the end-to-end feeders */
 #define FN_CONC 8 /* async.maximum_concurrency, and the sync baseline's clients */
 #define MAX_ROUNDS 21
-#define IO_TIMEOUT_S 15        /* any single socket read or write, or one raw insert */
-#define READY_TIMEOUT_MS 15000 /* broker start until its ready line */
-#define EXIT_TIMEOUT_MS 10000  /* SIGTERM until exit; then SIGKILL */
 #define DRAIN_TIMEOUT_MS 60000 /* queue drained after a measurement */
 #define E2E_TIMEOUT_MS 120000  /* the end-to-end run, first request to the last success */
 #define POLL_MS 20             /* /healthz polling period */
-#define CONN_BUF 65536
 
 enum { D_CRASH, D_FSYNC, N_DUR };
 static const char *const dur_name[N_DUR] = {"crash", "fsync"};
 static const char *const dur_sync[N_DUR] = {"NORMAL", "FULL"};
 
-/* ---- small helpers ---------------------------------------------------------------------- */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* Children to kill if the bench dies on an error path (see fail()). */
-/* Broker slots: [d] is the broker with durability d, [N_DUR + d] its "held" twin. */
+/* Broker slots (bc_child_pid[]): [d] is the broker with durability d, [N_DUR + d] its "held"
+ * twin. The work dir is bc_workdir: DIR/sy-bench-async-XXXXXX. */
 #define N_SLOTS (2 * N_DUR)
-static pid_t g_broker_pid[N_SLOTS] = {-1, -1, -1, -1};
-#define WORKDIR_MAX 1024
-static char g_workdir[WORKDIR_MAX]; /* DIR/sy-bench-async-XXXXXX */
-static char g_broker_log[N_SLOTS][WORKDIR_MAX + 64];
 
-static void dump_broker_logs(void)
-{
-    for (int d = 0; d < N_SLOTS; d++) {
-        char line[1024];
-        FILE *f;
-
-        if (g_broker_log[d][0] == '\0' || (f = fopen(g_broker_log[d], "r")) == NULL)
-            continue;
-        fprintf(stderr, "---- broker log (%s) ----\n", g_broker_log[d]);
-        while (fgets(line, sizeof(line), f) != NULL)
-            fputs(line, stderr);
-        fprintf(stderr, "---- end of broker log ----\n");
-        fclose(f);
-    }
-}
-
-/* Report, dump the broker logs, kill our children and exit 1. The work dir is kept. */
-__attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "bench_async: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    dump_broker_logs();
-    for (int d = 0; d < N_SLOTS; d++)
-        if (g_broker_pid[d] > 0)
-            kill(g_broker_pid[d], SIGKILL);
-    if (g_workdir[0] != '\0')
-        fprintf(stderr, "bench_async: work dir kept: %s\n", g_workdir);
-    exit(1);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return (x > y) - (x < y);
-}
-
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile P (0..1) of N sorted values, in µs. */
-static double pct_us(const uint64_t *sorted, size_t n, double p)
-{
-    size_t k = (size_t)ceil(p * (double)n);
-
-    if (n == 0)
-        return NAN;
-    if (k == 0)
-        k = 1;
-    return (double)sorted[k - 1] / 1000.0;
-}
-
-/* Median of N values (NaNs ignored); NAN when none. Does not modify V. */
-static double median(const double *v, size_t n)
-{
-    double tmp[64];
-    size_t m = 0;
-
-    for (size_t i = 0; i < n && m < sizeof(tmp) / sizeof(tmp[0]); i++)
-        if (!isnan(v[i]))
-            tmp[m++] = v[i];
-    if (m == 0)
-        return NAN;
-    qsort(tmp, m, sizeof(tmp[0]), cmp_dbl);
-    return m % 2 ? tmp[m / 2] : (tmp[m / 2 - 1] + tmp[m / 2]) / 2.0;
-}
-
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    size_t len = strlen(text), off = 0;
-
-    if (fd < 0)
-        fail("cannot create %s: %s", path, strerror(errno));
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            fail("cannot write %s: %s", path, strerror(errno));
-        off += (size_t)n;
-    }
-    if (close(fd) != 0)
-        fail("cannot write %s: %s", path, strerror(errno));
-}
-
-static void copy_file(const char *from, const char *to, mode_t mode)
-{
-    char buf[65536];
-    int in = open(from, O_RDONLY | O_CLOEXEC), out;
-    ssize_t n;
-
-    if (in < 0)
-        fail("cannot open %s: %s (build it, or pass --bootstrap)", from, strerror(errno));
-    out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (out < 0)
-        fail("cannot create %s: %s", to, strerror(errno));
-    while ((n = read(in, buf, sizeof(buf))) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            fail("cannot read %s: %s", from, strerror(errno));
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(out, buf + off, (size_t)(n - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                fail("cannot write %s: %s", to, strerror(errno));
-            off += w;
-        }
-    }
-    close(in);
-    if (close(out) != 0)
-        fail("cannot write %s: %s", to, strerror(errno));
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path) == 0 ? 0 : -1;
-}
+/* ---- small helpers ---------------------------------------------------------------------- */
 
 /* A growable array of latencies (ns). */
 struct lat {
@@ -259,7 +102,7 @@ static void lat_push(struct lat *l, uint64_t x)
         uint64_t *p = realloc(l->v, cap * sizeof(*p));
 
         if (p == NULL)
-            fail("out of memory");
+            bc_fail("out of memory");
         l->v = p;
         l->cap = cap;
     }
@@ -282,171 +125,6 @@ static void rng_uuid(uint64_t *s, char out[37])
     snprintf(out, 37, "%08x-%04x-4%03x-%04x-%012" PRIx64, (unsigned)(a >> 32),
              (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff,
              0x8000u | ((unsigned)(b >> 48) & 0x3fff), (uint64_t)(b & 0xffffffffffffull));
-}
-
-/* ---- the client: blocking keep-alive HTTP/1.1 over loopback ------------------------------ */
-
-struct conn {
-    int fd;
-    size_t len;  /* bytes in buf */
-    size_t used; /* bytes of the previous response, dropped at the next round trip */
-    char buf[CONN_BUF];
-};
-
-struct resp {
-    int status;
-    const char *body; /* borrowed from the conn until its next round trip */
-    size_t body_len;
-    int func_error; /* X-Amz-Function-Error present */
-};
-
-static int conn_open(struct conn *c, int port, char *err, size_t errsz)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct timeval tv = {.tv_sec = IO_TIMEOUT_S, .tv_usec = 0};
-    int one = 1;
-
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    c->len = c->used = 0;
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        snprintf(err, errsz, "socket: %s", strerror(errno));
-        return -1;
-    }
-    /* The timeouts bound connect() too (Linux applies SO_SNDTIMEO to it). */
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0) {
-        snprintf(err, errsz, "connect 127.0.0.1:%d: %s", port, strerror(errno));
-        close(c->fd);
-        c->fd = -1;
-        return -1;
-    }
-    return 0;
-}
-
-static void conn_close(struct conn *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-}
-
-/* Read more bytes into the buffer; -1 with ERR on EOF, error or timeout. */
-static int conn_fill(struct conn *c, char *err, size_t errsz)
-{
-    for (;;) {
-        ssize_t n;
-
-        if (c->len == sizeof(c->buf)) {
-            snprintf(err, errsz, "response larger than %zu bytes", sizeof(c->buf));
-            return -1;
-        }
-        n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-        if (n > 0) {
-            c->len += (size_t)n;
-            return 0;
-        }
-        if (n == 0) {
-            snprintf(err, errsz, "connection closed by the server");
-            return -1;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            snprintf(err, errsz, "no response within %d s", IO_TIMEOUT_S);
-        else
-            snprintf(err, errsz, "recv: %s", strerror(errno));
-        return -1;
-    }
-}
-
-static int hdr_is(const char *line, size_t len, const char *name, const char **val, size_t *vlen)
-{
-    size_t nl = strlen(name);
-
-    if (len <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
-        return 0;
-    *val = line + nl + 1;
-    *vlen = len - nl - 1;
-    while (*vlen > 0 && (**val == ' ' || **val == '\t')) {
-        (*val)++;
-        (*vlen)--;
-    }
-    return 1;
-}
-
-/*
- * Send REQ (one write) and read one Content-Length framed response into R. Returns 0, or -1
- * with ERR filled (the connection is then unusable).
- */
-static int conn_roundtrip(struct conn *c, const char *req, size_t reqlen, struct resp *r, char *err,
-                          size_t errsz)
-{
-    const char *eoh, *p, *end;
-    size_t head, clen = 0, off = 0;
-    int have_clen = 0;
-
-    if (c->used > 0) {
-        memmove(c->buf, c->buf + c->used, c->len - c->used);
-        c->len -= c->used;
-        c->used = 0;
-    }
-    while (off < reqlen) {
-        ssize_t n = send(c->fd, req + off, reqlen - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(err, errsz, "send: %s", n < 0 ? strerror(errno) : "nothing written");
-            return -1;
-        }
-        off += (size_t)n;
-    }
-    while ((eoh = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
-        if (conn_fill(c, err, errsz) != 0)
-            return -1;
-    head = (size_t)(eoh - c->buf) + 4;
-    if (c->len < 12 || strncmp(c->buf, "HTTP/1.", 7) != 0) {
-        snprintf(err, errsz, "malformed status line");
-        return -1;
-    }
-    r->status = atoi(c->buf + 9);
-    r->func_error = 0;
-    p = memchr(c->buf, '\n', head) + 1;
-    end = eoh + 2;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p)), *val;
-        size_t len = (size_t)(nl - p), vlen;
-
-        if (len > 0 && p[len - 1] == '\r')
-            len--;
-        if (hdr_is(p, len, "Content-Length", &val, &vlen)) {
-            clen = strtoul(val, NULL, 10);
-            have_clen = 1;
-        } else if (hdr_is(p, len, "X-Amz-Function-Error", &val, &vlen)) {
-            r->func_error = 1;
-        } else if (hdr_is(p, len, "Transfer-Encoding", &val, &vlen)) {
-            snprintf(err, errsz, "chunked responses are not supported by the bench client");
-            return -1;
-        }
-        p = nl + 1;
-    }
-    if (!have_clen) {
-        snprintf(err, errsz, "response without Content-Length (status %d)", r->status);
-        return -1;
-    }
-    if (head + clen > sizeof(c->buf)) {
-        snprintf(err, errsz, "response body of %zu bytes is too large", clen);
-        return -1;
-    }
-    while (c->len < head + clen)
-        if (conn_fill(c, err, errsz) != 0)
-            return -1;
-    r->body = c->buf + head;
-    r->body_len = clen;
-    c->used = head + clen;
-    return 0;
 }
 
 /* ---- load runs --------------------------------------------------------------------------- */
@@ -473,20 +151,20 @@ static void *worker_main(void *arg)
     uint64_t t0, t1, deadline;
 
     pthread_barrier_wait(w->bar);
-    w->t_start = t0 = now_ns();
+    w->t_start = t0 = bc_now_ns();
     deadline = w->secs_ns ? w->t_start + w->secs_ns : UINT64_MAX;
     for (;;) {
         if ((w->max_ops > 0 && w->done >= w->max_ops) || t0 >= deadline)
             break;
         if (w->op(w->self, w->err, sizeof(w->err)) != 0)
             break;
-        t1 = now_ns();
+        t1 = bc_now_ns();
         if (w->record)
             lat_push(&w->lat, t1 - t0);
         w->done++;
         t0 = t1;
     }
-    w->t_end = now_ns();
+    w->t_end = bc_now_ns();
     return NULL;
 }
 
@@ -512,7 +190,7 @@ static struct result run_workers(const char *label, int n, op_fn *op, void **sel
     struct result res = {NAN, NAN, NAN, 0, UINT64_MAX, 0};
 
     if (n < 1 || n > MAXC)
-        fail("%s: bad client count %d", label, n);
+        bc_fail("%s: bad client count %d", label, n);
     pthread_barrier_init(&bar, NULL, (unsigned)n);
     for (int i = 0; i < n; i++) {
         w[i] = (struct worker){.op = op,
@@ -522,14 +200,14 @@ static struct result run_workers(const char *label, int n, op_fn *op, void **sel
                                .max_ops = max_ops,
                                .record = record};
         if (pthread_create(&th[i], NULL, worker_main, &w[i]) != 0)
-            fail("pthread_create failed");
+            bc_fail("pthread_create failed");
     }
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
     pthread_barrier_destroy(&bar);
     for (int i = 0; i < n; i++) {
         if (w[i].err[0] != '\0')
-            fail("%s, client %d/%d: %s", label, i + 1, n, w[i].err);
+            bc_fail("%s, client %d/%d: %s", label, i + 1, n, w[i].err);
         if (w[i].t_start < res.first)
             res.first = w[i].t_start;
         if (w[i].t_end > res.last)
@@ -540,9 +218,9 @@ static struct result run_workers(const char *label, int n, op_fn *op, void **sel
         free(w[i].lat.v);
     }
     if (record && all.n > 0) {
-        qsort(all.v, all.n, sizeof(*all.v), cmp_u64);
-        res.p50 = pct_us(all.v, all.n, 0.50);
-        res.p99 = pct_us(all.v, all.n, 0.99);
+        qsort(all.v, all.n, sizeof(*all.v), bc_cmp_u64);
+        res.p50 = bc_pct_us(all.v, all.n, 0.50);
+        res.p99 = bc_pct_us(all.v, all.n, 0.99);
     }
     res.rate = (double)res.n / ((double)(res.last - res.first) / 1e9);
     free(all.v);
@@ -551,7 +229,7 @@ static struct result run_workers(const char *label, int n, op_fn *op, void **sel
 
 /* An HTTP client: one keep-alive connection, one request built once, the answer it must get. */
 struct http_client {
-    struct conn conn;
+    struct bc_conn conn;
     const char *req;
     size_t reqlen;
     int want_status;
@@ -562,9 +240,9 @@ struct http_client {
 static int http_op(void *self, char *err, size_t errsz)
 {
     struct http_client *h = self;
-    struct resp r;
+    struct bc_resp r;
 
-    if (conn_roundtrip(&h->conn, h->req, h->reqlen, &r, err, errsz) != 0)
+    if (bc_conn_roundtrip(&h->conn, h->req, h->reqlen, &r, err, errsz) != 0)
         return -1;
     if (r.status != h->want_status || r.func_error ||
         (h->want_body != NULL &&
@@ -601,7 +279,7 @@ static void spec_init(struct http_spec *s, const char *label, int port, int even
                  port, event ? "X-Amz-Invocation-Type: Event\r\n" : "", strlen(payload), payload);
 
     if (n < 0 || (size_t)n >= sizeof(s->req))
-        fail("request too long");
+        bc_fail("request too long");
     s->label = label;
     s->port = port;
     s->reqlen = (size_t)n;
@@ -620,10 +298,10 @@ static struct result run_http(const struct http_spec *s, int n, double secs, lon
     char err[256];
 
     if (hc == NULL)
-        fail("out of memory");
+        bc_fail("out of memory");
     for (int i = 0; i < n; i++) {
-        if (conn_open(&hc[i].conn, s->port, err, sizeof(err)) != 0)
-            fail("%s: %s", s->label, err);
+        if (bc_conn_open(&hc[i].conn, s->port, err, sizeof(err)) != 0)
+            bc_fail("%s: %s", s->label, err);
         hc[i].req = s->req;
         hc[i].reqlen = s->reqlen;
         hc[i].want_status = s->want_status;
@@ -633,7 +311,7 @@ static struct result run_http(const struct http_spec *s, int n, double secs, lon
     }
     res = run_workers(s->label, n, http_op, selves, secs, max_ops, record);
     for (int i = 0; i < n; i++)
-        conn_close(&hc[i].conn);
+        bc_conn_close(&hc[i].conn);
     free(hc);
     return res;
 }
@@ -667,20 +345,20 @@ static sqlite3 *raw_open(const char *path, int dur)
 
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK)
-        fail("sqlite open %s: %s", path, db ? sqlite3_errmsg(db) : "?");
-    sqlite3_busy_timeout(db, IO_TIMEOUT_S * 1000);
+        bc_fail("sqlite open %s: %s", path, db ? sqlite3_errmsg(db) : "?");
+    sqlite3_busy_timeout(db, BC_IO_TIMEOUT_S * 1000);
     snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s", dur_sync[dur]);
     if (sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(db, raw_schema, NULL, NULL, NULL) != SQLITE_OK)
-        fail("sqlite setup %s: %s", path, sqlite3_errmsg(db));
+        bc_fail("sqlite setup %s: %s", path, sqlite3_errmsg(db));
     return db;
 }
 
 /* A fresh database at PATH (and its -wal, -shm) for every measurement. */
 static void raw_reset(const char *path)
 {
-    char p[WORKDIR_MAX + 128];
+    char p[BC_WORKDIR_MAX + 128];
 
     unlink(path);
     snprintf(p, sizeof(p), "%s-wal", path);
@@ -694,7 +372,7 @@ static sqlite3_stmt *prep(sqlite3 *db, const char *sql)
     sqlite3_stmt *s = NULL;
 
     if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
-        fail("sqlite prepare: %s", sqlite3_errmsg(db));
+        bc_fail("sqlite prepare: %s", sqlite3_errmsg(db));
     return s;
 }
 
@@ -727,15 +405,15 @@ static int raw_op(void *self, char *err, size_t errsz)
 {
     struct raw_client *c = self;
     char id[37];
-    uint64_t deadline = now_ns() + (uint64_t)IO_TIMEOUT_S * 1000000000u;
+    uint64_t deadline = bc_now_ns() + (uint64_t)BC_IO_TIMEOUT_S * 1000000000u;
     int rc;
 
     rng_uuid(&c->rng, id);
     raw_bind(c->ins, id);
     /* busy_timeout already waits; this loop only covers SQLITE_BUSY returned without waiting. */
-    while ((rc = sqlite3_step(c->ins)) == SQLITE_BUSY && now_ns() < deadline) {
+    while ((rc = sqlite3_step(c->ins)) == SQLITE_BUSY && bc_now_ns() < deadline) {
         sqlite3_reset(c->ins);
-        sleep_ms(1);
+        bc_sleep_ms(1);
     }
     if (rc != SQLITE_DONE) {
         snprintf(err, errsz, "insert: %s", sqlite3_errmsg(c->db));
@@ -831,7 +509,7 @@ static int gc_op(void *self, char *err, size_t errsz)
     it->done = 0;
     it->next = NULL;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += IO_TIMEOUT_S;
+    until.tv_sec += BC_IO_TIMEOUT_S;
     pthread_mutex_lock(&g->mu);
     if (g->tail != NULL)
         g->tail->next = it;
@@ -843,7 +521,7 @@ static int gc_op(void *self, char *err, size_t errsz)
         rc = pthread_cond_timedwait(&it->cv, &g->mu, &until);
     pthread_mutex_unlock(&g->mu);
     if (!it->done) {
-        snprintf(err, errsz, "no commit within %d s", IO_TIMEOUT_S);
+        snprintf(err, errsz, "no commit within %d s", BC_IO_TIMEOUT_S);
         return -1;
     }
     if (it->rc != SQLITE_OK) {
@@ -862,7 +540,7 @@ static struct result run_raw(const char *path, int dur, enum raw_mode mode, int 
     void *selves[MAXC];
     struct result res;
     char label[96];
-    uint64_t seed = now_ns();
+    uint64_t seed = bc_now_ns();
 
     snprintf(label, sizeof(label), "raw SQLite (%s, c=%d, %s)", dur_name[dur], n,
              mode == RAW_GROUP ? "group commit" : "commit per insert");
@@ -897,7 +575,7 @@ static struct result run_raw(const char *path, int dur, enum raw_mode mode, int 
         g.commit = prep(g.db, "COMMIT");
         g.rollback = prep(g.db, "ROLLBACK");
         if (pthread_create(&g.th, NULL, gc_writer, &g) != 0)
-            fail("pthread_create failed");
+            bc_fail("pthread_create failed");
         for (int i = 0; i < n; i++) {
             memset(&c[i], 0, sizeof(c[i]));
             c[i].g = &g;
@@ -933,110 +611,26 @@ struct broker {
     pid_t pid;
     int port;
     int dur;
-    int slot;         /* in g_broker_pid[] */
+    int slot;         /* in bc_child_pid[] */
     const char *name; /* "crash", "fsync", "held-crash", "held-fsync" */
 };
 
 static const char *const slot_name[N_SLOTS] = {"crash", "fsync", "held-crash", "held-fsync"};
 
-static void child_stop(pid_t *pid, const char *what)
-{
-    int status = 0;
-    uint64_t deadline = now_ns() + (uint64_t)EXIT_TIMEOUT_MS * 1000000u;
-
-    if (*pid <= 0)
-        return;
-    kill(*pid, SIGTERM);
-    for (;;) {
-        pid_t r = waitpid(*pid, &status, WNOHANG);
-        if (r == *pid || (r < 0 && errno != EINTR))
-            break;
-        if (now_ns() > deadline) {
-            fprintf(stderr, "bench_async: %s did not exit %d ms after SIGTERM; SIGKILL\n", what,
-                    EXIT_TIMEOUT_MS);
-            kill(*pid, SIGKILL);
-            waitpid(*pid, &status, 0);
-            break;
-        }
-        sleep_ms(1);
-    }
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-        fprintf(stderr, "bench_async: warning: %s did not exit cleanly on SIGTERM (status 0x%x)\n",
-                what, status);
-    *pid = -1;
-}
-
 /*
- * Start `BIN run config-NAME.yaml` in DIR (NAME: slot_name[SLOT]) with stderr to broker-NAME.log,
- * and wait (bounded) for its ready line `ready: control API on http://HOST:PORT`. The log file,
- * not a pipe, takes stderr so the broker can never block on a full pipe while we are busy
- * measuring.
+ * Start `BIN run config-NAME.yaml` in DIR (NAME: slot_name[SLOT]) with stderr to broker-NAME.log
+ * (bc_broker_start()).
  */
 static struct broker broker_start(const char *bin, const char *dir, int slot)
 {
     int dur = slot % N_DUR;
     struct broker b = {.pid = -1, .port = 0, .dur = dur, .slot = slot, .name = slot_name[slot]};
-    char cfg[WORKDIR_MAX + 64], text[16384];
-    const char *key = "ready: control API on http://";
-    uint64_t deadline = now_ns() + (uint64_t)READY_TIMEOUT_MS * 1000000u;
-    pid_t parent = getpid();
-    int logfd;
+    char cfg[BC_WORKDIR_MAX + 64], log[BC_WORKDIR_MAX + 64];
 
     snprintf(cfg, sizeof(cfg), "%s/config-%s.yaml", dir, b.name);
-    snprintf(g_broker_log[slot], sizeof(g_broker_log[slot]), "%s/broker-%s.log", dir, b.name);
-    logfd = open(g_broker_log[slot], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (logfd < 0)
-        fail("cannot create %s: %s", g_broker_log[slot], strerror(errno));
-    b.pid = fork();
-    if (b.pid < 0)
-        fail("fork: %s", strerror(errno));
-    if (b.pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(logfd, 2) < 0 ||
-            chdir(dir) != 0)
-            _exit(126);
-        execl(bin, bin, "run", cfg, (char *)NULL);
-        dprintf(2, "exec %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    close(logfd);
-    g_broker_pid[slot] = b.pid;
-
-    for (;;) {
-        int status, fd;
-        ssize_t n;
-        const char *hit, *colon;
-
-        if (waitpid(b.pid, &status, WNOHANG) == b.pid) {
-            g_broker_pid[slot] = -1;
-            fail("the broker (%s) exited before it was ready (status 0x%x)", bin, status);
-        }
-        fd = open(g_broker_log[slot], O_RDONLY | O_CLOEXEC);
-        n = fd < 0 ? -1 : read(fd, text, sizeof(text) - 1);
-        if (fd >= 0)
-            close(fd);
-        if (n > 0) {
-            text[n] = '\0';
-            hit = strstr(text, key);
-            if (hit != NULL && strchr(hit, '\n') != NULL) {
-                hit += strlen(key);
-                colon = strchr(hit, ':');
-                if (colon == NULL || strncmp(hit, "127.0.0.1:", 10) != 0)
-                    fail("unexpected ready line (want 127.0.0.1:PORT): %.60s", hit);
-                b.port = atoi(colon + 1);
-                if (b.port <= 0)
-                    fail("no port in the ready line: %.60s", hit);
-                return b;
-            }
-        }
-        if (now_ns() > deadline)
-            fail("the broker printed no ready line within %d ms", READY_TIMEOUT_MS);
-        sleep_ms(1);
-    }
+    snprintf(log, sizeof(log), "%s/broker-%s.log", dir, b.name);
+    b.port = bc_broker_start(bin, dir, cfg, log, slot, &b.pid);
+    return b;
 }
 
 static void broker_stop(struct broker *b)
@@ -1044,8 +638,8 @@ static void broker_stop(struct broker *b)
     char what[32];
 
     snprintf(what, sizeof(what), "broker (%s)", b->name);
-    child_stop(&b->pid, what);
-    g_broker_pid[b->slot] = -1;
+    bc_child_stop(&b->pid, what, 1);
+    bc_child_pid[b->slot] = -1;
 }
 
 /*
@@ -1055,13 +649,13 @@ static void broker_stop(struct broker *b)
  */
 static void held_stop(struct broker *b)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bc_now_ns();
     int status = 0, second = 0;
 
     kill(b->pid, SIGTERM);
     for (;;) {
         pid_t r = waitpid(b->pid, &status, WNOHANG);
-        uint64_t ms = (now_ns() - t0) / 1000000u;
+        uint64_t ms = (bc_now_ns() - t0) / 1000000u;
 
         if (r == b->pid || (r < 0 && errno != EINTR))
             break;
@@ -1069,44 +663,17 @@ static void held_stop(struct broker *b)
             kill(b->pid, SIGTERM);
             second = 1;
         }
-        if (ms > EXIT_TIMEOUT_MS) {
+        if (ms > BC_EXIT_TIMEOUT_MS) {
             fprintf(stderr, "bench_async: broker (%s) did not exit %d ms after SIGTERM; SIGKILL\n",
-                    b->name, EXIT_TIMEOUT_MS);
+                    b->name, BC_EXIT_TIMEOUT_MS);
             kill(b->pid, SIGKILL);
             waitpid(b->pid, &status, 0);
             break;
         }
-        sleep_ms(1);
+        bc_sleep_ms(1);
     }
     b->pid = -1;
-    g_broker_pid[b->slot] = -1;
-}
-
-/* Depth-first search for an integer member named KEY anywhere in J; -1 when absent. */
-static long long json_find_int(json_t *j, const char *key)
-{
-    const char *k;
-    json_t *v;
-    size_t i;
-
-    if (json_is_object(j)) {
-        json_object_foreach(j, k, v) {
-            if (strcmp(k, key) == 0 && json_is_integer(v))
-                return json_integer_value(v);
-        }
-        json_object_foreach(j, k, v) {
-            long long r = json_find_int(v, key);
-            if (r >= 0)
-                return r;
-        }
-    } else if (json_is_array(j)) {
-        json_array_foreach(j, i, v) {
-            long long r = json_find_int(v, key);
-            if (r >= 0)
-                return r;
-        }
-    }
-    return -1;
+    bc_child_pid[b->slot] = -1;
 }
 
 struct health {
@@ -1122,20 +689,20 @@ static long long async_int(json_t *a, const char *key)
 }
 
 /* GET /healthz on C (opened on first use, reopened once if it fails). 0, or -1 with ERR. */
-static int health_get(struct conn *c, int port, struct health *h, char *err, size_t errsz)
+static int health_get(struct bc_conn *c, int port, struct health *h, char *err, size_t errsz)
 {
     char req[128];
-    struct resp r;
+    struct bc_resp r;
     json_error_t jerr;
     json_t *j, *a;
     int n = snprintf(req, sizeof(req), "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);
 
     for (int attempt = 0;; attempt++) {
-        if (c->fd < 0 && conn_open(c, port, err, errsz) != 0)
+        if (c->fd < 0 && bc_conn_open(c, port, err, errsz) != 0)
             return -1;
-        if (conn_roundtrip(c, req, (size_t)n, &r, err, errsz) == 0)
+        if (bc_conn_roundtrip(c, req, (size_t)n, &r, err, errsz) == 0)
             break;
-        conn_close(c);
+        bc_conn_close(c);
         if (attempt > 0)
             return -1;
     }
@@ -1152,8 +719,8 @@ static int health_get(struct conn *c, int port, struct health *h, char *err, siz
     h->failed = async_int(a, "failed");
     h->queued = async_int(a, "queued");
     h->in_flight = async_int(a, "in_flight");
-    h->cold_starts = json_find_int(j, "cold_starts");
-    h->environments = json_find_int(j, "environments");
+    h->cold_starts = bc_json_find_int(j, "cold_starts");
+    h->environments = bc_json_find_int(j, "environments");
     json_decref(j);
     return 0;
 }
@@ -1161,29 +728,29 @@ static int health_get(struct conn *c, int port, struct health *h, char *err, siz
 /* Wait (bounded) until the queue holds nothing; fails if any event failed meanwhile. */
 static struct health wait_drained(const struct broker *b, long long failed_before)
 {
-    struct conn *c = calloc(1, sizeof(*c));
-    uint64_t deadline = now_ns() + (uint64_t)DRAIN_TIMEOUT_MS * 1000000u;
+    struct bc_conn *c = calloc(1, sizeof(*c));
+    uint64_t deadline = bc_now_ns() + (uint64_t)DRAIN_TIMEOUT_MS * 1000000u;
     struct health h;
     char err[256];
 
     if (c == NULL)
-        fail("out of memory");
+        bc_fail("out of memory");
     c->fd = -1;
     for (;;) {
         if (health_get(c, b->port, &h, err, sizeof(err)) != 0)
-            fail("broker (%s): %s", b->name, err);
+            bc_fail("broker (%s): %s", b->name, err);
         if (h.queued == 0 && h.in_flight == 0)
             break;
-        if (now_ns() > deadline)
-            fail("broker (%s): the async queue did not drain within %d ms (%lld queued, %lld "
+        if (bc_now_ns() > deadline)
+            bc_fail("broker (%s): the async queue did not drain within %d ms (%lld queued, %lld "
                  "in flight)",
                  b->name, DRAIN_TIMEOUT_MS, h.queued, h.in_flight);
-        sleep_ms(POLL_MS);
+        bc_sleep_ms(POLL_MS);
     }
-    conn_close(c);
+    bc_conn_close(c);
     free(c);
     if (failed_before >= 0 && h.failed != failed_before)
-        fail("broker (%s): %lld async events failed", b->name, h.failed - failed_before);
+        bc_fail("broker (%s): %lld async events failed", b->name, h.failed - failed_before);
     return h;
 }
 
@@ -1201,8 +768,8 @@ struct poller {
 static void *poller_main(void *arg)
 {
     struct poller *p = arg;
-    struct conn *c = calloc(1, sizeof(*c));
-    uint64_t deadline = now_ns() + (uint64_t)E2E_TIMEOUT_MS * 1000000u;
+    struct bc_conn *c = calloc(1, sizeof(*c));
+    uint64_t deadline = bc_now_ns() + (uint64_t)E2E_TIMEOUT_MS * 1000000u;
     struct health h;
 
     if (c == NULL) {
@@ -1214,20 +781,20 @@ static void *poller_main(void *arg)
         if (health_get(c, p->port, &h, p->err, sizeof(p->err)) != 0)
             break;
         if (h.succeeded >= p->target) {
-            p->t_done = now_ns();
+            p->t_done = bc_now_ns();
             p->failed_at_end = h.failed;
             break;
         }
-        if (now_ns() > deadline) {
+        if (bc_now_ns() > deadline) {
             snprintf(p->err, sizeof(p->err),
                      "async.succeeded reached %lld of %lld within %d ms (%lld queued, %lld "
                      "failed)",
                      h.succeeded, p->target, E2E_TIMEOUT_MS, h.queued, h.failed);
             break;
         }
-        sleep_ms(POLL_MS);
+        bc_sleep_ms(POLL_MS);
     }
-    conn_close(c);
+    bc_conn_close(c);
     free(c);
     return NULL;
 }
@@ -1248,13 +815,13 @@ static struct e2e run_e2e(const struct broker *b, const struct http_spec *s, lon
     struct e2e out;
 
     if (pthread_create(&th, NULL, poller_main, &p) != 0)
-        fail("pthread_create failed");
+        bc_fail("pthread_create failed");
     fr = run_http(s, MAXC, 0, n / MAXC, 1);
     pthread_join(th, NULL);
     if (p.err[0] != '\0' || p.t_done == 0)
-        fail("end to end (%s): %s", b->name, p.err[0] ? p.err : "not finished");
+        bc_fail("end to end (%s): %s", b->name, p.err[0] ? p.err : "not finished");
     if (p.failed_at_end != h0.failed)
-        fail("end to end (%s): %lld events failed", b->name, p.failed_at_end - h0.failed);
+        bc_fail("end to end (%s): %lld events failed", b->name, p.failed_at_end - h0.failed);
     out.rate = (double)n / ((double)(p.t_done - fr.first) / 1e9);
     out.feed_secs = (double)(fr.last - fr.first) / 1e9;
     out.feed_p50 = fr.p50;
@@ -1265,83 +832,12 @@ static struct e2e run_e2e(const struct broker *b, const struct http_spec *s, lon
 
 /* ---- the table --------------------------------------------------------------------------- */
 
-#define NCOL 8
-
-struct row {
-    char c[NCOL][96];
-};
-
-static const char *const g_head[NCOL] = {
+static const char *const g_head[] = {
     "measurement", "p50 µs", "p99 µs", "ops/s", "× baseline", "baseline", "target", "met?",
 };
 
-static struct row g_rows[32];
-static size_t g_nrows;
-
-static struct row *row_add(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static struct row *row_add(const char *fmt, ...)
-{
-    struct row *r = &g_rows[g_nrows++];
-    va_list ap;
-
-    for (int i = 0; i < NCOL; i++)
-        snprintf(r->c[i], sizeof(r->c[i]), "—");
-    va_start(ap, fmt);
-    vsnprintf(r->c[0], sizeof(r->c[0]), fmt, ap);
-    va_end(ap);
-    return r;
-}
-
-static void fmt_num(char *out, size_t sz, double v, int decimals)
-{
-    if (isnan(v))
-        snprintf(out, sz, "—");
-    else
-        snprintf(out, sz, "%.*f", decimals, v);
-}
-
-/* Display width: count UTF-8 code points (µ, ×, ≥ and — are one column each). */
-static int width(const char *s)
-{
-    int w = 0;
-
-    for (; *s != '\0'; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            w++;
-    return w;
-}
-
-static void print_cell(const char *s, int w)
-{
-    printf("| %s%*s ", s, w - width(s), "");
-}
-
-static void print_table(void)
-{
-    int w[NCOL];
-
-    for (int i = 0; i < NCOL; i++) {
-        w[i] = width(g_head[i]);
-        for (size_t r = 0; r < g_nrows; r++)
-            if (width(g_rows[r].c[i]) > w[i])
-                w[i] = width(g_rows[r].c[i]);
-    }
-    for (int i = 0; i < NCOL; i++)
-        print_cell(g_head[i], w[i]);
-    printf("|\n");
-    for (int i = 0; i < NCOL; i++) {
-        printf("|");
-        for (int k = 0; k < w[i] + 2; k++)
-            putchar(i > 0 && i < 5 && k == w[i] + 1 ? ':' : '-');
-    }
-    printf("|\n");
-    for (size_t r = 0; r < g_nrows; r++) {
-        for (int i = 0; i < NCOL; i++)
-            print_cell(g_rows[r].c[i], w[i]);
-        printf("|\n");
-    }
-}
+/* Columns 1..4 are numbers (right-aligned). */
+static struct bc_table g_table = {.ncol = 8, .head = g_head, .num_first = 1, .num_last = 4};
 
 /* ---- main -------------------------------------------------------------------------------- */
 
@@ -1374,18 +870,6 @@ static void usage(FILE *f)
             SY_BINARY, SY_BENCH_BOOTSTRAP, MAXC);
 }
 
-static long long_arg(const char *s, const char *name, long lo, long hi)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "bench_async: %s must be %ld..%ld (got %s)\n", name, lo, hi, s);
-        exit(2);
-    }
-    return v;
-}
-
 static struct opts parse_opts(int argc, char **argv)
 {
     struct opts o = {
@@ -1398,6 +882,7 @@ static struct opts parse_opts(int argc, char **argv)
         .dur_mask = 3,
         .keep = 0};
 
+    bc_prog = "bench_async"; /* the prefix of bench_common.c's messages */
     if (getenv("SY_BENCH_BROKER") != NULL)
         o.broker = getenv("SY_BENCH_BROKER");
     if (getenv("SY_BENCH_BOOTSTRAP") != NULL)
@@ -1425,9 +910,9 @@ static struct opts parse_opts(int argc, char **argv)
         } else if (strcmp(a, "--dir") == 0) {
             o.dir = v;
         } else if (strcmp(a, "--rounds") == 0) {
-            o.rounds = (int)long_arg(v, a, 1, MAX_ROUNDS);
+            o.rounds = (int)bc_long_arg(v, a, 1, MAX_ROUNDS);
         } else if (strcmp(a, "--events") == 0) {
-            o.events = long_arg(v, a, MAXC, 10000000);
+            o.events = bc_long_arg(v, a, MAXC, 10000000);
         } else if (strcmp(a, "--secs") == 0) {
             char *end;
 
@@ -1484,31 +969,10 @@ static const char *fs_name(const char *path)
 
 static void print_env(const struct opts *o)
 {
-    struct utsname u;
-    char line[512], cpu[256] = "unknown";
-    double load[3] = {NAN, NAN, NAN};
-    FILE *f = fopen("/proc/cpuinfo", "r");
-
-    if (f != NULL) {
-        while (fgets(line, sizeof(line), f) != NULL) {
-            char *colon = strchr(line, ':');
-            if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
-                snprintf(cpu, sizeof(cpu), "%s", colon + 2);
-                cpu[strcspn(cpu, "\n")] = '\0';
-                break;
-            }
-        }
-        fclose(f);
-    }
-    getloadavg(load, 3);
-    uname(&u);
-    printf("# switchyard async benchmark\n\n");
-    printf("- machine: %ld CPUs (nproc), %s; kernel %s %s %s; load %.2f %.2f %.2f at start\n",
-           sysconf(_SC_NPROCESSORS_ONLN), cpu, u.sysname, u.release, u.machine, load[0], load[1],
-           load[2]);
+    bc_print_machine("async");
     printf("- broker: %s; provided bootstrap: %s; SQLite %s\n", o->broker, o->bootstrap,
            sqlite3_libversion());
-    printf("- work dir: %s (%s)\n", g_workdir, fs_name(g_workdir));
+    printf("- work dir: %s (%s)\n", bc_workdir, fs_name(bc_workdir));
     printf("- %d rounds; enqueue and raw insert runs of %.1f s each with %d-byte payloads; "
            "end to end %ld events of %zu bytes (`%s`) from %d clients, sync baseline %ld invokes "
            "from %d clients\n\n",
@@ -1520,24 +984,22 @@ static void print_env(const struct opts *o)
 /* Write one config per durability and the provided code dir (a copy of the bootstrap). */
 static void setup_workdir(const struct opts *o)
 {
-    char path[WORKDIR_MAX + 64], cfg[2048];
+    char path[BC_WORKDIR_MAX + 64], cfg[2048];
 
-    if (strlen(o->dir) > WORKDIR_MAX - 32)
-        fail("--dir %.40s...: too long", o->dir);
-    snprintf(g_workdir, sizeof(g_workdir), "%s/sy-bench-async-XXXXXX", o->dir);
-    if (mkdtemp(g_workdir) == NULL)
-        fail("mkdtemp %s: %s", g_workdir, strerror(errno));
-    snprintf(path, sizeof(path), "%s/provided", g_workdir);
-    if (mkdir(path, 0755) != 0)
-        fail("mkdir %s: %s", path, strerror(errno));
-    snprintf(path, sizeof(path), "%s/provided/bootstrap", g_workdir);
-    copy_file(o->bootstrap, path, 0755);
+    if (strlen(o->dir) > BC_WORKDIR_MAX - 32)
+        bc_fail("--dir %.40s...: too long", o->dir);
+    snprintf(bc_workdir, sizeof(bc_workdir), "%s/sy-bench-async-XXXXXX", o->dir);
+    if (mkdtemp(bc_workdir) == NULL)
+        bc_fail("mkdtemp %s: %s", bc_workdir, strerror(errno));
+    snprintf(path, sizeof(path), "%s/provided", bc_workdir);
+    bc_mkdir(path);
+    snprintf(path, sizeof(path), "%s/provided/bootstrap", bc_workdir);
+    bc_copy_file(o->bootstrap, path, 0755);
     /* The held function: a runtime that never asks for its first event (INIT hangs). */
-    snprintf(path, sizeof(path), "%s/held", g_workdir);
-    if (mkdir(path, 0755) != 0)
-        fail("mkdir %s: %s", path, strerror(errno));
-    snprintf(path, sizeof(path), "%s/held/bootstrap", g_workdir);
-    write_file(path,
+    snprintf(path, sizeof(path), "%s/held", bc_workdir);
+    bc_mkdir(path);
+    snprintf(path, sizeof(path), "%s/held/bootstrap", bc_workdir);
+    bc_write_file(path,
                "#!/bin/sh\n# bench_async: hold INIT (bounded: the broker kills it first)\n"
                "exec sleep 300\n",
                0755);
@@ -1557,8 +1019,8 @@ static void setup_workdir(const struct opts *o)
                  "    init_timeout_s: 900\n"
                  "    async: {maximum_concurrency: 1}\n",
                  dur_name[d], dur_name[d]);
-        snprintf(path, sizeof(path), "%s/config-held-%s.yaml", g_workdir, dur_name[d]);
-        write_file(path, cfg, 0644);
+        snprintf(path, sizeof(path), "%s/config-held-%s.yaml", bc_workdir, dur_name[d]);
+        bc_write_file(path, cfg, 0644);
     }
     for (int d = 0; d < N_DUR; d++) {
         snprintf(cfg, sizeof(cfg),
@@ -1574,8 +1036,8 @@ static void setup_workdir(const struct opts *o)
                  "    timeout_s: 10\n"
                  "    async: {maximum_concurrency: %d}\n",
                  dur_name[d], dur_name[d], FN_CONC);
-        snprintf(path, sizeof(path), "%s/config-%s.yaml", g_workdir, dur_name[d]);
-        write_file(path, cfg, 0644);
+        snprintf(path, sizeof(path), "%s/config-%s.yaml", bc_workdir, dur_name[d]);
+        bc_write_file(path, cfg, 0644);
     }
 }
 
@@ -1605,19 +1067,19 @@ int main(int argc, char **argv)
     static struct broker b[N_DUR];
     static struct health hb[N_DUR], ha[N_DUR];
     static struct http_spec enq_spec[N_DUR], small_spec[N_DUR], sync_spec[N_DUR];
-    static char broker_path[PATH_MAX], boot_path[PATH_MAX], rawdb[WORKDIR_MAX + 32],
-        held_dir[WORKDIR_MAX + 32];
+    static char broker_path[PATH_MAX], boot_path[PATH_MAX], rawdb[BC_WORKDIR_MAX + 32],
+        held_dir[BC_WORKDIR_MAX + 32];
     static struct http_spec held_spec;
     struct broker held;
-    uint64_t t_begin = now_ns();
+    uint64_t t_begin = bc_now_ns();
     int R = o.rounds;
 
     signal(SIGPIPE, SIG_IGN);
     /* Absolute paths: the broker runs with its cwd in the work dir. */
     if (access(o.broker, X_OK) != 0 || realpath(o.broker, broker_path) == NULL)
-        fail("broker binary %s: %s (build it, or pass --broker)", o.broker, strerror(errno));
+        bc_fail("broker binary %s: %s (build it, or pass --broker)", o.broker, strerror(errno));
     if (access(o.bootstrap, X_OK) != 0 || realpath(o.bootstrap, boot_path) == NULL)
-        fail("bootstrap %s: %s (build it, or pass --bootstrap)", o.bootstrap, strerror(errno));
+        bc_fail("bootstrap %s: %s (build it, or pass --bootstrap)", o.bootstrap, strerror(errno));
     o.broker = broker_path;
     o.bootstrap = boot_path;
     make_kb_payload();
@@ -1627,7 +1089,7 @@ int main(int argc, char **argv)
     for (int d = 0; d < N_DUR; d++) {
         if (!(o.dur_mask & (1 << d)))
             continue;
-        b[d] = broker_start(o.broker, g_workdir, d);
+        b[d] = broker_start(o.broker, bc_workdir, d);
         spec_init(&enq_spec[d], "durable enqueue", b[d].port, 1, g_kb_payload);
         spec_init(&small_spec[d], "end to end", b[d].port, 1, SMALL_PAYLOAD);
         spec_init(&sync_spec[d], "sync invoke", b[d].port, 0, SMALL_PAYLOAD);
@@ -1641,7 +1103,7 @@ int main(int argc, char **argv)
         run_http(&enq_spec[d], 1, 0, 300, 0);
         run_http(&enq_spec[d], MAXC, 0, 100, 0);
         hb[d] = wait_drained(&b[d], -1);
-        snprintf(rawdb, sizeof(rawdb), "%s/raw-%s.db", g_workdir, dur_name[d]);
+        snprintf(rawdb, sizeof(rawdb), "%s/raw-%s.db", bc_workdir, dur_name[d]);
         run_raw(rawdb, d, RAW_PER_INSERT, 1, 0.2, NULL);
     }
 
@@ -1649,12 +1111,12 @@ int main(int argc, char **argv)
         for (int d = 0; d < N_DUR; d++) {
             if (!(o.dur_mask & (1 << d)))
                 continue;
-            snprintf(rawdb, sizeof(rawdb), "%s/raw-%s.db", g_workdir, dur_name[d]);
+            snprintf(rawdb, sizeof(rawdb), "%s/raw-%s.db", bc_workdir, dur_name[d]);
             fprintf(stderr, "bench_async: round %d/%d, %s: enqueue c=1\n", r + 1, R, dur_name[d]);
             res[d][M_RAW1][r] = run_raw(rawdb, d, RAW_PER_INSERT, 1, o.secs, NULL);
             res[d][M_ENQ1][r] = run_http(&enq_spec[d], 1, o.secs, 0, 1);
             wait_drained(&b[d], hb[d].failed);
-            held = broker_start(o.broker, g_workdir, N_DUR + d);
+            held = broker_start(o.broker, bc_workdir, N_DUR + d);
             spec_init(&held_spec, "durable enqueue, not processed", held.port, 1, g_kb_payload);
             run_http(&held_spec, 1, 0, 200, 0); /* warm-up: connection, cold start, SQLite */
             res[d][M_HELD1][r] = run_http(&held_spec, 1, o.secs, 0, 1);
@@ -1666,9 +1128,9 @@ int main(int argc, char **argv)
             wait_drained(&b[d], hb[d].failed);
             res[d][M_HELD16][r] = run_http(&held_spec, MAXC, o.secs, 0, 1);
             held_stop(&held);
-            snprintf(held_dir, sizeof(held_dir), "%s/data-held-%s", g_workdir, dur_name[d]);
-            if (nftw(held_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-                fail("cannot remove %s", held_dir);
+            snprintf(held_dir, sizeof(held_dir), "%s/data-held-%s", bc_workdir, dur_name[d]);
+            if (bc_rm_tree(held_dir) != 0)
+                bc_fail("cannot remove %s", held_dir);
             fprintf(stderr, "bench_async: round %d/%d, %s: sync c=%d, then %ld events end to end\n",
                     r + 1, R, dur_name[d], FN_CONC, o.events);
             res[d][M_SYNC8][r] = run_http(&sync_spec[d], FN_CONC, 0, o.events / FN_CONC, 1);
@@ -1686,7 +1148,7 @@ int main(int argc, char **argv)
     /* ---- rows ---- */
     for (int d = 0; d < N_DUR; d++) {
         double v[MAX_ROUNDS], q[MAX_ROUNDS];
-        struct row *row;
+        struct bc_row *row;
 
         if (!(o.dur_mask & (1 << d)))
             continue;
@@ -1694,84 +1156,87 @@ int main(int argc, char **argv)
     do {                                                                                           \
         for (int r_ = 0; r_ < R; r_++)                                                             \
             v[r_] = res[d][M][r_].p50;                                                             \
-        fmt_num((ROW)->c[1], sizeof((ROW)->c[1]), median(v, (size_t)R), 1);                        \
+        bc_fmt_num((ROW)->c[1], sizeof((ROW)->c[1]), bc_median(v, (size_t)R), 1);                  \
         for (int r_ = 0; r_ < R; r_++)                                                             \
             v[r_] = res[d][M][r_].p99;                                                             \
-        fmt_num((ROW)->c[2], sizeof((ROW)->c[2]), median(v, (size_t)R), 1);                        \
+        bc_fmt_num((ROW)->c[2], sizeof((ROW)->c[2]), bc_median(v, (size_t)R), 1);                  \
         for (int r_ = 0; r_ < R; r_++)                                                             \
             v[r_] = res[d][M][r_].rate;                                                            \
-        fmt_num((ROW)->c[3], sizeof((ROW)->c[3]), median(v, (size_t)R), 0);                        \
+        bc_fmt_num((ROW)->c[3], sizeof((ROW)->c[3]), bc_median(v, (size_t)R), 0);                  \
     } while (0)
 
         /* c=1: against commit-per-insert at c=1. */
-        row = row_add("raw SQLite insert, %s, c=1, commit per insert", dur_name[d]);
+        row = bc_row_add(&g_table, "raw SQLite insert, %s, c=1, commit per insert", dur_name[d]);
         COL_STATS(row, M_RAW1);
         snprintf(row->c[5], sizeof(row->c[5]), "(baseline A)");
-        row = row_add("**durable enqueue, %s, c=1**", dur_name[d]);
+        row = bc_row_add(&g_table, "**durable enqueue, %s, c=1**", dur_name[d]);
         COL_STATS(row, M_ENQ1);
         for (int r = 0; r < R; r++)
             q[r] = res[d][M_ENQ1][r].rate / res[d][M_RAW1][r].rate;
-        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", median(q, (size_t)R));
+        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", bc_median(q, (size_t)R));
         snprintf(row->c[5], sizeof(row->c[5]), "A");
         snprintf(row->c[6], sizeof(row->c[6]), "≥ 0.50×");
         snprintf(row->c[7], sizeof(row->c[7]), "%s",
-                 median(q, (size_t)R) >= 0.5 ? "yes" : "**no**");
-        row = row_add("durable enqueue, %s, c=1, nothing processed", dur_name[d]);
+                 bc_median(q, (size_t)R) >= 0.5 ? "yes" : "**no**");
+        row = bc_row_add(&g_table, "durable enqueue, %s, c=1, nothing processed", dur_name[d]);
         COL_STATS(row, M_HELD1);
         for (int r = 0; r < R; r++)
             q[r] = res[d][M_HELD1][r].rate / res[d][M_RAW1][r].rate;
-        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", median(q, (size_t)R));
+        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", bc_median(q, (size_t)R));
         snprintf(row->c[5], sizeof(row->c[5]), "A");
         snprintf(row->c[6], sizeof(row->c[6]), "(info)");
 
         /* c=16: against the faster of the two raw ways, per round. */
         row =
-            row_add("raw SQLite insert, %s, c=16, commit per insert (16 connections)", dur_name[d]);
+            bc_row_add(&g_table, "raw SQLite insert, %s, c=16, commit per insert (16 connections)",
+                       dur_name[d]);
         COL_STATS(row, M_RAW16);
         snprintf(row->c[5], sizeof(row->c[5]), "(B1)");
-        row = row_add("raw SQLite insert, %s, c=16, group commit (1 writer)", dur_name[d]);
+        row = bc_row_add(&g_table, "raw SQLite insert, %s, c=16, group commit (1 writer)",
+                         dur_name[d]);
         COL_STATS(row, M_GC16);
         snprintf(row->c[5], sizeof(row->c[5]), "(B2)");
-        row = row_add("**durable enqueue, %s, c=16**", dur_name[d]);
+        row = bc_row_add(&g_table, "**durable enqueue, %s, c=16**", dur_name[d]);
         COL_STATS(row, M_ENQ16);
         for (int r = 0; r < R; r++) {
             double base = fmax(res[d][M_RAW16][r].rate, res[d][M_GC16][r].rate);
             q[r] = res[d][M_ENQ16][r].rate / base;
         }
-        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", median(q, (size_t)R));
+        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", bc_median(q, (size_t)R));
         snprintf(row->c[5], sizeof(row->c[5]), "max(B1, B2)");
         snprintf(row->c[6], sizeof(row->c[6]), "≥ 0.50×");
         snprintf(row->c[7], sizeof(row->c[7]), "%s",
-                 median(q, (size_t)R) >= 0.5 ? "yes" : "**no**");
-        row = row_add("durable enqueue, %s, c=16, nothing processed", dur_name[d]);
+                 bc_median(q, (size_t)R) >= 0.5 ? "yes" : "**no**");
+        row = bc_row_add(&g_table, "durable enqueue, %s, c=16, nothing processed", dur_name[d]);
         COL_STATS(row, M_HELD16);
         for (int r = 0; r < R; r++) {
             double base = fmax(res[d][M_RAW16][r].rate, res[d][M_GC16][r].rate);
             q[r] = res[d][M_HELD16][r].rate / base;
         }
-        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", median(q, (size_t)R));
+        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", bc_median(q, (size_t)R));
         snprintf(row->c[5], sizeof(row->c[5]), "max(B1, B2)");
         snprintf(row->c[6], sizeof(row->c[6]), "(info)");
 
         /* End to end: against sync invokes of the same function on the same broker. */
-        row = row_add("sync invoke, %s broker, c=%d", dur_name[d], FN_CONC);
+        row = bc_row_add(&g_table, "sync invoke, %s broker, c=%d", dur_name[d], FN_CONC);
         COL_STATS(row, M_SYNC8);
         snprintf(row->c[5], sizeof(row->c[5]), "(baseline C)");
-        row = row_add("**async end to end, %s, async concurrency %d**", dur_name[d], FN_CONC);
+        row = bc_row_add(&g_table, "**async end to end, %s, async concurrency %d**", dur_name[d],
+                         FN_CONC);
         for (int r = 0; r < R; r++) {
             v[r] = e2e[d][r].rate;
             q[r] = e2e[d][r].rate / res[d][M_SYNC8][r].rate;
         }
-        fmt_num(row->c[3], sizeof(row->c[3]), median(v, (size_t)R), 0);
-        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", median(q, (size_t)R));
+        bc_fmt_num(row->c[3], sizeof(row->c[3]), bc_median(v, (size_t)R), 0);
+        snprintf(row->c[4], sizeof(row->c[4]), "%.2f×", bc_median(q, (size_t)R));
         snprintf(row->c[5], sizeof(row->c[5]), "C");
         snprintf(row->c[6], sizeof(row->c[6]), "≥ 0.80×");
         snprintf(row->c[7], sizeof(row->c[7]), "%s",
-                 median(q, (size_t)R) >= 0.8 ? "yes" : "**no**");
+                 bc_median(q, (size_t)R) >= 0.8 ? "yes" : "**no**");
 #undef COL_STATS
     }
 
-    print_table();
+    bc_print_table(&g_table);
     printf("\n- Medians of %d rounds; × baseline is the median of per-round ratios (the baseline "
            "is measured in the same round, just before), so it need not equal the ratio of the "
            "ops/s medians.\n",
@@ -1800,7 +1265,7 @@ int main(int argc, char **argv)
         if (!(o.dur_mask & (1 << d)))
             continue;
         printf("%s%.1f rows per transaction (%s)", first ? "" : ", ",
-               median(gc_batch[d], (size_t)R), dur_name[d]);
+               bc_median(gc_batch[d], (size_t)R), dur_name[d]);
         first = 0;
     }
     printf(".\n");
@@ -1823,18 +1288,18 @@ int main(int argc, char **argv)
         printf("- End to end, %s: all %ld events were accepted after %.2f s (enqueue p50 %.0f µs, "
                "p99 %.0f µs); /healthz during the rounds: %lld cold starts (want 0), %lld "
                "environments, %lld async events failed (want 0).\n",
-               dur_name[d], o.events, median(fs, (size_t)R), median(f50, (size_t)R),
-               median(f99, (size_t)R),
+               dur_name[d], o.events, bc_median(fs, (size_t)R), bc_median(f50, (size_t)R),
+               bc_median(f99, (size_t)R),
                ha[d].cold_starts >= 0 && hb[d].cold_starts >= 0
                    ? ha[d].cold_starts - hb[d].cold_starts
                    : -1LL,
                ha[d].environments, ha[d].failed - hb[d].failed);
     }
-    printf("- Total bench time %.1f s.\n", (double)(now_ns() - t_begin) / 1e9);
+    printf("- Total bench time %.1f s.\n", (double)(bc_now_ns() - t_begin) / 1e9);
 
-    if (!o.keep && nftw(g_workdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        fprintf(stderr, "bench_async: could not remove %s\n", g_workdir);
+    if (!o.keep && bc_rm_tree(bc_workdir) != 0)
+        fprintf(stderr, "bench_async: could not remove %s\n", bc_workdir);
     else if (o.keep)
-        printf("- Work dir kept: %s\n", g_workdir);
+        printf("- Work dir kept: %s\n", bc_workdir);
     return 0;
 }

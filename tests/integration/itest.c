@@ -4,10 +4,12 @@
  */
 #include "itest.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Set when a group setup or teardown failed: see itest_exit_code(). */
 static bool group_failed;
@@ -271,6 +273,146 @@ void get_health_(struct itest *t, struct h_health *h, const char *file, int line
     if (h_broker_health(&t->b, h) != 0) {
         print_error("GET /healthz failed\n");
         _fail(file, line);
+    }
+}
+
+/* ---- async invocations, files written by handlers and destinations -------------------------- */
+
+const char *const itest_event_hdr[] = {"X-Amz-Invocation-Type: Event", NULL};
+
+char *itest_invoke_event_(const struct h_broker *b, const char *fn, const char *payload,
+                          const char *file, int line)
+{
+    struct h_http_resp r;
+    const char *rid;
+    char *out;
+
+    if (h_broker_invoke(b, fn, payload, (size_t)-1, itest_event_hdr, &r) != 0) {
+        print_error("invoke %s: no HTTP response from the broker\n", fn);
+        _fail(file, line);
+    }
+    expect_status_(&r, 202, file, line);
+    rid = h_http_header(&r, "x-amzn-RequestId");
+    if (rid == NULL || strlen(rid) != 36) {
+        print_error("202 without a request id\n");
+        _fail(file, line);
+    }
+    out = strdup(rid);
+    h_http_resp_free(&r);
+    return out;
+}
+
+json_t *itest_api_json_(const struct h_broker *b, const char *method, const char *path,
+                        const char *body, const char *file, int line)
+{
+    struct h_http_resp r;
+    const char *const hdrs[] = {"Content-Type: application/json", NULL};
+    json_t *j;
+
+    if (h_broker_request(b, method, path, body ? hdrs : NULL, body, body ? strlen(body) : 0, 10000,
+                         &r) != 0) {
+        print_error("%s %s: no answer\n", method, path);
+        _fail(file, line);
+    }
+    expect_status_(&r, 200, file, line);
+    j = resp_json_(&r, file, line);
+    h_http_resp_free(&r);
+    return j;
+}
+
+long long itest_async_stat(const struct h_broker *b, const char *field)
+{
+    struct h_http_resp r;
+    json_t *j;
+    long long v;
+
+    if (h_broker_request(b, "GET", "/healthz", NULL, NULL, 0, 10000, &r) != 0)
+        return -1;
+    j = h_json_parse(r.body, r.body_len);
+    v = h_json_int(json_object_get(j, "async"), field, -1);
+    json_decref(j);
+    h_http_resp_free(&r);
+    return v;
+}
+
+size_t itest_line_count(const char *path)
+{
+    size_t len, n;
+    char *text = h_read_file(path, 0, &len);
+
+    if (text == NULL)
+        return 0;
+    n = h_str_count(text, "\n");
+    free(text);
+    return n;
+}
+
+void itest_await_lines_(const char *path, size_t want, int timeout_ms, const char *file, int line)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+
+    while (itest_line_count(path) < want) {
+        if (h_now_ms() > deadline) {
+            print_error("%s has %zu line(s), want %zu, after %d ms\n", path, itest_line_count(path),
+                        want, timeout_ms);
+            _fail(file, line);
+        }
+        h_sleep_ms(20);
+    }
+}
+
+void itest_await_path_(const char *path, int timeout_ms, const char *file, int line)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+
+    while (access(path, F_OK) != 0) {
+        if (h_now_ms() > deadline) {
+            print_error("%s did not appear within %d ms\n", path, timeout_ms);
+            _fail(file, line);
+        }
+        h_sleep_ms(20);
+    }
+}
+
+json_t *itest_await_json_file_(const char *dir, const char *needle, int timeout_ms,
+                               const char *file, int line)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+
+    for (;;) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        while (d != NULL && (de = readdir(d)) != NULL) {
+            char *path, *text;
+            size_t len;
+
+            if (de->d_name[0] == '.')
+                continue;
+            path = h_strfmt("%s/%s", dir, de->d_name);
+            text = h_read_file(path, 0, &len);
+            free(path);
+            if (text != NULL && strstr(text, needle) != NULL) {
+                json_t *j = h_json_parse(text, len);
+
+                free(text);
+                if (j == NULL) {
+                    print_error("%s/%s is not JSON\n", dir, de->d_name);
+                    closedir(d);
+                    _fail(file, line);
+                }
+                closedir(d);
+                return j;
+            }
+            free(text);
+        }
+        if (d != NULL)
+            closedir(d);
+        if (h_now_ms() > deadline) {
+            print_error("no file in %s mentions %s after %d ms\n", dir, needle, timeout_ms);
+            _fail(file, line);
+        }
+        h_sleep_ms(20);
     }
 }
 

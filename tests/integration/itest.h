@@ -136,6 +136,52 @@ void await_health_(struct itest *t, bool (*pred)(const struct h_health *, void *
 #define get_health(t, h) get_health_((t), (h), __FILE__, __LINE__)
 void get_health_(struct itest *t, struct h_health *h, const char *file, int line);
 
+/* ---- async invocations, files written by handlers and destinations -------------------------- */
+
+/* The header list of an asynchronous invoke: X-Amz-Invocation-Type: Event. */
+extern const char *const itest_event_hdr[];
+
+/*
+ * Invoke FN on B asynchronously with PAYLOAD (NUL-terminated); fail the test unless the answer is
+ * 202 with a 36-character x-amzn-RequestId. Returns the request id (new; free).
+ */
+#define itest_invoke_event(b, fn, payload)                                                         \
+    itest_invoke_event_((b), (fn), (payload), __FILE__, __LINE__)
+char *itest_invoke_event_(const struct h_broker *b, const char *fn, const char *payload,
+                          const char *file, int line);
+
+/* METHOD PATH on B's control API with BODY (JSON, or NULL) as JSON (new; json_decref), failing
+ * the test unless the answer is 200 with a JSON body. */
+#define itest_api_json(b, method, path, body)                                                      \
+    itest_api_json_((b), (method), (path), (body), __FILE__, __LINE__)
+json_t *itest_api_json_(const struct h_broker *b, const char *method, const char *path,
+                        const char *body, const char *file, int line);
+
+/* /healthz async.FIELD of B (enqueued, queued, in_flight, dest_failures...); -1 when unreadable. */
+long long itest_async_stat(const struct h_broker *b, const char *field);
+
+/* Lines of the file PATH (0 when absent). */
+size_t itest_line_count(const char *path);
+
+/* Poll (every 20 ms) until PATH has at least WANT lines; fails the test after TIMEOUT_MS. */
+#define itest_await_lines(path, want, ms)                                                          \
+    itest_await_lines_((path), (want), (ms), __FILE__, __LINE__)
+void itest_await_lines_(const char *path, size_t want, int timeout_ms, const char *file, int line);
+
+/* Poll (every 20 ms) until PATH exists; fails the test after TIMEOUT_MS. */
+#define itest_await_path(path, ms) itest_await_path_((path), (ms), __FILE__, __LINE__)
+void itest_await_path_(const char *path, int timeout_ms, const char *file, int line);
+
+/*
+ * Poll DIR (every 20 ms) until a file not starting with a dot (no temp file) whose content
+ * contains NEEDLE appears; returns its content parsed as JSON (new; json_decref). Fails the test
+ * when that file is not JSON, or after TIMEOUT_MS.
+ */
+#define itest_await_json_file(dir, needle, ms)                                                     \
+    itest_await_json_file_((dir), (needle), (ms), __FILE__, __LINE__)
+json_t *itest_await_json_file_(const char *dir, const char *needle, int timeout_ms,
+                               const char *file, int line);
+
 /*
  * A request run on a thread, for invokes that must be in flight while the test goes on. Start
  * with bg_invoke_start(), collect with bg_invoke_join() (bounded by the HTTP deadline).

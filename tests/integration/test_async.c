@@ -78,115 +78,6 @@ static const char config[] = ITEST_BROKER_YAML
     "    async: {maximum_event_age_s: 3600, on_failure: 'file:@DIR@/aged'}\n";
 /* clang-format on */
 
-static const char *const event_hdr[] = {"X-Amz-Invocation-Type: Event", NULL};
-
-/* Invoke FN asynchronously with PAYLOAD; fail unless 202. Returns the request id (new). */
-static char *invoke_event(struct itest *t, const char *fn, const char *payload)
-{
-    struct h_http_resp r;
-    const char *rid;
-    char *out;
-
-    itest_invoke(t, fn, payload, event_hdr, &r);
-    expect_status(&r, 202);
-    rid = h_http_header(&r, "x-amzn-RequestId");
-    if (rid == NULL || strlen(rid) != 36)
-        fail_msg("202 without a request id");
-    out = strdup(rid);
-    h_http_resp_free(&r);
-    return out;
-}
-
-/*
- * Poll DIR until a regular file (not a dot/temp file) whose content contains NEEDLE appears;
- * returns its content parsed as JSON (new). Fails after TIMEOUT_MS.
- */
-static json_t *await_json_file(const char *dir, const char *needle, int timeout_ms)
-{
-    int64_t deadline = h_now_ms() + timeout_ms;
-
-    for (;;) {
-        DIR *d = opendir(dir);
-        struct dirent *de;
-
-        while (d != NULL && (de = readdir(d)) != NULL) {
-            char *path, *text;
-            size_t len;
-
-            if (de->d_name[0] == '.')
-                continue;
-            path = h_strfmt("%s/%s", dir, de->d_name);
-            text = h_read_file(path, 0, &len);
-            free(path);
-            if (text != NULL && strstr(text, needle) != NULL) {
-                json_t *j = h_json_parse(text, len);
-
-                free(text);
-                closedir(d);
-                if (j == NULL)
-                    fail_msg("%s/%s is not JSON", dir, de->d_name);
-                return j;
-            }
-            free(text);
-        }
-        if (d != NULL)
-            closedir(d);
-        if (h_now_ms() > deadline)
-            fail_msg("no file in %s mentions %s after %d ms", dir, needle, timeout_ms);
-        h_sleep_ms(20);
-    }
-}
-
-static void await_path(const char *path, int timeout_ms)
-{
-    int64_t deadline = h_now_ms() + timeout_ms;
-
-    while (access(path, F_OK) != 0) {
-        if (h_now_ms() > deadline)
-            fail_msg("%s did not appear within %d ms", path, timeout_ms);
-        h_sleep_ms(20);
-    }
-}
-
-/* Lines of PATH (0 when absent). */
-static size_t line_count(const char *path)
-{
-    size_t len, n;
-    char *text = h_read_file(path, 0, &len);
-
-    if (text == NULL)
-        return 0;
-    n = h_str_count(text, "\n");
-    free(text);
-    return n;
-}
-
-static void await_lines(const char *path, size_t want, int timeout_ms)
-{
-    int64_t deadline = h_now_ms() + timeout_ms;
-
-    while (line_count(path) < want) {
-        if (h_now_ms() > deadline)
-            fail_msg("%s has %zu line(s), want %zu, after %d ms", path, line_count(path), want,
-                     timeout_ms);
-        h_sleep_ms(20);
-    }
-}
-
-/* GET PATH on the control API as JSON (new), failing unless 200. */
-static json_t *api_get(struct itest *t, const char *path)
-{
-    struct h_http_resp r;
-    json_t *j;
-
-    if (h_broker_request(&t->b, "GET", path, NULL, NULL, 0, 10000, &r) != 0)
-        fail_msg("GET %s: no answer", path);
-    expect_status(&r, 200);
-    j = resp_json(&r);
-    h_http_resp_free(&r);
-    return j;
-}
-
 /* The dead letter with id RID in the list for FN, or NULL. Borrowed from LIST. */
 static json_t *find_dead(json_t *list, const char *rid)
 {
@@ -213,13 +104,13 @@ static void test_event_success(void **state)
 
     mkdir(dir, 0755);
     payload = h_strfmt("{\"dir\":\"%s\",\"n\":1}", dir);
-    rid = invoke_event(t, "record-ok", payload);
+    rid = itest_invoke_event(&t->b, "record-ok", payload);
     file = h_strfmt("%s/1", dir);
-    await_path(file, 20000);
+    itest_await_path(file, 20000);
     seen = h_read_file(file, 0, &len);
     assert_string_equal(seen, rid);
 
-    rec = await_json_file(okdir, rid, 20000);
+    rec = itest_await_json_file(okdir, rid, 20000);
     assert_string_equal(h_json_str(rec, "version"), "1.0");
     assert_non_null(h_json_str(rec, "timestamp"));
     rc = json_object_get(rec, "requestContext");
@@ -261,11 +152,11 @@ static void test_retries_dead_letter_redrive(void **state)
 
     mkdir(dir, 0755);
     payload = h_strfmt("{\"dir\":\"%s\",\"key\":\"a\"}", dir);
-    rid = invoke_event(t, "flaky", payload);
+    rid = itest_invoke_event(&t->b, "flaky", payload);
 
-    rec = await_json_file(faildir, rid, 30000);
+    rec = itest_await_json_file(faildir, rid, 30000);
     /* Exactly three attempts, each a retry_delays_s (1 s, +-10%) after the previous one. */
-    assert_int_equal(line_count(attempts), 3);
+    assert_int_equal(itest_line_count(attempts), 3);
     text = h_read_file(attempts, 0, &len);
     assert_int_equal(sscanf(text, "%lf %*s\n%lf %*s\n%lf", &times[0], &times[1], &times[2]), 3);
     assert_true(times[1] - times[0] >= 0.85);
@@ -284,7 +175,7 @@ static void test_retries_dead_letter_redrive(void **state)
     json_decref(rec);
 
     /* dead_letter: the original event, with Lambda's attributes. */
-    env = await_json_file(dlqdir, rid, 20000);
+    env = itest_await_json_file(dlqdir, rid, 20000);
     assert_string_equal(h_json_str(json_object_get(env, "body"), "key"), "a");
     attrs = json_object_get(env, "attributes");
     assert_string_equal(h_json_str(attrs, "RequestID"), rid);
@@ -293,7 +184,7 @@ static void test_retries_dead_letter_redrive(void **state)
     json_decref(env);
 
     /* The local dead letter, through the API. */
-    list = api_get(t, "/switchyard/v1/dlq?function=flaky");
+    list = itest_api_json(&t->b, "GET", "/switchyard/v1/dlq?function=flaky", NULL);
     dead = find_dead(list, rid);
     assert_non_null(dead);
     assert_string_equal(h_json_str(dead, "condition"), "RetriesExhausted");
@@ -301,7 +192,7 @@ static void test_retries_dead_letter_redrive(void **state)
     assert_string_equal(h_json_str(dead, "error_type"), "FlakyError");
     json_decref(list);
     path = h_strfmt("/switchyard/v1/dlq/%s", rid);
-    one = api_get(t, path);
+    one = itest_api_json(&t->b, "GET", path, NULL);
     assert_string_equal(h_json_str(json_object_get(one, "payload"), "key"), "a");
     assert_int_equal(json_array_size(json_object_get(one, "history")), 3);
     json_decref(one);
@@ -327,8 +218,8 @@ static void test_retries_dead_letter_redrive(void **state)
         expect_contains(run.out, "redrove 1 dead letter(s)");
         h_run_free(&run);
     }
-    await_lines(attempts, 4, 20000);
-    list = api_get(t, "/switchyard/v1/dlq?function=flaky");
+    itest_await_lines(attempts, 4, 20000);
+    list = itest_api_json(&t->b, "GET", "/switchyard/v1/dlq?function=flaky", NULL);
     assert_null(find_dead(list, rid));
     json_decref(list);
 
@@ -355,8 +246,8 @@ static void test_function_destination(void **state)
 
     mkdir(dir, 0755);
     payload = h_strfmt("{\"dir\":\"%s\",\"key\":\"fn\"}", dir);
-    rid = invoke_event(t, "flaky-fn", payload);
-    rec = await_json_file(sinkdir, rid, 30000);
+    rid = itest_invoke_event(&t->b, "flaky-fn", payload);
+    rec = itest_await_json_file(sinkdir, rid, 30000);
     rc = json_object_get(rec, "requestContext");
     assert_string_equal(h_json_str(rc, "requestId"), rid);
     assert_string_equal(h_json_str(rc, "condition"), "RetriesExhausted");
@@ -374,8 +265,8 @@ static void test_reserved_zero(void **state)
 {
     struct itest *t = *state;
     char *dlqdir = h_strfmt("%s/zero-dlq", t->b.dir);
-    char *rid = invoke_event(t, "zero", "{\"dir\":\"/nonexistent\",\"n\":0}");
-    json_t *env = await_json_file(dlqdir, rid, 20000);
+    char *rid = itest_invoke_event(&t->b, "zero", "{\"dir\":\"/nonexistent\",\"n\":0}");
+    json_t *env = itest_await_json_file(dlqdir, rid, 20000);
 
     assert_int_equal(h_json_int(json_object_get(env, "attributes"), "ErrorCode", -1), 429);
     json_decref(env);
@@ -392,19 +283,19 @@ static void test_bad_input(void **state)
     char *big;
     json_t *j;
 
-    itest_invoke(t, "record", "{not json", event_hdr, &r);
+    itest_invoke(t, "record", "{not json", itest_event_hdr, &r);
     j = expect_api_error(&r, 400, "InvalidRequestContentException");
     json_decref(j);
     h_http_resp_free(&r);
 
     big = h_json_string_of_len(1048576 + 10); /* a JSON string just over 1 MiB */
-    itest_invoke(t, "record", big, event_hdr, &r);
+    itest_invoke(t, "record", big, itest_event_hdr, &r);
     j = expect_api_error(&r, 413, "RequestEntityTooLargeException");
     json_decref(j);
     h_http_resp_free(&r);
     free(big);
 
-    itest_invoke(t, "no-such-function", "{}", event_hdr, &r);
+    itest_invoke(t, "no-such-function", "{}", itest_event_hdr, &r);
     j = expect_api_error(&r, 404, "ResourceNotFoundException");
     json_decref(j);
     h_http_resp_free(&r);
@@ -507,7 +398,7 @@ static void test_event_age_exceeded(void **state)
     }
     assert_int_equal(h_broker_start(&t->b, NULL, ITEST_READY_MS), 0);
     t->mark = h_broker_log_mark(&t->b);
-    rec = await_json_file(agedir, rid, 20000);
+    rec = itest_await_json_file(agedir, rid, 20000);
     rc = json_object_get(rec, "requestContext");
     assert_string_equal(h_json_str(rc, "condition"), "EventAgeExceeded");
     assert_int_equal(h_json_int(rc, "approximateInvokeCount", -1), 0);
@@ -547,7 +438,7 @@ static size_t count_runs(const char *dir, size_t *lines)
             continue;
         n++;
         path = h_strfmt("%s/%s", dir, de->d_name);
-        *lines += line_count(path);
+        *lines += itest_line_count(path);
         free(path);
     }
     if (d != NULL)
@@ -570,7 +461,7 @@ static void test_sigterm_keeps_queue(void **state)
     mkdir(dir, 0755);
     for (int i = 0; i < STOP_EVENTS; i++) {
         char *payload = h_strfmt("{\"dir\":\"%s\",\"n\":%d,\"ms\":400}", dir, i);
-        char *rid = invoke_event(t, "slow", payload);
+        char *rid = itest_invoke_event(&t->b, "slow", payload);
 
         free(rid);
         free(payload);

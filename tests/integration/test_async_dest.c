@@ -20,6 +20,7 @@
 #include <mqtt_protocol.h>
 
 #include "harness/mqtt.h"
+#include "harness/mqtt_sub.h"
 #include "harness/redis.h"
 
 #define KAFKA_TOPIC "sy-failures"
@@ -31,37 +32,7 @@ static rd_kafka_t *mock_rk;
 static rd_kafka_mock_cluster_t *mock;
 static char bootstraps[256];
 
-static const char *const event_hdr[] = {"X-Amz-Invocation-Type: Event", NULL};
-
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-static char *invoke_event(struct itest *t, const char *fn, const char *payload)
-{
-    struct h_http_resp r;
-    char *rid;
-
-    itest_invoke(t, fn, payload, event_hdr, &r);
-    expect_status(&r, 202);
-    rid = strdup(h_http_header(&r, "x-amzn-RequestId"));
-    h_http_resp_free(&r);
-    return rid;
-}
-
-/* /healthz async.FIELD (-1 when unreadable). */
-static long long async_stat(struct itest *t, const char *field)
-{
-    struct h_http_resp r;
-    json_t *j;
-    long long v = -1;
-
-    if (h_broker_request(&t->b, "GET", "/healthz", NULL, NULL, 0, 10000, &r) != 0)
-        return -1;
-    j = h_json_parse(r.body, r.body_len);
-    v = h_json_int(json_object_get(j, "async"), field, -1);
-    json_decref(j);
-    h_http_resp_free(&r);
-    return v;
-}
 
 static redisContext *redis_connect(void)
 {
@@ -72,65 +43,6 @@ static redisContext *redis_connect(void)
         fail_msg("cannot connect to redis on port %d", redis.port);
     redisSetTimeout(c, tv);
     return c;
-}
-
-/* ---- subscriber ----------------------------------------------------------------------------- */
-
-struct sub {
-    struct mosquitto *mosq;
-    bool connected, subscribed;
-    int received;
-    char *payload;
-    char request_id[64];
-};
-
-static void sub_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
-                           const mosquitto_property *props)
-{
-    ((struct sub *)obj)->connected = rc == 0;
-}
-
-static void sub_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_count,
-                             const int *granted, const mosquitto_property *props)
-{
-    ((struct sub *)obj)->subscribed = qos_count == 1 && granted[0] <= 2;
-}
-
-static void sub_on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
-                           const mosquitto_property *props)
-{
-    struct sub *s = obj;
-    const mosquitto_property *p = props;
-    bool first = true;
-
-    s->received++;
-    free(s->payload);
-    s->payload = strndup(m->payload, (size_t)m->payloadlen);
-    for (;;) {
-        char *name = NULL, *value = NULL;
-
-        p = mosquitto_property_read_string_pair(first ? props : p, MQTT_PROP_USER_PROPERTY, &name,
-                                                &value, !first);
-        first = false;
-        if (p == NULL)
-            break;
-        if (strcmp(name, "RequestID") == 0)
-            snprintf(s->request_id, sizeof(s->request_id), "%s", value);
-        free(name);
-        free(value);
-    }
-}
-
-static bool sub_loop_until(struct sub *s, const bool *flag, int want, int timeout_ms)
-{
-    int64_t deadline = h_now_ms() + timeout_ms;
-
-    while (!(flag != NULL ? *flag : s->received >= want)) {
-        if (h_now_ms() >= deadline)
-            return false;
-        mosquitto_loop(s->mosq, 50, 1);
-    }
-    return true;
 }
 
 /* ---- tests -------------------------------------------------------------------------------- */
@@ -151,12 +63,12 @@ static void test_redis_down_then_up(void **state)
 
     mkdir(dir, 0755);
     payload = h_strfmt("{\"dir\":\"%s\",\"n\":1}", dir);
-    rid = invoke_event(t, "ok-redis", payload);
+    rid = itest_invoke_event(&t->b, "ok-redis", payload);
     deadline = h_now_ms() + 20000;
-    while (async_stat(t, "dest_failures") < 2 && h_now_ms() < deadline)
+    while (itest_async_stat(&t->b, "dest_failures") < 2 && h_now_ms() < deadline)
         h_sleep_ms(50);
-    assert_true(async_stat(t, "dest_failures") >= 2);
-    assert_int_equal(async_stat(t, "queued"), 1); /* still held, not dropped */
+    assert_true(itest_async_stat(&t->b, "dest_failures") >= 2);
+    assert_int_equal(itest_async_stat(&t->b, "queued"), 1); /* still held, not dropped */
 
     assert_int_equal(h_redis_start(&redis), 0);
     c = redis_connect();
@@ -180,9 +92,9 @@ static void test_redis_down_then_up(void **state)
     freeReplyObject(rep);
     redisFree(c);
     deadline = h_now_ms() + 10000;
-    while (async_stat(t, "queued") != 0 && h_now_ms() < deadline)
+    while (itest_async_stat(&t->b, "queued") != 0 && h_now_ms() < deadline)
         h_sleep_ms(20);
-    assert_int_equal(async_stat(t, "queued"), 0);
+    assert_int_equal(itest_async_stat(&t->b, "queued"), 0);
     free(rid);
     free(payload);
     free(dir);
@@ -198,7 +110,7 @@ static void test_kafka_stream_mqtt(void **state)
     struct itest *t = *state;
     char *dir = h_strfmt("%s/flaky", t->b.dir);
     char *payload, *rid, *rid2;
-    struct sub s = {0};
+    struct h_mqtt_sub s;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_topic_partition_list_t *parts;
     rd_kafka_t *rk;
@@ -212,30 +124,19 @@ static void test_kafka_stream_mqtt(void **state)
     if (!h_redis_running(&redis))
         assert_int_equal(h_redis_start(&redis), 0);
     /* Subscribe first: the dead letter is published once. */
-    s.mosq = mosquitto_new(NULL, true, &s);
-    assert_non_null(s.mosq);
-    mosquitto_int_option(s.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-    mosquitto_connect_v5_callback_set(s.mosq, sub_on_connect);
-    mosquitto_subscribe_v5_callback_set(s.mosq, sub_on_subscribe);
-    mosquitto_message_v5_callback_set(s.mosq, sub_on_message);
-    assert_int_equal(mosquitto_connect(s.mosq, "127.0.0.1", mqtt.port, 30), MOSQ_ERR_SUCCESS);
-    assert_true(sub_loop_until(&s, &s.connected, 0, 10000));
-    assert_int_equal(mosquitto_subscribe_v5(s.mosq, NULL, MQTT_TOPIC, 1, 0, NULL),
-                     MOSQ_ERR_SUCCESS);
-    assert_true(sub_loop_until(&s, &s.subscribed, 0, 10000));
+    assert_int_equal(h_mqtt_sub_start(&s, mqtt.port, MQTT_TOPIC, 10000), 0);
 
     payload = h_strfmt("{\"dir\":\"%s\",\"key\":\"k\"}", dir);
-    rid = invoke_event(t, "fail-kafka-mqtt", payload);
-    rid2 = invoke_event(t, "fail-stream", payload);
+    rid = itest_invoke_event(&t->b, "fail-kafka-mqtt", payload);
+    rid2 = itest_invoke_event(&t->b, "fail-stream", payload);
 
     /* MQTT: the original event, RequestID as a user property. */
-    if (!sub_loop_until(&s, NULL, 1, 30000))
+    if (!h_mqtt_sub_loop_until(&s, NULL, 1, 30000))
         fail_msg("no dead letter on MQTT topic %s", MQTT_TOPIC);
     assert_string_equal(s.payload, payload);
-    assert_string_equal(s.request_id, rid);
-    mosquitto_disconnect(s.mosq);
-    mosquitto_destroy(s.mosq);
-    free(s.payload);
+    assert_non_null(h_mqtt_sub_prop(&s, "RequestID"));
+    assert_string_equal(h_mqtt_sub_prop(&s, "RequestID"), rid);
+    h_mqtt_sub_stop(&s);
 
     /* Kafka: the record, keyed by the request id. */
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr, sizeof(errstr));

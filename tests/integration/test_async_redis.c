@@ -88,7 +88,6 @@ static const char slow_py[] =
 /* clang-format on */
 
 static const char *const broker_env[] = {"SWITCHYARD_REDIS_CLAIM_IDLE_MS=2000", NULL};
-static const char *const event_hdr[] = {"X-Amz-Invocation-Type: Event", NULL};
 
 /* Set when the group setup or teardown failed (cmocka 1.1 still returns 0 then). */
 static bool world_failed;
@@ -120,22 +119,6 @@ static int start_broker(struct world *w, struct h_broker *b, const char *tag)
     free(y1);
     free(y2);
     return rc;
-}
-
-/* GET /healthz -> async.FIELD, or -1. */
-static long long async_stat(const struct h_broker *b, const char *field)
-{
-    struct h_http_resp r;
-    json_t *j;
-    long long v = -1;
-
-    if (h_broker_request(b, "GET", "/healthz", NULL, NULL, 0, 10000, &r) != 0)
-        return -1;
-    j = h_json_parse(r.body, r.body_len);
-    v = h_json_int(json_object_get(j, "async"), field, -1);
-    json_decref(j);
-    h_http_resp_free(&r);
-    return v;
 }
 
 /* A Redis command on a fresh connection to the test's server (NULL when it is down). */
@@ -213,30 +196,6 @@ static void await_done(const char *dir, size_t want, int timeout_ms)
     }
 }
 
-static size_t line_count(const char *path)
-{
-    size_t len, n;
-    char *text = h_read_file(path, 0, &len);
-
-    if (text == NULL)
-        return 0;
-    n = h_str_count(text, "\n");
-    free(text);
-    return n;
-}
-
-static void await_lines(const char *path, size_t want, int timeout_ms)
-{
-    int64_t deadline = h_now_ms() + timeout_ms;
-
-    while (line_count(path) < want) {
-        if (h_now_ms() > deadline)
-            fail_msg("%s has %zu line(s), want %zu, after %d ms", path, line_count(path), want,
-                     timeout_ms);
-        h_sleep_ms(50);
-    }
-}
-
 /*
  * Enqueue N events {"dir": DIR, "n": i<EXTRA>} of FN through B on one keep-alive connection
  * (EXTRA: more members, e.g. ",\"sleep\":1", or "").
@@ -252,8 +211,8 @@ static void enqueue_many(const struct h_broker *b, const char *fn, const char *d
         char *payload = h_strfmt("{\"dir\":\"%s\",\"n\":%d%s}", dir, i, extra);
         struct h_http_resp r;
 
-        if (h_http_conn_request(c, "POST", path, event_hdr, payload, strlen(payload), 30000, &r) !=
-            0)
+        if (h_http_conn_request(c, "POST", path, itest_event_hdr, payload, strlen(payload), 30000,
+                                &r) != 0)
             fail_msg("event %d: no answer", i);
         if (r.status != 202)
             fail_msg("event %d: HTTP %d: %s", i, r.status, r.body);
@@ -264,46 +223,11 @@ static void enqueue_many(const struct h_broker *b, const char *fn, const char *d
     h_http_close(c);
 }
 
-/* Invoke FN on B asynchronously; fail unless 202. Returns the request id (new). */
-static char *invoke_event(const struct h_broker *b, const char *fn, const char *payload)
-{
-    struct h_http_resp r;
-    const char *rid;
-    char *out;
-
-    if (h_broker_invoke(b, fn, payload, (size_t)-1, event_hdr, &r) != 0)
-        fail_msg("invoke %s: no answer", fn);
-    expect_status(&r, 202);
-    rid = h_http_header(&r, "x-amzn-RequestId");
-    if (rid == NULL || strlen(rid) != 36)
-        fail_msg("202 without a request id");
-    out = strdup(rid);
-    h_http_resp_free(&r);
-    return out;
-}
-
-/* METHOD PATH on B as JSON (new), failing unless 200. */
-static json_t *api_json(const struct h_broker *b, const char *method, const char *path,
-                        const char *body)
-{
-    struct h_http_resp r;
-    const char *const hdrs[] = {"Content-Type: application/json", NULL};
-    json_t *j;
-
-    if (h_broker_request(b, method, path, body ? hdrs : NULL, body, body ? strlen(body) : 0, 10000,
-                         &r) != 0)
-        fail_msg("%s %s: no answer", method, path);
-    expect_status(&r, 200);
-    j = resp_json(&r);
-    h_http_resp_free(&r);
-    return j;
-}
-
 /* The dead letter RID in the list of FN through B, or NULL (new reference). */
 static json_t *dead_in_list(const struct h_broker *b, const char *fn, const char *rid)
 {
     char *path = h_strfmt("/switchyard/v1/dlq?function=%s", fn);
-    json_t *list = api_json(b, "GET", path, NULL), *e, *found = NULL;
+    json_t *list = itest_api_json(b, "GET", path, NULL), *e, *found = NULL;
     size_t i;
 
     json_array_foreach(json_object_get(list, "dead_letters"), i, e)
@@ -344,7 +268,7 @@ static void test_shared_queue(void **state)
 {
     struct world *w = *state;
     char *dir = h_strfmt("%s/shared", w->a.dir);
-    long long a0 = async_stat(&w->a, "succeeded"), b0 = async_stat(&w->b, "succeeded");
+    long long a0 = itest_async_stat(&w->a, "succeeded"), b0 = itest_async_stat(&w->b, "succeeded");
     long long da, db;
     int64_t deadline;
 
@@ -356,8 +280,8 @@ static void test_shared_queue(void **state)
     /* The counters follow the outcome: poll until they account for every event. */
     deadline = h_now_ms() + 10000;
     do {
-        da = async_stat(&w->a, "succeeded") - a0;
-        db = async_stat(&w->b, "succeeded") - b0;
+        da = itest_async_stat(&w->a, "succeeded") - a0;
+        db = itest_async_stat(&w->b, "succeeded") - b0;
         if (da + db >= SHARED_EVENTS)
             break;
         h_sleep_ms(50);
@@ -384,7 +308,7 @@ static void test_retry_and_shared_dead_letter(void **state)
     char *dir = h_strfmt("%s/flaky", w->a.dir);
     char *attempts = h_strfmt("%s/attempts-x", dir);
     char *payload, *rid, *text, *path, *fixed, *body, *payload_y, *rid_y;
-    long long fa0 = async_stat(&w->a, "failed"), fa;
+    long long fa0 = itest_async_stat(&w->a, "failed"), fa;
     struct h_broker *other;
     json_t *dead, *one, *res;
     double t[2];
@@ -392,10 +316,10 @@ static void test_retry_and_shared_dead_letter(void **state)
 
     mkdir(dir, 0755);
     payload = h_strfmt("{\"dir\":\"%s\",\"key\":\"x\"}", dir);
-    rid = invoke_event(&w->a, "flaky", payload);
+    rid = itest_invoke_event(&w->a, "flaky", payload);
     payload_y = h_strfmt("{\"dir\":\"%s\",\"key\":\"y\"}", dir);
-    rid_y = invoke_event(&w->b, "flaky", payload_y);
-    await_lines(attempts, 2, 20000);
+    rid_y = itest_invoke_event(&w->b, "flaky", payload_y);
+    itest_await_lines(attempts, 2, 20000);
     text = h_read_file(attempts, 0, NULL);
     assert_int_equal(sscanf(text, "%lf %*s\n%lf", &t[0], &t[1]), 2);
     assert_true(t[1] - t[0] >= 0.85);
@@ -405,7 +329,7 @@ static void test_retry_and_shared_dead_letter(void **state)
     /* Wait for the failure to be counted, to know which broker ran the event. */
     deadline = h_now_ms() + 10000;
     for (;;) {
-        fa = async_stat(&w->a, "failed") - fa0;
+        fa = itest_async_stat(&w->a, "failed") - fa0;
         dead = dead_in_list(&w->a, "flaky", rid);
         json_decref(dead);
         if (dead != NULL || h_now_ms() > deadline)
@@ -429,7 +353,7 @@ static void test_retry_and_shared_dead_letter(void **state)
     json_decref(dead);
 
     path = h_strfmt("/switchyard/v1/dlq/%s", rid);
-    one = api_json(other, "GET", path, NULL);
+    one = itest_api_json(other, "GET", path, NULL);
     assert_string_equal(h_json_str(json_object_get(one, "payload"), "key"), "x");
     assert_int_equal(json_array_size(json_object_get(one, "history")), 2);
     assert_string_equal(h_json_str(one, "function"), "flaky");
@@ -452,12 +376,12 @@ static void test_retry_and_shared_dead_letter(void **state)
         h_sleep_ms(50);
     }
     json_decref(dead);
-    res = api_json(&w->a, "GET", "/switchyard/v1/dlq?function=flaky", NULL);
+    res = itest_api_json(&w->a, "GET", "/switchyard/v1/dlq?function=flaky", NULL);
     assert_int_equal(h_json_int(res, "total", -1), 2);
     assert_int_equal(json_array_size(json_object_get(res, "dead_letters")), 2);
     json_decref(res);
     body = h_strfmt("{\"id\":\"%s\"}", rid_y);
-    res = api_json(other, "POST", "/switchyard/v1/dlq/purge", body);
+    res = itest_api_json(other, "POST", "/switchyard/v1/dlq/purge", body);
     assert_int_equal(h_json_int(res, "purged", -1), 1);
     json_decref(res);
     free(body);
@@ -467,11 +391,11 @@ static void test_retry_and_shared_dead_letter(void **state)
     fixed = h_strfmt("%s/fixed", dir);
     assert_int_equal(h_write_file(fixed, "", 0), 0);
     body = h_strfmt("{\"id\":\"%s\"}", rid);
-    res = api_json(other, "POST", "/switchyard/v1/dlq/redrive", body);
+    res = itest_api_json(other, "POST", "/switchyard/v1/dlq/redrive", body);
     assert_int_equal(h_json_int(res, "redriven", -1), 1);
     assert_int_equal(h_json_int(res, "remaining", -1), 0);
     json_decref(res);
-    await_lines(attempts, 3, 20000);
+    itest_await_lines(attempts, 3, 20000);
     assert_null(dead_in_list(&w->a, "flaky", rid));
     assert_null(dead_in_list(&w->b, "flaky", rid));
     await_queue_empty(w, 10000);
@@ -504,7 +428,7 @@ static void test_sigterm_releases(void **state)
     mkdir(dir, 0755);
     enqueue_many(&w->a, "slow", dir, ",\"sleep\":0.25", KILL_EVENTS);
     deadline = h_now_ms() + 10000;
-    while ((held = async_stat(&w->b, "queued")) < 3) {
+    while ((held = itest_async_stat(&w->b, "queued")) < 3) {
         if (h_now_ms() > deadline)
             fail_msg("broker B never held 3 events (holds %lld)", held);
         h_sleep_ms(10);
@@ -538,7 +462,7 @@ static void test_kill9_claimed_by_other(void **state)
     enqueue_many(&w->a, "slow", dir, ",\"sleep\":0.25", KILL_EVENTS);
     /* B must hold some (read, not yet finished) when it dies. */
     deadline = h_now_ms() + 10000;
-    while ((held = async_stat(&w->b, "queued")) < 3) {
+    while ((held = itest_async_stat(&w->b, "queued")) < 3) {
         if (h_now_ms() > deadline)
             fail_msg("broker B never held 3 events (holds %lld)", held);
         h_sleep_ms(10);
@@ -574,7 +498,7 @@ static void test_claim_keeps_retry_state(void **state)
     char *dir = h_strfmt("%s/claim-state", w->a.dir);
     char *attempts = h_strfmt("%s/attempts-s", dir);
     char *payload = h_strfmt("{\"dir\":\"%s\",\"key\":\"s\"}", dir);
-    long long ra0 = async_stat(&w->a, "retries"), rb0 = async_stat(&w->b, "retries");
+    long long ra0 = itest_async_stat(&w->a, "retries"), rb0 = itest_async_stat(&w->b, "retries");
     struct h_broker *holder = NULL, *other;
     char *rid, *path;
     redisReply *keys = NULL;
@@ -582,14 +506,14 @@ static void test_claim_keeps_retry_state(void **state)
     int64_t deadline;
 
     mkdir(dir, 0755);
-    rid = invoke_event(&w->a, "flaky-slow", payload);
-    await_lines(attempts, 1, 20000);
+    rid = itest_invoke_event(&w->a, "flaky-slow", payload);
+    itest_await_lines(attempts, 1, 20000);
     /* Which broker scheduled the retry, and is the retry state in Redis yet? */
     deadline = h_now_ms() + 5000;
     for (;;) {
-        if (async_stat(&w->a, "retries") > ra0)
+        if (itest_async_stat(&w->a, "retries") > ra0)
             holder = &w->a;
-        else if (async_stat(&w->b, "retries") > rb0)
+        else if (itest_async_stat(&w->b, "retries") > rb0)
             holder = &w->b;
         freeReplyObject(keys);
         keys = rcmd(w, "KEYS %s:ev:*", KEY);
@@ -618,9 +542,9 @@ static void test_claim_keeps_retry_state(void **state)
     }
     assert_int_equal(h_json_int(dead, "attempts", -1), 2);
     json_decref(dead);
-    assert_int_equal(line_count(attempts), 2);
+    assert_int_equal(itest_line_count(attempts), 2);
     path = h_strfmt("/switchyard/v1/dlq/%s", rid);
-    one = api_json(other, "GET", path, NULL);
+    one = itest_api_json(other, "GET", path, NULL);
     assert_int_equal(json_array_size(json_object_get(one, "history")), 2);
     json_decref(one);
     await_queue_empty(w, 10000);
@@ -657,7 +581,7 @@ static void test_redis_down_refuses(void **state)
     for (int i = 0; i < 2; i++) {
         const struct h_broker *b = i == 0 ? &w->a : &w->b;
 
-        if (h_broker_invoke(b, "record", payload, (size_t)-1, event_hdr, &r) != 0)
+        if (h_broker_invoke(b, "record", payload, (size_t)-1, itest_event_hdr, &r) != 0)
             fail_msg("broker %c: no answer with redis down", 'A' + i);
         j = expect_api_error(&r, 500, "ServiceException");
         json_decref(j);
@@ -667,7 +591,7 @@ static void test_redis_down_refuses(void **state)
     assert_int_equal(h_redis_start(&w->redis), 0);
     deadline = h_now_ms() + 20000;
     for (;;) {
-        if (h_broker_invoke(&w->a, "record", payload, (size_t)-1, event_hdr, &r) != 0)
+        if (h_broker_invoke(&w->a, "record", payload, (size_t)-1, itest_event_hdr, &r) != 0)
             fail_msg("no answer after redis came back");
         if (r.status == 202) {
             rid = strdup(h_http_header(&r, "x-amzn-RequestId"));

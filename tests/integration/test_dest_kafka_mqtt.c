@@ -39,6 +39,7 @@
 
 #include "dispatcher/dest.h"
 #include "harness/mqtt.h"
+#include "harness/mqtt_sub.h"
 #include "harness/proc.h"
 #include "harness/util.h"
 
@@ -504,103 +505,12 @@ struct mqtt_fx {
     struct tctx *c;
 };
 
-/* The test's subscriber: a plain blocking libmosquitto client driven by mosquitto_loop(). */
-struct sub {
-    struct mosquitto *mosq;
-    bool connected, subscribed;
-    int received;
-    char *payload;
-    int n_props;
-    char prop_names[8][64];
-    char prop_values[8][128];
-};
-
-static void sub_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
-                           const mosquitto_property *props)
-{
-    ((struct sub *)obj)->connected = rc == 0;
-}
-
-static void sub_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_count,
-                             const int *granted, const mosquitto_property *props)
-{
-    ((struct sub *)obj)->subscribed = qos_count == 1 && granted[0] <= 2;
-}
-
-static void sub_on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
-                           const mosquitto_property *props)
-{
-    struct sub *s = obj;
-    const mosquitto_property *p;
-    bool first = true;
-
-    s->received++;
-    free(s->payload);
-    s->payload = strndup(m->payload, (size_t)m->payloadlen);
-    s->n_props = 0;
-    for (p = props; s->n_props < 8; first = false) {
-        char *name = NULL, *value = NULL;
-
-        p = mosquitto_property_read_string_pair(first ? props : p, MQTT_PROP_USER_PROPERTY, &name,
-                                                &value, !first);
-        if (p == NULL)
-            break;
-        snprintf(s->prop_names[s->n_props], sizeof(s->prop_names[0]), "%s", name);
-        snprintf(s->prop_values[s->n_props], sizeof(s->prop_values[0]), "%s", value);
-        s->n_props++;
-        free(name);
-        free(value);
-    }
-}
-
-/* Run the subscriber's loop until *FLAG or the deadline. */
-static bool sub_loop_until(struct sub *s, const bool *flag, const int *count, int want,
-                           int timeout_ms)
-{
-    int64_t deadline = h_now_ms() + timeout_ms;
-
-    while (!(flag != NULL ? *flag : *count >= want)) {
-        if (h_now_ms() >= deadline)
-            return false;
-        mosquitto_loop(s->mosq, 50, 1);
-    }
-    return true;
-}
-
-static void sub_start(struct sub *s, int port)
-{
-    memset(s, 0, sizeof(*s));
-    s->mosq = mosquitto_new(NULL, true, s);
-    assert_non_null(s->mosq);
-    mosquitto_int_option(s->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-    mosquitto_connect_v5_callback_set(s->mosq, sub_on_connect);
-    mosquitto_subscribe_v5_callback_set(s->mosq, sub_on_subscribe);
-    mosquitto_message_v5_callback_set(s->mosq, sub_on_message);
-    assert_int_equal(mosquitto_connect(s->mosq, "127.0.0.1", port, 30), MOSQ_ERR_SUCCESS);
-    if (!sub_loop_until(s, &s->connected, NULL, 0, WAIT_CONNECT_MS))
-        fail_msg("subscriber: no CONNACK");
-    assert_int_equal(mosquitto_subscribe_v5(s->mosq, NULL, MQTT_TOPIC, 1, 0, NULL),
-                     MOSQ_ERR_SUCCESS);
-    if (!sub_loop_until(s, &s->subscribed, NULL, 0, WAIT_CONNECT_MS))
-        fail_msg("subscriber: no SUBACK");
-}
-
-static void sub_stop(struct sub *s)
-{
-    if (s->mosq != NULL) {
-        mosquitto_disconnect(s->mosq);
-        mosquitto_destroy(s->mosq);
-    }
-    free(s->payload);
-    memset(s, 0, sizeof(*s));
-}
-
 /* The subscriber's message count reaches WANT; the last one carries BODY (and attributes). */
-static void sub_expect(struct sub *s, int want, const char *body, bool with_attrs)
+static void sub_expect(struct h_mqtt_sub *s, int want, const char *body, bool with_attrs)
 {
     size_t n_attrs = sizeof(test_attrs) / sizeof(test_attrs[0]);
 
-    if (!sub_loop_until(s, NULL, &s->received, want, WAIT_CONSUME_MS))
+    if (!h_mqtt_sub_loop_until(s, NULL, want, WAIT_CONSUME_MS))
         fail_msg("subscriber got %d messages, expected %d", s->received, want);
     assert_string_equal(s->payload, body);
     if (!with_attrs) {
@@ -688,10 +598,10 @@ static void test_mqtt_publish(void **state)
     struct mqtt_fx *fx = *state;
     static struct burst burst;
     struct done_rec r;
-    struct sub s;
+    struct h_mqtt_sub s;
     struct dest *d;
 
-    sub_start(&s, fx->m.port);
+    assert_int_equal(h_mqtt_sub_start(&s, fx->m.port, MQTT_TOPIC, WAIT_CONNECT_MS), 0);
     d = mqtt_open(fx, fx->uri);
     wait_state(fx->c, d, "connected", WAIT_CONNECT_MS);
     assert_int_equal(
@@ -701,12 +611,12 @@ static void test_mqtt_publish(void **state)
         send_and_wait(fx->c, d, "req-mqtt-2", "{\"plain\":true}", false, WAIT_DONE_MS, &r), 0);
     sub_expect(&s, 2, "{\"plain\":true}", false);
     send_burst(fx->c, d, "mqtt-burst", &burst);
-    if (!sub_loop_until(&s, NULL, &s.received, 2 + BURST, WAIT_CONSUME_MS))
+    if (!h_mqtt_sub_loop_until(&s, NULL, 2 + BURST, WAIT_CONSUME_MS))
         fail_msg("subscriber got %d messages, expected %d", s.received, 2 + BURST);
     assert_int_equal(d->sent, 2 + BURST);
     assert_int_equal(d->failures, 0);
     destroy_dest(d);
-    sub_stop(&s);
+    h_mqtt_sub_stop(&s);
 }
 
 /*
@@ -717,7 +627,7 @@ static void test_mqtt_down_up(void **state)
 {
     struct mqtt_fx *fx = *state;
     struct done_rec r;
-    struct sub s;
+    struct h_mqtt_sub s;
     struct dest *d = mqtt_open(fx, fx->uri);
 
     wait_state(fx->c, d, "connected", WAIT_CONNECT_MS);
@@ -729,14 +639,14 @@ static void test_mqtt_down_up(void **state)
 
     assert_int_equal(h_mosquitto_start(&fx->m, fx->m.port), 0);
     wait_state(fx->c, d, "connected", WAIT_CONNECT_MS);
-    sub_start(&s, fx->m.port);
+    assert_int_equal(h_mqtt_sub_start(&s, fx->m.port, MQTT_TOPIC, WAIT_CONNECT_MS), 0);
     assert_int_equal(send_and_wait(fx->c, d, "req-mqtt-up", "{\"n\":2}", true, WAIT_DONE_MS, &r),
                      0);
     sub_expect(&s, 1, "{\"n\":2}", true);
     assert_int_equal(d->sent, 1);
     assert_int_equal(d->failures, 1);
     destroy_dest(d);
-    sub_stop(&s);
+    h_mqtt_sub_stop(&s);
 }
 
 /*
