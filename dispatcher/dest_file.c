@@ -13,7 +13,7 @@
  *
  * Ownership. A message lives in two objects:
  *   - struct dest_file_send (loop only): the caller's DONE, its timer, the result. Owned by the
- *     destination while pending, then by the `completed` list until DONE has run.
+ *     destination while pending, then by the done queue (df->dq) until DONE has run.
  *   - struct dest_file_job (shared, every field below `mu` guarded by it): the bytes and the
  *     paths. Owned by the list it is on: `todo` -> the worker (`busy`) -> `finished` -> the
  *     loop, which frees it. job->send links back to the send; a send that timed out while the
@@ -25,6 +25,7 @@
  * this destination: the completion loop notices and the free is deferred until it unwinds.
  */
 #include "dest.h"
+#include "dest_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,14 +66,11 @@ struct dest_file_job;
 
 struct dest_file_send {
     unsigned magic;
-    TAILQ_ENTRY(dest_file_send) link; /* on df->pending or df->completed */
+    TAILQ_ENTRY(dest_file_send) link; /* on df->pending (else on df->dq) */
     struct dest_file *df;
-    dest_done_fn *done;
-    void *arg;
+    struct dest_util_send u;   /* DONE and the result */
     struct event *timer;       /* DEST_SEND_TIMEOUT_MS; owned */
     struct dest_file_job *job; /* guarded by df->mu; NULL once the job is gone or detached */
-    int rc;
-    char err[512];
 };
 
 enum dest_file_job_state { JOB_TODO, JOB_BUSY, JOB_FINISHED };
@@ -101,12 +99,10 @@ struct dest_file {
     uint64_t seq;           /* last sequence number used in a file name */
 
     /* Loop only. */
-    struct dest_file_sendq pending;   /* handed to the worker, result not back yet */
-    struct dest_file_sendq completed; /* result known, DONE not called yet */
-    size_t n_completed;
-    struct event *done_ev; /* the worker's wake-up; owned */
-    int depth;             /* run_completions() frames on the stack */
-    bool closed;           /* dest_destroy() has started */
+    struct dest_file_sendq pending; /* handed to the worker, result not back yet */
+    struct dest_util_doneq dq;      /* result known, DONE not called yet */
+    struct event *done_ev;          /* the worker's wake-up; owned */
+    bool closed;                    /* dest_destroy() has started */
     bool thread_started;
     char last_err[512]; /* empty when the last write worked */
     char state_buf[600];
@@ -303,68 +299,45 @@ static void send_free(struct dest_file_send *s)
     free(s);
 }
 
-/* Move S from `pending` to `completed` with RC/ERR. Its timer stops. Loop only. */
+static void send_free_u(struct dest_util_send *us)
+{
+    send_free(DEST_UTIL_CONTAINER(us, struct dest_file_send, u));
+}
+
+/* Move S from `pending` to the done queue with RC/ERR. Its timer stops. Loop only. */
 static void send_complete(struct dest_file *df, struct dest_file_send *s, int rc, const char *err)
 {
     TAILQ_REMOVE(&df->pending, s, link);
     if (s->timer != NULL)
         event_del(s->timer);
-    s->rc = rc;
-    snprintf(s->err, sizeof(s->err), "%s", err != NULL ? err : "");
-    TAILQ_INSERT_TAIL(&df->completed, s, link);
-    df->n_completed++;
+    dest_util_doneq_push(&df->dq, &s->u, rc, "%s", err != NULL ? err : "");
 }
 
-/* Call DONE for S (taken off `completed` by the caller) and free it. Loop only. */
-static void send_finish(struct dest_file *df, struct dest_file_send *s)
+/* Right before DONE for a send: remember the last failure for state(). Loop only. */
+static void on_finish(struct dest *d, int rc, const char *err)
 {
-    dest_done_fn *done = s->done;
-    void *arg = s->arg;
-    int rc = s->rc;
-    char err[sizeof(s->err)];
+    struct dest_file *df = (struct dest_file *)d;
 
-    if (rc == 0) {
-        df->base.sent++;
+    if (rc == 0)
         df->last_err[0] = '\0';
-    } else {
-        df->base.failures++;
-        if (rc != SY_ECANCELED)
-            snprintf(df->last_err, sizeof(df->last_err), "%s", s->err);
-    }
-    /* DONE may re-enter us (send, destroy): S is off every list and freed before the call. */
-    memcpy(err, s->err, sizeof(err));
-    send_free(s);
-    done(arg, rc, rc == 0 ? NULL : err);
+    else if (rc != SY_ECANCELED)
+        snprintf(df->last_err, sizeof(df->last_err), "%s", err);
 }
 
 static void dest_file_free(struct dest_file *df);
 
 /*
- * Call DONE for the sends that are completed now (not for ones that DONE itself adds, so a
- * caller retrying from DONE cannot spin here). Stops early if DONE destroyed the destination;
- * the outermost frame then frees it. Loop only.
+ * Call DONE for the sends that are completed now (see dest_util_doneq_run()); if DONE destroyed
+ * the destination, the outermost frame frees it. Loop only.
  */
 static void run_completions(struct dest_file *df)
 {
-    size_t n = df->n_completed;
-
-    df->depth++;
-    while (n-- > 0 && !df->closed) {
-        struct dest_file_send *s = TAILQ_FIRST(&df->completed);
-
-        if (s == NULL)
-            break;
-        TAILQ_REMOVE(&df->completed, s, link);
-        df->n_completed--;
-        send_finish(df, s);
-    }
-    df->depth--;
-    if (df->closed && df->depth == 0)
+    if (dest_util_doneq_run(&df->dq))
         dest_file_free(df);
 }
 
 /*
- * Take the worker's finished jobs: each one's send moves to `completed` with the job's result;
+ * Take the worker's finished jobs: each one's send moves to the done queue with the job's result;
  * jobs of sends that already timed out are just freed. Loop only.
  */
 static void collect_finished(struct dest_file *df)
@@ -469,7 +442,7 @@ static void file_name(struct dest_file *df, const char *key, char *out, size_t n
 static int dest_file_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *done, void *arg)
 {
     struct dest_file *df = (struct dest_file *)d;
-    struct timeval tv = {DEST_SEND_TIMEOUT_MS / 1000, (DEST_SEND_TIMEOUT_MS % 1000) * 1000};
+    struct timeval tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
     struct dest_file_send *s;
     struct dest_file_job *job;
     char name[DEST_FILE_KEY_MAX + 64];
@@ -483,8 +456,8 @@ static int dest_file_send(struct dest *d, const struct dest_msg *msg, dest_done_
         goto out_nomem;
     s->magic = DEST_FILE_SEND_MAGIC;
     s->df = df;
-    s->done = done;
-    s->arg = arg;
+    s->u.done = done;
+    s->u.arg = arg;
     job->magic = DEST_FILE_JOB_MAGIC;
     /* Copy the message now: MSG is borrowed for this call only. */
     job->data = dest_envelope(msg, &job->len);
@@ -522,8 +495,7 @@ static const char *dest_file_state(const struct dest *d)
 
     if (df->last_err[0] == '\0')
         return "ok";
-    snprintf(df->state_buf, sizeof(df->state_buf), "failing: %s", df->last_err);
-    return df->state_buf;
+    return dest_util_state_reason(df->state_buf, sizeof(df->state_buf), "failing", df->last_err);
 }
 
 /* Free DF's memory. The worker must be joined (or never started). Safe on a half-built DF. */
@@ -563,7 +535,8 @@ static int dest_file_create(struct event_base *base, const char *uri, struct des
     df->base.ops = &dest_file_ops;
     df->evb = base;
     TAILQ_INIT(&df->pending);
-    TAILQ_INIT(&df->completed);
+    dest_util_doneq_init(&df->dq, &df->base, send_free_u);
+    df->dq.on_finish = on_finish;
     TAILQ_INIT(&df->todo);
     TAILQ_INIT(&df->finished);
     pthread_mutex_init(&df->mu, NULL);
@@ -630,14 +603,7 @@ static void dest_file_destroy(struct dest *d)
     while ((s = TAILQ_FIRST(&df->pending)) != NULL)
         send_complete(df, s, SY_ECANCELED, "destination closed");
 
-    df->depth++;
-    while ((s = TAILQ_FIRST(&df->completed)) != NULL) {
-        TAILQ_REMOVE(&df->completed, s, link);
-        df->n_completed--;
-        send_finish(df, s);
-    }
-    df->depth--;
-    if (df->depth == 0)
+    if (dest_util_doneq_close(&df->dq))
         dest_file_free(df);
 }
 

@@ -19,30 +19,28 @@
  * transport failure the destination is "down" for a backoff (100 ms doubling to 5 s), during
  * which sends fail fast with "not connected: <reason>"; the first send after it tries again.
  *
- * Host names are looked up with getaddrinfo() on a short-lived detached thread (it blocks; the
- * loop must not) which hands the address back with event_active() (evthread_use_pthreads() in
- * main(), as for dest_file.c). evhttp then connects to the numeric address, while Host, SNI and
- * certificate checks use the name. Sends made during a lookup wait for it.
+ * Host names are looked up on a short-lived detached thread (dest_util_lookup_start(), it
+ * blocks; the loop must not) which hands the address back to the loop. evhttp then connects to the
+ * numeric address, while Host, SNI and certificate checks use the name. Sends made during a lookup
+ * wait for it.
  *
  * Ownership. A send (struct dest_http_send) is on exactly one list: `waiting` (its request is
  * built and owned by the send), `inflight` (the request was handed to evhttp, which frees it;
- * s->conn is the connection) or `completed` (waiting for DONE, then freed). evhttp callbacks
- * only record results and move sends; connections are freed (evhttp_connection_free, which
- * frees their requests without calling back) only from our own timer, complete_ev or destroy,
- * never from inside an evhttp callback. DONE runs from complete_ev on a clean stack.
+ * s->conn is the connection) or the done queue dh->dq (waiting for DONE, then freed). evhttp
+ * callbacks only record results and move sends; connections are freed (evhttp_connection_free,
+ * which frees their requests without calling back) only from our own timer, dq.ev or destroy,
+ * never from inside an evhttp callback. DONE runs from dq.ev on a clean stack.
  */
 #include "dest.h"
+#include "dest_int.h"
 
-#include <arpa/inet.h>
 #include <netdb.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -57,10 +55,9 @@
 #include "../broker/log.h"
 #include "../broker/util/time.h"
 
-#define DEST_HTTP_MAGIC 0x48545450u        /* "HTTP" */
-#define DEST_HTTP_SEND_MAGIC 0x4853534eu   /* "HSSN" */
-#define DEST_HTTP_CONN_MAGIC 0x48434f4eu   /* "HCON" */
-#define DEST_HTTP_LOOKUP_MAGIC 0x484c4b50u /* "HLKP" */
+#define DEST_HTTP_MAGIC 0x48545450u      /* "HTTP" */
+#define DEST_HTTP_SEND_MAGIC 0x4853534eu /* "HSSN" */
+#define DEST_HTTP_CONN_MAGIC 0x48434f4eu /* "HCON" */
 
 /* Backoff after a transport failure: BACKOFF_MIN_MS doubling up to BACKOFF_MAX_MS. */
 #define DEST_HTTP_BACKOFF_MIN_MS 100
@@ -98,34 +95,19 @@ struct dest_http_conn {
 
 struct dest_http_send {
     unsigned magic;
-    TAILQ_ENTRY(dest_http_send) link; /* on dh->waiting, dh->inflight or dh->completed */
+    TAILQ_ENTRY(dest_http_send) link; /* on dh->waiting or dh->inflight (else on dh->dq) */
     struct dest_http *dh;
-    dest_done_fn *done;
-    void *arg;
+    struct dest_util_send u;     /* DONE and the result */
     struct evhttp_request *req;  /* owned while waiting; evhttp's once made */
     struct dest_http_conn *conn; /* while in flight */
     struct event *timer;         /* owned */
     int req_error;               /* enum evhttp_request_error + 1 from the error cb; 0: none */
     uint64_t started_us;         /* time_mono_us() at dest_send() */
     bool timed_out;
-    int rc;
-    char err[512];
 };
 
 TAILQ_HEAD(dest_http_sendq, dest_http_send);
 TAILQ_HEAD(dest_http_connq, dest_http_conn);
-
-/* A host name lookup on its own thread: see struct dest_redis_lookup, same protocol. */
-struct dest_http_lookup {
-    unsigned magic;
-    char *host;       /* owned */
-    struct event *ev; /* loop side only: created, and freed, by the destination */
-    pthread_mutex_t mu;
-    int refs; /* 2 at start: the destination and the thread */
-    bool canceled;
-    int gai_rc;
-    char addr[INET6_ADDRSTRLEN];
-};
 
 struct dest_http {
     struct dest base; /* first: dest.c casts */
@@ -140,7 +122,7 @@ struct dest_http {
     SSL_CTX *ssl_ctx; /* owned; https only */
 
     char addr[INET6_ADDRSTRLEN]; /* the numeric address to connect to; "" when unknown */
-    struct dest_http_lookup *lookup;
+    struct dest_util_lookup *lookup;
     struct dest_http_conn *conn;    /* the connection new requests go to, or NULL */
     struct dest_http_connq retired; /* connections draining their last requests */
 
@@ -149,11 +131,10 @@ struct dest_http {
     char last_err[512];   /* the last transport failure; "" after a success */
     bool closed;
 
-    struct dest_http_sendq waiting, inflight, completed;
-    size_t n_pending; /* waiting + inflight */
-    size_t n_completed;
-    struct event *complete_ev; /* reaps retired connections, runs DONE; owned */
-    int depth;                 /* run_completions() frames on the stack */
+    struct dest_http_sendq waiting, inflight;
+    size_t n_pending;          /* waiting + inflight */
+    struct dest_util_doneq dq; /* result known, DONE not called yet; dq.ev also reaps retired
+                                  connections */
     char state_buf[600];
 };
 
@@ -170,6 +151,11 @@ static void send_free(struct dest_http_send *s)
     free(s);
 }
 
+static void send_free_u(struct dest_util_send *us)
+{
+    send_free(DEST_UTIL_CONTAINER(us, struct dest_http_send, u));
+}
+
 /* Give S (on no list) its result and queue it for DONE. Safe inside evhttp callbacks. */
 static void send_complete(struct dest_http *dh, struct dest_http_send *s, int rc, const char *fmt,
                           ...) __attribute__((format(printf, 4, 5)));
@@ -180,33 +166,9 @@ static void send_complete(struct dest_http *dh, struct dest_http_send *s, int rc
 
     if (s->timer != NULL)
         event_del(s->timer);
-    s->rc = rc;
-    s->err[0] = '\0';
-    if (fmt != NULL) {
-        va_start(ap, fmt);
-        vsnprintf(s->err, sizeof(s->err), fmt, ap);
-        va_end(ap);
-    }
-    TAILQ_INSERT_TAIL(&dh->completed, s, link);
-    dh->n_completed++;
-    event_active(dh->complete_ev, EV_READ, 0);
-}
-
-/* Call DONE for S (taken off `completed` by the caller), after freeing it. */
-static void send_finish(struct dest_http *dh, struct dest_http_send *s)
-{
-    dest_done_fn *done = s->done;
-    void *arg = s->arg;
-    int rc = s->rc;
-    char err[sizeof(s->err)];
-
-    if (rc == 0)
-        dh->base.sent++;
-    else
-        dh->base.failures++;
-    memcpy(err, s->err, sizeof(err));
-    send_free(s);
-    done(arg, rc, rc == 0 ? NULL : err);
+    va_start(ap, fmt);
+    dest_util_doneq_vpush(&dh->dq, &s->u, rc, fmt, ap);
+    va_end(ap);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -221,7 +183,7 @@ static void conn_retire(struct dest_http *dh, struct dest_http_conn *c)
     if (dh->conn == c)
         dh->conn = NULL;
     TAILQ_INSERT_TAIL(&dh->retired, c, link);
-    event_active(dh->complete_ev, EV_READ, 0); /* to reap it */
+    event_active(dh->dq.ev, EV_READ, 0); /* to reap it */
 }
 
 /*
@@ -269,7 +231,7 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 /* A new connection to dh->addr, or NULL (out of memory, TLS setup). */
 static struct dest_http_conn *conn_new(struct dest_http *dh)
 {
-    struct timeval tv = {DEST_SEND_TIMEOUT_MS / 1000, (DEST_SEND_TIMEOUT_MS % 1000) * 1000};
+    struct timeval tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
     struct dest_http_conn *c = calloc(1, sizeof(*c));
     struct bufferevent *bev = NULL;
     SSL *ssl = NULL;
@@ -406,14 +368,13 @@ static void transport_error(struct dest_http *dh, struct dest_http_conn *c,
 /* A transport failure: the destination is down for a backoff. */
 static void mark_down(struct dest_http *dh, const char *reason)
 {
-    int delay = dh->backoff_ms;
+    int delay = dest_util_backoff_next(&dh->backoff_ms, DEST_HTTP_BACKOFF_MAX_MS);
 
     if (strcmp(reason, dh->last_err) != 0)
         log_warn("[dest:%s] %s; sends fail for %d ms, then the next one tries again", dh->base.uri,
                  reason, delay);
     snprintf(dh->last_err, sizeof(dh->last_err), "%s", reason);
     dh->retry_at_us = time_mono_us() + (uint64_t)delay * 1000;
-    dh->backoff_ms = delay * 2 > DEST_HTTP_BACKOFF_MAX_MS ? DEST_HTTP_BACKOFF_MAX_MS : delay * 2;
     /* The address may have moved: look it up again next time. */
     if (!dh->numeric_host)
         dh->addr[0] = '\0';
@@ -583,86 +544,23 @@ static void on_send_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Host name lookup (see dest_redis.c for the protocol)                                     */
-
-static void lookup_unref(struct dest_http_lookup *lk)
-{
-    bool last;
-
-    pthread_mutex_lock(&lk->mu);
-    last = --lk->refs == 0;
-    pthread_mutex_unlock(&lk->mu);
-    if (last) {
-        pthread_mutex_destroy(&lk->mu);
-        free(lk->host);
-        lk->magic = 0;
-        free(lk);
-    }
-}
-
-/* The loop side's end: cancel (the thread then never touches ev), free ev, drop our ref. */
-static void lookup_release(struct dest_http_lookup *lk)
-{
-    pthread_mutex_lock(&lk->mu);
-    lk->canceled = true;
-    pthread_mutex_unlock(&lk->mu);
-    event_free(lk->ev);
-    lk->ev = NULL;
-    lookup_unref(lk);
-}
-
-/* Runs on the lookup's own thread. */
-static void *lookup_main(void *arg)
-{
-    struct dest_http_lookup *lk = arg;
-    struct addrinfo hints, *res = NULL;
-    char addr[INET6_ADDRSTRLEN] = "";
-    int rc;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(lk->host, NULL, &hints, &res);
-    if (rc == 0) {
-        const void *a = res->ai_family == AF_INET6
-                            ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-                            : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-
-        if (inet_ntop(res->ai_family, a, addr, sizeof(addr)) == NULL)
-            rc = EAI_FAIL;
-        freeaddrinfo(res);
-    }
-    pthread_mutex_lock(&lk->mu);
-    lk->gai_rc = rc;
-    memcpy(lk->addr, addr, sizeof(addr));
-    if (!lk->canceled)
-        event_active(lk->ev, EV_READ, 0);
-    pthread_mutex_unlock(&lk->mu);
-    lookup_unref(lk);
-    return NULL;
-}
+/* Host name lookup (dest_util_lookup_start())                                              */
 
 /* The lookup is done (on the loop): send what waited for it, or fail it. */
-static void on_lookup_done(evutil_socket_t fd, short what, void *arg)
+static void on_lookup_done(void *arg, int rc, const char (*addrs)[INET6_ADDRSTRLEN], int n_addrs)
 {
     struct dest_http *dh = arg;
-    struct dest_http_lookup *lk = dh->lookup;
     struct dest_http_send *s;
     char reason[512];
-    int rc;
 
     DEST_HTTP_CHECK(dh, DEST_HTTP_MAGIC);
-    DEST_HTTP_CHECK(lk, DEST_HTTP_LOOKUP_MAGIC);
-    pthread_mutex_lock(&lk->mu);
-    rc = lk->gai_rc;
-    memcpy(dh->addr, lk->addr, sizeof(dh->addr));
-    pthread_mutex_unlock(&lk->mu);
     dh->lookup = NULL;
-    lookup_release(lk);
     if (rc != 0) {
         dh->addr[0] = '\0';
         snprintf(reason, sizeof(reason), "look up %s: %s", dh->host, gai_strerror(rc));
         mark_down(dh, reason);
+    } else {
+        dest_util_str_copy(dh->addr, sizeof(dh->addr), addrs[0]);
     }
     while ((s = TAILQ_FIRST(&dh->waiting)) != NULL) {
         TAILQ_REMOVE(&dh->waiting, s, link);
@@ -677,32 +575,7 @@ static void on_lookup_done(evutil_socket_t fd, short what, void *arg)
 /* Start looking up dh->host. Returns 0, or -1 (then nothing was started). */
 static int start_lookup(struct dest_http *dh)
 {
-    struct dest_http_lookup *lk = calloc(1, sizeof(*lk));
-    pthread_attr_t attr;
-    pthread_t th;
-    int rc;
-
-    if (lk == NULL || (lk->host = strdup(dh->host)) == NULL ||
-        (lk->ev = event_new(dh->evb, -1, 0, on_lookup_done, dh)) == NULL) {
-        if (lk != NULL)
-            free(lk->host);
-        free(lk);
-        return -1;
-    }
-    lk->magic = DEST_HTTP_LOOKUP_MAGIC;
-    lk->refs = 2;
-    pthread_mutex_init(&lk->mu, NULL);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&th, &attr, lookup_main, lk);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        lk->refs = 1; /* no thread holds it */
-        lookup_release(lk);
-        return -1;
-    }
-    dh->lookup = lk;
-    return 0;
+    return dest_util_lookup_start(dh->evb, dh->host, on_lookup_done, dh, &dh->lookup) == 0 ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -710,12 +583,11 @@ static int start_lookup(struct dest_http *dh)
 
 static void dest_http_free(struct dest_http *dh);
 
-/* complete_ev: free drained retired connections, then DONE for what is completed so far. */
+/* dq.ev: free drained retired connections, then DONE for what is completed so far. */
 static void run_completions(evutil_socket_t fd, short what, void *arg)
 {
     struct dest_http *dh = arg;
     struct dest_http_conn *c, *next;
-    size_t n;
 
     DEST_HTTP_CHECK(dh, DEST_HTTP_MAGIC);
     for (c = TAILQ_FIRST(&dh->retired); c != NULL; c = next) {
@@ -723,26 +595,14 @@ static void run_completions(evutil_socket_t fd, short what, void *arg)
         if (c->n_inflight == 0)
             conn_drop(dh, c, "retired");
     }
-    n = dh->n_completed;
-    dh->depth++;
-    while (n-- > 0 && !dh->closed) {
-        struct dest_http_send *s = TAILQ_FIRST(&dh->completed);
-
-        if (s == NULL)
-            break;
-        TAILQ_REMOVE(&dh->completed, s, link);
-        dh->n_completed--;
-        send_finish(dh, s);
-    }
-    dh->depth--;
-    if (dh->closed && dh->depth == 0)
+    if (dest_util_doneq_run(&dh->dq))
         dest_http_free(dh);
 }
 
 static int dest_http_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *done, void *arg)
 {
     struct dest_http *dh = (struct dest_http *)d;
-    struct timeval tv = {DEST_SEND_TIMEOUT_MS / 1000, (DEST_SEND_TIMEOUT_MS % 1000) * 1000};
+    struct timeval tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
     struct dest_http_send *s;
 
     DEST_HTTP_CHECK(dh, DEST_HTTP_MAGIC);
@@ -753,10 +613,10 @@ static int dest_http_send(struct dest *d, const struct dest_msg *msg, dest_done_
         return SY_ENOMEM;
     s->magic = DEST_HTTP_SEND_MAGIC;
     s->dh = dh;
-    s->done = done;
-    s->arg = arg;
+    s->u.done = done;
+    s->u.arg = arg;
     s->started_us = time_mono_us();
-    /* Down: fail fast until the backoff is over (DONE comes from complete_ev). */
+    /* Down: fail fast until the backoff is over (DONE comes from dq.ev). */
     if (dh->retry_at_us != 0 && time_mono_us() < dh->retry_at_us) {
         send_complete(dh, s, SY_EIO, "not connected: %s", dh->last_err);
         return 0;
@@ -799,18 +659,16 @@ static const char *dest_http_state(const struct dest *d)
     if (dh->last_err[0] == '\0')
         return dh->conn != NULL ? "connected" : "idle";
     if (dh->retry_at_us > now)
-        snprintf(dh->state_buf, sizeof(dh->state_buf), "reconnecting in %llu ms: %s",
-                 (unsigned long long)(dh->retry_at_us - now) / 1000, dh->last_err);
-    else
-        snprintf(dh->state_buf, sizeof(dh->state_buf), "down, next send retries: %s", dh->last_err);
-    return dh->state_buf;
+        return dest_util_state_retry(dh->state_buf, sizeof(dh->state_buf),
+                                     (int64_t)((dh->retry_at_us - now) / 1000), dh->last_err);
+    return dest_util_state_reason(dh->state_buf, sizeof(dh->state_buf), "down, next send retries",
+                                  dh->last_err);
 }
 
 /* Free DH's memory. No connection, lookup or send may be left. Safe on a half-built DH. */
 static void dest_http_free(struct dest_http *dh)
 {
-    if (dh->complete_ev != NULL)
-        event_free(dh->complete_ev);
+    dest_util_doneq_fini(&dh->dq);
     SSL_CTX_free(dh->ssl_ctx);
     free(dh->host);
     free(dh->path);
@@ -825,7 +683,6 @@ static int parse_uri(struct dest_http *dh, const char *uri, struct sy_error *err
 {
     struct evhttp_uri *u = evhttp_uri_parse(uri);
     const char *scheme, *host, *path, *query;
-    unsigned char buf[sizeof(struct in6_addr)];
     int port, rc = -1;
     size_t hlen;
 
@@ -858,8 +715,7 @@ static int parse_uri(struct dest_http *dh, const char *uri, struct sy_error *err
         sy_error_set(err, "%s: out of memory", uri);
         goto out;
     }
-    dh->numeric_host =
-        inet_pton(AF_INET, dh->host, buf) == 1 || inet_pton(AF_INET6, dh->host, buf) == 1;
+    dh->numeric_host = dest_util_numeric_host(dh->host);
     if (dh->numeric_host)
         snprintf(dh->addr, sizeof(dh->addr), "%s", dh->host);
     {
@@ -899,7 +755,7 @@ static int dest_http_create(struct event_base *base, const char *uri, struct des
     TAILQ_INIT(&dh->retired);
     TAILQ_INIT(&dh->waiting);
     TAILQ_INIT(&dh->inflight);
-    TAILQ_INIT(&dh->completed);
+    dest_util_doneq_init(&dh->dq, &dh->base, send_free_u);
     if (parse_uri(dh, uri, err) != 0) {
         dest_http_free(dh);
         return SY_EINVAL;
@@ -918,8 +774,8 @@ static int dest_http_create(struct event_base *base, const char *uri, struct des
         SSL_CTX_set_verify(dh->ssl_ctx, SSL_VERIFY_PEER, NULL);
     }
     dh->base.uri = strdup(uri);
-    dh->complete_ev = event_new(base, -1, 0, run_completions, dh);
-    if (dh->base.uri == NULL || dh->complete_ev == NULL) {
+    dh->dq.ev = event_new(base, -1, 0, run_completions, dh);
+    if (dh->base.uri == NULL || dh->dq.ev == NULL) {
         sy_error_set(err, "%s: out of memory", uri);
         dest_http_free(dh);
         return SY_ENOMEM;
@@ -944,10 +800,8 @@ static void dest_http_destroy(struct dest *d)
     if (dh->closed)
         return;
     dh->closed = true;
-    if (dh->lookup != NULL) {
-        lookup_release(dh->lookup); /* the thread finishes on its own and frees it */
-        dh->lookup = NULL;
-    }
+    dest_util_lookup_cancel(dh->lookup); /* the thread finishes on its own and frees it */
+    dh->lookup = NULL;
     while ((s = TAILQ_FIRST(&dh->waiting)) != NULL) {
         TAILQ_REMOVE(&dh->waiting, s, link);
         dh->n_pending--;
@@ -957,14 +811,7 @@ static void dest_http_destroy(struct dest *d)
         conn_drop(dh, dh->conn, "destination closed");
     while ((c = TAILQ_FIRST(&dh->retired)) != NULL)
         conn_drop(dh, c, "destination closed");
-    dh->depth++;
-    while ((s = TAILQ_FIRST(&dh->completed)) != NULL) {
-        TAILQ_REMOVE(&dh->completed, s, link);
-        dh->n_completed--;
-        send_finish(dh, s);
-    }
-    dh->depth--;
-    if (dh->depth == 0)
+    if (dest_util_doneq_close(&dh->dq))
         dest_http_free(dh);
 }
 

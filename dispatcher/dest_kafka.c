@@ -30,6 +30,7 @@
  * rd_kafka_poll() or dest_send(), and DONE may even destroy the destination.
  */
 #include "dest.h"
+#include "dest_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,7 +70,7 @@
  * timeout scan (about once a second) is late: every send is bounded either way. */
 #define DEST_KAFKA_TIMEOUT_GRACE_MS 1000
 
-#define DEST_KAFKA_ERRLEN 256
+#define DEST_KAFKA_ERRLEN DEST_UTIL_ERRLEN
 
 enum dest_kafka_conn {
     DEST_KAFKA_CONNECTING, /* no broker seen UP yet; sends are queued by librdkafka */
@@ -105,32 +106,9 @@ struct dest_kafka_send {
     unsigned magic;
     struct dest_kafka *dk;
     struct dest_kafka_send *prev, *next;
-    struct event *ev; /* the per-send timer; activated by hand to report an outcome */
-    dest_done_fn *done;
-    void *arg;
-    bool in_rdkafka;  /* librdkafka holds us as the message opaque */
-    bool reported;    /* DONE was called */
-    bool has_outcome; /* rc/errmsg are set, ev is active to report them */
-    int rc;
-    char errmsg[DEST_KAFKA_ERRLEN];
+    struct dest_util_outcome o; /* DONE, the per-send timer event, the outcome */
+    bool in_rdkafka;            /* librdkafka holds us as the message opaque */
 };
-
-/* Copy SRC into DST (SIZE bytes), truncating: error texts are bounded on purpose. */
-static void str_copy(char *dst, size_t size, const char *src)
-{
-    size_t n = strnlen(src, size - 1);
-
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-/* event_free() that accepts NULL and clears the holder (libevent's does not accept NULL). */
-static void ev_free(struct event **evp)
-{
-    if (*evp != NULL)
-        event_free(*evp);
-    *evp = NULL;
-}
 
 /* ---- sends ------------------------------------------------------------------------------ */
 
@@ -150,21 +128,24 @@ static void send_unlink(struct dest_kafka_send *s)
 static void send_free(struct dest_kafka_send *s)
 {
     send_unlink(s);
-    event_free(s->ev);
+    event_free(s->o.ev);
     s->magic = 0;
     free(s);
 }
 
-/* Record S's outcome (first one wins) and have its event report it on the next loop turn. */
-static void send_settle(struct dest_kafka_send *s, int rc, const char *errmsg)
+/* S's report is done: free S, unless librdkafka still holds it (we timed out first): its
+ * report frees S later. */
+static void send_release(void *arg)
 {
-    if (s->has_outcome || s->reported)
-        return;
-    s->has_outcome = true;
-    s->rc = rc;
-    if (errmsg != NULL)
-        str_copy(s->errmsg, sizeof(s->errmsg), errmsg);
-    event_active(s->ev, EV_TIMEOUT, 0);
+    struct dest_kafka_send *s = arg;
+
+    if (!s->in_rdkafka)
+        send_free(s);
+}
+
+static void send_free_v(void *arg)
+{
+    send_free(arg);
 }
 
 /*
@@ -175,30 +156,12 @@ static void send_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct dest_kafka_send *s = arg;
     struct dest_kafka *dk = s->dk;
-    char errmsg[DEST_KAFKA_ERRLEN];
-    dest_done_fn *done = s->done;
-    void *done_arg = s->arg;
-    int rc;
 
     if (s->magic != DEST_KAFKA_SEND_MAGIC || dk->magic != DEST_KAFKA_MAGIC)
         return;
-    if (!s->has_outcome) {
-        s->has_outcome = true;
-        s->rc = SY_ETIMEDOUT;
-        snprintf(s->errmsg, sizeof(s->errmsg), "no delivery report within %d ms",
-                 DEST_SEND_TIMEOUT_MS + DEST_KAFKA_TIMEOUT_GRACE_MS);
-    }
-    rc = s->rc;
-    str_copy(errmsg, sizeof(errmsg), s->errmsg);
-    s->reported = true;
-    if (rc == 0)
-        dk->dst.sent++;
-    else
-        dk->dst.failures++;
-    /* librdkafka still holds S (we timed out first): its report frees S later. */
-    if (!s->in_rdkafka)
-        send_free(s);
-    done(done_arg, rc, rc == 0 ? NULL : errmsg);
+    dest_util_outcome_default(&s->o, SY_ETIMEDOUT, "no delivery report within %d ms",
+                              DEST_SEND_TIMEOUT_MS + DEST_KAFKA_TIMEOUT_GRACE_MS);
+    dest_util_outcome_report(&dk->dst, &s->o, send_release, s);
 }
 
 /* ---- librdkafka callbacks (all served by rd_kafka_poll() on the loop thread) ------------- */
@@ -239,18 +202,18 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
             log_info("%s a broker is back (delivery succeeded); accepting sends again", dk->scope);
         dk->conn = DEST_KAFKA_CONNECTED;
     }
-    if (s->reported) {
+    if (s->o.reported) {
         /* We already reported a timeout; the late report only releases S. */
         send_free(s);
         return;
     }
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        send_settle(s, 0, NULL);
+        dest_util_outcome_settle(&s->o, 0, NULL);
     } else {
         char msg[DEST_KAFKA_ERRLEN];
 
         snprintf(msg, sizeof(msg), "delivery failed: %s", rd_kafka_err2str(m->err));
-        send_settle(s, kafka_err_to_sy(m->err), msg);
+        dest_util_outcome_settle(&s->o, kafka_err_to_sy(m->err), msg);
     }
 }
 
@@ -497,7 +460,7 @@ static int kafka_create(struct event_base *base, const char *uri, struct dest **
         goto fail_nomem;
     rd_kafka_queue_io_event_enable(dk->mainq, dk->wake_wr, "1", 1);
     {
-        struct timeval tv = {DEST_KAFKA_POLL_MS / 1000, (DEST_KAFKA_POLL_MS % 1000) * 1000};
+        struct timeval tv = dest_util_tv(DEST_KAFKA_POLL_MS);
 
         if (event_add(dk->ev_wake, NULL) != 0 || event_add(dk->ev_tick, &tv) != 0) {
             sy_error_set(err, "%s: cannot register events", uri);
@@ -537,10 +500,10 @@ static int kafka_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *
         return SY_ENOMEM;
     s->magic = DEST_KAFKA_SEND_MAGIC;
     s->dk = dk;
-    s->done = done;
-    s->arg = arg;
-    s->ev = evtimer_new(dk->base, send_event_cb, s);
-    if (s->ev == NULL) {
+    s->o.done = done;
+    s->o.arg = arg;
+    s->o.ev = evtimer_new(dk->base, send_event_cb, s);
+    if (s->o.ev == NULL) {
         free(s);
         return SY_ENOMEM;
     }
@@ -554,7 +517,7 @@ static int kafka_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *
 
         /* Fail fast, but through the event: DONE never runs inside dest_send(). */
         snprintf(why, sizeof(why), "not connected: %s", dk->reason);
-        send_settle(s, SY_EIO, why);
+        dest_util_outcome_settle(&s->o, SY_EIO, why);
         return 0;
     }
 
@@ -583,9 +546,8 @@ static int kafka_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *
         return kafka_err_to_sy(kerr);
     }
     s->in_rdkafka = true;
-    tv.tv_sec = (DEST_SEND_TIMEOUT_MS + DEST_KAFKA_TIMEOUT_GRACE_MS) / 1000;
-    tv.tv_usec = ((DEST_SEND_TIMEOUT_MS + DEST_KAFKA_TIMEOUT_GRACE_MS) % 1000) * 1000;
-    evtimer_add(s->ev, &tv);
+    tv = dest_util_tv(DEST_SEND_TIMEOUT_MS + DEST_KAFKA_TIMEOUT_GRACE_MS);
+    evtimer_add(s->o.ev, &tv);
     return 0;
 
 fail_nomem:
@@ -605,12 +567,11 @@ static const char *kafka_state(const struct dest *d)
     case DEST_KAFKA_CONNECTED:
         return "connected";
     case DEST_KAFKA_DOWN:
-        snprintf(dk->state_buf, sizeof(dk->state_buf), "reconnecting: %s", dk->reason);
-        return dk->state_buf;
+        return dest_util_state_reason(dk->state_buf, sizeof(dk->state_buf), "reconnecting",
+                                      dk->reason);
     case DEST_KAFKA_FATAL:
     default:
-        snprintf(dk->state_buf, sizeof(dk->state_buf), "failed: %s", dk->reason);
-        return dk->state_buf;
+        return dest_util_state_reason(dk->state_buf, sizeof(dk->state_buf), "failed", dk->reason);
     }
 }
 
@@ -641,8 +602,8 @@ static void kafka_destroy(struct dest *d)
         rd_kafka_destroy(dk->rk);
         dk->rk = NULL;
     }
-    ev_free(&dk->ev_wake);
-    ev_free(&dk->ev_tick);
+    dest_util_ev_free(&dk->ev_wake);
+    dest_util_ev_free(&dk->ev_tick);
     if (dk->wake_rd >= 0)
         close(dk->wake_rd);
     if (dk->wake_wr >= 0)
@@ -650,23 +611,8 @@ static void kafka_destroy(struct dest *d)
 
     /* No librdkafka any more: every remaining send is ours alone. Report the ones not
      * reported yet (a send whose success report already arrived stays a success). */
-    while ((s = dk->sends) != NULL) {
-        dest_done_fn *done = s->done;
-        void *done_arg = s->arg;
-        bool report = !s->reported;
-        bool ok = s->has_outcome && s->rc == 0;
-
-        send_free(s);
-        if (!report)
-            continue;
-        if (ok) {
-            dk->dst.sent++;
-            done(done_arg, 0, NULL);
-        } else {
-            dk->dst.failures++;
-            done(done_arg, SY_ECANCELED, "destination closed");
-        }
-    }
+    while ((s = dk->sends) != NULL)
+        dest_util_outcome_close(&dk->dst, &s->o, send_free_v, s);
     dk->magic = 0;
     free(dk->topic);
     free(dk->scope);

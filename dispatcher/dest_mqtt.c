@@ -25,8 +25,8 @@
  * within DEST_MQTT_CONNECT_TIMEOUT_MS counts as lost.
  *
  * Names: libmosquitto resolves host names with a blocking getaddrinfo(). A numeric HOST is
- * passed straight through; any other name is looked up on a short-lived detached thread, which
- * hands the addresses back through a socketpair watched by the loop. Each attempt tries the
+ * passed straight through; any other name is looked up on a short-lived detached thread
+ * (dest_util_lookup_start()), which hands the addresses back to the loop. Each attempt tries the
  * next address of that lookup; a new lookup starts when all were tried or after a connection
  * that worked was lost.
  *
@@ -37,21 +37,17 @@
  * client is torn down after the library call has returned.
  */
 #include "dest.h"
+#include "dest_int.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 #include <mosquitto.h>
@@ -75,7 +71,7 @@
 
 #define DEST_MQTT_ERRLEN 256
 /* Addresses kept from one lookup; each attempt tries the next one. */
-#define DEST_MQTT_MAX_ADDRS 8
+#define DEST_MQTT_MAX_ADDRS DEST_UTIL_MAX_ADDRS
 
 enum dest_mqtt_conn {
     DEST_MQTT_RESOLVING,  /* the resolver thread is looking up HOST */
@@ -85,7 +81,6 @@ enum dest_mqtt_conn {
 };
 
 struct dest_mqtt_send;
-struct dest_mqtt_resolve;
 
 struct dest_mqtt {
     struct dest dst; /* first: the core sees a struct dest */
@@ -99,10 +94,9 @@ struct dest_mqtt {
     struct mosquitto *mosq; /* owned; NULL outside an attempt */
     int fd;                 /* the socket ev_read/ev_write watch, -1 for none */
     struct event *ev_read, *ev_write;
-    struct event *ev_misc;         /* DEST_MQTT_MISC_MS persistent timer */
-    struct event *ev_timer;        /* WAITING: the backoff; RESOLVING/CONNECTING: attempt timeout */
-    struct dest_mqtt_resolve *res; /* the resolver of the current attempt (shared) */
-    struct event *ev_resolved;     /* read event on the resolver's socketpair */
+    struct event *ev_misc;        /* DEST_MQTT_MISC_MS persistent timer */
+    struct event *ev_timer;       /* WAITING: the backoff; RESOLVING/CONNECTING: attempt timeout */
+    struct dest_util_lookup *res; /* the lookup of the current attempt */
     char addrs[DEST_MQTT_MAX_ADDRS][INET6_ADDRSTRLEN]; /* the last lookup of HOST */
     int n_addrs, next_addr; /* addresses not tried yet: [next_addr, n_addrs) */
     enum dest_mqtt_conn conn;
@@ -120,62 +114,10 @@ struct dest_mqtt_send {
     unsigned magic;
     struct dest_mqtt *dm;
     struct dest_mqtt_send *prev, *next;
-    struct event *ev; /* the per-send timer; activated by hand to report an outcome */
-    dest_done_fn *done;
-    void *arg;
-    int mid; /* the PUBLISH message id, once published */
+    struct dest_util_outcome o; /* DONE, the per-send timer event, the outcome */
+    int mid;                    /* the PUBLISH message id, once published */
     bool published;
-    bool has_outcome; /* rc/errmsg set and ev active */
-    int rc;
-    char errmsg[DEST_MQTT_ERRLEN];
 };
-
-/*
- * A host-name lookup on a detached thread. Shared by the thread and the destination (refs);
- * the last one to let go closes the socketpair and frees it. The thread writes the result
- * fields, sets `done` (release), then writes one byte to sp[1]; the destination reads sp[0]
- * and checks `done` (acquire) before it reads the fields.
- */
-struct dest_mqtt_resolve {
-    atomic_int refs;
-    atomic_bool done; /* release-stored by the thread after the result fields */
-    int sp[2];
-    char *host;
-    int gai_rc;
-    int n_addrs;
-    char addrs[DEST_MQTT_MAX_ADDRS][INET6_ADDRSTRLEN];
-};
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Copy SRC into DST (SIZE bytes), truncating: error texts are bounded on purpose. */
-static void str_copy(char *dst, size_t size, const char *src)
-{
-    size_t n = strnlen(src, size - 1);
-
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-/* event_free() that accepts NULL and clears the holder (libevent's does not accept NULL). */
-static void ev_free(struct event **evp)
-{
-    if (*evp != NULL)
-        event_free(*evp);
-    *evp = NULL;
-}
-
-static void ms_to_tv(int ms, struct timeval *tv)
-{
-    tv->tv_sec = ms / 1000;
-    tv->tv_usec = (ms % 1000) * 1000;
-}
 
 /* mosquitto_lib_init() is not thread-safe and must run once per process. */
 static pthread_once_t dest_mqtt_lib_once = PTHREAD_ONCE_INIT;
@@ -223,21 +165,14 @@ static void send_free(struct dest_mqtt_send *s)
         dm->sends = s->next;
     if (s->next != NULL)
         s->next->prev = s->prev;
-    event_free(s->ev);
+    event_free(s->o.ev);
     s->magic = 0;
     free(s);
 }
 
-/* Record S's outcome (first one wins) and have its event report it on the next loop turn. */
-static void send_settle(struct dest_mqtt_send *s, int rc, const char *errmsg)
+static void send_free_v(void *arg)
 {
-    if (s->has_outcome)
-        return;
-    s->has_outcome = true;
-    s->rc = rc;
-    if (errmsg != NULL)
-        str_copy(s->errmsg, sizeof(s->errmsg), errmsg);
-    event_active(s->ev, EV_TIMEOUT, 0);
+    send_free(arg);
 }
 
 /* S's event: an outcome was recorded, or no PUBACK came in time. DONE runs last. */
@@ -245,26 +180,12 @@ static void send_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct dest_mqtt_send *s = arg;
     struct dest_mqtt *dm = s->dm;
-    char errmsg[DEST_MQTT_ERRLEN];
-    dest_done_fn *done = s->done;
-    void *done_arg = s->arg;
-    int rc;
 
     if (s->magic != DEST_MQTT_SEND_MAGIC || dm->magic != DEST_MQTT_MAGIC)
         return;
-    if (!s->has_outcome) {
-        /* A late PUBACK for this mid finds no send and is ignored. */
-        s->rc = SY_ETIMEDOUT;
-        snprintf(s->errmsg, sizeof(s->errmsg), "no PUBACK within %d ms", DEST_SEND_TIMEOUT_MS);
-    }
-    rc = s->rc;
-    str_copy(errmsg, sizeof(errmsg), s->errmsg);
-    if (rc == 0)
-        dm->dst.sent++;
-    else
-        dm->dst.failures++;
-    send_free(s);
-    done(done_arg, rc, rc == 0 ? NULL : errmsg);
+    /* A late PUBACK for this mid finds no send and is ignored. */
+    dest_util_outcome_default(&s->o, SY_ETIMEDOUT, "no PUBACK within %d ms", DEST_SEND_TIMEOUT_MS);
+    dest_util_outcome_report(&dm->dst, &s->o, send_free_v, s);
 }
 
 /* ---- the connection ----------------------------------------------------------------------- */
@@ -275,27 +196,15 @@ static void sync_events(struct dest_mqtt *dm);
 /* Stop watching the client's socket (it is closed, or about to be). */
 static void unwatch_fd(struct dest_mqtt *dm)
 {
-    ev_free(&dm->ev_read);
-    ev_free(&dm->ev_write);
+    dest_util_ev_free(&dm->ev_read);
+    dest_util_ev_free(&dm->ev_write);
     dm->fd = -1;
-}
-
-static void resolve_unref(struct dest_mqtt_resolve *r)
-{
-    if (atomic_fetch_sub(&r->refs, 1) != 1)
-        return;
-    close(r->sp[0]);
-    close(r->sp[1]);
-    free(r->host);
-    free(r);
 }
 
 /* Forget the resolver of the current attempt (its thread may still be running). */
 static void resolve_drop(struct dest_mqtt *dm)
 {
-    ev_free(&dm->ev_resolved);
-    if (dm->res != NULL)
-        resolve_unref(dm->res);
+    dest_util_lookup_cancel(dm->res);
     dm->res = NULL;
 }
 
@@ -310,7 +219,7 @@ static void conn_drop(struct dest_mqtt *dm, const char *reason)
     struct timeval tv;
     int delay;
 
-    str_copy(dm->reason, sizeof(dm->reason), reason);
+    dest_util_str_copy(dm->reason, sizeof(dm->reason), reason);
     unwatch_fd(dm);
     resolve_drop(dm);
     if (dm->mosq != NULL)
@@ -322,13 +231,12 @@ static void conn_drop(struct dest_mqtt *dm, const char *reason)
      * empty, so nothing is published twice by us. */
     snprintf(why, sizeof(why), "connection lost: %s", reason);
     for (struct dest_mqtt_send *s = dm->sends; s != NULL; s = s->next)
-        send_settle(s, SY_EIO, why);
+        dest_util_outcome_settle(&s->o, SY_EIO, why);
 
-    delay = dm->backoff_ms;
-    dm->backoff_ms = delay * 2 > DEST_MQTT_BACKOFF_MAX_MS ? DEST_MQTT_BACKOFF_MAX_MS : delay * 2;
-    dm->retry_at_ms = now_ms() + delay;
+    delay = dest_util_backoff_next(&dm->backoff_ms, DEST_MQTT_BACKOFF_MAX_MS);
+    dm->retry_at_ms = dest_util_now_ms() + delay;
     dm->conn = DEST_MQTT_WAITING;
-    ms_to_tv(delay, &tv);
+    tv = dest_util_tv(delay);
     evtimer_add(dm->ev_timer, &tv);
     /* One warning per outage; the retries after it only at debug (state() has the reason). */
     if (was_connected)
@@ -350,15 +258,16 @@ static void after_lib(struct dest_mqtt *dm, int rc, int saved_errno)
         return;
     if (!dm->lost && mosquitto_socket(dm->mosq) < 0) {
         dm->lost = true;
-        str_copy(dm->reason, sizeof(dm->reason),
-                 rc != MOSQ_ERR_SUCCESS ? mosq_errstr(rc, saved_errno) : "connection closed");
+        dest_util_str_copy(dm->reason, sizeof(dm->reason),
+                           rc != MOSQ_ERR_SUCCESS ? mosq_errstr(rc, saved_errno)
+                                                  : "connection closed");
     }
     if (!dm->lost)
         sync_events(dm); /* may find the socket cannot be watched: lost too */
     if (dm->lost) {
         char reason[DEST_MQTT_ERRLEN];
 
-        str_copy(reason, sizeof(reason), dm->reason);
+        dest_util_str_copy(reason, sizeof(reason), dm->reason);
         conn_drop(dm, reason);
     }
 }
@@ -461,8 +370,8 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
     if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq || dm->lost)
         return;
     dm->lost = true;
-    str_copy(dm->reason, sizeof(dm->reason),
-             rc == 0 ? "disconnected" : mosq_errstr(rc, saved_errno));
+    dest_util_str_copy(dm->reason, sizeof(dm->reason),
+                       rc == 0 ? "disconnected" : mosq_errstr(rc, saved_errno));
 }
 
 /* PUBACK for MID (REASON >= 0x80 is a failure). Inside loop_read. */
@@ -474,16 +383,16 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
     if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq)
         return;
     for (struct dest_mqtt_send *s = dm->sends; s != NULL; s = s->next) {
-        if (!s->published || s->has_outcome || s->mid != mid)
+        if (!s->published || s->o.has_outcome || s->mid != mid)
             continue;
         if (reason >= MQTT_RC_UNSPECIFIED /* 0x80: failures */) {
             char msg[DEST_MQTT_ERRLEN];
 
             snprintf(msg, sizeof(msg), "PUBACK reason 0x%02x: %s", (unsigned)reason,
                      mosquitto_reason_string(reason));
-            send_settle(s, SY_EIO, msg);
+            dest_util_outcome_settle(&s->o, SY_EIO, msg);
         } else {
-            send_settle(s, 0, NULL);
+            dest_util_outcome_settle(&s->o, 0, NULL);
         }
         return;
     }
@@ -519,58 +428,16 @@ static void connect_to(struct dest_mqtt *dm, const char *addr)
     after_lib(dm, MOSQ_ERR_SUCCESS, 0);
 }
 
-/* The resolver thread: one blocking getaddrinfo(), then a byte to wake the loop. */
-static void *resolve_thread(void *arg)
-{
-    struct dest_mqtt_resolve *r = arg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *ai = NULL;
-    ssize_t n;
-
-    r->gai_rc = getaddrinfo(r->host, NULL, &hints, &ai);
-    if (r->gai_rc == 0) {
-        for (struct addrinfo *p = ai; p != NULL && r->n_addrs < DEST_MQTT_MAX_ADDRS;
-             p = p->ai_next) {
-            const void *src;
-
-            if (p->ai_family == AF_INET6)
-                src = &((struct sockaddr_in6 *)p->ai_addr)->sin6_addr;
-            else if (p->ai_family == AF_INET)
-                src = &((struct sockaddr_in *)p->ai_addr)->sin_addr;
-            else
-                continue;
-            if (inet_ntop(p->ai_family, src, r->addrs[r->n_addrs], INET6_ADDRSTRLEN) != NULL)
-                r->n_addrs++;
-        }
-        freeaddrinfo(ai);
-        if (r->n_addrs == 0)
-            r->gai_rc = EAI_NONAME;
-    }
-    atomic_store_explicit(&r->done, true, memory_order_release);
-    /* MSG_NOSIGNAL: the destination may be gone, but sp[0] stays open until our unref. */
-    do {
-        n = send(r->sp[1], "r", 1, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    resolve_unref(r);
-    return NULL;
-}
-
-static void on_resolved(evutil_socket_t fd, short what, void *arg)
+/* The lookup is over (on the loop): try its first address. */
+static void on_resolved(void *arg, int gai_rc, const char (*addrs)[INET6_ADDRSTRLEN], int n_addrs)
 {
     struct dest_mqtt *dm = arg;
-    struct dest_mqtt_resolve *r = dm->res;
     char reason[DEST_MQTT_ERRLEN];
-    char byte;
-    int gai_rc;
 
-    if (r == NULL || recv(fd, &byte, 1, MSG_DONTWAIT) != 1 ||
-        !atomic_load_explicit(&r->done, memory_order_acquire))
-        return;
-    gai_rc = r->gai_rc;
-    memcpy(dm->addrs, r->addrs, sizeof(dm->addrs));
-    dm->n_addrs = gai_rc == 0 ? r->n_addrs : 0;
+    dm->res = NULL;
+    memcpy(dm->addrs, addrs, sizeof(dm->addrs));
+    dm->n_addrs = n_addrs;
     dm->next_addr = 0;
-    resolve_drop(dm);
     if (gai_rc != 0) {
         snprintf(reason, sizeof(reason), "resolving %s: %s", dm->host, gai_strerror(gai_rc));
         conn_drop(dm, reason);
@@ -582,43 +449,11 @@ static void on_resolved(evutil_socket_t fd, short what, void *arg)
 /* Start resolving HOST on a thread. */
 static void resolve_start(struct dest_mqtt *dm)
 {
-    struct dest_mqtt_resolve *r = calloc(1, sizeof(*r));
-    pthread_attr_t attr;
-    pthread_t tid;
-    int rc;
-
-    if (r == NULL)
-        goto fail;
-    r->sp[0] = r->sp[1] = -1;
-    atomic_init(&r->refs, 2);
-    atomic_init(&r->done, false);
-    r->host = strdup(dm->host);
-    if (r->host == NULL ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, r->sp) != 0)
-        goto fail_free;
-    dm->ev_resolved = event_new(dm->base, r->sp[0], EV_READ | EV_PERSIST, on_resolved, dm);
-    if (dm->ev_resolved == NULL || event_add(dm->ev_resolved, NULL) != 0)
-        goto fail_free;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&tid, &attr, resolve_thread, r);
-    pthread_attr_destroy(&attr);
-    if (rc != 0)
-        goto fail_free;
-    dm->res = r;
+    if (dest_util_lookup_start(dm->base, dm->host, on_resolved, dm, &dm->res) != 0) {
+        conn_drop(dm, "cannot start resolving the host name");
+        return;
+    }
     dm->conn = DEST_MQTT_RESOLVING;
-    return;
-
-fail_free:
-    ev_free(&dm->ev_resolved);
-    if (r->sp[0] >= 0)
-        close(r->sp[0]);
-    if (r->sp[1] >= 0)
-        close(r->sp[1]);
-    free(r->host);
-    free(r);
-fail:
-    conn_drop(dm, "cannot start resolving the host name");
 }
 
 /*
@@ -630,7 +465,7 @@ static void attempt_start(struct dest_mqtt *dm)
 {
     struct timeval tv;
 
-    ms_to_tv(DEST_MQTT_CONNECT_TIMEOUT_MS, &tv);
+    tv = dest_util_tv(DEST_MQTT_CONNECT_TIMEOUT_MS);
     evtimer_add(dm->ev_timer, &tv);
     if (dm->host_numeric)
         connect_to(dm, dm->host);
@@ -668,7 +503,6 @@ static void mqtt_destroy(struct dest *d);
 static int parse_uri(struct dest_mqtt *dm, const char *rest)
 {
     const char *host_end, *p, *slash;
-    unsigned char buf[sizeof(struct in6_addr)];
     long port = DEST_MQTT_DEFAULT_PORT;
 
     if (*rest == '[') {
@@ -703,8 +537,7 @@ static int parse_uri(struct dest_mqtt *dm, const char *rest)
     if (dm->topic == NULL)
         return SY_ENOMEM;
     dm->port = (int)port;
-    dm->host_numeric =
-        inet_pton(AF_INET, dm->host, buf) == 1 || inet_pton(AF_INET6, dm->host, buf) == 1;
+    dm->host_numeric = dest_util_numeric_host(dm->host);
     return 0;
 }
 
@@ -750,7 +583,7 @@ static int mqtt_create(struct event_base *base, const char *uri, struct dest **o
     }
     dm->ev_misc = event_new(base, -1, EV_PERSIST, on_misc, dm);
     dm->ev_timer = evtimer_new(base, on_timer, dm);
-    ms_to_tv(DEST_MQTT_MISC_MS, &tv);
+    tv = dest_util_tv(DEST_MQTT_MISC_MS);
     if (dm->ev_misc == NULL || dm->ev_timer == NULL || event_add(dm->ev_misc, &tv) != 0) {
         rc = SY_ENOMEM;
         sy_error_set(err, "%s: cannot register events", uri);
@@ -783,10 +616,10 @@ static int mqtt_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *d
         return SY_ENOMEM;
     s->magic = DEST_MQTT_SEND_MAGIC;
     s->dm = dm;
-    s->done = done;
-    s->arg = arg;
-    s->ev = evtimer_new(dm->base, send_event_cb, s);
-    if (s->ev == NULL) {
+    s->o.done = done;
+    s->o.arg = arg;
+    s->o.ev = evtimer_new(dm->base, send_event_cb, s);
+    if (s->o.ev == NULL) {
         free(s);
         return SY_ENOMEM;
     }
@@ -801,7 +634,7 @@ static int mqtt_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *d
         /* Fail fast, but through the event: DONE never runs inside dest_send(). */
         snprintf(why, sizeof(why), "not connected: %s",
                  dm->conn == DEST_MQTT_WAITING ? dm->reason : "connecting");
-        send_settle(s, SY_EIO, why);
+        dest_util_outcome_settle(&s->o, SY_EIO, why);
         return 0;
     }
 
@@ -828,8 +661,8 @@ static int mqtt_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *d
         return mosq_to_sy(rc);
     }
     s->published = true;
-    ms_to_tv(DEST_SEND_TIMEOUT_MS, &tv);
-    evtimer_add(s->ev, &tv);
+    tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
+    evtimer_add(s->o.ev, &tv);
     /* The PUBLISH may not have been written in full: arm the write event. A connection
      * found dead here fails S (and the others) through their events, not in here. */
     after_lib(dm, MOSQ_ERR_SUCCESS, 0);
@@ -839,7 +672,6 @@ static int mqtt_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *d
 static const char *mqtt_state(const struct dest *d)
 {
     struct dest_mqtt *dm = (struct dest_mqtt *)d;
-    int64_t left;
 
     switch (dm->conn) {
     case DEST_MQTT_CONNECTED:
@@ -849,10 +681,8 @@ static const char *mqtt_state(const struct dest *d)
         return "connecting";
     case DEST_MQTT_WAITING:
     default:
-        left = dm->retry_at_ms - now_ms();
-        snprintf(dm->state_buf, sizeof(dm->state_buf), "reconnecting in %lld ms: %s",
-                 (long long)(left > 0 ? left : 0), dm->reason);
-        return dm->state_buf;
+        return dest_util_state_retry(dm->state_buf, sizeof(dm->state_buf),
+                                     dm->retry_at_ms - dest_util_now_ms(), dm->reason);
     }
 }
 
@@ -867,24 +697,12 @@ static void mqtt_destroy(struct dest *d)
 
     if (dm == NULL)
         return;
-    while ((s = dm->sends) != NULL) {
-        dest_done_fn *done = s->done;
-        void *done_arg = s->arg;
-        bool ok = s->has_outcome && s->rc == 0;
-
-        send_free(s);
-        if (ok) {
-            dm->dst.sent++;
-            done(done_arg, 0, NULL);
-        } else {
-            dm->dst.failures++;
-            done(done_arg, SY_ECANCELED, "destination closed");
-        }
-    }
+    while ((s = dm->sends) != NULL)
+        dest_util_outcome_close(&dm->dst, &s->o, send_free_v, s);
     unwatch_fd(dm);
     resolve_drop(dm);
-    ev_free(&dm->ev_misc);
-    ev_free(&dm->ev_timer);
+    dest_util_ev_free(&dm->ev_misc);
+    dest_util_ev_free(&dm->ev_timer);
     if (dm->mosq != NULL) {
         /* A polite DISCONNECT if the socket takes it now; never waited for. */
         if (dm->conn == DEST_MQTT_CONNECTED)

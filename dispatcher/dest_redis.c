@@ -13,9 +13,9 @@
  * connects (bounded by the connect timeout); while a host name is being looked up, or while
  * waiting to retry, they fail fast.
  *
- * Host names are looked up with getaddrinfo() on a short-lived detached thread (it blocks; the
- * loop must not), which hands the address back with event_active(): like dest_file.c this needs
- * evthread_use_pthreads() in main(). Numeric addresses need no lookup.
+ * Host names are looked up on a short-lived detached thread (dest_util_lookup_start(), it
+ * blocks; the loop must not), which hands the address back to the loop. Numeric addresses need
+ * no lookup.
  *
  * hiredis rules this file relies on (0.14.1, async.c):
  *   - Every command queued with redisAsyncCommandArgv() gets its callback exactly once: with
@@ -27,25 +27,22 @@
  *     soon as the callback returns: we only forget our pointer there.
  *   - redisAsyncFree() must not be called from inside a hiredis callback (the connect callback
  *     is not protected against it). We never do: hiredis callbacks only record results and move
- *     sends between our lists. DONE runs later, from complete_ev, on a clean stack.
+ *     sends between our lists. DONE runs later, from the done queue's event, on a clean stack.
  *
  * Ownership: a send (struct dest_redis_send) is on exactly one list. On `pending` it is also
- * hiredis's privdata, and only the hiredis callback takes it off; on `completed` it waits for
- * DONE, after which it is freed.
+ * hiredis's privdata, and only the hiredis callback takes it off; on the done queue (dr->dq) it
+ * waits for DONE, after which it is freed.
  */
 #include "dest.h"
+#include "dest_int.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <netdb.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -56,9 +53,8 @@
 #include "../broker/log.h"
 #include "../broker/util/time.h"
 
-#define DEST_REDIS_MAGIC 0x52454449u        /* "REDI" */
-#define DEST_REDIS_SEND_MAGIC 0x5253534eu   /* "RSSN" */
-#define DEST_REDIS_LOOKUP_MAGIC 0x524c4b50u /* "RLKP" */
+#define DEST_REDIS_MAGIC 0x52454449u      /* "REDI" */
+#define DEST_REDIS_SEND_MAGIC 0x5253534eu /* "RSSN" */
 
 /* Lookup plus TCP connect; hiredis 0.14 would wait for the kernel's (minutes). */
 #define DEST_REDIS_CONNECT_TIMEOUT_MS 5000
@@ -81,34 +77,14 @@ struct dest_redis;
 
 struct dest_redis_send {
     unsigned magic;
-    TAILQ_ENTRY(dest_redis_send) link; /* on dr->pending or dr->completed */
+    TAILQ_ENTRY(dest_redis_send) link; /* on dr->pending (else on dr->dq) */
     struct dest_redis *dr;
-    dest_done_fn *done;
-    void *arg;
-    struct event *timer; /* owned; armed while pending */
-    bool timed_out;      /* its timer fired: it fails with SY_ETIMEDOUT */
-    int rc;
-    char err[512];
+    struct dest_util_send u; /* DONE and the result */
+    struct event *timer;     /* owned; armed while pending */
+    bool timed_out;          /* its timer fired: it fails with SY_ETIMEDOUT */
 };
 
 TAILQ_HEAD(dest_redis_sendq, dest_redis_send);
-
-/*
- * A host name lookup running on its own detached thread. Shared by the destination (loop) and
- * the thread; freed by whichever drops the last reference. The thread activates `ev` unless the
- * destination canceled first; the destination frees `ev` only after canceling, so the thread
- * never touches a freed event. Everything below `mu` is guarded by it.
- */
-struct dest_redis_lookup {
-    unsigned magic;
-    char *host;       /* owned */
-    struct event *ev; /* loop side only: created, and freed, by the destination */
-    pthread_mutex_t mu;
-    int refs;      /* 2 at start: the destination and the thread */
-    bool canceled; /* the destination no longer wants the result */
-    int gai_rc;    /* getaddrinfo() result, valid once the thread is done */
-    char addr[INET6_ADDRSTRLEN];
-};
 
 enum dest_redis_conn {
     CONN_BACKOFF,    /* waiting for retry_ev; sends fail fast */
@@ -129,22 +105,20 @@ struct dest_redis {
     size_t key_len;
 
     enum dest_redis_conn conn;
-    redisAsyncContext *ac;            /* the connection, or NULL; hiredis owns it, we free it */
-    struct dest_redis_lookup *lookup; /* the lookup in progress, or NULL */
-    struct event *connect_timer;      /* owned; armed while CONN_LOOKUP / CONN_CONNECTING */
-    struct event *retry_timer;        /* owned; armed while CONN_BACKOFF */
-    int backoff_ms;                   /* the next backoff */
-    uint64_t retry_at_us;             /* time_mono_us() when retry_timer fires */
-    uint64_t up_since_us;             /* time_mono_us() of the last successful connect */
-    char drop_reason[512];            /* why we freed ac ourselves (for its pending sends) */
-    char last_err[512];               /* why the last connection attempt or connection failed */
+    redisAsyncContext *ac;           /* the connection, or NULL; hiredis owns it, we free it */
+    struct dest_util_lookup *lookup; /* the lookup in progress, or NULL */
+    struct event *connect_timer;     /* owned; armed while CONN_LOOKUP / CONN_CONNECTING */
+    struct event *retry_timer;       /* owned; armed while CONN_BACKOFF */
+    int backoff_ms;                  /* the next backoff */
+    uint64_t retry_at_us;            /* time_mono_us() when retry_timer fires */
+    uint64_t up_since_us;            /* time_mono_us() of the last successful connect */
+    char drop_reason[512];           /* why we freed ac ourselves (for its pending sends) */
+    char last_err[512];              /* why the last connection attempt or connection failed */
     bool ever_up;
 
-    struct dest_redis_sendq pending;   /* queued in hiredis, no reply yet */
-    struct dest_redis_sendq completed; /* result known, DONE not called yet */
-    size_t n_pending, n_completed;
-    struct event *complete_ev; /* runs DONE for `completed`; owned */
-    int depth;                 /* run_completions() frames on the stack */
+    struct dest_redis_sendq pending; /* queued in hiredis, no reply yet */
+    size_t n_pending;
+    struct dest_util_doneq dq; /* result known, DONE not called yet; dq.ev runs DONE */
     char state_buf[600];
 };
 
@@ -161,9 +135,14 @@ static void send_free(struct dest_redis_send *s)
     free(s);
 }
 
+static void send_free_u(struct dest_util_send *us)
+{
+    send_free(DEST_UTIL_CONTAINER(us, struct dest_redis_send, u));
+}
+
 /*
  * Give S its result and queue it for DONE (it must be on no list). Safe anywhere on the loop,
- * including inside hiredis callbacks: DONE itself runs from complete_ev.
+ * including inside hiredis callbacks: DONE itself runs from dq.ev.
  */
 static void send_complete(struct dest_redis *dr, struct dest_redis_send *s, int rc, const char *fmt,
                           ...) __attribute__((format(printf, 4, 5)));
@@ -174,60 +153,23 @@ static void send_complete(struct dest_redis *dr, struct dest_redis_send *s, int 
 
     if (s->timer != NULL)
         event_del(s->timer);
-    s->rc = rc;
-    s->err[0] = '\0';
-    if (fmt != NULL) {
-        va_start(ap, fmt);
-        vsnprintf(s->err, sizeof(s->err), fmt, ap);
-        va_end(ap);
-    }
-    TAILQ_INSERT_TAIL(&dr->completed, s, link);
-    dr->n_completed++;
-    event_active(dr->complete_ev, EV_READ, 0);
-}
-
-/* Call DONE for S (taken off `completed` by the caller), after freeing it. */
-static void send_finish(struct dest_redis *dr, struct dest_redis_send *s)
-{
-    dest_done_fn *done = s->done;
-    void *arg = s->arg;
-    int rc = s->rc;
-    char err[sizeof(s->err)];
-
-    if (rc == 0)
-        dr->base.sent++;
-    else
-        dr->base.failures++;
-    memcpy(err, s->err, sizeof(err));
-    send_free(s);
-    done(arg, rc, rc == 0 ? NULL : err);
+    va_start(ap, fmt);
+    dest_util_doneq_vpush(&dr->dq, &s->u, rc, fmt, ap);
+    va_end(ap);
 }
 
 static void dest_redis_free(struct dest_redis *dr);
 
 /*
- * complete_ev: DONE for the sends completed so far (not for those DONE adds, so a caller that
- * retries from DONE cannot spin us). DONE may destroy the destination: we stop, and the
- * outermost frame frees it.
+ * dq.ev: DONE for the sends completed so far. DONE may destroy the destination: we stop, and
+ * the outermost frame frees it.
  */
 static void run_completions(evutil_socket_t fd, short what, void *arg)
 {
     struct dest_redis *dr = arg;
-    size_t n = dr->n_completed;
 
     DEST_REDIS_CHECK(dr, DEST_REDIS_MAGIC);
-    dr->depth++;
-    while (n-- > 0 && dr->conn != CONN_CLOSED) {
-        struct dest_redis_send *s = TAILQ_FIRST(&dr->completed);
-
-        if (s == NULL)
-            break;
-        TAILQ_REMOVE(&dr->completed, s, link);
-        dr->n_completed--;
-        send_finish(dr, s);
-    }
-    dr->depth--;
-    if (dr->conn == CONN_CLOSED && dr->depth == 0)
+    if (dest_util_doneq_run(&dr->dq))
         dest_redis_free(dr);
 }
 
@@ -251,42 +193,18 @@ static void drop_connection(struct dest_redis *dr, const char *reason)
     redisAsyncFree(ac);
 }
 
-/* The loop side's end of a lookup: cancel it (if still running) and drop our reference. */
-static void lookup_release(struct dest_redis_lookup *lk)
-{
-    bool last;
-
-    pthread_mutex_lock(&lk->mu);
-    lk->canceled = true;
-    pthread_mutex_unlock(&lk->mu);
-    /* From here on the thread never activates ev, so it may go. */
-    event_free(lk->ev);
-    lk->ev = NULL;
-    pthread_mutex_lock(&lk->mu);
-    last = --lk->refs == 0;
-    pthread_mutex_unlock(&lk->mu);
-    if (last) {
-        pthread_mutex_destroy(&lk->mu);
-        free(lk->host);
-        lk->magic = 0;
-        free(lk);
-    }
-}
-
 /*
  * The attempt failed (or the connection was lost): remember why, and retry after the backoff.
  * REASON is logged when it differs from the previous one (not on every retry of an outage).
  */
 static void schedule_reconnect(struct dest_redis *dr, const char *reason)
 {
-    int delay = dr->backoff_ms;
-    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+    int delay = dest_util_backoff_next(&dr->backoff_ms, DEST_REDIS_BACKOFF_MAX_MS);
+    struct timeval tv = dest_util_tv(delay);
 
     event_del(dr->connect_timer);
-    if (dr->lookup != NULL) {
-        lookup_release(dr->lookup);
-        dr->lookup = NULL;
-    }
+    dest_util_lookup_cancel(dr->lookup);
+    dr->lookup = NULL;
     if (strcmp(reason, dr->last_err) != 0)
         log_warn("[dest:%s] %s; reconnecting in %d ms (then backing off up to %d ms)", dr->base.uri,
                  reason, delay, DEST_REDIS_BACKOFF_MAX_MS);
@@ -294,7 +212,6 @@ static void schedule_reconnect(struct dest_redis *dr, const char *reason)
     dr->conn = CONN_BACKOFF;
     dr->retry_at_us = time_mono_us() + (uint64_t)delay * 1000;
     evtimer_add(dr->retry_timer, &tv);
-    dr->backoff_ms = delay * 2 > DEST_REDIS_BACKOFF_MAX_MS ? DEST_REDIS_BACKOFF_MAX_MS : delay * 2;
 }
 
 /* One reply (or NULL: the context is going away) for the send in PRIVDATA. Inside hiredis. */
@@ -403,111 +320,43 @@ static void connect_addr(struct dest_redis *dr, const char *addr)
     dr->conn = CONN_CONNECTING;
 }
 
-/* Runs on the lookup's own thread: getaddrinfo(), then hand the result to the loop. */
-static void *lookup_main(void *arg)
-{
-    struct dest_redis_lookup *lk = arg;
-    struct addrinfo hints, *res = NULL;
-    char addr[INET6_ADDRSTRLEN] = "";
-    bool last;
-    int rc;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(lk->host, NULL, &hints, &res);
-    if (rc == 0) {
-        const void *a = res->ai_family == AF_INET6
-                            ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-                            : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-
-        if (inet_ntop(res->ai_family, a, addr, sizeof(addr)) == NULL)
-            rc = EAI_FAIL;
-        freeaddrinfo(res);
-    }
-    pthread_mutex_lock(&lk->mu);
-    lk->gai_rc = rc;
-    memcpy(lk->addr, addr, sizeof(addr));
-    if (!lk->canceled)
-        event_active(lk->ev, EV_READ, 0);
-    last = --lk->refs == 0;
-    pthread_mutex_unlock(&lk->mu);
-    if (last) {
-        pthread_mutex_destroy(&lk->mu);
-        free(lk->host);
-        lk->magic = 0;
-        free(lk);
-    }
-    return NULL;
-}
-
-/* The lookup thread is done (on the loop, via lk->ev). */
-static void on_lookup_done(evutil_socket_t fd, short what, void *arg)
+/* The lookup is over (on the loop). */
+static void on_lookup_done(void *arg, int gai_rc, const char (*addrs)[INET6_ADDRSTRLEN],
+                           int n_addrs)
 {
     struct dest_redis *dr = arg;
-    struct dest_redis_lookup *lk = dr->lookup;
-    char addr[INET6_ADDRSTRLEN], reason[512];
-    int rc;
+    char reason[512];
 
     DEST_REDIS_CHECK(dr, DEST_REDIS_MAGIC);
-    DEST_REDIS_CHECK(lk, DEST_REDIS_LOOKUP_MAGIC);
-    pthread_mutex_lock(&lk->mu);
-    rc = lk->gai_rc;
-    memcpy(addr, lk->addr, sizeof(addr));
-    pthread_mutex_unlock(&lk->mu);
     dr->lookup = NULL;
-    lookup_release(lk);
-    if (rc != 0) {
-        snprintf(reason, sizeof(reason), "look up %s: %s", dr->host, gai_strerror(rc));
+    if (gai_rc != 0) {
+        snprintf(reason, sizeof(reason), "look up %s: %s", dr->host, gai_strerror(gai_rc));
         schedule_reconnect(dr, reason);
         return;
     }
-    connect_addr(dr, addr);
+    connect_addr(dr, addrs[0]);
 }
 
 /* Start a lookup of dr->host on a thread. Failures go to schedule_reconnect(). */
 static void start_lookup(struct dest_redis *dr)
 {
-    struct dest_redis_lookup *lk = calloc(1, sizeof(*lk));
-    pthread_attr_t attr;
-    pthread_t th;
-    int rc;
+    int rc = dest_util_lookup_start(dr->evb, dr->host, on_lookup_done, dr, &dr->lookup);
 
-    if (lk == NULL || (lk->host = strdup(dr->host)) == NULL ||
-        (lk->ev = event_new(dr->evb, -1, 0, on_lookup_done, dr)) == NULL) {
-        if (lk != NULL) {
-            free(lk->host);
-            free(lk);
-        }
-        schedule_reconnect(dr, "out of memory");
-        return;
-    }
-    lk->magic = DEST_REDIS_LOOKUP_MAGIC;
-    lk->refs = 2;
-    pthread_mutex_init(&lk->mu, NULL);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&th, &attr, lookup_main, lk);
-    pthread_attr_destroy(&attr);
     if (rc != 0) {
-        lk->refs = 1; /* no thread holds it */
-        lookup_release(lk);
-        schedule_reconnect(dr, "cannot start a thread for the host name lookup");
+        schedule_reconnect(dr, rc == SY_ENOMEM ? "out of memory"
+                                               : "cannot start a thread for the host name lookup");
         return;
     }
-    dr->lookup = lk;
     dr->conn = CONN_LOOKUP;
 }
 
 /* One connection attempt: lookup (if HOST is a name), then connect; bounded by connect_timer. */
 static void redis_connect(struct dest_redis *dr)
 {
-    struct timeval tv = {DEST_REDIS_CONNECT_TIMEOUT_MS / 1000,
-                         (DEST_REDIS_CONNECT_TIMEOUT_MS % 1000) * 1000};
-    unsigned char buf[sizeof(struct in6_addr)];
+    struct timeval tv = dest_util_tv(DEST_REDIS_CONNECT_TIMEOUT_MS);
 
     evtimer_add(dr->connect_timer, &tv);
-    if (inet_pton(AF_INET, dr->host, buf) == 1 || inet_pton(AF_INET6, dr->host, buf) == 1)
+    if (dest_util_numeric_host(dr->host))
         connect_addr(dr, dr->host);
     else
         start_lookup(dr);
@@ -558,7 +407,7 @@ static int dest_redis_send(struct dest *d, const struct dest_msg *msg, dest_done
                            void *arg)
 {
     struct dest_redis *dr = (struct dest_redis *)d;
-    struct timeval tv = {DEST_SEND_TIMEOUT_MS / 1000, (DEST_SEND_TIMEOUT_MS % 1000) * 1000};
+    struct timeval tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
     struct dest_redis_send *s;
     const char **argv = NULL;
     size_t *lens = NULL, env_len = 0;
@@ -573,9 +422,9 @@ static int dest_redis_send(struct dest *d, const struct dest_msg *msg, dest_done
         return SY_ENOMEM;
     s->magic = DEST_REDIS_SEND_MAGIC;
     s->dr = dr;
-    s->done = done;
-    s->arg = arg;
-    /* Fail fast while there is no connection to queue on (DONE comes from complete_ev). */
+    s->u.done = done;
+    s->u.arg = arg;
+    /* Fail fast while there is no connection to queue on (DONE comes from dq.ev). */
     if (dr->ac == NULL) {
         send_complete(dr, s, SY_EIO, "not connected: %s",
                       dr->conn == CONN_LOOKUP   ? "looking up the host name"
@@ -665,10 +514,9 @@ static const char *dest_redis_state(const struct dest *d)
         snprintf(dr->state_buf, sizeof(dr->state_buf), "connecting (last error: %s)", dr->last_err);
         return dr->state_buf;
     case CONN_BACKOFF:
-        snprintf(dr->state_buf, sizeof(dr->state_buf), "reconnecting in %llu ms: %s",
-                 (unsigned long long)(dr->retry_at_us > now ? (dr->retry_at_us - now) / 1000 : 0),
-                 dr->last_err);
-        return dr->state_buf;
+        return dest_util_state_retry(
+            dr->state_buf, sizeof(dr->state_buf),
+            dr->retry_at_us > now ? (int64_t)((dr->retry_at_us - now) / 1000) : 0, dr->last_err);
     }
     return "unknown";
 }
@@ -680,8 +528,7 @@ static void dest_redis_free(struct dest_redis *dr)
         event_free(dr->connect_timer);
     if (dr->retry_timer != NULL)
         event_free(dr->retry_timer);
-    if (dr->complete_ev != NULL)
-        event_free(dr->complete_ev);
+    dest_util_doneq_fini(&dr->dq);
     free(dr->host);
     free(dr->key);
     free(dr->base.uri);
@@ -764,7 +611,7 @@ static int dest_redis_create(struct event_base *base, const char *uri, struct de
     dr->evb = base;
     dr->backoff_ms = DEST_REDIS_BACKOFF_MIN_MS;
     TAILQ_INIT(&dr->pending);
-    TAILQ_INIT(&dr->completed);
+    dest_util_doneq_init(&dr->dq, &dr->base, send_free_u);
     if (parse_uri(dr, uri, err) != 0) {
         dest_redis_free(dr);
         return SY_EINVAL;
@@ -772,9 +619,9 @@ static int dest_redis_create(struct event_base *base, const char *uri, struct de
     dr->base.uri = strdup(uri);
     dr->connect_timer = evtimer_new(base, on_connect_timeout, dr);
     dr->retry_timer = evtimer_new(base, on_retry, dr);
-    dr->complete_ev = event_new(base, -1, 0, run_completions, dr);
+    dr->dq.ev = event_new(base, -1, 0, run_completions, dr);
     if (dr->base.uri == NULL || dr->connect_timer == NULL || dr->retry_timer == NULL ||
-        dr->complete_ev == NULL) {
+        dr->dq.ev == NULL) {
         sy_error_set(err, "%s: out of memory", uri);
         dest_redis_free(dr);
         return SY_ENOMEM;
@@ -801,24 +648,15 @@ static void dest_redis_destroy(struct dest *d)
     dr->conn = CONN_CLOSED;
     event_del(dr->connect_timer);
     event_del(dr->retry_timer);
-    if (dr->lookup != NULL) {
-        lookup_release(dr->lookup); /* the thread finishes on its own and frees it */
-        dr->lookup = NULL;
-    }
+    dest_util_lookup_cancel(dr->lookup); /* the thread finishes on its own and frees it */
+    dr->lookup = NULL;
     drop_connection(dr, "destination closed");        /* pending sends -> completed, SY_ECANCELED */
     while ((s = TAILQ_FIRST(&dr->pending)) != NULL) { /* cannot happen; never leak one */
         TAILQ_REMOVE(&dr->pending, s, link);
         dr->n_pending--;
         send_complete(dr, s, SY_ECANCELED, "destination closed");
     }
-    dr->depth++;
-    while ((s = TAILQ_FIRST(&dr->completed)) != NULL) {
-        TAILQ_REMOVE(&dr->completed, s, link);
-        dr->n_completed--;
-        send_finish(dr, s);
-    }
-    dr->depth--;
-    if (dr->depth == 0)
+    if (dest_util_doneq_close(&dr->dq))
         dest_redis_free(dr);
 }
 

@@ -1,0 +1,194 @@
+/*
+ * dispatcher/dest_int.h - helpers shared by the destination kinds (dest_*.c). Internal to
+ * dispatcher/; everything here runs on the loop thread unless said otherwise.
+ *
+ *   - small utilities: bounded string copy, NULL-tolerant event_free, ms -> timeval, the
+ *     monotonic clock in ms, "is this host an IP literal";
+ *   - the reconnect backoff step (the delay to use now, doubled up to a cap for the next time);
+ *   - the "state" strings (dest_ops.state) that several kinds format alike;
+ *   - DONE delivery: counting a result in the dest's counters and calling DONE;
+ *   - a deferred-DONE queue (dest_util_doneq) for kinds that keep their sends on lists:
+ *     completed sends wait there until the kind's completion event runs DONE on a clean stack;
+ *     and per-send outcomes (dest_util_outcome) for kinds whose sends each own an event;
+ *   - a host-name lookup on a short-lived detached thread, handing its result back to a
+ *     callback on the loop.
+ */
+#ifndef SY_DEST_INT_H
+#define SY_DEST_INT_H
+
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+
+#include "dest.h"
+
+/* The struct of type TYPE whose member MEMBER is at PTR. */
+#define DEST_UTIL_CONTAINER(ptr, type, member)                                                     \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- small utilities ------------------------------------------------------------------- */
+
+/* Copy SRC into DST (SIZE bytes), truncating: error texts are bounded on purpose. */
+void dest_util_str_copy(char *dst, size_t size, const char *src);
+
+/* event_free() that accepts NULL and clears the holder (libevent's does not accept NULL). */
+void dest_util_ev_free(struct event **evp);
+
+/* MS milliseconds as a timeval. */
+struct timeval dest_util_tv(int ms);
+
+/* The monotonic clock in milliseconds. */
+int64_t dest_util_now_ms(void);
+
+/* HOST (without brackets) is an IPv4 or IPv6 literal: no lookup needed. */
+bool dest_util_numeric_host(const char *host);
+
+/* ---- reconnect backoff ------------------------------------------------------------------ */
+
+/* The delay to wait now (*BACKOFF_MS); *BACKOFF_MS doubles for the next time, up to MAX_MS. */
+int dest_util_backoff_next(int *backoff_ms, int max_ms);
+
+/* ---- state strings ---------------------------------------------------------------------- */
+
+/* "reconnecting in <LEFT_MS, at least 0> ms: <REASON>" into BUF; returns BUF. */
+const char *dest_util_state_retry(char *buf, size_t size, int64_t left_ms, const char *reason);
+
+/* "<PREFIX>: <REASON>" into BUF ("failing: ...", "reconnecting: ..."); returns BUF. */
+const char *dest_util_state_reason(char *buf, size_t size, const char *prefix, const char *reason);
+
+/* ---- DONE delivery ---------------------------------------------------------------------- */
+
+/*
+ * Count the result in D (sent / failures), then DONE(ARG, RC, RC == 0 ? NULL : ERR). Call it
+ * as the very last thing: DONE may destroy D. ERR must not live in memory freed by DONE.
+ */
+void dest_util_deliver(struct dest *d, dest_done_fn *done, void *arg, int rc, const char *err);
+
+/*
+ * The deferred-DONE queue. A kind's send embeds a struct dest_util_send (its DONE and, once
+ * known, its result); dest_util_doneq_push() gives it its result and queues it, and the kind's
+ * completion event (q->ev, owned by the queue once set) calls dest_util_doneq_run(). Each DONE
+ * runs after the send was freed (q->free_send), so DONE may send again or destroy the
+ * destination: the run stops, and the outermost frame tells its caller to free.
+ */
+struct dest_util_send {
+    TAILQ_ENTRY(dest_util_send) link; /* on the queue's `completed` */
+    dest_done_fn *done;
+    void *arg;
+    int rc;
+    char err[512];
+};
+
+TAILQ_HEAD(dest_util_sendq, dest_util_send);
+
+struct dest_util_doneq {
+    struct dest *d;                   /* the counters */
+    struct dest_util_sendq completed; /* result known, DONE not called yet */
+    size_t n_completed;
+    struct event *ev; /* the kind's completion event (activated by push), or NULL; owned */
+    int depth;        /* dest_util_doneq_run()/close() frames on the stack */
+    bool closed;      /* dest_util_doneq_close() has run */
+    void (*free_send)(struct dest_util_send *us);               /* frees the send holding US */
+    void (*on_finish)(struct dest *d, int rc, const char *err); /* before DONE; optional */
+};
+
+/* Set Q up (no allocation). */
+void dest_util_doneq_init(struct dest_util_doneq *q, struct dest *d,
+                          void (*free_send)(struct dest_util_send *us));
+
+/* Free Q's event (the queue must be empty). Safe on a zeroed or initialized Q. */
+void dest_util_doneq_fini(struct dest_util_doneq *q);
+
+/* Give US (on no queue) its result and queue it; activates q->ev. Safe in library callbacks. */
+void dest_util_doneq_push(struct dest_util_doneq *q, struct dest_util_send *us, int rc,
+                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void dest_util_doneq_vpush(struct dest_util_doneq *q, struct dest_util_send *us, int rc,
+                           const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
+/*
+ * DONE for the sends completed so far (not for those DONE adds, so a caller retrying from DONE
+ * cannot spin us). Returns true when the destination was closed meanwhile and this was the
+ * outermost frame: the caller frees it now.
+ */
+bool dest_util_doneq_run(struct dest_util_doneq *q);
+
+/*
+ * For destroy: mark Q closed, then DONE for every completed send. Returns true when the caller
+ * frees the destination now (false: inside dest_util_doneq_run(), which will say so).
+ */
+bool dest_util_doneq_close(struct dest_util_doneq *q);
+
+/*
+ * The other way to defer DONE, for kinds whose sends each own a timer event (kafka, mqtt): the
+ * send embeds a struct dest_util_outcome; library callbacks record the outcome with
+ * dest_util_outcome_settle(), which activates the event by hand, and the event's callback
+ * (also the send timeout) reports it with dest_util_outcome_report(), DONE being the last
+ * thing it does.
+ */
+#define DEST_UTIL_ERRLEN 256
+
+struct dest_util_outcome {
+    struct event *ev; /* the per-send timer; activated by hand to report an outcome; owned */
+    dest_done_fn *done;
+    void *arg;
+    bool has_outcome; /* rc/errmsg are set, ev is active to report them */
+    bool reported;    /* DONE was called */
+    int rc;
+    char errmsg[DEST_UTIL_ERRLEN];
+};
+
+/* Record O's outcome (the first one wins; none once reported) and activate o->ev. */
+void dest_util_outcome_settle(struct dest_util_outcome *o, int rc, const char *errmsg);
+
+/* Record RC and the formatted text as O's outcome unless it has one (the timeout). */
+void dest_util_outcome_default(struct dest_util_outcome *o, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Report O's outcome: mark it reported, RELEASE(OBJ) (which may free O), then count it in D
+ * and call DONE. DONE may destroy D.
+ */
+void dest_util_outcome_report(struct dest *d, struct dest_util_outcome *o,
+                              void (*release)(void *obj), void *obj);
+
+/*
+ * For destroy: RELEASE(OBJ), then, unless O was reported already, DONE with its success if one
+ * was recorded, else SY_ECANCELED "destination closed".
+ */
+void dest_util_outcome_close(struct dest *d, struct dest_util_outcome *o,
+                             void (*release)(void *obj), void *obj);
+
+/* ---- host-name lookup ------------------------------------------------------------------- */
+
+/* Addresses kept from one lookup. */
+#define DEST_UTIL_MAX_ADDRS 8
+
+/*
+ * The lookup is over (on the loop). GAI_RC is getaddrinfo()'s result (EAI_NONAME when it found
+ * no IPv4/IPv6 address); ADDRS holds N_ADDRS numeric addresses (borrowed). The lookup handle
+ * is already gone: forget it first.
+ */
+typedef void dest_util_lookup_fn(void *arg, int gai_rc, const char (*addrs)[INET6_ADDRSTRLEN],
+                                 int n_addrs);
+
+struct dest_util_lookup;
+
+/*
+ * Look HOST up with getaddrinfo() on a short-lived detached thread (it blocks; the loop must
+ * not). The result comes back through a socketpair watched on EVB, so this needs no libevent
+ * threading support. Returns 0 with *OUT set, SY_ENOMEM, or SY_EIO (no socketpair, event or
+ * thread); then CB is never called.
+ */
+int dest_util_lookup_start(struct event_base *evb, const char *host, dest_util_lookup_fn *cb,
+                           void *arg, struct dest_util_lookup **out);
+
+/* Forget LK (its thread may still run, and frees the rest): CB is never called. */
+void dest_util_lookup_cancel(struct dest_util_lookup *lk);
+
+#endif
