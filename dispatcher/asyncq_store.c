@@ -179,13 +179,24 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
                      st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
         goto fail;
     }
-    sqlite3_busy_timeout(st->db, 5000);
-    if (sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, &emsg) != SQLITE_OK ||
+    sqlite3_busy_timeout(st->db, 2000);
+    /*
+     * The running broker owns queue.db: an exclusive lock taken once (no fcntl locking per
+     * transaction, no shared-memory WAL index), which also keeps a second broker from using
+     * the same data_dir. Set before WAL mode, so that the WAL index lives in our heap.
+     */
+    if (sqlite3_exec(st->db, "PRAGMA locking_mode=EXCLUSIVE", NULL, NULL, &emsg) != SQLITE_OK ||
+        sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(st->db,
                      fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
                      NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(st->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
-        sy_error_set(err, "cannot set up %s: %s", path, emsg != NULL ? emsg : "?");
+        if (sqlite3_errcode(st->db) == SQLITE_BUSY || sqlite3_errcode(st->db) == SQLITE_LOCKED)
+            sy_error_set(err, "cannot use %s: it is locked by another process (is another "
+                              "broker running with the same data_dir?)",
+                         path);
+        else
+            sy_error_set(err, "cannot set up %s: %s", path, emsg != NULL ? emsg : "?");
         sqlite3_free(emsg);
         goto fail;
     }
