@@ -50,7 +50,9 @@
       "Async events held: waiting, running or being delivered.")                                   \
     X(in_flight, "switchyard_async_in_flight", "gauge", "Async invocations running now.")          \
     X(dead_letters, "switchyard_dead_letters", "gauge",                                            \
-      "Events in the local dead-letter store (switchyard dlq).")
+      "Events in the local dead-letter store (switchyard dlq).")                                   \
+    X(parked, "switchyard_async_parked", "gauge",                                                  \
+      "Stored async events beyond broker.async_max_held, waiting on disk to be read back.")
 
 #define METRICS_FUNCTION(X)                                                                        \
     X(environments, "switchyard_function_environments", "gauge",                                   \

@@ -932,6 +932,7 @@ enum {
     BR_REGION,
     BR_ACCOUNT_ID,
     BR_DEAD_LETTERS,
+    BR_ASYNC_MAX_HELD,
     BR__N
 };
 
@@ -949,6 +950,8 @@ static const struct cfg_field broker_fields[BR__N] = {
     [BR_REGION] = CFG_STR("region", struct cfg_broker, region, "us-east-1"),
     [BR_ACCOUNT_ID] = CFG_STR("account_id", struct cfg_broker, account_id, "000000000000"),
     [BR_DEAD_LETTERS] = CFG_CUSTOM("dead_letters"),
+    [BR_ASYNC_MAX_HELD] =
+        CFG_INT("async_max_held", struct cfg_broker, async_max_held, 10000, 100, 10000000),
 };
 
 static const char *const dead_letters_names[] = {"keep", "off"};

@@ -89,6 +89,8 @@ struct cfg_broker {
     char *account_id;      /* 12 digits used in ARNs; default 000000000000 */
     int keep_dead_letters; /* `dead_letters: keep` (default) | `off`: keep exhausted async
                               events in data_dir for `switchyard dlq` */
+    int async_max_held;    /* async events held in memory at most (the rest wait in the
+                              store and are read back as these run); 100..10000000, 10000 */
 };
 
 /* The whole file. */

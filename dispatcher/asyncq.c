@@ -137,10 +137,19 @@ struct asyncq {
     struct event *drain_ev;
     struct aq_row *recovered;
     size_t n_recovered;
+    /* Bounded memory (SQLite store): at most max_held events / AQ_MAX_HELD_BYTES of payload
+     * are held; new events beyond that are stored parked (state 2) and read back by REFILL
+     * jobs as held ones finish. */
+    unsigned max_held;
+    size_t held_bytes;
+    int parked;          /* parked rows may exist */
+    int refilling;       /* a REFILL job is at the store */
+    unsigned park_gen;   /* bumped by every parked insert */
 };
 
 static void aq_pump(struct asyncq *q, struct aq_fn *af);
 static void adopt_rows(struct asyncq *q, struct aq_row *rows, size_t n);
+static void maybe_refill(struct asyncq *q);
 
 /* Events the store handed to this broker (shared Redis queue): hold and schedule them. */
 static void intake(struct asyncq *q, struct aq_job *job)
@@ -325,6 +334,7 @@ static void aq_ev_free(struct aq_ev *ev)
     if (ev->next_all != NULL)
         ev->next_all->prev_all = ev->prev_all;
     heap_remove(q, ev);
+    q->held_bytes -= ev->row.len <= q->held_bytes ? ev->row.len : q->held_bytes;
     aq_row_clear(&ev->row);
     free(ev->last_body);
     free(ev->last_error_type);
@@ -333,6 +343,7 @@ static void aq_ev_free(struct aq_ev *ev)
     q->stats.queued--;
     ev->magic = 0;
     free(ev);
+    maybe_refill(q);
 }
 
 /* A job carrying a copy of EV's row (what the store needs). NULL when out of memory. */
@@ -947,6 +958,46 @@ static void aq_pump(struct asyncq *q, struct aq_fn *af)
     }
 }
 
+/* ---- the parked backlog (SQLite store) ----------------------------------------------------- */
+
+static void refill_done(struct asyncq *q, struct aq_job *job)
+{
+    q->refilling = 0;
+    if (job->rc != 0) {
+        log_err("[asyncq] cannot read parked events back: %s", job->errmsg);
+        return;
+    }
+    q->stats.parked = (unsigned)json_integer_value(json_object_get(job->result, "parked"));
+    if (q->stats.parked == 0 && q->park_gen == (unsigned)(uintptr_t)job->ctx)
+        q->parked = 0;
+    adopt_rows(q, job->rows, job->n_rows);
+    if (job->n_rows > 0)
+        maybe_refill(q);
+}
+
+/*
+ * Read parked events back once at most half the memory bound is in use: as many as fit.
+ * Only for the SQLite store, never while draining or before start.
+ */
+static void maybe_refill(struct asyncq *q)
+{
+    struct aq_job *job;
+
+    if (!q->parked || q->refilling || q->draining || !q->started ||
+        q->sops != &aq_sqlite_ops || q->stats.queued > q->max_held / 2 ||
+        q->held_bytes > AQ_MAX_HELD_BYTES / 2)
+        return;
+    job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return;
+    job->kind = AQJ_REFILL;
+    job->limit = q->max_held - q->stats.queued;
+    job->bytes = AQ_MAX_HELD_BYTES - q->held_bytes;
+    job->ctx = (void *)(uintptr_t)q->park_gen;
+    q->refilling = 1;
+    submit(q, job, refill_done);
+}
+
 /* ---- put ---------------------------------------------------------------------------------- */
 
 static void put_done(struct asyncq *q, struct aq_job *job)
@@ -965,6 +1016,14 @@ static void put_done(struct asyncq *q, struct aq_job *job)
         return;
     }
     q->stats.enqueued++;
+    if (ev->row.state == 2) {
+        /* Stored parked (memory bound reached): it is read back when there is room. */
+        q->stats.parked++;
+        aq_ev_free(ev);
+        if (done != NULL)
+            done(arg, 0, NULL);
+        return;
+    }
     if (q->sops == &aq_redis_ops) {
         /* Shared queue: the event is stored for every broker sharing it; whichever reads it
          * first holds it (it comes back by INTAKE, possibly to this broker). */
@@ -992,18 +1051,27 @@ static int aq_put_internal(struct asyncq *q, struct aq_fn *af, const char *paylo
     struct aq_ev *ev;
     struct aq_job *job;
     char id[40];
+    int park;
 
     if (request_id == NULL || request_id[0] == '\0') {
         fastid_uuid4(id);
         request_id = id;
     }
+    park = q->sops == &aq_sqlite_ops &&
+           (q->stats.queued >= q->max_held || q->held_bytes + len > AQ_MAX_HELD_BYTES);
     ev = aq_ev_new(q, af);
     if (ev == NULL)
         return SY_ENOMEM;
     snprintf(ev->row.id, sizeof(ev->row.id), "%s", request_id);
+    if (park) {
+        ev->row.state = 2;
+        q->parked = 1;
+        q->park_gen++;
+    }
     ev->row.fn = strdup(af->cfg->name);
     ev->row.payload = xstrndup(payload, len);
     ev->row.len = len;
+    q->held_bytes += len;
     ev->row.trace_id = trace_id != NULL ? strdup(trace_id) : NULL;
     ev->row.enqueued_ms = wall_ms();
     ev->row.next_ms = ev->row.enqueued_ms;
@@ -1085,6 +1153,7 @@ static size_t adopt_rows_count(struct asyncq *q, struct aq_row *rows, size_t n, 
         }
         ev->row = *row;
         memset(row, 0, sizeof(*row));
+        q->held_bytes += ev->row.len;
         if (ev->row.state == 1 && ev->row.outcome != NULL) {
             json_t *o = json_loads(ev->row.outcome, 0, NULL);
             const char *rec = json_string_value(json_object_get(o, "record"));
@@ -1128,6 +1197,13 @@ static void dlq_done(struct asyncq *q, struct aq_job *job)
         q->stats.dead_letters -= (unsigned)n <= q->stats.dead_letters ? (unsigned)n
                                                                         : q->stats.dead_letters;
         adopt_rows(q, job->rows, job->n_rows);
+        if (q->sops == &aq_sqlite_ops && n > 0) {
+            /* SQLite: redriven events are stored parked; read them back like any backlog. */
+            q->parked = 1;
+            q->park_gen++;
+            q->stats.parked += (unsigned)n;
+            maybe_refill(q);
+        }
     } else if (job->kind == AQJ_DLQ_PURGE && job->rc == 0) {
         json_int_t n = json_integer_value(json_object_get(job->result, "purged"));
 
@@ -1286,6 +1362,8 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
     q->cfg = cfg;
     q->dsp = dsp;
     q->efd = -1;
+    q->max_held = (unsigned)cfg->broker.async_max_held;
+    q->parked = 1; /* the store may hold parked events from an earlier run: look once */
     srandom((unsigned)(wall_ms() ^ getpid()));
     q->n_fns = dispatcher_function_count(dsp);
     q->fns = calloc(q->n_fns ? q->n_fns : 1, sizeof(*q->fns));
@@ -1357,6 +1435,7 @@ void asyncq_start(struct asyncq *q)
 {
     q->started = 1;
     timer_rearm(q);
+    maybe_refill(q);
 }
 
 void asyncq_drain(struct asyncq *q, void (*done)(void *arg), void *arg)
@@ -1420,7 +1499,8 @@ void asyncq_close(struct asyncq *q)
             struct aq_job *next = job->next;
 
             if (job->kind == AQJ_INSERT ||
-                (job->kind >= AQJ_DLQ_LIST && job->kind != AQJ_INTAKE)) {
+                (job->kind >= AQJ_DLQ_LIST && job->kind != AQJ_INTAKE &&
+                 job->kind != AQJ_REFILL)) {
                 job->next = NULL;
                 if (job->complete != NULL)
                     job->complete(q, job);

@@ -51,6 +51,7 @@ struct asyncq_stats {
     unsigned queued;         /* events held (waiting, running or delivering) */
     unsigned in_flight;      /* async invocations running now */
     unsigned dead_letters;   /* rows in the local dead-letter table */
+    unsigned parked;         /* stored events beyond broker.async_max_held, not yet in memory */
 };
 
 /*

@@ -28,6 +28,9 @@
 struct asyncq;
 struct aq_store;
 
+/* Payload bytes of the async events held in memory at most (with broker.async_max_held). */
+#define AQ_MAX_HELD_BYTES (64u * 1024u * 1024u)
+
 enum aq_job_kind {
     AQJ_INSERT,       /* a new event (state 0) */
     AQJ_RETRY,        /* attempts, next_ms, history of an event */
@@ -39,6 +42,7 @@ enum aq_job_kind {
     AQJ_DLQ_PURGE,
     AQJ_DLQ_COUNT,    /* read: number of dead rows (start-up) */
     AQJ_INTAKE,       /* made by the store: ROWS are events this broker holds now */
+    AQJ_REFILL,       /* SQLite: parked events (state 2) -> held (state 0), returned in ROWS */
 };
 
 /* One stored event as the store returns it (recovery, redrive). Owns its strings. */
@@ -51,7 +55,9 @@ struct aq_row {
     int64_t enqueued_ms;
     int64_t next_ms;
     int attempts;
-    int state;       /* 0 queued, 1 outcome recorded, deliveries pending */
+    int state;       /* 0 queued, 1 outcome recorded (deliveries pending), 2 parked: stored
+                        but not held in memory (the SQLite store's backlog beyond
+                        broker.async_max_held), read back by AQJ_REFILL */
     char *outcome;   /* JSON text, state 1 only */
     char *history;   /* JSON array text, or NULL */
 };
@@ -70,7 +76,8 @@ struct aq_job {
     struct aq_row ev;       /* INSERT/RETRY/OUTCOME/DELETE: the event (id always) */
     struct aq_dead *dead;   /* OUTCOME/DELETE: also keep a dead letter, or NULL */
     char *q_fn, *q_id;      /* DLQ ops: filter by function / id (NULL: any) */
-    size_t limit;           /* DLQ list/redrive */
+    size_t limit;           /* DLQ list/redrive; REFILL: events at most */
+    size_t bytes;           /* REFILL: payload bytes at most */
     /* results */
     int rc;                 /* 0 or SY_E* */
     char errmsg[256];

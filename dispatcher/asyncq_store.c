@@ -200,9 +200,34 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
         sqlite3_free(emsg);
         goto fail;
     }
+    /*
+     * Hold at most async_max_held events (and MAX_HELD_BYTES of payload) in memory, the ones
+     * due first; park the rest (state 2): the loop reads them back as events finish.
+     * Outcomes awaiting delivery (state 1) are always held.
+     */
+    rc = sqlite3_prepare_v2(
+        st->db,
+        "UPDATE events SET state=2 WHERE state=0 AND id NOT IN (SELECT id FROM (SELECT id,"
+        " sum(length(payload)) OVER w AS cum, row_number() OVER w AS rn FROM events"
+        " WHERE state=0 WINDOW w AS (ORDER BY next_ms, enqueued_ms, id ROWS UNBOUNDED"
+        " PRECEDING)) WHERE cum <= ?1 AND rn <= ?2)",
+        -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)AQ_MAX_HELD_BYTES);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)cfg->broker.async_max_held);
+        rc = sqlite3_step(s);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (rc != SQLITE_OK) {
+        sy_error_set(err, "cannot prepare %s: %s", path, sqlite3_errmsg(st->db));
+        goto fail;
+    }
     rc = sqlite3_prepare_v2(st->db,
                             "SELECT id, fn, payload, trace_id, enqueued_ms, next_ms, attempts,"
-                            " state, outcome, history FROM events ORDER BY enqueued_ms",
+                            " state, outcome, history FROM events WHERE state IN (0, 1)"
+                            " ORDER BY enqueued_ms",
                             -1, &s, NULL);
     if (rc != SQLITE_OK) {
         sy_error_set(err, "cannot read %s: %s", path, sqlite3_errmsg(st->db));
@@ -390,6 +415,7 @@ static const char sql_outcome[] = "UPDATE events SET state=1, outcome=:outcome,"
                                   " attempts=:attempts, history=:history WHERE id=:id";
 static const char sql_delete_event[] = "DELETE FROM events WHERE id=:id";
 static const char sql_delete_dead[] = "DELETE FROM dead WHERE id=:id";
+static const char sql_unpark[] = "UPDATE events SET state=0 WHERE id=:id";
 
 /* One write job inside the open transaction. Returns an SQLite code. */
 static int run_write(struct aq_store *st, struct aq_job *job)
@@ -566,6 +592,73 @@ static int run_other(struct aq_store *st, struct aq_job *job)
         }
         job->result = json_pack("{s:I}", "purged", total);
         return SQLITE_OK;
+    case AQJ_REFILL: {
+        size_t bytes = 0;
+        json_int_t more = 0;
+
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT id, fn, payload, trace_id, enqueued_ms, next_ms, attempts,"
+                                " state, outcome, history FROM events WHERE state=2"
+                                " ORDER BY next_ms, enqueued_ms, id LIMIT ?",
+                                -1, &s, NULL);
+        if (rc != SQLITE_OK)
+            goto refill_fail;
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)job->limit);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            struct aq_row *r;
+
+            if (job->n_rows > 0 && bytes + (size_t)sqlite3_column_bytes(s, 2) > job->bytes) {
+                rc = SQLITE_DONE;
+                break;
+            }
+            if (job->n_rows % 64 == 0) {
+                struct aq_row *nr = realloc(job->rows, (job->n_rows + 64) * sizeof(*nr));
+
+                if (nr == NULL) {
+                    rc = SQLITE_NOMEM;
+                    break;
+                }
+                job->rows = nr;
+            }
+            r = &job->rows[job->n_rows];
+            if (row_from_stmt(s, r) != 0) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            job->n_rows++;
+            bytes += r->len;
+            r->state = 0;
+            if (exec_simple(st, sql_unpark, r) != SQLITE_OK) {
+                rc = sqlite3_errcode(db);
+                break;
+            }
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+        if (rc != SQLITE_DONE)
+            goto refill_fail;
+        s = NULL;
+        rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE state=2", -1, &s, NULL);
+        if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+            more = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+        s = NULL;
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            goto refill_fail;
+        job->result = json_pack("{s:I,s:I}", "refilled", (json_int_t)job->n_rows, "parked", more);
+        return SQLITE_OK;
+refill_fail:
+        sqlite3_finalize(s);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        for (size_t i = 0; i < job->n_rows; i++)
+            aq_row_clear(&job->rows[i]);
+        job->n_rows = 0;
+        return rc != SQLITE_OK ? rc : SQLITE_ERROR;
+    }
     case AQJ_DLQ_REDRIVE: {
         int64_t now;
         struct timespec ts;
@@ -613,6 +706,7 @@ static int run_other(struct aq_store *st, struct aq_job *job)
             r->len = (size_t)plen;
             r->enqueued_ms = now;
             r->next_ms = now;
+            r->state = 2; /* parked: the loop reads redriven events back like any backlog */
             job->n_rows++;
             if (exec_insert_event(st, r) != SQLITE_OK ||
                 exec_simple(st, sql_delete_dead, r) != SQLITE_OK) {
@@ -632,6 +726,9 @@ static int run_other(struct aq_store *st, struct aq_job *job)
             goto redrive_fail;
         job->result = json_pack("{s:I,s:I}", "redriven", (json_int_t)job->n_rows, "remaining",
                                 total);
+        for (size_t i = 0; i < job->n_rows; i++)
+            aq_row_clear(&job->rows[i]);
+        job->n_rows = 0;
         return SQLITE_OK;
 redrive_fail:
         sqlite3_finalize(s);

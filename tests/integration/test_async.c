@@ -23,6 +23,7 @@
 /* clang-format off */
 static const char config[] = ITEST_BROKER_YAML
     "  max_concurrency: 20\n"
+    "  async_max_held: 100\n" /* the kill -9 test's 2000 events mostly wait parked on disk */
     "functions:\n"
     "  record:\n"
     "    runtime: python3\n"
@@ -333,6 +334,8 @@ static void test_kill9_loses_nothing(void **state)
         free(payload);
     }
     h_http_close(c);
+    /* Memory stays bounded: beyond async_max_held (100) events wait parked in the store. */
+    assert_true(itest_async_stat(&t->b, "queued") <= 100);
     /* Everything is stored; most of it still waits or runs. */
     assert_int_equal(kill(t->b.proc.pid, SIGKILL), 0);
     deadline = h_now_ms() + 10000;
@@ -487,6 +490,40 @@ static void test_sigterm_keeps_queue(void **state)
     itest_end(t);
 }
 
+#define BACKLOG_EVENTS 150
+
+/*
+ * A backlog beyond async_max_held (100): the broker holds at most 100 events in memory, the
+ * rest wait parked in queue.db and are read back as events finish; each runs exactly once.
+ */
+static void test_backlog_parked(void **state)
+{
+    struct itest *t = *state;
+    char *dir = h_strfmt("%s/backlog", t->b.dir);
+    size_t lines;
+    int64_t deadline;
+
+    mkdir(dir, 0755);
+    for (int i = 0; i < BACKLOG_EVENTS; i++) {
+        char *payload = h_strfmt("{\"dir\":\"%s\",\"n\":%d,\"ms\":40}", dir, i);
+        char *rid = itest_invoke_event(&t->b, "slow", payload);
+
+        free(rid);
+        free(payload);
+    }
+    /* Two at a time, 40 ms each: most of the backlog is still waiting, beyond the bound. */
+    assert_true(itest_async_stat(&t->b, "queued") <= 100);
+    assert_true(itest_async_stat(&t->b, "parked") > 0);
+    deadline = h_now_ms() + 60000;
+    while (count_runs(dir, &lines) < BACKLOG_EVENTS && h_now_ms() < deadline)
+        h_sleep_ms(50);
+    assert_int_equal(count_runs(dir, &lines), BACKLOG_EVENTS);
+    assert_int_equal(lines, BACKLOG_EVENTS);
+    assert_int_equal(itest_async_stat(&t->b, "parked"), 0);
+    free(dir);
+    itest_end(t);
+}
+
 static int group_setup(void **state)
 {
     return itest_group_start(state, "async", config, NULL);
@@ -501,6 +538,7 @@ int main(void)
         T(test_function_destination), T(test_reserved_zero),
         T(test_bad_input),            T(test_kill9_loses_nothing),
         T(test_event_age_exceeded),   T(test_sigterm_keeps_queue),
+        T(test_backlog_parked),
     };
 
     itest_filter_from_env();
