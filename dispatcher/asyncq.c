@@ -346,8 +346,9 @@ static void aq_ev_free(struct aq_ev *ev)
     maybe_refill(q);
 }
 
-/* A job carrying a copy of EV's row (what the store needs). NULL when out of memory. */
-static struct aq_job *job_for(struct aq_ev *ev, enum aq_job_kind kind)
+/* A job carrying a copy of EV's row (what the store needs; the payload only WITH_PAYLOAD: for
+ * the insert of the event or of a dead letter). NULL when out of memory. */
+static struct aq_job *job_for(struct aq_ev *ev, enum aq_job_kind kind, int with_payload)
 {
     struct aq_job *job = calloc(1, sizeof(*job));
     const struct aq_row *r = &ev->row;
@@ -371,8 +372,8 @@ static struct aq_job *job_for(struct aq_ev *ev, enum aq_job_kind kind)
         goto nomem;
     if (r->trace_id != NULL && (job->ev.trace_id = strdup(r->trace_id)) == NULL)
         goto nomem;
-    /* The payload is only needed where a row is inserted (events or dead). */
-    if (kind == AQJ_INSERT || kind == AQJ_OUTCOME || kind == AQJ_DELETE) {
+    /* The payload is only needed where a row is inserted (the event, or a dead letter). */
+    if (with_payload) {
         job->ev.payload = xstrndup(r->payload, r->len);
         if (job->ev.payload == NULL)
             goto nomem;
@@ -509,7 +510,7 @@ static void finish_done(struct asyncq *q, struct aq_job *job)
 /* The event is done: remove it from the store (keeping a dead letter when DEAD is set). */
 static void aq_finish(struct aq_ev *ev, struct aq_dead *dead)
 {
-    struct aq_job *job = job_for(ev, AQJ_DELETE);
+    struct aq_job *job = job_for(ev, AQJ_DELETE, dead != NULL);
 
     ev->state = AQ_FINISHING;
     if (job == NULL) {
@@ -653,7 +654,7 @@ static void aq_outcome(struct aq_ev *ev, int success, const char *condition)
     ev->row.outcome = outcome_json(ev);
     ev->row.state = 1;
     ev->state = AQ_DELIVERING;
-    job = job_for(ev, AQJ_OUTCOME);
+    job = job_for(ev, AQJ_OUTCOME, dead != NULL);
     if (job == NULL || ev->row.outcome == NULL) {
         log_err("[asyncq] out of memory storing the outcome of %s; delivering anyway",
                 ev->row.id);
@@ -864,7 +865,7 @@ static void invoke_done(const struct invoke_result *res, void *arg)
             ev->row.next_ms = wall_ms() + jitter((int64_t)delay_s * 1000);
             log_info("[function:%s] event %s: attempt %d failed (%s); retry in %d s",
                      af->cfg->name, ev->row.id, ev->row.attempts, ev->last_error_type, delay_s);
-            job = job_for(ev, AQJ_RETRY);
+            job = job_for(ev, AQJ_RETRY, 0);
             if (job != NULL)
                 submit(q, job, retry_saved);
             if (aq_wait(ev) != 0)
@@ -1078,7 +1079,7 @@ static int aq_put_internal(struct asyncq *q, struct aq_fn *af, const char *paylo
     ev->state = AQ_COMMITTING;
     ev->put_done = done;
     ev->put_arg = arg;
-    job = ev->row.fn != NULL && ev->row.payload != NULL ? job_for(ev, AQJ_INSERT) : NULL;
+    job = ev->row.fn != NULL && ev->row.payload != NULL ? job_for(ev, AQJ_INSERT, 1) : NULL;
     if (job == NULL) {
         aq_ev_free(ev);
         return SY_ENOMEM;
