@@ -419,7 +419,13 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
     dsp->unreserved_cap = (unsigned)cfg->broker.max_concurrency > reserved
                               ? (unsigned)cfg->broker.max_concurrency - reserved
                               : 0;
-    cgroup_detect(dsp);
+    /* SWITCHYARD_MEMORY_LIMITS=watchdog skips the cgroup (docs/architecture.md). */
+    {
+        const char *ml = getenv("SWITCHYARD_MEMORY_LIMITS");
+
+        if (ml == NULL || strcmp(ml, "watchdog") != 0)
+            cgroup_detect(dsp);
+    }
     if (dsp->cgroup_root != NULL) {
         log_info("memory limits: cgroup %s (%s)", dsp->cgroup_root, dsp->cgroup_v2 ? "v2" : "v1");
     } else {

@@ -202,13 +202,28 @@ static int group_setup(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, itest_setup, itest_teardown)
 
+/* The same memory limit without a cgroup: the resident-size watchdog must stop the hog. */
+static int group_setup_watchdog(void **state)
+{
+    static const char *const env[] = {"SWITCHYARD_MEMORY_LIMITS=watchdog", NULL};
+
+    return itest_group_start(state, "envs-watchdog", config, env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_idle_reaping),         T(test_memory_limit),        T(test_init_timeout),
         T(test_handler_closes_pipes), T(test_runtime_api_garbage),
     };
+    const struct CMUnitTest watchdog_tests[] = {
+        T(test_memory_limit),
+    };
+    int rc;
 
     itest_filter_from_env();
-    return itest_run_group("envs", tests, group_setup);
+    rc = itest_run_group("envs", tests, group_setup);
+    if (itest_run_group("envs-watchdog", watchdog_tests, group_setup_watchdog) != 0)
+        rc = 1;
+    return rc;
 }
