@@ -30,11 +30,11 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "../config/config.h"
 #include "log.h"
 #include "util/b64.h"
+#include "util/sha256.h"
 
 #define WALK_MAX_DEPTH 64
 #define WALK_MAX_FILES 200000
@@ -136,19 +136,18 @@ static void walk_free(struct walk *w)
     free(w->files);
 }
 
-static void digest_str(EVP_MD_CTX *ctx, const char *s)
+static void digest_str(struct sha256_ctx *ctx, const char *s)
 {
     /* The NUL separates fields, so ("ab","c") and ("a","bc") hash differently. */
-    EVP_DigestUpdate(ctx, s != NULL ? s : "", s != NULL ? strlen(s) + 1 : 1);
+    sha256_update(ctx, s != NULL ? s : "", s != NULL ? strlen(s) + 1 : 1);
 }
 
 static int fninfo_compute(struct api *api, const struct cfg_function *fc, struct api_fninfo *fi,
                           struct sy_error *err)
 {
     struct walk w = {0};
-    EVP_MD_CTX *ctx;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    struct sha256_ctx sc, *ctx = &sc;
+    unsigned char md[SHA256_LEN];
     char num[64];
     int rc = 0;
 
@@ -163,12 +162,7 @@ static int fninfo_compute(struct api *api, const struct cfg_function *fc, struct
                  fc->name, fc->code, WALK_MAX_FILES, WALK_MAX_DEPTH);
     qsort(w.files, w.n, sizeof(*w.files), walk_cmp);
 
-    ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        sy_error_set(err, "cannot set up SHA-256");
-        rc = SY_ENOMEM;
-        goto out;
-    }
+    sha256_init(ctx);
     digest_str(ctx, cfg_runtime_name(fc->runtime));
     digest_str(ctx, fc->handler);
     fi->code_size = 0;
@@ -178,21 +172,19 @@ static int fninfo_compute(struct api *api, const struct cfg_function *fc, struct
         snprintf(num, sizeof(num), "%lld %lld", w.files[i].size, w.files[i].mtime_ns);
         digest_str(ctx, num);
     }
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    b64_encode(md, mdlen, fi->code_sha256);
+    sha256_final(ctx, md);
+    b64_encode(md, SHA256_LEN, fi->code_sha256);
 
     /* RevisionId: changes whenever the code fingerprint or the config file changes. */
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    sha256_init(ctx);
     digest_str(ctx, fc->name);
     digest_str(ctx, fi->code_sha256);
     digest_str(ctx, api->last_modified);
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    sha256_final(ctx, md);
     snprintf(fi->revision_id, sizeof(fi->revision_id),
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", md[0], md[1],
              md[2], md[3], md[4], md[5], md[6], md[7], md[8], md[9], md[10], md[11], md[12], md[13],
              md[14], md[15]);
-out:
-    EVP_MD_CTX_free(ctx);
     walk_free(&w);
     return rc;
 }
