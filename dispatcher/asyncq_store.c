@@ -878,8 +878,9 @@ static void sqlite_submit(struct aq_store *st, struct aq_job *job)
 {
     pthread_mutex_lock(&st->mb.mu);
     aq_mailbox_push_locked(&st->mb, job);
-    pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mb.mu);
+    /* Signalled after unlocking: the woken thread does not block on the mutex we hold. */
+    pthread_cond_signal(&st->cv);
 }
 
 static struct aq_job *sqlite_take_done(struct aq_store *st)
