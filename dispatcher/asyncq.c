@@ -358,6 +358,7 @@ static struct aq_job *job_for(struct aq_ev *ev, enum aq_job_kind kind, int with_
     job->kind = kind;
     job->ctx = ev;
     memcpy(job->ev.id, r->id, sizeof(job->ev.id));
+    job->ev.rowid = r->rowid;
     job->ev.enqueued_ms = r->enqueued_ms;
     job->ev.next_ms = r->next_ms;
     job->ev.attempts = r->attempts;
@@ -1017,6 +1018,7 @@ static void put_done(struct asyncq *q, struct aq_job *job)
         return;
     }
     q->stats.enqueued++;
+    ev->row.rowid = job->ev.rowid; /* how the store finds it from now on */
     if (ev->row.state == 2) {
         /* Stored parked (memory bound reached): it is read back when there is room. */
         q->stats.parked++;

@@ -48,6 +48,7 @@ enum aq_job_kind {
 /* One stored event as the store returns it (recovery, redrive). Owns its strings. */
 struct aq_row {
     char id[40];
+    int64_t rowid;   /* SQLite store: the row's rowid (set by INSERT), how later jobs find it */
     char *fn;
     char *payload;
     size_t len;

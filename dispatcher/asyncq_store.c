@@ -49,8 +49,9 @@ struct aq_store {
 };
 
 static const char schema[] =
+    /* Events are addressed by rowid (no index on id to maintain per insert and delete). */
     "CREATE TABLE IF NOT EXISTS events("
-    " id TEXT PRIMARY KEY, fn TEXT NOT NULL, payload BLOB NOT NULL, trace_id TEXT,"
+    " id TEXT NOT NULL, fn TEXT NOT NULL, payload BLOB NOT NULL, trace_id TEXT,"
     " enqueued_ms INTEGER NOT NULL, next_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,"
     " state INTEGER NOT NULL DEFAULT 0, outcome TEXT, history TEXT);"
     "CREATE TABLE IF NOT EXISTS dead("
@@ -145,6 +146,7 @@ static int row_from_stmt(sqlite3_stmt *s, struct aq_row *row)
     row->state = sqlite3_column_int(s, 7);
     row->outcome = col_text(s, 8);
     row->history = col_text(s, 9);
+    row->rowid = sqlite3_column_int64(s, 10);
     return 0;
 }
 
@@ -226,7 +228,7 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
     }
     rc = sqlite3_prepare_v2(st->db,
                             "SELECT id, fn, payload, trace_id, enqueued_ms, next_ms, attempts,"
-                            " state, outcome, history FROM events WHERE state IN (0, 1)"
+                            " state, outcome, history, rowid FROM events WHERE state IN (0, 1)"
                             " ORDER BY enqueued_ms",
                             -1, &s, NULL);
     if (rc != SQLITE_OK) {
@@ -326,7 +328,7 @@ static int exec_cached(struct aq_store *st, const char *sql)
 
 /* Run SQL with the binders below; returns an SQLite code. */
 static const char sql_insert_event[] =
-    "INSERT OR REPLACE INTO events(id, fn, payload, trace_id, enqueued_ms, next_ms, attempts,"
+    "INSERT INTO events(id, fn, payload, trace_id, enqueued_ms, next_ms, attempts,"
     " state, outcome, history) VALUES(?,?,?,?,?,?,?,?,?,?)";
 static const char sql_insert_dead[] =
     "INSERT OR REPLACE INTO dead(id, fn, payload, trace_id, enqueued_ms, failed_ms, attempts,"
@@ -334,7 +336,8 @@ static const char sql_insert_dead[] =
 static const char sql_begin[] = "BEGIN IMMEDIATE";
 static const char sql_commit[] = "COMMIT";
 
-static int exec_insert_event(struct aq_store *st, const struct aq_row *r)
+/* Insert R as an event; R->rowid is set to its rowid. */
+static int exec_insert_event(struct aq_store *st, struct aq_row *r)
 {
     int rc = SQLITE_OK;
     sqlite3_stmt *s = stmt_get(st, sql_insert_event, &rc);
@@ -353,6 +356,8 @@ static int exec_insert_event(struct aq_store *st, const struct aq_row *r)
     bind_text(s, 10, r->history);
     rc = sqlite3_step(s);
     stmt_put(st, s);
+    if (rc == SQLITE_DONE)
+        r->rowid = sqlite3_last_insert_rowid(st->db);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
@@ -395,6 +400,8 @@ static int exec_simple(struct aq_store *st, const char *sql, const struct aq_row
             continue;
         if (strcmp(name, ":id") == 0)
             bind_text(s, i, r->id);
+        else if (strcmp(name, ":rowid") == 0)
+            sqlite3_bind_int64(s, i, r->rowid);
         else if (strcmp(name, ":next") == 0)
             sqlite3_bind_int64(s, i, r->next_ms);
         else if (strcmp(name, ":attempts") == 0)
@@ -410,12 +417,12 @@ static int exec_simple(struct aq_store *st, const char *sql, const struct aq_row
 }
 
 static const char sql_retry[] =
-    "UPDATE events SET attempts=:attempts, next_ms=:next, history=:history WHERE id=:id";
+    "UPDATE events SET attempts=:attempts, next_ms=:next, history=:history WHERE rowid=:rowid";
 static const char sql_outcome[] = "UPDATE events SET state=1, outcome=:outcome,"
-                                  " attempts=:attempts, history=:history WHERE id=:id";
-static const char sql_delete_event[] = "DELETE FROM events WHERE id=:id";
+                                  " attempts=:attempts, history=:history WHERE rowid=:rowid";
+static const char sql_delete_event[] = "DELETE FROM events WHERE rowid=:rowid";
 static const char sql_delete_dead[] = "DELETE FROM dead WHERE id=:id";
-static const char sql_unpark[] = "UPDATE events SET state=0 WHERE id=:id";
+static const char sql_unpark[] = "UPDATE events SET state=0 WHERE rowid=:rowid";
 
 /* One write job inside the open transaction. Returns an SQLite code. */
 static int run_write(struct aq_store *st, struct aq_job *job)
@@ -601,7 +608,7 @@ static int run_other(struct aq_store *st, struct aq_job *job)
             return rc;
         rc = sqlite3_prepare_v2(db,
                                 "SELECT id, fn, payload, trace_id, enqueued_ms, next_ms, attempts,"
-                                " state, outcome, history FROM events WHERE state=2"
+                                " state, outcome, history, rowid FROM events WHERE state=2"
                                 " ORDER BY next_ms, enqueued_ms, id LIMIT ?",
                                 -1, &s, NULL);
         if (rc != SQLITE_OK)
