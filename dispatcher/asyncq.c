@@ -832,8 +832,12 @@ static void invoke_done(const struct invoke_result *res, void *arg)
         ev->row.attempts++;
         ev->last_code = 200;
         ev->throttles = 0;
-        ev->last_body = xstrndup(res->body, res->body_len);
-        history_add(ev, "success", NULL, NULL);
+        /* The response and the history only matter when a record will be written (the
+         * history is kept for dead letters; a success leaves none). */
+        if (af->on_success.uri != NULL) {
+            ev->last_body = xstrndup(res->body, res->body_len);
+            history_add(ev, "success", NULL, NULL);
+        }
         aq_outcome(ev, 1, "Success");
         break;
     case INVOKE_FUNCTION_ERROR: {
