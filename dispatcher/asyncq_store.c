@@ -38,6 +38,8 @@ struct aq_store {
     int started;
     struct aq_mailbox mb; /* jobs in and out; mb.mu also guards stopping and cv */
     pthread_cond_t cv;
+    int fsync;       /* durability: fsync (synchronous=FULL for transactions that promise) */
+    int full_now;    /* synchronous is FULL right now */
     int stopping;
     int64_t stop_deadline_ms;
     /* Prepared statements of the write path, by SQL text (static strings): prepared once. */
@@ -157,6 +159,7 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
 {
     char path[4200];
     int fsync = cfg->broker.durability == CFG_DURABILITY_FSYNC;
+
     struct aq_store *st = calloc(1, sizeof(*st));
     sqlite3_stmt *s = NULL;
     char *emsg = NULL;
@@ -182,6 +185,8 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
         goto fail;
     }
     sqlite3_busy_timeout(st->db, 2000);
+    st->fsync = fsync;
+    st->full_now = fsync;
     /*
      * The running broker owns queue.db: an exclusive lock taken once (no fcntl locking per
      * transaction, no shared-memory WAL index), which also keeps a second broker from using
@@ -778,6 +783,23 @@ static void run_batch(struct aq_store *st, struct aq_job *batch, struct aq_job *
         }
     }
     if (any_write) {
+        /*
+         * durability: fsync promises only what a 202 promised: a transaction with a new event
+         * is fsynced (synchronous=FULL); one with only retries, outcomes and removals is not
+         * (NORMAL): it becomes durable with the next fsynced commit, as the WAL is synced in
+         * order, and losing it to a power cut only runs an event again (at-least-once).
+         */
+        if (st->fsync) {
+            int want_full = 0;
+
+            for (struct aq_job *j = writes; j != NULL; j = j->next)
+                want_full |= j->kind == AQJ_INSERT;
+            if (want_full != st->full_now &&
+                sqlite3_exec(st->db,
+                             want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                             NULL, NULL, NULL) == SQLITE_OK)
+                st->full_now = want_full;
+        }
         rc = exec_cached(st, sql_begin);
         for (struct aq_job *j = writes; j != NULL && rc == SQLITE_OK; j = j->next)
             rc = run_write(st, j);
