@@ -308,7 +308,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 static void sighup_cb(evutil_socket_t sig, short what, void *arg)
 {
-    /* TODO(issue 5): SIGHUP reload (build a new config aside, keep the old one on errors). */
+    /* Not built yet: SIGHUP reload (build a new config aside, keep the old one on errors). */
     log_warn("SIGHUP: configuration reload is not available in this build yet; keeping the "
              "running configuration");
 }
