@@ -983,14 +983,14 @@ static void refill_done(struct asyncq *q, struct aq_job *job)
 
 /*
  * Read parked events back once at most half the memory bound is in use: as many as fit.
- * Only for the SQLite store, never while draining or before start.
+ * Only for stores that park (ops->parking), never while draining or before start.
  */
 static void maybe_refill(struct asyncq *q)
 {
     struct aq_job *job;
 
     if (!q->parked || q->refilling || q->draining || !q->started ||
-        q->sops != &aq_sqlite_ops || q->stats.queued > q->max_held / 2 ||
+        !q->sops->parking || q->stats.queued > q->max_held / 2 ||
         q->held_bytes > AQ_MAX_HELD_BYTES / 2)
         return;
     job = calloc(1, sizeof(*job));
@@ -1031,7 +1031,7 @@ static void put_done(struct asyncq *q, struct aq_job *job)
             done(arg, 0, NULL);
         return;
     }
-    if (q->sops == &aq_redis_ops) {
+    if (q->sops->intake) {
         /* Shared queue: the event is stored for every broker sharing it; whichever reads it
          * first holds it (it comes back by INTAKE, possibly to this broker). */
         aq_ev_free(ev);
@@ -1064,7 +1064,7 @@ static int aq_put_internal(struct asyncq *q, struct aq_fn *af, const char *paylo
         fastid_uuid4(id);
         request_id = id;
     }
-    park = q->sops == &aq_sqlite_ops &&
+    park = q->sops->parking &&
            (q->stats.queued >= q->max_held || q->held_bytes + len > AQ_MAX_HELD_BYTES);
     ev = aq_ev_new(q, af);
     if (ev == NULL)
@@ -1203,9 +1203,10 @@ static void dlq_done(struct asyncq *q, struct aq_job *job)
 
         q->stats.dead_letters -= (unsigned)n <= q->stats.dead_letters ? (unsigned)n
                                                                         : q->stats.dead_letters;
-        adopt_rows(q, job->rows, job->n_rows);
-        if (q->sops == &aq_sqlite_ops && n > 0) {
-            /* SQLite: redriven events are stored parked; read them back like any backlog. */
+        /* No rows come back: a parking store parked them, a shared one hands them out by
+         * INTAKE like any new event. */
+        if (q->sops->parking && n > 0) {
+            /* Redriven events were stored parked: read them back like any backlog. */
             q->parked = 1;
             q->park_gen++;
             q->stats.parked += (unsigned)n;

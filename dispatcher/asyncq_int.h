@@ -38,7 +38,7 @@ enum aq_job_kind {
     AQJ_DELETE,       /* the event is done; optional dead row inserted in the same commit */
     AQJ_DLQ_LIST,     /* read */
     AQJ_DLQ_SHOW,     /* read */
-    AQJ_DLQ_REDRIVE,  /* dead rows -> events; returns them in rows */
+    AQJ_DLQ_REDRIVE,  /* dead rows -> events (parked, or new stream entries); no rows back */
     AQJ_DLQ_PURGE,
     AQJ_DLQ_COUNT,    /* read: number of dead rows (start-up) */
     AQJ_INTAKE,       /* made by the store: ROWS are events this broker holds now */
@@ -83,7 +83,7 @@ struct aq_job {
     int rc;                 /* 0 or SY_E* */
     char errmsg[256];
     json_t *result;         /* DLQ ops: owned by the job */
-    struct aq_row *rows;    /* REDRIVE: the events now queued (owned by the job) */
+    struct aq_row *rows;    /* INTAKE, REFILL: the events now held (owned by the job) */
     size_t n_rows;
     /* completion, on the loop */
     void (*complete)(struct asyncq *q, struct aq_job *job);
@@ -105,6 +105,8 @@ struct aq_mailbox {
     struct aq_job *in_head, *in_tail;     /* submitted, not yet run */
     struct aq_job *done_head, *done_tail; /* finished, for the loop */
     int notify_fd;                        /* the loop's eventfd, -1 until started */
+    pthread_t thread;                     /* the backend's thread, once started */
+    int started;
 };
 
 void aq_mailbox_init(struct aq_mailbox *mb);
@@ -118,6 +120,15 @@ struct aq_job *aq_mailbox_take_in_locked(struct aq_mailbox *mb);
 void aq_mailbox_hand_back(struct aq_mailbox *mb, struct aq_job *head);
 /* Take the done list (NULL when empty). Locks MU. */
 struct aq_job *aq_mailbox_take_done(struct aq_mailbox *mb);
+/*
+ * Start the backend's thread running FN(ARG); finished jobs will wake NOTIFY_FD. Returns 0 or
+ * SY_EIO with ERR filled.
+ */
+int aq_mailbox_start(struct aq_mailbox *mb, void *(*fn)(void *), void *arg, int notify_fd,
+                     struct sy_error *err);
+/* Wait for the thread started by aq_mailbox_start() (the backend told it to stop). No-op if
+ * none runs. */
+void aq_mailbox_join(struct aq_mailbox *mb);
 /* Free a list of jobs. */
 void aq_job_list_free(struct aq_job *head);
 /* Append list B after list A; returns the joined list. */
@@ -145,6 +156,12 @@ struct aq_job *aq_job_list_join(struct aq_job *a, struct aq_job *b);
 struct cfg;
 struct aq_store_ops {
     const char *name;
+    /* Events reach brokers only by AQJ_INTAKE (a shared queue): the broker that inserted an
+     * event does not hold it, whoever reads it does. */
+    int intake;
+    /* The store keeps a backlog beyond broker.async_max_held parked (state 2) and hands it back
+     * by AQJ_REFILL; inserts and redrives may be parked. */
+    int parking;
     struct aq_store *(*open)(const struct cfg *cfg, struct aq_row **rows, size_t *n_rows,
                              struct sy_error *err);
     int (*start)(struct aq_store *st, int notify_fd, struct sy_error *err);

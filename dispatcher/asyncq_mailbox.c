@@ -17,6 +17,29 @@ void aq_mailbox_init(struct aq_mailbox *mb)
     mb->notify_fd = -1;
 }
 
+int aq_mailbox_start(struct aq_mailbox *mb, void *(*fn)(void *), void *arg, int notify_fd,
+                     struct sy_error *err)
+{
+    int rc;
+
+    mb->notify_fd = notify_fd;
+    rc = pthread_create(&mb->thread, NULL, fn, arg);
+    if (rc != 0) {
+        sy_error_set(err, "cannot start the store thread: %s", strerror(rc));
+        return SY_EIO;
+    }
+    mb->started = 1;
+    return 0;
+}
+
+void aq_mailbox_join(struct aq_mailbox *mb)
+{
+    if (!mb->started)
+        return;
+    pthread_join(mb->thread, NULL);
+    mb->started = 0;
+}
+
 void aq_job_list_free(struct aq_job *head)
 {
     while (head != NULL) {

@@ -34,8 +34,6 @@
 struct aq_store {
     unsigned magic;
     sqlite3 *db;
-    pthread_t thread;
-    int started;
     struct aq_mailbox mb; /* jobs in and out; mb.mu also guards stopping and cv */
     pthread_cond_t cv;
     int fsync;       /* durability: fsync (synchronous=FULL for transactions that promise) */
@@ -891,16 +889,7 @@ static void *store_main(void *arg)
 
 static int sqlite_start(struct aq_store *st, int notify_fd, struct sy_error *err)
 {
-    int rc;
-
-    st->mb.notify_fd = notify_fd;
-    rc = pthread_create(&st->thread, NULL, store_main, st);
-    if (rc != 0) {
-        sy_error_set(err, "cannot start the store thread: %s", strerror(rc));
-        return SY_EIO;
-    }
-    st->started = 1;
-    return 0;
+    return aq_mailbox_start(&st->mb, store_main, st, notify_fd, err);
 }
 
 static void sqlite_submit(struct aq_store *st, struct aq_job *job)
@@ -919,15 +908,14 @@ static struct aq_job *sqlite_take_done(struct aq_store *st)
 
 static void sqlite_stop(struct aq_store *st, int timeout_ms)
 {
-    if (st == NULL || !st->started)
+    if (st == NULL || !st->mb.started)
         return;
     pthread_mutex_lock(&st->mb.mu);
     st->stopping = 1;
     st->stop_deadline_ms = mono_ms() + timeout_ms;
     pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mb.mu);
-    pthread_join(st->thread, NULL);
-    st->started = 0;
+    aq_mailbox_join(&st->mb);
 }
 
 static void sqlite_destroy(struct aq_store *st)
@@ -946,6 +934,8 @@ static void sqlite_destroy(struct aq_store *st)
 
 const struct aq_store_ops aq_sqlite_ops = {
     .name = "sqlite",
+    .intake = 0,
+    .parking = 1,
     .open = sqlite_open,
     .start = sqlite_start,
     .submit = sqlite_submit,

@@ -146,8 +146,6 @@ struct aq_store {
     char **fns; /* declared function names */
     size_t n_fns;
     /* shared with the loop, under mu */
-    pthread_t thread;
-    int started;
     struct aq_mailbox mb; /* jobs in and out; mb.mu also guards stopping */
     int stopping;
     int64_t stop_deadline_ms;
@@ -1935,16 +1933,7 @@ fail:
 
 static int redis_start(struct aq_store *st, int notify_fd, struct sy_error *err)
 {
-    int rc;
-
-    st->mb.notify_fd = notify_fd;
-    rc = pthread_create(&st->thread, NULL, store_main, st);
-    if (rc != 0) {
-        sy_error_set(err, "cannot start the store thread: %s", strerror(rc));
-        return SY_EIO;
-    }
-    st->started = 1;
-    return 0;
+    return aq_mailbox_start(&st->mb, store_main, st, notify_fd, err);
 }
 
 static void redis_submit(struct aq_store *st, struct aq_job *job)
@@ -1969,15 +1958,14 @@ static void redis_note_held(struct aq_store *st, unsigned held)
 
 static void redis_stop(struct aq_store *st, int timeout_ms)
 {
-    if (st == NULL || !st->started)
+    if (st == NULL || !st->mb.started)
         return;
     pthread_mutex_lock(&st->mb.mu);
     st->stopping = 1;
     st->stop_deadline_ms = mono_ms() + timeout_ms;
     pthread_mutex_unlock(&st->mb.mu);
     wake_thread(st);
-    pthread_join(st->thread, NULL);
-    st->started = 0;
+    aq_mailbox_join(&st->mb);
 }
 
 static void redis_destroy(struct aq_store *st)
@@ -2011,6 +1999,8 @@ static void redis_destroy(struct aq_store *st)
 
 const struct aq_store_ops aq_redis_ops = {
     .name = "redis",
+    .intake = 1,
+    .parking = 0,
     .open = redis_open,
     .start = redis_start,
     .submit = redis_submit,
