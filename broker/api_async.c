@@ -51,13 +51,15 @@ static void event_stored(void *arg, int rc, const char *errmsg)
         api_reply(call, 202, NULL, NULL, 0);
         return;
     }
+    /* The store's message says what is known (an SQLite rollback: nothing was queued; a
+     * shared queue that did not answer: it may have been). */
     if (rc == SY_ENOSPC)
         api_reply_error(call, API_E_SERVICE,
-                        "The event was not stored: the queue store is full (%s). Nothing was "
-                        "queued; retry once space is freed.",
+                        "The event was not stored: the queue store is full (%s). Retry once "
+                        "space is freed.",
                         errmsg ? errmsg : "no space left");
     else
-        api_reply_error(call, API_E_SERVICE, "The event was not stored: %s. Nothing was queued.",
+        api_reply_error(call, API_E_SERVICE, "The event was not stored: %s.",
                         errmsg ? errmsg : sy_strerror(rc));
 }
 
@@ -104,7 +106,7 @@ static void dlq_answer(void *arg, int rc, json_t *result, const char *errmsg)
     }
     if (rc != 0 || result == NULL) {
         api_reply_error(call, API_E_SERVICE, "Dead-letter store: %s",
-                        errmsg ? errmsg : sy_strerror(rc));
+                        errmsg ? errmsg : rc != 0 ? sy_strerror(rc) : "out of memory");
         return;
     }
     s = json_dumps(result, JSON_COMPACT);

@@ -712,7 +712,7 @@ static int cmd_dlq(int argc, char **argv)
         rc = EXIT_OK;
     } else {
         int redrive = strcmp(sub, "redrive") == 0;
-        long long done = 0;
+        long long done = 0, goal = -1;
 
         sel = fn != NULL ? json_pack("{s:s}", "function", fn)
               : id != NULL ? json_pack("{s:s}", "id", id)
@@ -732,8 +732,12 @@ static int cmd_dlq(int argc, char **argv)
                 break;
             }
             done += jint(j, "redriven");
+            /* Stop at what was there when we started: events that fail again meanwhile land
+             * back in the store and must not keep this loop going. */
+            if (goal < 0)
+                goal = jint(j, "redriven") + jint(j, "remaining");
             if (jint(j, "redriven") == 0 || jint(j, "remaining") == 0 || id != NULL ||
-                limit_s != NULL) {
+                limit_s != NULL || done >= goal) {
                 printf("redrove %lld dead letter(s); %lld left\n", done, jint(j, "remaining"));
                 break;
             }

@@ -816,7 +816,8 @@ static void run_batch(struct aq_store *st, struct aq_job *batch, struct aq_job *
                 j->next = NULL;
                 if (j->kind == AQJ_INSERT) {
                     j->rc = sqlite_to_sy(rc);
-                    snprintf(j->errmsg, sizeof(j->errmsg), "cannot store the event: %s", msg);
+                    snprintf(j->errmsg, sizeof(j->errmsg),
+                             "cannot store the event: %s; nothing was queued", msg);
                     *dtail = j;
                     dtail = &j->next;
                 } else {

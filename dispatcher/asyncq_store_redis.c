@@ -796,6 +796,7 @@ static size_t intake_entries(struct aq_store *st, const redisReply *entries, int
     struct aq_row *rows;
     char(*eids)[48];
     struct aq_job *job;
+    struct held *mine;
 
     if (n == 0)
         return 0;
@@ -839,8 +840,9 @@ static size_t intake_entries(struct aq_store *st, const redisReply *entries, int
             freeReplyObject(a);
         } else if (!fn_declared(st, row->fn)) {
             warn_undeclared(st, row->fn);
-        } else if (held_find(st, row->id, e->element[0]->str) != NULL) {
-            /* Ours already (claimed back after a late heartbeat). */
+        } else if ((mine = held_find(st, row->id, e->element[0]->str)) != NULL) {
+            /* Ours already (claimed back after a late heartbeat): heartbeat it again. */
+            mine->lost = 0;
         } else {
             memcpy(eids[k], e->element[0]->str, e->element[0]->len + 1);
             k++;
@@ -1344,7 +1346,18 @@ static void run_writes(struct aq_store *st, struct aq_job *writes, struct aq_job
                     w_lost(st, st->w->errstr);
                     lost = 1;
                 }
-                job_failed(j, SY_EIO, why, dtail, rtail);
+                if (j->kind == AQJ_INSERT) {
+                    /* Sent, but no answer: Redis may have stored it. Say so. */
+                    char unsure[sizeof(why) + 128];
+
+                    snprintf(unsure, sizeof(unsure),
+                             "%s (no answer after the event was sent: it may have been stored, "
+                             "and sending it again may run it twice)",
+                             why);
+                    job_failed(j, SY_EIO, unsure, dtail, rtail);
+                } else {
+                    job_failed(j, SY_EIO, why, dtail, rtail);
+                }
                 continue;
             }
             if (r->type == REDIS_REPLY_ERROR) {
@@ -1718,8 +1731,11 @@ static void *store_main(void *arg)
             log_err("[asyncq] giving up on store writes at shutdown (redis %s:%d: %s); the "
                     "affected events run again elsewhere or after the restart (at-least-once)",
                     st->host, st->port, st->lasterr);
-            for (struct aq_job *j = retry; j != NULL; j = j->next)
+            for (struct aq_job *j = retry; j != NULL; j = j->next) {
                 j->rc = SY_EIO;
+                snprintf(j->errmsg, sizeof(j->errmsg), "redis %s:%d: %.160s", st->host, st->port,
+                         st->lasterr);
+            }
             aq_mailbox_hand_back(&st->mb, retry);
             retry = NULL;
         }
@@ -1755,7 +1771,12 @@ static void *store_main(void *arg)
         if (retry != NULL)
             wake = min64(wake, stopping ? min64(retry_at, st->stop_deadline_ms + 1) : retry_at);
         if (!stopping) {
-            wake = min64(wake, min64(st->next_claim_ms, st->next_beat_ms));
+            /* The claim and heartbeat timers need W: while it is down, wait for its retry
+             * time instead (else a past timer would spin this loop). */
+            if (st->w != NULL)
+                wake = min64(wake, min64(st->next_claim_ms, st->next_beat_ms));
+            else
+                wake = min64(wake, st->w_retry_at > now ? st->w_retry_at : now + BACKOFF_MIN_MS);
             if (st->r == NULL && !atomic_load(&st->throttled))
                 wake = min64(wake, st->r_retry_at);
         }
