@@ -188,6 +188,19 @@ static char *xstrndup(const char *s, size_t n)
     return d;
 }
 
+/* The first ERROR_MESSAGE_MAX bytes of S (LEN bytes) as a new string, never cutting a UTF-8
+ * sequence in two (a cut one would make the message invalid JSON text downstream). */
+static char *error_message_of(const char *s, size_t len)
+{
+    size_t n = len < ERROR_MESSAGE_MAX ? len : ERROR_MESSAGE_MAX;
+
+    if (n < len) {
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    return xstrndup(s, n);
+}
+
 static struct aq_fn *aq_fn_by_name(struct asyncq *q, const char *name)
 {
     for (size_t i = 0; i < q->n_fns; i++) {
@@ -405,8 +418,13 @@ static void history_add(struct aq_ev *ev, const char *status, const char *etype,
     e = json_pack("{s:i,s:s,s:s}", "attempt", ev->row.attempts, "at", at, "status", status);
     if (e != NULL && etype != NULL)
         json_object_set_new(e, "error_type", json_string(etype));
-    if (e != NULL && emsg != NULL)
-        json_object_set_new(e, "error_message", json_stringn(emsg, strnlen(emsg, 512)));
+    if (e != NULL && emsg != NULL) {
+        size_t n = strnlen(emsg, 512);
+
+        while (n > 0 && ((unsigned char)emsg[n] & 0xc0) == 0x80) /* whole UTF-8 sequences */
+            n--;
+        json_object_set_new(e, "error_message", json_stringn(emsg, n));
+    }
     if (e != NULL)
         json_array_append_new(h, e);
     s = json_dumps(h, JSON_COMPACT);
@@ -851,10 +869,8 @@ static void invoke_done(const struct invoke_result *res, void *arg)
         free(ev->last_error_type);
         ev->last_error_type = strdup(res->error_type ? res->error_type : "Unhandled");
         free(ev->error_message);
-        ev->error_message = m != NULL ? xstrndup(m, strnlen(m, ERROR_MESSAGE_MAX))
-                                      : xstrndup(res->body, res->body_len < ERROR_MESSAGE_MAX
-                                                                ? res->body_len
-                                                                : ERROR_MESSAGE_MAX);
+        ev->error_message = m != NULL ? error_message_of(m, strlen(m))
+                                      : error_message_of(res->body, res->body_len);
         json_decref(j);
         history_add(ev, "error", ev->last_error_type, ev->error_message);
         if (ev->row.attempts > pol->maximum_retry_attempts) {
@@ -886,9 +902,7 @@ static void invoke_done(const struct invoke_result *res, void *arg)
         ev->last_code = res->status == INVOKE_THROTTLED ? 429 : 500;
         if (res->status != INVOKE_THROTTLED) {
             free(ev->error_message);
-            ev->error_message =
-                xstrndup(res->body, res->body_len < ERROR_MESSAGE_MAX ? res->body_len
-                                                                      : ERROR_MESSAGE_MAX);
+            ev->error_message = error_message_of(res->body, res->body_len);
         }
         ev->throttles++;
         q->stats.requeued++;

@@ -87,11 +87,31 @@ char *dest_envelope(const struct dest_msg *msg, size_t *len)
         const struct dest_attr *a = &msg->attrs[i];
         json_t *v = NULL;
 
-        if (a->is_number)
-            v = json_integer(strtoll(a->value, NULL, 10));
+        if (a->is_number) {
+            char *end;
+            long long n = strtoll(a->value, &end, 10);
+
+            if (end != a->value && *end == '\0')
+                v = json_integer(n);
+        }
         if (v == NULL)
             v = json_string(a->value);
-        json_object_set_new(attrs, a->name, v);
+        if (v == NULL) {
+            /* Not UTF-8: keep the attribute, with each byte past ASCII shown as '?'. */
+            char *copy = strdup(a->value);
+
+            for (char *p = copy; p != NULL && *p != '\0'; p++) {
+                if ((unsigned char)*p >= 0x80)
+                    *p = '?';
+            }
+            v = copy != NULL ? json_string(copy) : NULL;
+            free(copy);
+        }
+        if (v == NULL || json_object_set_new(attrs, a->name, v) != 0) {
+            json_decref(root);
+            json_decref(attrs);
+            return NULL; /* out of memory: the send fails and is retried */
+        }
     }
     json_object_set_new(root, "attributes", attrs);
     s = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);

@@ -66,8 +66,9 @@
 #define DEST_KAFKA_POLL_ROUNDS 64
 /* destroy(): how long to wait for purged in-flight requests before rd_kafka_destroy(). */
 #define DEST_KAFKA_CLOSE_FLUSH_MS 500
-/* Our own per-send timer fires this long after message.timeout.ms, in case librdkafka's
- * timeout scan (about once a second) is late: every send is bounded either way. */
+/* librdkafka's message.timeout.ms is this much shorter than DEST_SEND_TIMEOUT_MS, where our own
+ * per-send timer fires, in case its timeout scan (about once a second) is late: every send is
+ * bounded by DEST_SEND_TIMEOUT_MS either way. */
 #define DEST_KAFKA_TIMEOUT_GRACE_MS 1000
 
 #define DEST_KAFKA_ERRLEN DEST_UTIL_ERRLEN
@@ -160,7 +161,7 @@ static void send_event_cb(evutil_socket_t fd, short what, void *arg)
     if (s->magic != DEST_KAFKA_SEND_MAGIC || dk->magic != DEST_KAFKA_MAGIC)
         return;
     dest_util_outcome_default(&s->o, SY_ETIMEDOUT, "no delivery report within %d ms",
-                              DEST_SEND_TIMEOUT_MS + DEST_KAFKA_TIMEOUT_GRACE_MS);
+                              DEST_SEND_TIMEOUT_MS);
     dest_util_outcome_report(&dk->dst, &s->o, send_release, s);
 }
 
@@ -403,7 +404,8 @@ static int kafka_create(struct event_base *base, const char *uri, struct dest **
         rc = kafka_conf_set(conf, uri, "acks", "all", err);
     if (rc == 0)
         rc = kafka_conf_set(conf, uri, "enable.idempotence", "true", err);
-    snprintf(num, sizeof(num), "%d", DEST_SEND_TIMEOUT_MS);
+    /* librdkafka's own timeout ends first; our timer at DEST_SEND_TIMEOUT_MS is the bound. */
+    snprintf(num, sizeof(num), "%d", DEST_SEND_TIMEOUT_MS - DEST_KAFKA_TIMEOUT_GRACE_MS);
     if (rc == 0)
         rc = kafka_conf_set(conf, uri, "message.timeout.ms", num, err);
     snprintf(num, sizeof(num), "%d", DEST_KAFKA_LINGER_MS);
@@ -546,7 +548,7 @@ static int kafka_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *
         return kafka_err_to_sy(kerr);
     }
     s->in_rdkafka = true;
-    tv = dest_util_tv(DEST_SEND_TIMEOUT_MS + DEST_KAFKA_TIMEOUT_GRACE_MS);
+    tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
     evtimer_add(s->o.ev, &tv);
     return 0;
 

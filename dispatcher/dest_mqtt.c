@@ -66,6 +66,8 @@
 /* Reconnect backoff: first delay, doubled after every failed attempt, capped. */
 #define DEST_MQTT_BACKOFF_MIN_MS 100
 #define DEST_MQTT_BACKOFF_MAX_MS 5000
+/* PUBACK timeouts in a row after which the client is dropped (see send_event_cb()). */
+#define DEST_MQTT_TIMEOUTS_DROP 3
 /* An attempt without CONNACK (or name resolution) within this counts as failed. */
 #define DEST_MQTT_CONNECT_TIMEOUT_MS 10000
 
@@ -85,6 +87,7 @@ struct dest_mqtt_send;
 struct dest_mqtt {
     struct dest dst; /* first: the core sees a struct dest */
     unsigned magic;
+    int puback_timeouts;     /* in a row; reset by an acknowledged publish */
     struct event_base *base; /* borrowed */
     char *host;              /* owned; without brackets */
     int port;
@@ -175,6 +178,8 @@ static void send_free_v(void *arg)
     send_free(arg);
 }
 
+static void conn_drop(struct dest_mqtt *dm, const char *reason);
+
 /* S's event: an outcome was recorded, or no PUBACK came in time. DONE runs last. */
 static void send_event_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -183,8 +188,22 @@ static void send_event_cb(evutil_socket_t fd, short what, void *arg)
 
     if (s->magic != DEST_MQTT_SEND_MAGIC || dm->magic != DEST_MQTT_MAGIC)
         return;
+    bool timed_out = !s->o.has_outcome;
+
     /* A late PUBACK for this mid finds no send and is ignored. */
     dest_util_outcome_default(&s->o, SY_ETIMEDOUT, "no PUBACK within %d ms", DEST_SEND_TIMEOUT_MS);
+    /*
+     * A broker that keeps answering pings but not publishes: after a few timeouts in a row,
+     * drop the client. Kept, it would hold every timed-out QoS 1 message in libmosquitto's
+     * unbounded queue while the core keeps retrying them.
+     */
+    if (!timed_out && s->o.rc == 0) {
+        dm->puback_timeouts = 0;
+    } else if (timed_out && ++dm->puback_timeouts >= DEST_MQTT_TIMEOUTS_DROP &&
+               dm->mosq != NULL) {
+        dm->puback_timeouts = 0;
+        conn_drop(dm, "no PUBACK for several publishes in a row");
+    }
     dest_util_outcome_report(&dm->dst, &s->o, send_free_v, s);
 }
 
