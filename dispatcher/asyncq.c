@@ -11,7 +11,13 @@
  *   READY       due, in its function's FIFO, waiting for a concurrency slot
  *   RUNNING     handed to dispatcher_invoke()
  *   DELIVERING  outcome stored (state 1); destination sends in flight
- *   FINISHING   DELETE job at the store; freed when it comes back
+ *   FINISHING   DELETE job with a dead letter at the store; freed when it comes back
+ *
+ * A finished event without a dead letter is freed at once: its DELETE waits in a short list
+ * (the "lazy" deletes) that rides along with the next job handed to the store, or goes on its
+ * own after LAZY_FLUSH_MS or LAZY_MAX deletes. Removals then cost the store thread no wake-up
+ * and no commit of their own; a crash before one is committed only runs that event again
+ * (at-least-once), and asyncq_close() hands the list to the store before stopping it.
  *
  * Outcome handling writes the outcome (the destination record and which deliveries remain)
  * to the store BEFORE sending anything, so that a crash at any point leaves either the event
@@ -50,6 +56,8 @@
 #define AUTO_ASYNC_CONCURRENCY 10
 #define ERROR_MESSAGE_MAX 1024 /* the DLQ ErrorMessage attribute: first 1 KB */
 #define CLOSE_FLUSH_MS 10000
+#define LAZY_FLUSH_MS 20 /* a finished event's DELETE waits at most this long for company */
+#define LAZY_MAX 512     /* ... or until this many are waiting */
 
 /* Deliveries an outcome may need (bits of aq_ev.pending / .sending). */
 enum {
@@ -135,6 +143,9 @@ struct asyncq {
     void (*drain_done)(void *arg);
     void *drain_arg;
     struct event *drain_ev;
+    struct aq_job *lazy_head, *lazy_tail; /* DELETEs not handed to the store yet */
+    unsigned n_lazy;
+    struct event *lazy_ev; /* hands them over after LAZY_FLUSH_MS */
     struct aq_row *recovered;
     size_t n_recovered;
     /* Bounded memory (SQLite store): at most max_held events / AQ_MAX_HELD_BYTES of payload
@@ -437,11 +448,58 @@ static void history_add(struct aq_ev *ev, const char *status, const char *etype,
 
 /* ---- store completions -------------------------------------------------------------------- */
 
+/* Hand JOB to the store, with the lazy deletes waiting (one hand-over, one wake-up). */
 static void submit(struct asyncq *q, struct aq_job *job,
                    void (*complete)(struct asyncq *, struct aq_job *))
 {
     job->complete = complete;
+    if (q->lazy_head != NULL) {
+        q->lazy_tail->next = job;
+        job = q->lazy_head;
+        q->lazy_head = q->lazy_tail = NULL;
+        q->n_lazy = 0;
+        evtimer_del(q->lazy_ev);
+    }
     q->sops->submit(q->store, job);
+}
+
+/* Hand the lazy deletes to the store now. */
+static void lazy_flush(struct asyncq *q)
+{
+    struct aq_job *head = q->lazy_head;
+
+    if (head == NULL)
+        return;
+    q->lazy_head = q->lazy_tail = NULL;
+    q->n_lazy = 0;
+    evtimer_del(q->lazy_ev);
+    q->sops->submit(q->store, head);
+}
+
+static void lazy_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    lazy_flush(arg);
+}
+
+/* Queue JOB (a DELETE nobody waits for) to ride along with the next submit(). */
+static void submit_lazy(struct asyncq *q, struct aq_job *job)
+{
+    static const struct timeval flush_tv = {0, LAZY_FLUSH_MS * 1000};
+
+    job->complete = NULL;
+    job->ctx = NULL;
+    job->next = NULL;
+    if (q->lazy_tail != NULL)
+        q->lazy_tail->next = job;
+    else
+        q->lazy_head = job;
+    q->lazy_tail = job;
+    if (++q->n_lazy >= LAZY_MAX)
+        lazy_flush(q);
+    else if (q->n_lazy == 1)
+        evtimer_add(q->lazy_ev, &flush_tv);
 }
 
 static void efd_cb(evutil_socket_t fd, short what, void *arg)
@@ -526,21 +584,37 @@ static void finish_done(struct asyncq *q, struct aq_job *job)
     aq_ev_free(ev);
 }
 
-/* The event is done: remove it from the store (keeping a dead letter when DEAD is set). */
+/* The event is done: remove it from the store (keeping a dead letter when DEAD is set). EV is
+ * freed now, or (with DEAD) when the store has the dead letter; either way the caller must not
+ * touch it after this call. */
 static void aq_finish(struct aq_ev *ev, struct aq_dead *dead)
 {
-    struct aq_job *job = job_for(ev, AQJ_DELETE, dead != NULL);
+    struct aq_job *job;
 
+    if (dead == NULL) {
+        /* Only the row's address is needed: no copies of its strings. */
+        job = calloc(1, sizeof(*job));
+        if (job != NULL) {
+            job->kind = AQJ_DELETE;
+            memcpy(job->ev.id, ev->row.id, sizeof(job->ev.id));
+            job->ev.rowid = ev->row.rowid;
+            submit_lazy(ev->q, job);
+        } else {
+            log_err("[asyncq] out of memory finishing event %s; it runs again after a restart",
+                    ev->row.id);
+        }
+        aq_ev_free(ev);
+        return;
+    }
+    job = job_for(ev, AQJ_DELETE, 1);
     ev->state = AQ_FINISHING;
     if (job == NULL) {
         /* Out of memory: the event stays stored and runs again after a restart. */
         log_err("[asyncq] out of memory finishing event %s", ev->row.id);
-        if (dead != NULL) {
-            free(dead->condition);
-            free(dead->error_type);
-            free(dead->error_message);
-            free(dead);
-        }
+        free(dead->condition);
+        free(dead->error_type);
+        free(dead->error_message);
+        free(dead);
         aq_ev_free(ev);
         return;
     }
@@ -1430,7 +1504,8 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
     q->efd_ev = event_new(base, q->efd, EV_READ | EV_PERSIST, efd_cb, q);
     q->timer_ev = evtimer_new(base, timer_cb, q);
     q->drain_ev = event_new(base, -1, 0, drain_ev_cb, q);
-    if (q->efd_ev == NULL || q->timer_ev == NULL || q->drain_ev == NULL ||
+    q->lazy_ev = evtimer_new(base, lazy_cb, q);
+    if (q->efd_ev == NULL || q->timer_ev == NULL || q->drain_ev == NULL || q->lazy_ev == NULL ||
         event_add(q->efd_ev, NULL) != 0) {
         sy_error_set(err, "cannot set up the async queue's events");
         goto fail;
@@ -1514,6 +1589,7 @@ void asyncq_close(struct asyncq *q)
     if (q->store != NULL) {
         struct aq_job *job;
 
+        lazy_flush(q);
         q->sops->stop(q->store, CLOSE_FLUSH_MS);
         /* Last completions: run them for their effects on callers, then drop them. */
         job = q->sops->take_done(q->store);
@@ -1549,6 +1625,9 @@ void asyncq_close(struct asyncq *q)
         event_free(q->timer_ev);
     if (q->drain_ev != NULL)
         event_free(q->drain_ev);
+    if (q->lazy_ev != NULL)
+        event_free(q->lazy_ev);
+    aq_job_list_free(q->lazy_head); /* only left when the store never opened */
     if (q->efd >= 0)
         close(q->efd);
     free(q->heap);

@@ -112,11 +112,13 @@ struct aq_mailbox {
 void aq_mailbox_init(struct aq_mailbox *mb);
 /* Free every job still in either list and the mutex. */
 void aq_mailbox_destroy(struct aq_mailbox *mb);
-/* Append JOB to the in-list. Call with MU held. */
+/* Append JOB, and the jobs linked after it by ->next, to the in-list. Call with MU held. */
 void aq_mailbox_push_locked(struct aq_mailbox *mb, struct aq_job *job);
 /* Take the whole in-list (NULL when empty). Call with MU held. */
 struct aq_job *aq_mailbox_take_in_locked(struct aq_mailbox *mb);
-/* Append the list HEAD to the done list and wake the loop. Locks MU. */
+/* Append the list HEAD to the done list and wake the loop (unless the list was not empty: then
+ * the loop has a wake-up pending). Locks MU. The loop must read its eventfd BEFORE it calls
+ * aq_mailbox_take_done(). */
 void aq_mailbox_hand_back(struct aq_mailbox *mb, struct aq_job *head);
 /* Take the done list (NULL when empty). Locks MU. */
 struct aq_job *aq_mailbox_take_done(struct aq_mailbox *mb);
@@ -144,7 +146,8 @@ struct aq_job *aq_job_list_join(struct aq_job *a, struct aq_job *b);
  *            from the start (SQLite: every stored event; Redis: none, they arrive by INTAKE).
  * start:     start the thread; finished jobs are queued for the loop and NOTIFY_FD (an eventfd)
  *            is written.
- * submit:    hand a job over (thread-safe; the store owns it until it comes back done).
+ * submit:    hand a job over, or a list of jobs linked by ->next (thread-safe; the store owns
+ *            them until they come back done).
  * take_done: the finished jobs, in completion order, or NULL. A backend may also hand back
  *            jobs it made itself: AQJ_INTAKE jobs carry in ROWS events this broker now holds
  *            (Redis: read from the stream or claimed from a dead consumer).

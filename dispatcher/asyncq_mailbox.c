@@ -72,12 +72,15 @@ void aq_mailbox_destroy(struct aq_mailbox *mb)
 
 void aq_mailbox_push_locked(struct aq_mailbox *mb, struct aq_job *job)
 {
-    job->next = NULL;
+    struct aq_job *tail = job;
+
+    while (tail->next != NULL)
+        tail = tail->next;
     if (mb->in_tail != NULL)
         mb->in_tail->next = job;
     else
         mb->in_head = job;
-    mb->in_tail = job;
+    mb->in_tail = tail;
 }
 
 struct aq_job *aq_mailbox_take_in_locked(struct aq_mailbox *mb)
@@ -92,12 +95,19 @@ void aq_mailbox_hand_back(struct aq_mailbox *mb, struct aq_job *head)
 {
     struct aq_job *tail = head;
     uint64_t one = 1;
+    int wake;
 
     if (head == NULL)
         return;
     while (tail->next != NULL)
         tail = tail->next;
     pthread_mutex_lock(&mb->mu);
+    /*
+     * Wake the loop only when the done list was empty: a non-empty one has been announced
+     * already, and the loop reads the eventfd before it takes the list, so that announcement
+     * is still to be acted on and covers these jobs too.
+     */
+    wake = mb->done_head == NULL;
     if (mb->done_tail != NULL)
         mb->done_tail->next = head;
     else
@@ -105,7 +115,7 @@ void aq_mailbox_hand_back(struct aq_mailbox *mb, struct aq_job *head)
     mb->done_tail = tail;
     pthread_mutex_unlock(&mb->mu);
     /* An eventfd: the write only fails if the counter would overflow, which it cannot here. */
-    if (write(mb->notify_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    if (wake && write(mb->notify_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
         log_err("[asyncq] cannot wake the loop: %s", strerror(errno));
 }
 

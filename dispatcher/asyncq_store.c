@@ -10,14 +10,28 @@
  * is in the WAL file, in the OS page cache, before the 202 is sent); synchronous=FULL also
  * fsyncs the WAL on every commit, which survives power loss. Either way one commit covers every
  * job that arrived while the previous one ran.
+ *
+ * Checkpoints (copying the WAL back into queue.db, with an fsync of each file) run on a thread
+ * of their own with a second connection, PASSIVE, once the WAL holds ck_soft pages: an fsync
+ * takes from a millisecond to hundreds of them on a busy disk, and the store thread (whose
+ * commits the 202s wait for) does not wait for them. The WAL starts over from its beginning
+ * only at a write that finds it wholly checkpointed, which a checkpointer racing a store thread
+ * that never pauses may not achieve: at ck_hard pages the store thread checkpoints the rest
+ * itself (little is left by then: a short pause, once per ck_hard pages written).
+ * SWITCHYARD_WAL_CHECKPOINT_PAGES=SOFT,HARD overrides both (tests make them small).
+ *
+ * One broker per data_dir: queue.lock holds an flock for as long as the store is open (released
+ * by the kernel when the process dies, even by kill -9).
  */
 #include "asyncq_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +44,8 @@
 
 #define STORE_MAGIC 0x41515354u /* "AQST" */
 #define STORE_RETRY_MS 1000     /* after a failed write transaction */
+#define CKPT_SOFT 1000          /* WAL pages that start a background checkpoint (SQLite's own) */
+#define CKPT_HARD 16384         /* ... and that make the store thread finish one (64 MiB) */
 
 struct aq_store {
     unsigned magic;
@@ -40,6 +56,15 @@ struct aq_store {
     int full_now;    /* synchronous is FULL right now */
     int stopping;
     int64_t stop_deadline_ms;
+    int lock_fd;     /* queue.lock, flocked while the store is open; -1 */
+    /* The checkpointer: its own connection and thread; ck_mu guards the three flags. */
+    sqlite3 *ck_db;
+    pthread_t ck_thread;
+    int ck_started;
+    int ck_soft, ck_hard; /* CKPT_SOFT, CKPT_HARD or SWITCHYARD_WAL_CHECKPOINT_PAGES */
+    pthread_mutex_t ck_mu;
+    pthread_cond_t ck_cv;
+    int ck_want, ck_stop, ck_running;
     /* Prepared statements of the write path, by SQL text (static strings): prepared once. */
     struct {
         const char *sql;
@@ -150,6 +175,137 @@ static int row_from_stmt(sqlite3_stmt *s, struct aq_row *row)
     return 0;
 }
 
+/* ---- one broker per data_dir, and the checkpointer ----------------------------------------- */
+
+/* Take <DIR>/queue.lock (flock, without waiting) for ST. Returns 0, or SY_EBUSY (another process
+ * holds it) / SY_EIO with ERR filled. */
+static int lock_data_dir(struct aq_store *st, const char *dir, struct sy_error *err)
+{
+    char path[4200], pid[32] = "";
+    int fd, n;
+
+    snprintf(path, sizeof(path), "%s/queue.lock", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        sy_error_set(err, "cannot open %s: %s", path, strerror(errno));
+        return SY_EIO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        ssize_t got = e == EWOULDBLOCK ? pread(fd, pid, sizeof(pid) - 1, 0) : -1;
+
+        pid[got > 0 ? got : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (e != EWOULDBLOCK) {
+            sy_error_set(err, "cannot lock %s: %s", path, strerror(e));
+            return SY_EIO;
+        }
+        sy_error_set(err, "cannot use %s/queue.db: it is locked by another process%s%s%s (is "
+                          "another broker running with the same data_dir?)",
+                     dir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+        return SY_EBUSY;
+    }
+    n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        log_warn("[asyncq] cannot write the pid into %s: %s", path, strerror(errno));
+    st->lock_fd = fd;
+    return 0;
+}
+
+/* After every commit of the store thread, with the WAL's size in pages. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct aq_store *st = arg;
+
+    (void)name;
+    if (pages >= st->ck_hard || (pages >= st->ck_soft && !st->ck_started)) {
+        /* Finish what the checkpointer has not copied yet; the next write restarts the WAL.
+         * BUSY: the checkpointer is at it right now; the next commit tries again. */
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_err("[asyncq] checkpoint of queue.db failed: %s", sqlite3_errmsg(db));
+        return SQLITE_OK;
+    }
+    if (pages >= st->ck_soft) {
+        pthread_mutex_lock(&st->ck_mu);
+        if (!st->ck_want) {
+            st->ck_want = 1;
+            if (!st->ck_running)
+                pthread_cond_signal(&st->ck_cv);
+        }
+        pthread_mutex_unlock(&st->ck_mu);
+    }
+    return SQLITE_OK;
+}
+
+/* ck_soft and ck_hard from SWITCHYARD_WAL_CHECKPOINT_PAGES ("SOFT,HARD"), or the defaults. */
+static void ckpt_limits(struct aq_store *st)
+{
+    const char *v = getenv("SWITCHYARD_WAL_CHECKPOINT_PAGES");
+    long soft, hard;
+    char *end;
+
+    st->ck_soft = CKPT_SOFT;
+    st->ck_hard = CKPT_HARD;
+    if (v == NULL || *v == '\0')
+        return;
+    soft = strtol(v, &end, 10);
+    hard = *end == ',' ? strtol(end + 1, &end, 10) : 0;
+    if (*end != '\0' || soft < 2 || hard <= soft || hard > 1000000) {
+        log_warn("[asyncq] ignoring SWITCHYARD_WAL_CHECKPOINT_PAGES=%s (want SOFT,HARD with "
+                 "2 <= SOFT < HARD <= 1000000)",
+                 v);
+        return;
+    }
+    st->ck_soft = (int)soft;
+    st->ck_hard = (int)hard;
+}
+
+static void *ckpt_main(void *arg)
+{
+    struct aq_store *st = arg;
+    int last_rc = SQLITE_OK;
+
+    pthread_mutex_lock(&st->ck_mu);
+    for (;;) {
+        int rc;
+
+        while (!st->ck_want && !st->ck_stop)
+            pthread_cond_wait(&st->ck_cv, &st->ck_mu);
+        if (st->ck_stop)
+            break;
+        st->ck_want = 0;
+        st->ck_running = 1;
+        pthread_mutex_unlock(&st->ck_mu);
+        rc = sqlite3_wal_checkpoint_v2(st->ck_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        /* BUSY: the store thread is finishing one itself right now (ck_hard). */
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != last_rc)
+            log_err("[asyncq] checkpoint of queue.db failed: %s; the WAL grows until one "
+                    "succeeds", sqlite3_errmsg(st->ck_db));
+        else if (rc == SQLITE_OK && last_rc != SQLITE_OK && last_rc != SQLITE_BUSY)
+            log_info("[asyncq] checkpoints of queue.db succeed again");
+        last_rc = rc;
+        pthread_mutex_lock(&st->ck_mu);
+        st->ck_running = 0;
+    }
+    pthread_mutex_unlock(&st->ck_mu);
+    return NULL;
+}
+
+static void ckpt_stop(struct aq_store *st)
+{
+    if (!st->ck_started)
+        return;
+    pthread_mutex_lock(&st->ck_mu);
+    st->ck_stop = 1;
+    pthread_cond_signal(&st->ck_cv);
+    pthread_mutex_unlock(&st->ck_mu);
+    pthread_join(st->ck_thread, NULL);
+    st->ck_started = 0;
+}
+
 static void sqlite_destroy(struct aq_store *st);
 
 static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
@@ -173,10 +329,23 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
         return NULL;
     }
     st->magic = STORE_MAGIC;
+    st->lock_fd = -1;
     aq_mailbox_init(&st->mb);
     pthread_cond_init(&st->cv, NULL);
+    pthread_mutex_init(&st->ck_mu, NULL);
+    pthread_cond_init(&st->ck_cv, NULL);
+    ckpt_limits(st);
+    if (lock_data_dir(st, cfg->broker.data_dir, err) != 0)
+        goto fail;
+    /*
+     * "unix-excl": the process takes an exclusive lock on queue.db at the first read and keeps
+     * it, so no other process can use the file, while both connections of this process (the
+     * store thread's and the checkpointer's) lock each other in memory: no fcntl() per
+     * transaction, and the WAL index lives in the heap (no -shm file).
+     */
     rc = sqlite3_open_v2(path, &st->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                         "unix-excl");
     if (rc != SQLITE_OK) {
         sy_error_set(err, "cannot open %s: %s", path,
                      st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
@@ -185,23 +354,36 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
     sqlite3_busy_timeout(st->db, 2000);
     st->fsync = fsync;
     st->full_now = fsync;
-    /*
-     * The running broker owns queue.db: an exclusive lock taken once (no fcntl locking per
-     * transaction, no shared-memory WAL index), which also keeps a second broker from using
-     * the same data_dir. Set before WAL mode, so that the WAL index lives in our heap.
-     */
-    if (sqlite3_exec(st->db, "PRAGMA locking_mode=EXCLUSIVE", NULL, NULL, &emsg) != SQLITE_OK ||
-        sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, &emsg) != SQLITE_OK ||
+    if (sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, &emsg) != SQLITE_OK ||
         sqlite3_exec(st->db,
                      fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
                      NULL, &emsg) != SQLITE_OK ||
+        sqlite3_exec(st->db, "PRAGMA journal_size_limit=16777216", NULL, NULL,
+                     &emsg) != SQLITE_OK ||
         sqlite3_exec(st->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
         if (sqlite3_errcode(st->db) == SQLITE_BUSY || sqlite3_errcode(st->db) == SQLITE_LOCKED)
-            sy_error_set(err, "cannot use %s: it is locked by another process (is another "
-                              "broker running with the same data_dir?)",
+            sy_error_set(err, "cannot use %s: it is locked by another process (a program "
+                              "writing to it?)",
                          path);
         else
             sy_error_set(err, "cannot set up %s: %s", path, emsg != NULL ? emsg : "?");
+        sqlite3_free(emsg);
+        goto fail;
+    }
+    /* journal_size_limit: after a restart the WAL file is cut back to 16 MiB. Checkpoints: by
+     * the checkpointer thread (see the top of this file), not on commit. */
+    sqlite3_wal_hook(st->db, wal_hook, st);
+    /* The checkpointer's connection reads once, so that it knows the file is in WAL mode. */
+    rc = sqlite3_open_v2(path, &st->ck_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                         "unix-excl");
+    if (rc != SQLITE_OK ||
+        sqlite3_exec(st->ck_db, "PRAGMA synchronous=NORMAL", NULL, NULL, &emsg) != SQLITE_OK ||
+        sqlite3_exec(st->ck_db, "SELECT count(*) FROM sqlite_master", NULL, NULL, &emsg) !=
+            SQLITE_OK) {
+        sy_error_set(err, "cannot open %s for checkpoints: %s", path,
+                     emsg != NULL ? emsg
+                     : st->ck_db != NULL ? sqlite3_errmsg(st->ck_db)
+                                         : sqlite3_errstr(rc));
         sqlite3_free(emsg);
         goto fail;
     }
@@ -890,6 +1072,13 @@ static void *store_main(void *arg)
 
 static int sqlite_start(struct aq_store *st, int notify_fd, struct sy_error *err)
 {
+    int rc = pthread_create(&st->ck_thread, NULL, ckpt_main, st);
+
+    if (rc != 0) {
+        sy_error_set(err, "cannot start the checkpoint thread: %s", strerror(rc));
+        return SY_EIO;
+    }
+    st->ck_started = 1;
     return aq_mailbox_start(&st->mb, store_main, st, notify_fd, err);
 }
 
@@ -917,18 +1106,28 @@ static void sqlite_stop(struct aq_store *st, int timeout_ms)
     pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mb.mu);
     aq_mailbox_join(&st->mb);
+    ckpt_stop(st);
 }
 
 static void sqlite_destroy(struct aq_store *st)
 {
     if (st == NULL)
         return;
+    ckpt_stop(st); /* normally stopped by sqlite_stop() already */
     for (size_t i = 0; i < st->n_cache; i++)
         sqlite3_finalize(st->cache[i].stmt);
+    /* The checkpointer's connection first: closing the last one checkpoints and removes the
+     * WAL. */
+    if (st->ck_db != NULL)
+        sqlite3_close(st->ck_db);
     if (st->db != NULL)
         sqlite3_close(st->db);
+    if (st->lock_fd >= 0)
+        close(st->lock_fd); /* releases the flock */
     aq_mailbox_destroy(&st->mb);
     pthread_cond_destroy(&st->cv);
+    pthread_mutex_destroy(&st->ck_mu);
+    pthread_cond_destroy(&st->ck_cv);
     st->magic = 0;
     free(st);
 }

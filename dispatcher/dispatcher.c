@@ -345,6 +345,7 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
                                      const char *runtimes_dir, struct sy_error *err)
 {
     struct dispatcher *dsp = calloc(1, sizeof(*dsp));
+    struct funclog_writer *flw = NULL; /* our reference; each function's log takes its own */
     unsigned reserved = 0;
     struct timeval wd = {.tv_sec = 0, .tv_usec = WATCHDOG_MS * 1000};
 
@@ -393,6 +394,10 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
         sy_error_set(err, "out of memory");
         goto fail;
     }
+    /* One log-writer thread for all functions; it stops when the last log is closed. */
+    flw = funclog_writer_start(err);
+    if (flw == NULL)
+        goto fail;
     for (size_t i = 0; i < dsp->n_fns; i++) {
         struct function *fn = &dsp->fns[i];
         const struct cfg_function *fc = &cfg->functions[i];
@@ -411,11 +416,13 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
         snprintf(fn->arn, n, "arn:aws:lambda:%s:%s:function:%s", cfg->broker.region,
                  cfg->broker.account_id, fc->name);
         snprintf(fn->log_group, n, "/aws/lambda/%s", fc->name);
-        if (funclog_open(&fn->log, dsp->logs_dir, fc->name, err) != 0)
+        if (funclog_open(&fn->log, flw, dsp->logs_dir, fc->name, err) != 0)
             goto fail;
         if (fc->reserved_concurrency >= 0)
             reserved += (unsigned)fc->reserved_concurrency;
     }
+    funclog_writer_unref(flw);
+    flw = NULL;
     dsp->unreserved_cap = (unsigned)cfg->broker.max_concurrency > reserved
                               ? (unsigned)cfg->broker.max_concurrency - reserved
                               : 0;
@@ -437,6 +444,7 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
     }
     return dsp;
 fail:
+    funclog_writer_unref(flw);
     dispatcher_destroy(dsp);
     return NULL;
 }
@@ -708,7 +716,7 @@ void dispatcher_destroy(struct dispatcher *dsp)
             }
             env_destroy(env);
         }
-        funclog_close(&fn->log);
+        funclog_close(&fn->log); /* the last one waits (at most 2 s) for the lines to be written */
         if (fn->respawn != NULL)
             event_free(fn->respawn);
         free(fn->arn);

@@ -26,19 +26,53 @@ struct env;
 #define ENV_MAGIC 0x454e5621u      /* "ENV!" */
 #define INV_MAGIC 0x494e5621u      /* "INV!" */
 
-/* Per-function log file: <data_dir>/logs/<function>.log (see funclog.c). */
+/*
+ * Per-function log file: <data_dir>/logs/<function>.log (see funclog.c). Lines are buffered in
+ * memory on the loop thread and written by one log-writer thread shared by all functions.
+ * Unless said otherwise, these run on the loop thread only, never block and never call back.
+ */
+struct funclog_writer;
+struct funclog_file;
+
 struct funclog {
-    FILE *fp;
-    char *path;
-    uint64_t last_flush_us; /* lines are flushed at least every FUNCLOG_FLUSH_US */
+    struct funclog_writer *w; /* one reference, dropped by funclog_close() */
+    struct funclog_file *f;   /* shared with the writer thread until funclog_close() */
 };
 
-int funclog_open(struct funclog *fl, const char *dir, const char *name, struct sy_error *err);
-/* One user line, stored as `<ISO time>\t<request id or ->\t<line>`. */
+struct funclog_stats {
+    uint64_t lines_dropped; /* over the cap (or out of memory) since funclog_open() */
+    uint64_t write_errors;  /* failed open/write attempts (one per retry, not per line) */
+    uint64_t bytes_written;
+};
+
+/* Start the writer thread. Returns new: the caller's reference (funclog_writer_unref()), or
+ * NULL with ERR filled. */
+struct funclog_writer *funclog_writer_start(struct sy_error *err);
+/* Drop one reference; NULL is a no-op. The last one stops the thread once every line of every
+ * closed log is written, waiting at most 2 s (a hung disk): then it logs what may be lost and
+ * lets the thread go. Blocks (bounded): call it at shutdown, not per invocation. */
+void funclog_writer_unref(struct funclog_writer *w);
+/* Log to DIR/NAME.log through W (borrowed; FL takes its own reference). The writer opens the
+ * file (O_APPEND|O_CLOEXEC) on its next pass; an open failure is logged and retried there, so
+ * it is not reported here. FL must be zeroed or closed. Returns 0, or SY_ENOMEM with ERR
+ * filled (FL left untouched). */
+int funclog_open(struct funclog *fl, struct funclog_writer *w, const char *dir, const char *name,
+                 struct sy_error *err);
+/* One user line, stored as `<ISO time>\t<request id or ->\t<line>`. LINE is borrowed (copied).
+ * A no-op on a zeroed or closed FL. Over the per-function cap the line is dropped and counted. */
 void funclog_line(struct funclog *fl, const char *request_id, const char *line, size_t len);
-/* One platform line (START, END, REPORT, INIT_START...), stored as is. */
+/* One platform line (START, END, REPORT, INIT_START...), stored as is; as funclog_line(). */
 void funclog_platform(struct funclog *fl, const char *line);
+/* Counters of FL (zeros for a zeroed or closed FL). Takes the writer's lock briefly. */
+void funclog_stats(const struct funclog *fl, struct funclog_stats *out);
+/* Hand the file to the writer, which writes every line logged before and then closes it, and
+ * drop FL's writer reference (which may stop the writer, see funclog_writer_unref()). FL is
+ * zeroed afterwards; a zeroed FL is a no-op. */
 void funclog_close(struct funclog *fl);
+/* Tests only: hold every writer thread before its next pass (1) or let it go (0), to make it
+ * fall behind deterministically; and count the writer threads still running. */
+void funclog_test_pause(int paused);
+int funclog_test_threads(void);
 
 enum inv_state {
     INV_ASSIGNED, /* bound to an environment that is not ready yet (cold start) */

@@ -5,7 +5,8 @@
  * spacing, a function: destination, reserved concurrency 0, EventAgeExceeded (an old event
  * found at start-up), the local dead-letter store with `switchyard dlq` (list, show, redrive,
  * purge), bad input, and kill -9 of the broker with thousands of queued and in-flight events:
- * every event runs at least once after the restart.
+ * every event runs at least once after the restart; a second broker on the same data_dir is
+ * refused; the WAL stays bounded while events stream through (background checkpoints).
  *
  * Side effects are files written by tests/integration/handlers/async/app.py; every wait polls
  * for them with a deadline.
@@ -524,6 +525,93 @@ static void test_backlog_parked(void **state)
     itest_end(t);
 }
 
+/* A second broker on the same data_dir is refused before it touches anything, naming the pid of
+ * the one that runs; the running one is unaffected. */
+static void test_second_broker_refused(void **state)
+{
+    struct itest *t = *state;
+    char *argv[] = {(char *)h_binary(), "run", t->b.config_path, NULL};
+    char *want = h_strfmt("locked by another process (pid %d)", (int)t->b.proc.pid);
+    struct h_run run;
+    char *rid;
+
+    h_proc_run(argv, NULL, t->b.dir, 30000, &run);
+    if (run.code == 0 || strstr(run.err, want) == NULL)
+        fail_msg("second broker: exit %d, stderr:\n%s\nwant: %s", run.code, run.err, want);
+    h_run_free(&run);
+    free(want);
+    assert_true(h_broker_running(&t->b));
+    rid = itest_invoke_event(&t->b, "record-ok", "{\"dir\":\"/nonexistent\",\"n\":1}");
+    free(rid);
+    itest_end(t);
+}
+
+#define WAL_EVENTS 1500
+#define WAL_SOFT 32
+#define WAL_HARD 256
+
+/*
+ * Checkpoints: with SWITCHYARD_WAL_CHECKPOINT_PAGES=32,256, 1500 events of 4 KB (each INSERT
+ * writes two pages or more: about 3000 pages in all) stream through one connection; the WAL
+ * file never grows much beyond the hard limit (it would hold every page without checkpoints),
+ * and every event runs.
+ */
+static void test_wal_bounded(void **state)
+{
+    struct itest *t = *state;
+    const char *env[] = {"SWITCHYARD_WAL_CHECKPOINT_PAGES=32,256", NULL};
+    char *dir = h_strfmt("%s/wal", t->b.dir);
+    char *wal = h_strfmt("%s/queue.db-wal", t->b.data_dir);
+    char pad[4097];
+    struct h_http_conn *c;
+    const char *hdrs[] = {"X-Amz-Invocation-Type: Event", NULL};
+    size_t lines;
+    int64_t deadline;
+    struct stat sb;
+    long long max_wal = 0;
+
+    mkdir(dir, 0755);
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    assert_int_equal(h_broker_stop(&t->b, 10000), 0);
+    assert_int_equal(h_broker_start(&t->b, env, ITEST_READY_MS), 0);
+    t->mark = h_broker_log_mark(&t->b);
+    c = h_http_connect(t->b.host, t->b.port, 10000);
+    assert_non_null(c);
+    for (int i = 0; i < WAL_EVENTS; i++) {
+        char *payload = h_strfmt("{\"dir\":\"%s\",\"n\":%d,\"pad\":\"%s\"}", dir, i, pad);
+        struct h_http_resp r;
+
+        if (h_http_conn_request(c, "POST", "/2015-03-31/functions/record/invocations", hdrs,
+                                payload, strlen(payload), 30000, &r) != 0)
+            fail_msg("event %d: no answer", i);
+        if (r.status != 202)
+            fail_msg("event %d: HTTP %d", i, r.status);
+        h_http_resp_free(&r);
+        free(payload);
+        if (stat(wal, &sb) == 0 && sb.st_size > max_wal)
+            max_wal = sb.st_size;
+    }
+    h_http_close(c);
+    deadline = h_now_ms() + 120000;
+    while (count_runs(dir, &lines) < WAL_EVENTS && h_now_ms() < deadline)
+        h_sleep_ms(50);
+    assert_int_equal(count_runs(dir, &lines), WAL_EVENTS);
+    if (stat(wal, &sb) == 0 && sb.st_size > max_wal)
+        max_wal = sb.st_size;
+    /* A WAL frame is a 4096-byte page and a 24-byte header; the hard limit is reached at the
+     * end of a commit, which may add a few dozen frames. */
+    if (max_wal > (WAL_HARD + 128) * 4120LL)
+        fail_msg("the WAL grew to %lld bytes (hard limit %d pages)", max_wal, WAL_HARD);
+    assert_true(max_wal > WAL_SOFT * 4120LL); /* it was in use: the test measured something */
+    /* Back to the defaults for the tests after this one. */
+    assert_int_equal(h_broker_stop(&t->b, 10000), 0);
+    assert_int_equal(h_broker_start(&t->b, NULL, ITEST_READY_MS), 0);
+    free(wal);
+    free(dir);
+    itest_end(t);
+}
+
 static int group_setup(void **state)
 {
     return itest_group_start(state, "async", config, NULL);
@@ -538,7 +626,8 @@ int main(void)
         T(test_function_destination), T(test_reserved_zero),
         T(test_bad_input),            T(test_kill9_loses_nothing),
         T(test_event_age_exceeded),   T(test_sigterm_keeps_queue),
-        T(test_backlog_parked),
+        T(test_backlog_parked),       T(test_second_broker_refused),
+        T(test_wal_bounded),
     };
 
     itest_filter_from_env();
