@@ -2,8 +2,10 @@
  * broker/log.h - the broker's own log (stderr, one line per event).
  *
  * Lines read `2026-11-22T13:45:00.123Z error [scope] message`. The macros test the level
- * before evaluating their arguments. Loop-thread only (no locking); child processes never log
- * through here.
+ * before evaluating their arguments. No locking of its own: each line is one fprintf() to
+ * stderr (stdio locks the stream), so the helper threads (async store, checkpointer, function
+ * log writer) log through it too; the level is set once, before any thread starts. Child
+ * processes never log through here.
  */
 #ifndef SY_LOG_H
 #define SY_LOG_H
