@@ -445,9 +445,20 @@ int broker_run(const char *config_path)
     }
 
     asyncq_start(b.aq);
-    if (event_base_dispatch(b.base) < 0) {
-        log_err("event loop failed");
-        goto out;
+    /*
+     * One loop turn at a time: after each, the async queue hands what the turn queued for its
+     * store over at once (one transaction and one wake-up of the store thread per turn).
+     */
+    for (;;) {
+        int lrc = event_base_loop(b.base, EVLOOP_ONCE);
+
+        if (lrc < 0) {
+            log_err("event loop failed");
+            goto out;
+        }
+        asyncq_flush(b.aq);
+        if (lrc == 1 || event_base_got_break(b.base) || event_base_got_exit(b.base))
+            break;
     }
     if (b.forced) {
         log_warn("stopped before the drain finished");

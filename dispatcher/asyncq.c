@@ -13,9 +13,11 @@
  *   DELIVERING  outcome stored (state 1); destination sends in flight
  *   FINISHING   DELETE job with a dead letter at the store; freed when it comes back
  *
- * A finished event without a dead letter is freed at once: its DELETE waits in a short list
- * (the "lazy" deletes) that rides along with the next job handed to the store, or goes on its
- * own after LAZY_FLUSH_MS or LAZY_MAX deletes. Removals then cost the store thread no wake-up
+ * Store jobs are collected during a loop turn and handed to the store thread together when the
+ * turn ends (asyncq_flush()): one transaction and one wake-up per turn. A finished event
+ * without a dead letter is freed at once: its DELETE waits in a second list (the "lazy"
+ * deletes) that rides along with the next hand-over, or goes on its own after LAZY_FLUSH_MS or
+ * LAZY_MAX deletes. Removals then cost the store thread no wake-up
  * and no commit of their own; a crash before one is committed only runs that event again
  * (at-least-once), and asyncq_close() hands the list to the store before stopping it.
  *
@@ -143,6 +145,8 @@ struct asyncq {
     void (*drain_done)(void *arg);
     void *drain_arg;
     struct event *drain_ev;
+    struct aq_job *turn_head, *turn_tail; /* jobs of this loop turn, for asyncq_flush() */
+    struct event *turn_ev;                /* flushes them one turn later if nobody else did */
     struct aq_job *lazy_head, *lazy_tail; /* DELETEs not handed to the store yet */
     unsigned n_lazy;
     struct event *lazy_ev; /* hands them over after LAZY_FLUSH_MS */
@@ -448,26 +452,59 @@ static void history_add(struct aq_ev *ev, const char *status, const char *etype,
 
 /* ---- store completions -------------------------------------------------------------------- */
 
-/* Hand JOB to the store, with the lazy deletes waiting (one hand-over, one wake-up). */
+/* Queue JOB for the store: it goes at the end of this loop turn (asyncq_flush()). */
 static void submit(struct asyncq *q, struct aq_job *job,
                    void (*complete)(struct asyncq *, struct aq_job *))
 {
+    static const struct timeval now = {0, 0};
+
     job->complete = complete;
+    job->next = NULL;
+    if (q->turn_tail != NULL) {
+        q->turn_tail->next = job;
+    } else {
+        q->turn_head = job;
+        evtimer_add(q->turn_ev, &now); /* in case the loop's owner does not call asyncq_flush() */
+    }
+    q->turn_tail = job;
+}
+
+void asyncq_flush(struct asyncq *q)
+{
+    struct aq_job *head;
+
+    if (q == NULL || q->turn_head == NULL)
+        return;
+    head = q->turn_head;
+    evtimer_del(q->turn_ev);
     if (q->lazy_head != NULL) {
-        q->lazy_tail->next = job;
-        job = q->lazy_head;
+        /* The lazy deletes ride along: one hand-over, one wake-up, one transaction. */
+        q->lazy_tail->next = head;
+        head = q->lazy_head;
         q->lazy_head = q->lazy_tail = NULL;
         q->n_lazy = 0;
         evtimer_del(q->lazy_ev);
     }
-    q->sops->submit(q->store, job);
+    q->turn_head = q->turn_tail = NULL;
+    q->sops->submit(q->store, head);
 }
 
-/* Hand the lazy deletes to the store now. */
+static void turn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    asyncq_flush(arg);
+}
+
+/* Hand the lazy deletes to the store now (with this turn's jobs, if any). */
 static void lazy_flush(struct asyncq *q)
 {
     struct aq_job *head = q->lazy_head;
 
+    if (q->turn_head != NULL) {
+        asyncq_flush(q);
+        return;
+    }
     if (head == NULL)
         return;
     q->lazy_head = q->lazy_tail = NULL;
@@ -1505,7 +1542,9 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
     q->timer_ev = evtimer_new(base, timer_cb, q);
     q->drain_ev = event_new(base, -1, 0, drain_ev_cb, q);
     q->lazy_ev = evtimer_new(base, lazy_cb, q);
+    q->turn_ev = evtimer_new(base, turn_cb, q);
     if (q->efd_ev == NULL || q->timer_ev == NULL || q->drain_ev == NULL || q->lazy_ev == NULL ||
+        q->turn_ev == NULL ||
         event_add(q->efd_ev, NULL) != 0) {
         sy_error_set(err, "cannot set up the async queue's events");
         goto fail;
@@ -1627,7 +1666,11 @@ void asyncq_close(struct asyncq *q)
         event_free(q->drain_ev);
     if (q->lazy_ev != NULL)
         event_free(q->lazy_ev);
-    aq_job_list_free(q->lazy_head); /* only left when the store never opened */
+    if (q->turn_ev != NULL)
+        event_free(q->turn_ev);
+    /* Only left when the store never opened. */
+    aq_job_list_free(q->lazy_head);
+    aq_job_list_free(q->turn_head);
     if (q->efd >= 0)
         close(q->efd);
     free(q->heap);

@@ -65,6 +65,14 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
 /* Start dispatching (recovered events first). Call once the loop is about to run. */
 void asyncq_start(struct asyncq *q);
 
+/*
+ * Hand every store job queued during this loop turn to the store thread, at once: one
+ * transaction per turn (group commit) and one wake-up. The broker calls it after every turn of
+ * its loop (event_base_loop(EVLOOP_ONCE)); a loop that does not is still served, one turn
+ * later, by a zero-delay timer. Never blocks. NULL is a no-op.
+ */
+void asyncq_flush(struct asyncq *q);
+
 /* The outcome of asyncq_put(): RC 0 once the event is durably stored, else SY_E* + message. */
 typedef void asyncq_put_fn(void *arg, int rc, const char *errmsg);
 

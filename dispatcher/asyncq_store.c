@@ -12,9 +12,10 @@
  * job that arrived while the previous one ran.
  *
  * Checkpoints (copying the WAL back into queue.db, with an fsync of each file) run on a thread
- * of their own with a second connection, PASSIVE, once the WAL holds ck_soft pages: an fsync
- * takes from a millisecond to hundreds of them on a busy disk, and the store thread (whose
- * commits the 202s wait for) does not wait for them. The WAL starts over from its beginning
+ * of their own with a second connection, PASSIVE, once ck_soft pages were added since its last
+ * pass (as often as SQLite's own automatic checkpoints) or CKPT_IDLE_MS after the last commit:
+ * an fsync takes from a millisecond to hundreds of them on a busy disk, and the store thread
+ * (whose commits the 202s wait for) does not wait for them. The WAL starts over from its beginning
  * only at a write that finds it wholly checkpointed, which a checkpointer racing a store thread
  * that never pauses may not achieve: at ck_hard pages the store thread checkpoints the rest
  * itself (little is left by then: a short pause, once per ck_hard pages written).
@@ -46,6 +47,7 @@
 #define STORE_RETRY_MS 1000     /* after a failed write transaction */
 #define CKPT_SOFT 1000          /* WAL pages that start a background checkpoint (SQLite's own) */
 #define CKPT_HARD 16384         /* ... and that make the store thread finish one (64 MiB) */
+#define CKPT_IDLE_MS 1000       /* frames waiting this long get a pass of their own */
 
 struct aq_store {
     unsigned magic;
@@ -64,7 +66,9 @@ struct aq_store {
     int ck_soft, ck_hard; /* CKPT_SOFT, CKPT_HARD or SWITCHYARD_WAL_CHECKPOINT_PAGES */
     pthread_mutex_t ck_mu;
     pthread_cond_t ck_cv;
-    int ck_want, ck_stop, ck_running;
+    int ck_stop, ck_running;
+    int wal_frames; /* ck_mu: frames in the WAL after the store thread's last commit */
+    int ck_done;    /* ck_mu: frames the last checkpoint pass copied (0 after a restart) */
     /* Prepared statements of the write path, by SQL text (static strings): prepared once. */
     struct {
         const char *sql;
@@ -228,15 +232,15 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
             log_err("[asyncq] checkpoint of queue.db failed: %s", sqlite3_errmsg(db));
         return SQLITE_OK;
     }
-    if (pages >= st->ck_soft) {
-        pthread_mutex_lock(&st->ck_mu);
-        if (!st->ck_want) {
-            st->ck_want = 1;
-            if (!st->ck_running)
-                pthread_cond_signal(&st->ck_cv);
-        }
-        pthread_mutex_unlock(&st->ck_mu);
-    }
+    pthread_mutex_lock(&st->ck_mu);
+    if (pages < st->ck_done)
+        st->ck_done = 0; /* the WAL started over */
+    st->wal_frames = pages;
+    /* A pass per ck_soft new frames; the checkpointer also catches up on its own within
+     * CKPT_IDLE_MS of the last commit (so that a quiet WAL can start over). */
+    if (pages - st->ck_done >= st->ck_soft && !st->ck_running)
+        pthread_cond_signal(&st->ck_cv);
+    pthread_mutex_unlock(&st->ck_mu);
     return SQLITE_OK;
 }
 
@@ -270,16 +274,25 @@ static void *ckpt_main(void *arg)
 
     pthread_mutex_lock(&st->ck_mu);
     for (;;) {
-        int rc;
+        struct timespec until;
+        int rc, log_frames = -1, copied = -1;
 
-        while (!st->ck_want && !st->ck_stop)
-            pthread_cond_wait(&st->ck_cv, &st->ck_mu);
+        /* Run once ck_soft frames wait, or when some have waited CKPT_IDLE_MS. */
+        while (!st->ck_stop && st->wal_frames - st->ck_done < st->ck_soft) {
+            int waiting = st->wal_frames > st->ck_done;
+
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += CKPT_IDLE_MS / 1000;
+            if (pthread_cond_timedwait(&st->ck_cv, &st->ck_mu, &until) == ETIMEDOUT &&
+                waiting && st->wal_frames > st->ck_done)
+                break;
+        }
         if (st->ck_stop)
             break;
-        st->ck_want = 0;
         st->ck_running = 1;
         pthread_mutex_unlock(&st->ck_mu);
-        rc = sqlite3_wal_checkpoint_v2(st->ck_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        rc = sqlite3_wal_checkpoint_v2(st->ck_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+                                       &copied);
         /* BUSY: the store thread is finishing one itself right now (ck_hard). */
         if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != last_rc)
             log_err("[asyncq] checkpoint of queue.db failed: %s; the WAL grows until one "
@@ -289,6 +302,8 @@ static void *ckpt_main(void *arg)
         last_rc = rc;
         pthread_mutex_lock(&st->ck_mu);
         st->ck_running = 0;
+        /* What was copied; on failure, as if all was (no retry before ck_soft more frames). */
+        st->ck_done = rc == SQLITE_OK && copied >= 0 ? copied : st->wal_frames;
     }
     pthread_mutex_unlock(&st->ck_mu);
     return NULL;
