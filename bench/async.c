@@ -1245,7 +1245,9 @@ int main(int argc, char **argv)
            "page cache before the 202: survives kill -9), `fsync` = synchronous=FULL (the WAL is "
            "fsynced on every commit: survives power loss). The raw baselines use the same "
            "setting, the same table and insert statement as the broker's store, a fresh database "
-           "in the work dir per run, and prepared statements reused across inserts.\n");
+           "in the work dir per run, and prepared statements reused across inserts; they keep "
+           "SQLite's automatic checkpoints (every 1000 WAL pages, on the inserting thread), "
+           "while the broker checkpoints on a thread of its own.\n");
     printf("- Enqueue rows: `POST .../invocations` with `X-Amz-Invocation-Type: Event` and a "
            "%d-byte JSON body on keep-alive connections (one per client thread, TCP_NODELAY); "
            "every answer must be 202, which the broker sends once the event is committed. The "
