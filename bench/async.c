@@ -33,6 +33,7 @@
  * Every wait is bounded (socket timeouts, readiness, drain and exit deadlines) and all traffic
  * stays on 127.0.0.1. Child processes get PR_SET_PDEATHSIG, so nothing outlives the bench.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -78,6 +79,7 @@
 #define DRAIN_TIMEOUT_MS 60000 /* queue drained after a measurement */
 #define E2E_TIMEOUT_MS 120000  /* the end-to-end run, first request to the last success */
 #define POLL_MS 20             /* /healthz polling period */
+#define FINE_POLL_MS 2         /* ... over the last 5% of an end-to-end run */
 
 enum { D_CRASH, D_FSYNC, N_DUR };
 static const char *const dur_name[N_DUR] = {"crash", "fsync"};
@@ -617,6 +619,38 @@ struct broker {
 
 static const char *const slot_name[N_SLOTS] = {"crash", "fsync", "held-crash", "held-fsync"};
 
+/* CPU time PID's threads have used so far, in ns (the first field of each
+ * /proc/PID/task/TID/schedstat); 0 when it cannot be read. */
+static uint64_t proc_cpu_ns(pid_t pid)
+{
+    char path[64];
+    DIR *d;
+    struct dirent *de;
+    uint64_t total = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (d == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        char p2[300];
+        unsigned long long ns;
+        FILE *f;
+
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", (int)pid, de->d_name);
+        f = fopen(p2, "r");
+        if (f == NULL)
+            continue;
+        if (fscanf(f, "%llu", &ns) == 1)
+            total += ns;
+        fclose(f);
+    }
+    closedir(d);
+    return total;
+}
+
 /*
  * Start `BIN run config-NAME.yaml` in DIR (NAME: slot_name[SLOT]) with stderr to broker-NAME.log
  * (bc_broker_start()).
@@ -756,10 +790,11 @@ static struct health wait_drained(const struct broker *b, long long failed_befor
 
 /* ---- end to end ------------------------------------------------------------------------- */
 
-/* Polls /healthz every POLL_MS until async.succeeded reaches TARGET; records when it did. */
+/* Polls /healthz every POLL_MS (FINE_POLL_MS once 95% of the events since START succeeded, so
+ * that the end is seen within 2 ms) until async.succeeded reaches TARGET; records when it did. */
 struct poller {
     int port;
-    long long target;
+    long long start, target;
     uint64_t t_done; /* 0: not reached */
     long long failed_at_end;
     char err[256];
@@ -792,7 +827,8 @@ static void *poller_main(void *arg)
                      h.succeeded, p->target, E2E_TIMEOUT_MS, h.queued, h.failed);
             break;
         }
-        bc_sleep_ms(POLL_MS);
+        bc_sleep_ms((p->target - h.succeeded) * 20 <= p->target - p->start ? FINE_POLL_MS
+                                                                          : POLL_MS);
     }
     bc_conn_close(c);
     free(c);
@@ -809,7 +845,7 @@ struct e2e {
 static struct e2e run_e2e(const struct broker *b, const struct http_spec *s, long n)
 {
     struct health h0 = wait_drained(b, -1);
-    struct poller p = {.port = b->port, .target = h0.succeeded + n};
+    struct poller p = {.port = b->port, .start = h0.succeeded, .target = h0.succeeded + n};
     pthread_t th;
     struct result fr;
     struct e2e out;
@@ -1064,6 +1100,8 @@ int main(int argc, char **argv)
     static struct result res[N_DUR][N_M][MAX_ROUNDS];
     static struct e2e e2e[N_DUR][MAX_ROUNDS];
     static double gc_batch[N_DUR][MAX_ROUNDS];
+    static double cpu_sync[N_DUR][MAX_ROUNDS], cpu_e2e[N_DUR][MAX_ROUNDS]; /* broker µs/event */
+    uint64_t cpu0, cpu1;
     static struct broker b[N_DUR];
     static struct health hb[N_DUR], ha[N_DUR];
     static struct http_spec enq_spec[N_DUR], small_spec[N_DUR], sync_spec[N_DUR];
@@ -1133,8 +1171,12 @@ int main(int argc, char **argv)
                 bc_fail("cannot remove %s", held_dir);
             fprintf(stderr, "bench_async: round %d/%d, %s: sync c=%d, then %ld events end to end\n",
                     r + 1, R, dur_name[d], FN_CONC, o.events);
+            cpu0 = proc_cpu_ns(b[d].pid);
             res[d][M_SYNC8][r] = run_http(&sync_spec[d], FN_CONC, 0, o.events / FN_CONC, 1);
+            cpu1 = proc_cpu_ns(b[d].pid);
             e2e[d][r] = run_e2e(&b[d], &small_spec[d], o.events);
+            cpu_sync[d][r] = (double)(cpu1 - cpu0) / 1e3 / (double)o.events;
+            cpu_e2e[d][r] = (double)(proc_cpu_ns(b[d].pid) - cpu1) / 1e3 / (double)o.events;
             res[d][M_E2E][r].rate = e2e[d][r].rate;
         }
     }
@@ -1272,11 +1314,12 @@ int main(int argc, char **argv)
     }
     printf(".\n");
     printf("- End to end: %ld events of %zu bytes from %d clients as fast as they are accepted, "
-           "timed from the first request until a /healthz poll (every %d ms) sees "
-           "`async.succeeded` grown by %ld. Baseline C: %ld sync invokes of the same function "
+           "timed from the first request until a /healthz poll (every %d ms, every %d ms over "
+           "the last 5%%) sees `async.succeeded` grown by %ld. Baseline C: %ld sync invokes of the same function "
            "(same payload, %d clients, matching `async.maximum_concurrency: %d`) on the same "
            "broker, just before.\n",
-           o.events, strlen(SMALL_PAYLOAD), MAXC, POLL_MS, o.events, o.events, FN_CONC, FN_CONC);
+           o.events, strlen(SMALL_PAYLOAD), MAXC, POLL_MS, FINE_POLL_MS, o.events, o.events,
+           FN_CONC, FN_CONC);
     for (int d = 0; d < N_DUR; d++) {
         double fs[MAX_ROUNDS], f50[MAX_ROUNDS], f99[MAX_ROUNDS];
 
@@ -1288,10 +1331,12 @@ int main(int argc, char **argv)
             f99[r] = e2e[d][r].feed_p99;
         }
         printf("- End to end, %s: all %ld events were accepted after %.2f s (enqueue p50 %.0f µs, "
-               "p99 %.0f µs); /healthz during the rounds: %lld cold starts (want 0), %lld "
-               "environments, %lld async events failed (want 0).\n",
+               "p99 %.0f µs); broker CPU per event, all its threads (schedstat): %.1f µs end to "
+               "end against %.1f µs sync; /healthz during the rounds: %lld cold starts (want 0), "
+               "%lld environments, %lld async events failed (want 0).\n",
                dur_name[d], o.events, bc_median(fs, (size_t)R), bc_median(f50, (size_t)R),
-               bc_median(f99, (size_t)R),
+               bc_median(f99, (size_t)R), bc_median(cpu_e2e[d], (size_t)R),
+               bc_median(cpu_sync[d], (size_t)R),
                ha[d].cold_starts >= 0 && hb[d].cold_starts >= 0
                    ? ha[d].cold_starts - hb[d].cold_starts
                    : -1LL,

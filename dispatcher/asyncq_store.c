@@ -656,6 +656,69 @@ static int is_write(const struct aq_job *job)
            job->kind == AQJ_DELETE;
 }
 
+static int is_plain_delete(const struct aq_job *job)
+{
+    return job->kind == AQJ_DELETE && job->dead == NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static const char sql_delete_range[] = "DELETE FROM events WHERE rowid BETWEEN ?1 AND ?2";
+
+/*
+ * The removals of finished events among WRITES (plain DELETE jobs), by runs of consecutive
+ * rowids: events mostly finish in the order they came, so a few range deletes replace many
+ * single ones. Inside the open transaction, before the batch's other writes: no job of a batch
+ * refers to a row another job of the same batch inserts (an event runs only after its insert is
+ * committed), so the order does not matter. Returns an SQLite code.
+ */
+static int run_deletes(struct aq_store *st, const struct aq_job *writes)
+{
+    int64_t stack_ids[256], *ids = stack_ids;
+    size_t n = 0, cap = sizeof(stack_ids) / sizeof(stack_ids[0]);
+    int rc = SQLITE_OK;
+
+    for (const struct aq_job *j = writes; j != NULL; j = j->next)
+        n += is_plain_delete(j);
+    if (n == 0)
+        return SQLITE_OK;
+    if (n > cap) {
+        ids = malloc(n * sizeof(*ids));
+        if (ids == NULL)
+            return SQLITE_NOMEM;
+    }
+    n = 0;
+    for (const struct aq_job *j = writes; j != NULL; j = j->next) {
+        if (is_plain_delete(j))
+            ids[n++] = j->ev.rowid;
+    }
+    qsort(ids, n, sizeof(*ids), cmp_i64);
+    for (size_t i = 0; i < n && rc == SQLITE_OK;) {
+        size_t k = i + 1;
+        sqlite3_stmt *s;
+
+        while (k < n && ids[k] <= ids[k - 1] + 1)
+            k++;
+        s = stmt_get(st, sql_delete_range, &rc);
+        if (s == NULL)
+            break;
+        sqlite3_bind_int64(s, 1, ids[i]);
+        sqlite3_bind_int64(s, 2, ids[k - 1]);
+        rc = sqlite3_step(s);
+        stmt_put(st, s);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        i = k;
+    }
+    if (ids != stack_ids)
+        free(ids);
+    return rc;
+}
+
 /* The WHERE clause of the DLQ ops, binding FN/ID when given. */
 static sqlite3_stmt *dlq_prepare(sqlite3 *db, const char *head, const char *tail,
                                  const struct aq_job *job)
@@ -996,8 +1059,12 @@ static void run_batch(struct aq_store *st, struct aq_job *batch, struct aq_job *
                 st->full_now = want_full;
         }
         rc = exec_cached(st, sql_begin);
-        for (struct aq_job *j = writes; j != NULL && rc == SQLITE_OK; j = j->next)
-            rc = run_write(st, j);
+        if (rc == SQLITE_OK)
+            rc = run_deletes(st, writes);
+        for (struct aq_job *j = writes; j != NULL && rc == SQLITE_OK; j = j->next) {
+            if (!is_plain_delete(j))
+                rc = run_write(st, j);
+        }
         if (rc == SQLITE_OK)
             rc = exec_cached(st, sql_commit);
         if (rc != SQLITE_OK) {
