@@ -619,23 +619,33 @@ struct broker {
 
 static const char *const slot_name[N_SLOTS] = {"crash", "fsync", "held-crash", "held-fsync"};
 
-/* CPU time PID's threads have used so far, in ns (the first field of each
- * /proc/PID/task/TID/schedstat); 0 when it cannot be read. */
-static uint64_t proc_cpu_ns(pid_t pid)
+/* CPU time used so far by a process's threads, in ns, in total and by thread name. */
+#define CPU_NAMES 8
+struct cpu_snap {
+    uint64_t total;
+    int n;
+    char name[CPU_NAMES][16];
+    uint64_t ns[CPU_NAMES];
+};
+
+/* Read PID's threads (/proc/PID/task/TID/schedstat, first field; comm). Zeros when unreadable. */
+static struct cpu_snap proc_cpu(pid_t pid)
 {
+    struct cpu_snap c;
     char path[64];
     DIR *d;
     struct dirent *de;
-    uint64_t total = 0;
 
+    memset(&c, 0, sizeof(c));
     snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
     d = opendir(path);
     if (d == NULL)
-        return 0;
+        return c;
     while ((de = readdir(d)) != NULL) {
-        char p2[300];
+        char p2[300], comm[16] = "?";
         unsigned long long ns;
         FILE *f;
+        int i;
 
         if (de->d_name[0] < '0' || de->d_name[0] > '9')
             continue;
@@ -643,12 +653,45 @@ static uint64_t proc_cpu_ns(pid_t pid)
         f = fopen(p2, "r");
         if (f == NULL)
             continue;
-        if (fscanf(f, "%llu", &ns) == 1)
-            total += ns;
+        if (fscanf(f, "%llu", &ns) != 1)
+            ns = 0;
         fclose(f);
+        snprintf(p2, sizeof(p2), "/proc/%d/task/%s/comm", (int)pid, de->d_name);
+        f = fopen(p2, "r");
+        if (f != NULL) {
+            if (fgets(comm, sizeof(comm), f) != NULL)
+                comm[strcspn(comm, "\n")] = '\0';
+            fclose(f);
+        }
+        c.total += ns;
+        for (i = 0; i < c.n && strcmp(c.name[i], comm) != 0; i++)
+            ;
+        if (i == c.n && c.n < CPU_NAMES)
+            snprintf(c.name[c.n++], sizeof(c.name[0]), "%s", comm);
+        if (i < c.n)
+            c.ns[i] += ns;
     }
     closedir(d);
-    return total;
+    return c;
+}
+
+/* "name µs, ..." per event of the threads' CPU between A and B (threads that ended are lost). */
+static void cpu_breakdown(const struct cpu_snap *a, const struct cpu_snap *b, long events,
+                          char *out, size_t cap)
+{
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (int i = 0; i < b->n && off < cap; i++) {
+        uint64_t before = 0;
+
+        for (int k = 0; k < a->n; k++) {
+            if (strcmp(a->name[k], b->name[i]) == 0)
+                before = a->ns[k];
+        }
+        off += (size_t)snprintf(out + off, cap - off, "%s%s %.1f", i ? ", " : "", b->name[i],
+                                (double)(b->ns[i] - before) / 1e3 / (double)events);
+    }
 }
 
 /*
@@ -1101,7 +1144,8 @@ int main(int argc, char **argv)
     static struct e2e e2e[N_DUR][MAX_ROUNDS];
     static double gc_batch[N_DUR][MAX_ROUNDS];
     static double cpu_sync[N_DUR][MAX_ROUNDS], cpu_e2e[N_DUR][MAX_ROUNDS]; /* broker µs/event */
-    uint64_t cpu0, cpu1;
+    static char cpu_threads[N_DUR][256]; /* the last round's end-to-end CPU by thread */
+    struct cpu_snap cpu0, cpu1, cpu2;
     static struct broker b[N_DUR];
     static struct health hb[N_DUR], ha[N_DUR];
     static struct http_spec enq_spec[N_DUR], small_spec[N_DUR], sync_spec[N_DUR];
@@ -1171,12 +1215,14 @@ int main(int argc, char **argv)
                 bc_fail("cannot remove %s", held_dir);
             fprintf(stderr, "bench_async: round %d/%d, %s: sync c=%d, then %ld events end to end\n",
                     r + 1, R, dur_name[d], FN_CONC, o.events);
-            cpu0 = proc_cpu_ns(b[d].pid);
+            cpu0 = proc_cpu(b[d].pid);
             res[d][M_SYNC8][r] = run_http(&sync_spec[d], FN_CONC, 0, o.events / FN_CONC, 1);
-            cpu1 = proc_cpu_ns(b[d].pid);
+            cpu1 = proc_cpu(b[d].pid);
             e2e[d][r] = run_e2e(&b[d], &small_spec[d], o.events);
-            cpu_sync[d][r] = (double)(cpu1 - cpu0) / 1e3 / (double)o.events;
-            cpu_e2e[d][r] = (double)(proc_cpu_ns(b[d].pid) - cpu1) / 1e3 / (double)o.events;
+            cpu2 = proc_cpu(b[d].pid);
+            cpu_sync[d][r] = (double)(cpu1.total - cpu0.total) / 1e3 / (double)o.events;
+            cpu_e2e[d][r] = (double)(cpu2.total - cpu1.total) / 1e3 / (double)o.events;
+            cpu_breakdown(&cpu1, &cpu2, o.events, cpu_threads[d], sizeof(cpu_threads[d]));
             res[d][M_E2E][r].rate = e2e[d][r].rate;
         }
     }
@@ -1332,11 +1378,12 @@ int main(int argc, char **argv)
         }
         printf("- End to end, %s: all %ld events were accepted after %.2f s (enqueue p50 %.0f µs, "
                "p99 %.0f µs); broker CPU per event, all its threads (schedstat): %.1f µs end to "
-               "end against %.1f µs sync; /healthz during the rounds: %lld cold starts (want 0), "
-               "%lld environments, %lld async events failed (want 0).\n",
+               "end against %.1f µs sync (last round, µs by thread: %s); /healthz during the "
+               "rounds: %lld cold starts (want 0), %lld environments, %lld async events failed "
+               "(want 0).\n",
                dur_name[d], o.events, bc_median(fs, (size_t)R), bc_median(f50, (size_t)R),
                bc_median(f99, (size_t)R), bc_median(cpu_e2e[d], (size_t)R),
-               bc_median(cpu_sync[d], (size_t)R),
+               bc_median(cpu_sync[d], (size_t)R), cpu_threads[d],
                ha[d].cold_starts >= 0 && hb[d].cold_starts >= 0
                    ? ha[d].cold_starts - hb[d].cold_starts
                    : -1LL,

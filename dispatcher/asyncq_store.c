@@ -272,6 +272,8 @@ static void *ckpt_main(void *arg)
     struct aq_store *st = arg;
     int last_rc = SQLITE_OK;
 
+    pthread_setname_np(pthread_self(), "sy-checkpoint"); /* top -H, perf */
+
     pthread_mutex_lock(&st->ck_mu);
     for (;;) {
         struct timespec until;
@@ -1115,6 +1117,8 @@ static void *store_main(void *arg)
 {
     struct aq_store *st = arg;
     struct aq_job *retry = NULL;
+
+    pthread_setname_np(pthread_self(), "sy-store"); /* top -H, perf */
 
     for (;;) {
         struct aq_job *batch;

@@ -1716,6 +1716,8 @@ static void *store_main(void *arg)
     struct aq_job *retry = NULL;
     int64_t retry_at = 0;
 
+    pthread_setname_np(pthread_self(), "sy-store-redis"); /* top -H, perf */
+
     for (;;) {
         struct aq_job *batch;
         struct pollfd pfd[2];

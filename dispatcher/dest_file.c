@@ -252,6 +252,8 @@ static void *worker_main(void *arg)
     struct dest_file *df = arg;
     bool dir_ready = false;
 
+    pthread_setname_np(pthread_self(), "sy-dest-file"); /* top -H, perf */
+
     pthread_mutex_lock(&df->mu);
     for (;;) {
         struct dest_file_job *job = TAILQ_FIRST(&df->todo);

@@ -276,6 +276,8 @@ static void *lookup_main(void *arg)
     struct addrinfo *ai = NULL;
     ssize_t n;
 
+    pthread_setname_np(pthread_self(), "sy-resolve"); /* top -H, perf */
+
     lk->gai_rc = getaddrinfo(lk->host, NULL, &hints, &ai);
     if (lk->gai_rc == 0) {
         for (struct addrinfo *p = ai; p != NULL && lk->n_addrs < DEST_UTIL_MAX_ADDRS;

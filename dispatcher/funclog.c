@@ -309,6 +309,8 @@ static void *writer_main(void *arg)
     struct funclog_writer *w = arg;
     int orphaned;
 
+    pthread_setname_np(pthread_self(), "sy-funclog"); /* top -H, perf */
+
     pthread_mutex_lock(&w->mu);
     for (;;) {
         int stopping = w->stopping;
