@@ -1361,8 +1361,8 @@ int main(int argc, char **argv)
     printf(".\n");
     printf("- End to end: %ld events of %zu bytes from %d clients as fast as they are accepted, "
            "timed from the first request until a /healthz poll (every %d ms, every %d ms over "
-           "the last 5%%) sees `async.succeeded` grown by %ld. Baseline C: %ld sync invokes of the same function "
-           "(same payload, %d clients, matching `async.maximum_concurrency: %d`) on the same "
+           "the last 5%%) sees `async.succeeded` grown by %ld. Baseline C: %ld sync invokes of "
+           "the same function (same payload, %d clients, matching `async.maximum_concurrency: %d`) on the same "
            "broker, just before.\n",
            o.events, strlen(SMALL_PAYLOAD), MAXC, POLL_MS, FINE_POLL_MS, o.events, o.events,
            FN_CONC, FN_CONC);

@@ -17,9 +17,9 @@
  * turn ends (asyncq_flush()): one transaction and one wake-up per turn. A finished event
  * without a dead letter is freed at once: its DELETE waits in a second list (the "lazy"
  * deletes) that rides along with the next hand-over, or goes on its own after LAZY_FLUSH_MS or
- * LAZY_MAX deletes. Removals then cost the store thread no wake-up
- * and no commit of their own; a crash before one is committed only runs that event again
- * (at-least-once), and asyncq_close() hands the list to the store before stopping it.
+ * LAZY_MAX deletes. Removals then cost the store thread no wake-up and no commit of their own;
+ * a crash before one is committed only runs that event again (at-least-once), and
+ * asyncq_close() hands both lists to the store before stopping it.
  *
  * Outcome handling writes the outcome (the destination record and which deliveries remain)
  * to the store BEFORE sending anything, so that a crash at any point leaves either the event

@@ -14,8 +14,9 @@
  * the writer thread wakes every FUNCLOG_TICK_MS on a timed wait, or earlier when a pending
  * buffer crosses FUNCLOG_KICK_BYTES, swaps each function's pending buffer with its own (now
  * written) one and write(2)s it. With nothing to write it sleeps until a line arrives (the
- * one wake-up the loop pays after a quiet spell), then gathers lines for one tick. The writer alone opens, writes and closes the files (O_APPEND|O_CLOEXEC: a
- * child forked meanwhile never inherits one).
+ * one wake-up the loop pays after a quiet spell), then gathers lines for one tick. The writer
+ * alone opens, writes and closes the files (O_APPEND|O_CLOEXEC: a child forked meanwhile
+ * never inherits one).
  *
  * Promise to `tail -f`: a line (a REPORT included) is in the file FUNCLOG_TICK_MS (50 ms)
  * after it was logged, plus the time its write(2) takes, while the disk keeps up. Before this
