@@ -23,6 +23,14 @@
  * DONE is only ever called from run_completions() (and from destroy), never from inside
  * dest_send() or with a lock held. DONE may call dest_send() again, or even dest_destroy() on
  * this destination: the completion loop notices and the free is deferred until it unwinds.
+ *
+ * Destroy waits for the worker at most DEST_FILE_STOP_MS: a write, fsync or rename stuck on a
+ * hung disk must not hang the broker's shutdown. Past that the worker is detached ("orphaned",
+ * as funclog_writer_unref() does): the send it is writing is reported SY_ECANCELED like the
+ * others (the async queue keeps the record and delivers it again after a restart: at least
+ * once, the file may then exist twice), the loop frees everything that is its own, and the
+ * last of the loop and the worker to let go of the struct (df->refs) frees it. An orphaned
+ * worker touches nothing of the loop's (done_ev, sends) again.
  */
 #include "dest.h"
 #include "dest_int.h"
@@ -31,6 +39,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +67,9 @@
             abort();                                                                               \
         }                                                                                          \
     } while (0)
+
+/* How long dest_destroy() waits for the worker to finish the write in progress. */
+#define DEST_FILE_STOP_MS 2000
 
 /* Longest message key kept in a file name (request ids are 36 characters). */
 #define DEST_FILE_KEY_MAX 100
@@ -109,11 +121,64 @@ struct dest_file {
 
     /* Shared with the worker, guarded by mu. */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;      /* loop -> worker: a job, or stop */
+    pthread_cond_t done_cv; /* worker -> destroy: the worker is done (CLOCK_MONOTONIC) */
     pthread_t thread;
     struct dest_file_jobq todo, finished;
     bool stop;
+    bool worker_done; /* the worker has left its loop and touches nothing of the loop's */
+    bool orphaned;    /* destroy gave up waiting: the worker frees its own and unrefs */
+    int refs;         /* the loop's share, plus the worker's once orphaned */
 };
+
+/*
+ * Test hooks (dest_int.h): while held, a worker stops before each write, as on a hung disk.
+ * threads_alive counts the workers that have not returned yet.
+ */
+static pthread_mutex_t test_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t test_cv = PTHREAD_COND_INITIALIZER;
+static bool test_hold;
+static int test_held;
+static atomic_int threads_alive;
+
+/* Wait here while a test holds the workers. Runs on the worker. */
+static void test_gate(void)
+{
+    pthread_mutex_lock(&test_mu);
+    if (test_hold) {
+        test_held++;
+        while (test_hold)
+            pthread_cond_wait(&test_cv, &test_mu);
+        test_held--;
+    }
+    pthread_mutex_unlock(&test_mu);
+}
+
+void dest_file_test_hold(bool hold)
+{
+    pthread_mutex_lock(&test_mu);
+    test_hold = hold;
+    pthread_cond_broadcast(&test_cv);
+    pthread_mutex_unlock(&test_mu);
+}
+
+int dest_file_test_held(void)
+{
+    int n;
+
+    pthread_mutex_lock(&test_mu);
+    n = test_held;
+    pthread_mutex_unlock(&test_mu);
+    return n;
+}
+
+int dest_file_test_threads(void)
+{
+    return atomic_load(&threads_alive);
+}
+
+static void job_free(struct dest_file_job *job);
+static void dest_file_unref(struct dest_file *df);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Worker thread. Everything here runs on the destination's worker, never on the loop.      */
@@ -246,11 +311,15 @@ out_unlink:
     unlink(job->tmp_path);
 }
 
-/* The worker: take jobs from `todo` until told to stop and the queue is empty. */
+/*
+ * The worker: take jobs from `todo` until told to stop and the queue is empty. Once orphaned
+ * (destroy stopped waiting for us), the job we were writing is ours to free, the loop's
+ * done_ev is gone, and we drop our share of DF on the way out.
+ */
 static void *worker_main(void *arg)
 {
     struct dest_file *df = arg;
-    bool dir_ready = false;
+    bool dir_ready = false, orphaned;
 
     pthread_setname_np(pthread_self(), "sy-dest-file"); /* top -H, perf */
 
@@ -268,16 +337,30 @@ static void *worker_main(void *arg)
         job->state = JOB_BUSY;
         pthread_mutex_unlock(&df->mu);
 
+        test_gate();
         job_write(df, job, &dir_ready);
 
         pthread_mutex_lock(&df->mu);
+        if (df->orphaned) {
+            /* destroy() detached the job's send (job->send == NULL) and left: nobody wants
+             * the result, and done_ev may be freed already. */
+            job_free(job);
+            continue;
+        }
         job->state = JOB_FINISHED;
         TAILQ_INSERT_TAIL(&df->finished, job, link);
-        /* Under the lock: destroy() frees done_ev only after joining us, and a stop request
-         * never races with this (stop only makes us exit once todo is empty). */
+        /* Under the lock: destroy() frees done_ev only after joining us or orphaning us
+         * (under this lock), and a stop request never races with this (stop only makes us
+         * exit once todo is empty). */
         event_active(df->done_ev, EV_READ, 0);
     }
+    df->worker_done = true;
+    orphaned = df->orphaned;
+    pthread_cond_signal(&df->done_cv);
     pthread_mutex_unlock(&df->mu);
+    if (orphaned) /* nobody joins us: drop our share (the last one frees DF) */
+        dest_file_unref(df);
+    atomic_fetch_sub(&threads_alive, 1);
     return NULL;
 }
 
@@ -500,17 +583,36 @@ static const char *dest_file_state(const struct dest *d)
     return dest_util_state_reason(df->state_buf, sizeof(df->state_buf), "failing", df->last_err);
 }
 
-/* Free DF's memory. The worker must be joined (or never started). Safe on a half-built DF. */
-static void dest_file_free(struct dest_file *df)
+/*
+ * Drop one share of DF (the loop's, or an orphaned worker's); the last one frees the memory.
+ * Any thread. The shared part only: the loop frees its own (done_ev) before its unref.
+ */
+static void dest_file_unref(struct dest_file *df)
 {
-    if (df->done_ev != NULL)
-        event_free(df->done_ev);
+    bool last;
+
+    pthread_mutex_lock(&df->mu);
+    last = --df->refs == 0;
+    pthread_mutex_unlock(&df->mu);
+    if (!last)
+        return;
     pthread_cond_destroy(&df->cv);
+    pthread_cond_destroy(&df->done_cv);
     pthread_mutex_destroy(&df->mu);
     free(df->dir);
     free(df->base.uri);
     df->magic = 0;
     free(df);
+}
+
+/*
+ * The loop lets go of DF: frees its own part, then its share of the rest. The worker must be
+ * joined, orphaned (it holds a share) or never started. Safe on a half-built DF. Loop only.
+ */
+static void dest_file_free(struct dest_file *df)
+{
+    dest_util_ev_free(&df->done_ev);
+    dest_file_unref(df);
 }
 
 static int dest_file_create(struct event_base *base, const char *uri, struct dest **out,
@@ -541,16 +643,28 @@ static int dest_file_create(struct event_base *base, const char *uri, struct des
     df->dq.on_finish = on_finish;
     TAILQ_INIT(&df->todo);
     TAILQ_INIT(&df->finished);
+    df->refs = 1;
     pthread_mutex_init(&df->mu, NULL);
     pthread_cond_init(&df->cv, NULL);
+    {
+        pthread_condattr_t ca;
+
+        /* A timed wait against the monotonic clock: a clock step cannot stretch it. */
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&df->done_cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     df->base.uri = strdup(uri);
     df->dir = strndup(dir, n);
     df->done_ev = event_new(base, -1, 0, on_worker_done, df);
     if (df->base.uri == NULL || df->dir == NULL || df->done_ev == NULL)
         goto out_nomem;
     /* The directory is created by the worker (mkdir -p), before its first write. */
+    atomic_fetch_add(&threads_alive, 1);
     rc = pthread_create(&df->thread, NULL, worker_main, df);
     if (rc != 0) {
+        atomic_fetch_sub(&threads_alive, 1);
         sy_error_set(err, "%s: cannot start the writer thread: %s", uri, strerror(rc));
         dest_file_free(df);
         return SY_EIO;
@@ -567,9 +681,47 @@ out_nomem:
 }
 
 /*
- * Jobs not started are canceled; the one being written is finished (join) and reports its real
- * result; then every send gets DONE before we return. Called from inside DONE, the memory is
- * freed when the outermost run_completions() unwinds.
+ * Stop the worker: wait up to DEST_FILE_STOP_MS for the write in progress (the worker exits
+ * once todo is empty), else orphan the worker. Called with df->mu held; returns with it held.
+ * Returns true when the worker is done (join it), false when it was orphaned. Loop only.
+ */
+static bool worker_stop(struct dest_file *df)
+{
+    struct timespec deadline;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += DEST_FILE_STOP_MS / 1000;
+    deadline.tv_nsec += (long)(DEST_FILE_STOP_MS % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    while (!df->worker_done) {
+        int rc = pthread_cond_timedwait(&df->done_cv, &df->mu, &deadline);
+
+        if (rc == ETIMEDOUT)
+            break;
+    }
+    if (df->worker_done)
+        return true;
+    /* The worker keeps the job it is writing and a share of DF; its send is reported below. */
+    df->orphaned = true;
+    df->refs++;
+    for (struct dest_file_send *s = TAILQ_FIRST(&df->pending); s != NULL;
+         s = TAILQ_NEXT(s, link)) {
+        if (s->job != NULL && s->job->state == JOB_BUSY) {
+            s->job->send = NULL;
+            s->job = NULL;
+        }
+    }
+    return false;
+}
+
+/*
+ * Jobs not started are canceled; the one being written is waited for (at most
+ * DEST_FILE_STOP_MS) and reports its real result, or is canceled too when the disk hangs; then
+ * every send gets DONE before we return. Called from inside DONE, the memory is freed when the
+ * outermost run_completions() unwinds.
  */
 static void dest_file_destroy(struct dest *d)
 {
@@ -586,10 +738,22 @@ static void dest_file_destroy(struct dest *d)
     df->stop = true;
     TAILQ_CONCAT(&canceled, &df->todo, link);
     pthread_cond_broadcast(&df->cv);
-    pthread_mutex_unlock(&df->mu);
-    /* Waits for at most the one write in progress (an fsync on a hung disk blocks here). */
-    if (df->thread_started)
-        pthread_join(df->thread, NULL);
+    if (df->thread_started) {
+        if (worker_stop(df)) {
+            pthread_mutex_unlock(&df->mu);
+            pthread_join(df->thread, NULL);
+        } else {
+            pthread_mutex_unlock(&df->mu);
+            pthread_detach(df->thread);
+            log_err("[dest:%s] the writer thread is still busy after %d ms (disk hung?); not "
+                    "waiting for it: the message it is writing is reported canceled and stays "
+                    "queued for a retry (the file may then exist twice); the thread frees what "
+                    "it holds if it ever returns",
+                    df->base.uri, DEST_FILE_STOP_MS);
+        }
+    } else {
+        pthread_mutex_unlock(&df->mu);
+    }
     df->thread_started = false;
 
     collect_finished(df);

@@ -441,7 +441,15 @@ static void dispatch(struct dest_http *dh, struct dest_http_send *s)
     TAILQ_INSERT_TAIL(&dh->inflight, s, link);
     dh->n_pending++;
     s->req = NULL; /* evhttp's from here on, even when it fails */
-    /* A refused loopback connect calls on_request_done() from inside this call. */
+    /*
+     * A refused loopback connect calls on_request_done() from inside this call (which then
+     * returns 0, S completed). A failure (-1) never calls back, and REQ is not ours to free:
+     * libevent 2.1.12 fails in two places. Out of memory copying the URI, it has freed REQ
+     * itself already (evhttp_request_free_auto(); freeing it again here was a double free).
+     * A failed bind() of the connection's local address leaves REQ off the queue, unfreed:
+     * we never set a local address (evhttp_connection_set_local_address), so that cannot
+     * happen here, and a leak would be the safe side of the two anyway.
+     */
     if (evhttp_make_request(s->conn->evcon, req, EVHTTP_REQ_POST, dh->path) != 0 &&
         s->conn != NULL) {
         struct dest_http_conn *c = s->conn;
@@ -451,9 +459,8 @@ static void dispatch(struct dest_http *dh, struct dest_http_send *s)
         c->n_inflight--;
         s->conn = NULL;
         conn_retire(dh, c);
-        /* evhttp took REQ off the connection without freeing it (its connect failed). */
-        evhttp_request_free(req);
-        send_complete(dh, s, SY_EIO, "cannot send a request to %s:%d", dh->host, dh->port);
+        send_complete(dh, s, SY_EIO, "cannot send a request to %s:%d (out of memory?)", dh->host,
+                      dh->port);
     }
 }
 

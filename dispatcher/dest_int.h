@@ -191,4 +191,23 @@ int dest_util_lookup_start(struct event_base *evb, const char *host, dest_util_l
 /* Forget LK (its thread may still run, and frees the rest): CB is never called. */
 void dest_util_lookup_cancel(struct dest_util_lookup *lk);
 
+/* ---- test hooks (tests only; never called by the broker) -------------------------------- */
+
+/*
+ * dest_file.c: while HOLD, every file destination's worker stops before its next write, as
+ * on a hung disk (false releases them). dest_file_test_held(): workers stopped there now;
+ * dest_file_test_threads(): workers that have not returned yet (joined or orphaned). Any
+ * thread.
+ */
+void dest_file_test_hold(bool hold);
+int dest_file_test_held(void);
+int dest_file_test_threads(void);
+
+/*
+ * dest_kafka.c: raise a fatal error in D's producer (rd_kafka_test_fatal_error()), as an
+ * idempotent producer does on an unrecoverable sequence error. Returns 0, or SY_ESTATE when D
+ * has no producer right now or one is already failed. Loop only.
+ */
+int dest_kafka_test_fatal(struct dest *d, const char *reason);
+
 #endif

@@ -24,6 +24,21 @@
  * successful delivery report. Sends accepted before the outage end with librdkafka's own
  * message timeout (SY_ETIMEDOUT) or succeed if a broker comes back in time.
  *
+ * Fatal errors: a producer that raised a fatal error (an idempotent producer's unrecoverable
+ * sequence error, say) accepts nothing any more. The error callback only marks the state and
+ * wakes ev_recover; there, outside rd_kafka_poll(), the producer is retired: every send it holds
+ * fails with SY_EIO "producer fatal error: ..." (the async queue keeps the record and retries
+ * it with its backoff), its main queue is never served again (rd_kafka_destroy() purges it
+ * without calling back), and it is destroyed on a short-lived detached thread, because
+ * rd_kafka_destroy() joins librdkafka's threads and can block (librdkafka 2.0.2 has no public
+ * "destroy immediately" flag). After a backoff (DEST_KAFKA_RECREATE_MIN_MS doubling up to
+ * DEST_KAFKA_RECREATE_MAX_MS, reset by a successful delivery) a fresh producer is created;
+ * until then sends fail fast with "not connected: ...".
+ *
+ * Closing: destroy() sets `closed` first; from then on our events and librdkafka's callbacks
+ * re-arm nothing and start no recovery, and a DONE run by destroy() that sends (SY_ECLOSED) or
+ * destroys (a no-op) again is harmless.
+ *
  * Completion: librdkafka's callbacks never call DONE themselves; they record the outcome in
  * the send and activate the send's event, and that event's callback calls DONE as the last
  * thing it does. So DONE always runs from the loop's top level, never from inside
@@ -34,6 +49,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +86,10 @@
  * per-send timer fires, in case its timeout scan (about once a second) is late: every send is
  * bounded by DEST_SEND_TIMEOUT_MS either way. */
 #define DEST_KAFKA_TIMEOUT_GRACE_MS 1000
+/* After a fatal error: the wait before a fresh producer, doubled while creating one fails or
+ * the new one fails again before any delivery succeeded. */
+#define DEST_KAFKA_RECREATE_MIN_MS 1000
+#define DEST_KAFKA_RECREATE_MAX_MS 30000
 
 #define DEST_KAFKA_ERRLEN DEST_UTIL_ERRLEN
 
@@ -77,7 +97,8 @@ enum dest_kafka_conn {
     DEST_KAFKA_CONNECTING, /* no broker seen UP yet; sends are queued by librdkafka */
     DEST_KAFKA_CONNECTED,  /* a broker was UP at the last statistics or report */
     DEST_KAFKA_DOWN,       /* all brokers down: new sends fail fast */
-    DEST_KAFKA_FATAL,      /* the producer raised a fatal error: every send fails */
+    DEST_KAFKA_FATAL,      /* the producer raised a fatal error, or there is none: sends fail
+                              until a fresh producer is up (ev_recover) */
 };
 
 struct dest_kafka_send;
@@ -88,11 +109,16 @@ struct dest_kafka {
     struct event_base *base; /* borrowed */
     char *topic;             /* owned */
     char *scope;             /* owned: "[dest:kafka:URI]" for log lines */
-    rd_kafka_t *rk;          /* owned */
+    char *servers;           /* owned: bootstrap.servers, for every producer */
+    rd_kafka_t *rk;          /* owned; NULL between a retired producer and the next one */
     rd_kafka_queue_t *mainq; /* owned handle on rk's main queue (the io event is on it) */
     int wake_rd, wake_wr;    /* the io-event pipe; librdkafka writes to wake_wr */
     struct event *ev_wake;   /* read event on wake_rd */
     struct event *ev_tick;   /* DEST_KAFKA_POLL_MS safety-net poll */
+    struct event *ev_recover; /* after a fatal error: retire the producer, then make a new one */
+    int recreate_backoff_ms;  /* the next wait before a fresh producer */
+    int64_t recreate_at_ms;   /* when the next producer is made (monotonic), rk == NULL */
+    bool closed;              /* destroy() has started: callbacks re-arm nothing */
     enum dest_kafka_conn conn;
     char reason[DEST_KAFKA_ERRLEN]; /* why we are DOWN / FATAL */
     char state_buf[DEST_KAFKA_ERRLEN + 32];
@@ -158,7 +184,7 @@ static void send_event_cb(evutil_socket_t fd, short what, void *arg)
     struct dest_kafka_send *s = arg;
     struct dest_kafka *dk = s->dk;
 
-    if (s->magic != DEST_KAFKA_SEND_MAGIC || dk->magic != DEST_KAFKA_MAGIC)
+    if (s->magic != DEST_KAFKA_SEND_MAGIC || dk->magic != DEST_KAFKA_MAGIC || dk->closed)
         return;
     dest_util_outcome_default(&s->o, SY_ETIMEDOUT, "no delivery report within %d ms",
                               DEST_SEND_TIMEOUT_MS);
@@ -198,10 +224,12 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         s->magic != DEST_KAFKA_SEND_MAGIC)
         return;
     s->in_rdkafka = false;
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && dk->conn != DEST_KAFKA_FATAL) {
+    /* While closing, reports only settle their sends (destroy reports them): no state. */
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && dk->conn != DEST_KAFKA_FATAL && !dk->closed) {
         if (dk->conn == DEST_KAFKA_DOWN)
             log_info("%s a broker is back (delivery succeeded); accepting sends again", dk->scope);
         dk->conn = DEST_KAFKA_CONNECTED;
+        dk->recreate_backoff_ms = DEST_KAFKA_RECREATE_MIN_MS;
     }
     if (s->o.reported) {
         /* We already reported a timeout; the late report only releases S. */
@@ -210,6 +238,15 @@ static void kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         dest_util_outcome_settle(&s->o, 0, NULL);
+    } else if (m->err == RD_KAFKA_RESP_ERR__FATAL ||
+               (dk->conn == DEST_KAFKA_FATAL && !dk->closed)) {
+        /* After a fatal error librdkafka fails (purges) what it holds: say why. */
+        char msg[DEST_KAFKA_ERRLEN + 32];
+
+        /* The error callback has set the reason unless this report came first. */
+        snprintf(msg, sizeof(msg), "producer %s",
+                 dk->reason[0] != '\0' ? dk->reason : "fatal error");
+        dest_util_outcome_settle(&s->o, SY_EIO, msg);
     } else {
         char msg[DEST_KAFKA_ERRLEN];
 
@@ -223,16 +260,19 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
     struct dest_kafka *dk = opaque;
     char buf[DEST_KAFKA_ERRLEN / 2];
 
-    if (dk == NULL || dk->magic != DEST_KAFKA_MAGIC)
+    if (dk == NULL || dk->magic != DEST_KAFKA_MAGIC || dk->closed)
         return;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof(buf));
 
+        if (dk->conn == DEST_KAFKA_FATAL)
+            return;
         snprintf(dk->reason, sizeof(dk->reason), "fatal error: %s: %s", rd_kafka_err2name(orig),
                  buf);
         dk->conn = DEST_KAFKA_FATAL;
-        log_err("%s %s; every send fails until the destination is re-created", dk->scope,
-                dk->reason);
+        log_err("%s %s; failing its sends and replacing the producer", dk->scope, dk->reason);
+        /* Inside rd_kafka_poll(): the producer is retired from ev_recover, after it returns. */
+        event_active(dk->ev_recover, EV_TIMEOUT, 0);
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
@@ -263,7 +303,7 @@ static int kafka_stats_cb(rd_kafka_t *rk, char *json, size_t json_len, void *opa
     json_t *root, *brokers;
     bool up = false;
 
-    if (dk == NULL || dk->magic != DEST_KAFKA_MAGIC || dk->conn == DEST_KAFKA_FATAL)
+    if (dk == NULL || dk->magic != DEST_KAFKA_MAGIC || dk->conn == DEST_KAFKA_FATAL || dk->closed)
         return 0;
     root = json_loadb(json, json_len, 0, NULL);
     brokers = json_object_get(root, "brokers");
@@ -308,6 +348,8 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
 /* Serve what is on the main queue: delivery reports, errors, statistics, logs. */
 static void kafka_serve(struct dest_kafka *dk)
 {
+    if (dk->rk == NULL) /* between a retired producer and the next one */
+        return;
     for (int i = 0; i < DEST_KAFKA_POLL_ROUNDS; i++) {
         if (rd_kafka_poll(dk->rk, 0) <= 0)
             break;
@@ -326,17 +368,19 @@ static void kafka_wake_cb(evutil_socket_t fd, short what, void *arg)
     do {
         n = read(fd, buf, sizeof(buf));
     } while (n > 0 || (n < 0 && errno == EINTR));
-    kafka_serve(dk);
+    if (!dk->closed)
+        kafka_serve(dk);
 }
 
 static void kafka_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-    kafka_serve(arg);
+    struct dest_kafka *dk = arg;
+
+    if (!dk->closed)
+        kafka_serve(dk);
 }
 
-/* ---- the vtable --------------------------------------------------------------------------- */
-
-static void kafka_destroy(struct dest *d);
+/* ---- producers ---------------------------------------------------------------------------- */
 
 /* Set one librdkafka property; on failure fill ERR with librdkafka's text. */
 static int kafka_conf_set(rd_kafka_conf_t *conf, const char *uri, const char *key, const char *val,
@@ -351,53 +395,24 @@ static int kafka_conf_set(rd_kafka_conf_t *conf, const char *uri, const char *ke
     return 0;
 }
 
-static int kafka_create(struct event_base *base, const char *uri, struct dest **out,
-                        struct sy_error *err)
+/*
+ * A new producer for DK (dk->rk, dk->mainq, its io event on dk->wake_wr). Returns 0, or a
+ * negative SY_E* with ERR filled and nothing left behind. Loop only.
+ */
+static int producer_new(struct dest_kafka *dk, struct sy_error *err)
 {
-    static const char prefix[] = "kafka://";
-    struct dest_kafka *dk;
-    rd_kafka_conf_t *conf = NULL;
-    const char *hosts, *slash;
-    char *servers = NULL;
+    const char *uri = dk->dst.uri;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char num[32], errstr[512];
-    int fds[2];
-    int rc = SY_ENOMEM;
+    int rc;
 
-    *out = NULL;
-    if (strncmp(uri, prefix, sizeof(prefix) - 1) != 0) {
-        sy_error_set(err, "%s: not a kafka:// URI", uri);
-        return SY_EINVAL;
+    if (conf == NULL) {
+        sy_error_set(err, "%s: out of memory", uri);
+        return SY_ENOMEM;
     }
-    hosts = uri + sizeof(prefix) - 1;
-    slash = strchr(hosts, '/');
-    if (slash == NULL || slash == hosts || slash[1] == '\0') {
-        sy_error_set(err, "%s: expected kafka://HOST:PORT[,HOST:PORT]/TOPIC", uri);
-        return SY_EINVAL;
-    }
-
-    dk = calloc(1, sizeof(*dk));
-    if (dk == NULL)
-        goto fail_nomem;
-    dk->magic = DEST_KAFKA_MAGIC;
-    dk->dst.ops = &dest_kafka_ops;
-    dk->base = base;
-    dk->wake_rd = dk->wake_wr = -1;
-    dk->conn = DEST_KAFKA_CONNECTING;
-    dk->dst.uri = strdup(uri);
-    dk->topic = strdup(slash + 1);
-    servers = strndup(hosts, (size_t)(slash - hosts));
-    if (dk->dst.uri == NULL || dk->topic == NULL || servers == NULL ||
-        asprintf(&dk->scope, "[dest:kafka:%s]", uri) < 0) {
-        dk->scope = NULL;
-        goto fail_nomem;
-    }
-
-    conf = rd_kafka_conf_new();
-    if (conf == NULL)
-        goto fail_nomem;
     /* acks=all + idempotence: an acknowledged message is on every in-sync replica, and
      * librdkafka's internal retries cannot duplicate or reorder it. */
-    rc = kafka_conf_set(conf, uri, "bootstrap.servers", servers, err);
+    rc = kafka_conf_set(conf, uri, "bootstrap.servers", dk->servers, err);
     if (rc == 0)
         rc = kafka_conf_set(conf, uri, "client.id", "switchyard", err);
     if (rc == 0)
@@ -428,8 +443,10 @@ static int kafka_create(struct event_base *base, const char *uri, struct dest **
     /* Logs go through a queue we serve, not from librdkafka's threads: log.h is loop-only. */
     if (rc == 0)
         rc = kafka_conf_set(conf, uri, "log.queue", "true", err);
-    if (rc != 0)
-        goto fail;
+    if (rc != 0) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
     rd_kafka_conf_set_opaque(conf, dk);
     rd_kafka_conf_set_dr_msg_cb(conf, kafka_dr_cb);
     rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
@@ -439,15 +456,171 @@ static int kafka_create(struct event_base *base, const char *uri, struct dest **
     /* rd_kafka_new() takes CONF on success only. */
     dk->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     if (dk->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
         sy_error_set(err, "%s: creating the producer: %s", uri, errstr);
-        rc = SY_EINVAL;
-        goto fail;
+        return SY_EINVAL;
     }
-    conf = NULL;
     rd_kafka_set_log_queue(dk->rk, NULL); /* NULL: forward logs to the main queue */
+    dk->mainq = rd_kafka_queue_get_main(dk->rk);
+    if (dk->mainq == NULL) {
+        /* Nothing was produced yet: destroying it cannot wait for anything. */
+        rd_kafka_destroy(dk->rk);
+        dk->rk = NULL;
+        sy_error_set(err, "%s: out of memory", uri);
+        return SY_ENOMEM;
+    }
+    rd_kafka_queue_io_event_enable(dk->mainq, dk->wake_wr, "1", 1);
+    return 0;
+}
+
+/* Runs on a short-lived detached thread: rd_kafka_destroy() joins librdkafka's threads. */
+static void *producer_destroy_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "sy-kafka-close"); /* top -H, perf */
+    /* The main queue was handed back already: librdkafka purges it without calling back, so
+     * nothing of the destination is touched from this thread. */
+    rd_kafka_destroy(arg);
+    return NULL;
+}
+
+/*
+ * Retire dk->rk after a fatal error: stop serving its main queue, fail every send it still
+ * holds with WHY (it will never report them), and destroy it on a thread of its own. Loop only.
+ */
+static void producer_retire(struct dest_kafka *dk, const char *why)
+{
+    rd_kafka_t *rk = dk->rk;
+    struct dest_kafka_send *s, *next;
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc;
+
+    if (rk == NULL)
+        return;
+    rd_kafka_queue_io_event_enable(dk->mainq, -1, NULL, 0);
+    rd_kafka_queue_destroy(dk->mainq);
+    dk->mainq = NULL;
+    dk->rk = NULL;
+    for (s = dk->sends; s != NULL; s = next) {
+        next = s->next;
+        if (!s->in_rdkafka)
+            continue;
+        s->in_rdkafka = false;
+        if (s->o.reported)
+            send_free(s); /* timed out already; only librdkafka held it */
+        else
+            dest_util_outcome_settle(&s->o, SY_EIO, why); /* reported from its event */
+    }
+    rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        rc = pthread_create(&t, &attr, producer_destroy_main, rk);
+        pthread_attr_destroy(&attr);
+    }
+    if (rc != 0) {
+        log_warn("%s cannot start a thread to close the failed producer (%s); closing it on the "
+                 "loop",
+                 dk->scope, strerror(rc));
+        rd_kafka_destroy(rk);
+    }
+}
+
+/*
+ * ev_recover: after a fatal error (activated by kafka_error_cb()), retire the producer and
+ * wait out the backoff; after the backoff, create a fresh one (or wait longer if that fails).
+ */
+static void kafka_recover_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dest_kafka *dk = arg;
+    struct timeval tv;
+    int delay;
+
+    if (dk->magic != DEST_KAFKA_MAGIC || dk->closed || dk->conn != DEST_KAFKA_FATAL)
+        return;
+    if (dk->rk != NULL) {
+        char why[DEST_KAFKA_ERRLEN + 64];
+
+        snprintf(why, sizeof(why), "producer %s", dk->reason);
+        producer_retire(dk, why);
+        delay = dest_util_backoff_next(&dk->recreate_backoff_ms, DEST_KAFKA_RECREATE_MAX_MS);
+        log_warn("%s producer closed: its sends failed and stay queued for a retry; a new "
+                 "producer in %d ms",
+                 dk->scope, delay);
+    } else {
+        struct sy_error err = {{0}};
+
+        if (producer_new(dk, &err) == 0) {
+            dk->conn = DEST_KAFKA_CONNECTING;
+            dk->reason[0] = '\0';
+            log_info("%s a new producer is up; accepting sends again", dk->scope);
+            return;
+        }
+        delay = dest_util_backoff_next(&dk->recreate_backoff_ms, DEST_KAFKA_RECREATE_MAX_MS);
+        snprintf(dk->reason, sizeof(dk->reason), "cannot create a new producer: %.200s", err.msg);
+        log_warn("%s %s; retrying in %d ms", dk->scope, dk->reason, delay);
+    }
+    dk->recreate_at_ms = dest_util_now_ms() + delay;
+    tv = dest_util_tv(delay);
+    evtimer_add(dk->ev_recover, &tv);
+}
+
+int dest_kafka_test_fatal(struct dest *d, const char *reason)
+{
+    struct dest_kafka *dk = (struct dest_kafka *)d;
+
+    if (d == NULL || d->ops != &dest_kafka_ops || dk->rk == NULL || dk->closed)
+        return SY_ESTATE;
+    return rd_kafka_test_fatal_error(dk->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                     reason) == RD_KAFKA_RESP_ERR_NO_ERROR
+               ? 0
+               : SY_ESTATE;
+}
+
+/* ---- the vtable --------------------------------------------------------------------------- */
+
+static void kafka_destroy(struct dest *d);
+
+static int kafka_create(struct event_base *base, const char *uri, struct dest **out,
+                        struct sy_error *err)
+{
+    static const char prefix[] = "kafka://";
+    struct dest_kafka *dk;
+    const char *hosts, *slash;
+    int fds[2];
+    int rc = SY_ENOMEM;
+
+    *out = NULL;
+    if (strncmp(uri, prefix, sizeof(prefix) - 1) != 0) {
+        sy_error_set(err, "%s: not a kafka:// URI", uri);
+        return SY_EINVAL;
+    }
+    hosts = uri + sizeof(prefix) - 1;
+    slash = strchr(hosts, '/');
+    if (slash == NULL || slash == hosts || slash[1] == '\0') {
+        sy_error_set(err, "%s: expected kafka://HOST:PORT[,HOST:PORT]/TOPIC", uri);
+        return SY_EINVAL;
+    }
+
+    dk = calloc(1, sizeof(*dk));
+    if (dk == NULL)
+        goto fail_nomem;
+    dk->magic = DEST_KAFKA_MAGIC;
+    dk->dst.ops = &dest_kafka_ops;
+    dk->base = base;
+    dk->wake_rd = dk->wake_wr = -1;
+    dk->conn = DEST_KAFKA_CONNECTING;
+    dk->recreate_backoff_ms = DEST_KAFKA_RECREATE_MIN_MS;
+    dk->dst.uri = strdup(uri);
+    dk->topic = strdup(slash + 1);
+    dk->servers = strndup(hosts, (size_t)(slash - hosts));
+    if (dk->dst.uri == NULL || dk->topic == NULL || dk->servers == NULL ||
+        asprintf(&dk->scope, "[dest:kafka:%s]", uri) < 0) {
+        dk->scope = NULL;
+        goto fail_nomem;
+    }
 
     /* Both ends non-blocking: librdkafka must never block writing a wake-up, and we drain
-     * until EAGAIN. */
+     * until EAGAIN. One pipe for the destination's life: each producer gets its write end. */
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
         sy_error_set(err, "%s: pipe: %s", uri, strerror(errno));
         rc = SY_EIO;
@@ -457,10 +630,12 @@ static int kafka_create(struct event_base *base, const char *uri, struct dest **
     dk->wake_wr = fds[1];
     dk->ev_wake = event_new(base, dk->wake_rd, EV_READ | EV_PERSIST, kafka_wake_cb, dk);
     dk->ev_tick = event_new(base, -1, EV_PERSIST, kafka_tick_cb, dk);
-    dk->mainq = rd_kafka_queue_get_main(dk->rk);
-    if (dk->ev_wake == NULL || dk->ev_tick == NULL || dk->mainq == NULL)
+    dk->ev_recover = evtimer_new(base, kafka_recover_cb, dk);
+    if (dk->ev_wake == NULL || dk->ev_tick == NULL || dk->ev_recover == NULL)
         goto fail_nomem;
-    rd_kafka_queue_io_event_enable(dk->mainq, dk->wake_wr, "1", 1);
+    rc = producer_new(dk, err);
+    if (rc != 0)
+        goto fail;
     {
         struct timeval tv = dest_util_tv(DEST_KAFKA_POLL_MS);
 
@@ -470,7 +645,6 @@ static int kafka_create(struct event_base *base, const char *uri, struct dest **
             goto fail;
         }
     }
-    free(servers);
     *out = &dk->dst;
     return 0;
 
@@ -478,9 +652,6 @@ fail_nomem:
     rc = SY_ENOMEM;
     sy_error_set(err, "%s: out of memory", uri);
 fail:
-    if (conf != NULL)
-        rd_kafka_conf_destroy(conf);
-    free(servers);
     if (dk != NULL)
         kafka_destroy(&dk->dst);
     return rc;
@@ -497,6 +668,8 @@ static int kafka_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *
 
     if (dk->magic != DEST_KAFKA_MAGIC)
         return SY_EINVAL;
+    if (dk->closed) /* a DONE run by destroy() sending again */
+        return SY_ECLOSED;
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return SY_ENOMEM;
@@ -514,7 +687,7 @@ static int kafka_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *
         dk->sends->prev = s;
     dk->sends = s;
 
-    if (dk->conn == DEST_KAFKA_DOWN || dk->conn == DEST_KAFKA_FATAL) {
+    if (dk->conn == DEST_KAFKA_DOWN || dk->conn == DEST_KAFKA_FATAL || dk->rk == NULL) {
         char why[DEST_KAFKA_ERRLEN + 32];
 
         /* Fail fast, but through the event: DONE never runs inside dest_send(). */
@@ -573,22 +746,28 @@ static const char *kafka_state(const struct dest *d)
                                       dk->reason);
     case DEST_KAFKA_FATAL:
     default:
+        if (dk->rk == NULL) /* retired: a new producer after the backoff */
+            return dest_util_state_retry(dk->state_buf, sizeof(dk->state_buf),
+                                         dk->recreate_at_ms - dest_util_now_ms(), dk->reason);
         return dest_util_state_reason(dk->state_buf, sizeof(dk->state_buf), "failed", dk->reason);
     }
 }
 
 /*
- * Purge what librdkafka still holds, collect the purged reports, wait briefly for in-flight
- * requests, destroy the producer; then DONE(SY_ECANCELED) for every send not reported yet.
- * Tolerates a half-built DK (create's failure path).
+ * Mark DK closed (callbacks re-arm nothing from here on), purge what librdkafka still holds,
+ * collect the purged reports, wait briefly for in-flight requests, destroy the producer; then
+ * DONE(SY_ECANCELED) for every send not reported yet. Tolerates a half-built DK (create's
+ * failure path).
  */
 static void kafka_destroy(struct dest *d)
 {
     struct dest_kafka *dk = (struct dest_kafka *)d;
     struct dest_kafka_send *s;
 
-    if (dk == NULL)
+    if (dk == NULL || dk->closed)
         return;
+    dk->closed = true;
+    dest_util_ev_free(&dk->ev_recover);
     if (dk->rk != NULL) {
         /* Purged messages get reports with __PURGE_QUEUE / __PURGE_INFLIGHT, which settle
          * their sends as SY_ECANCELED; reports of messages acknowledged meanwhile settle them
@@ -617,6 +796,7 @@ static void kafka_destroy(struct dest *d)
         dest_util_outcome_close(&dk->dst, &s->o, send_free_v, s);
     dk->magic = 0;
     free(dk->topic);
+    free(dk->servers);
     free(dk->scope);
     free(dk->dst.uri);
     free(dk);

@@ -35,6 +35,11 @@
  * runs from the loop's top level (never inside dest_send() or libmosquitto) and may destroy
  * the destination. Likewise a disconnect seen inside a library callback only sets a flag; the
  * client is torn down after the library call has returned.
+ *
+ * Closing: destroy() sets `closed` first. From then on every callback (libmosquitto's, our
+ * events') returns at once, so nothing re-arms a timer, reconnects or publishes on the
+ * half-destroyed object (mosquitto_disconnect_v5()/mosquitto_destroy() may call back), and a
+ * DONE that sends again (SY_ECLOSED) or destroys again (a no-op) during destroy is harmless.
  */
 #include "dest.h"
 #include "dest_int.h"
@@ -103,6 +108,7 @@ struct dest_mqtt {
     char addrs[DEST_MQTT_MAX_ADDRS][INET6_ADDRSTRLEN]; /* the last lookup of HOST */
     int n_addrs, next_addr; /* addresses not tried yet: [next_addr, n_addrs) */
     enum dest_mqtt_conn conn;
+    bool closed;                   /* destroy() has started: callbacks do nothing */
     bool lost;                     /* set inside a library callback: tear down after it returns */
     bool ever_connected;           /* a CONNACK was seen once ("connected" vs "connected again") */
     int backoff_ms;                /* the delay before the next attempt */
@@ -186,7 +192,7 @@ static void send_event_cb(evutil_socket_t fd, short what, void *arg)
     struct dest_mqtt_send *s = arg;
     struct dest_mqtt *dm = s->dm;
 
-    if (s->magic != DEST_MQTT_SEND_MAGIC || dm->magic != DEST_MQTT_MAGIC)
+    if (s->magic != DEST_MQTT_SEND_MAGIC || dm->magic != DEST_MQTT_MAGIC || dm->closed)
         return;
     bool timed_out = !s->o.has_outcome;
 
@@ -238,6 +244,8 @@ static void conn_drop(struct dest_mqtt *dm, const char *reason)
     struct timeval tv;
     int delay;
 
+    if (dm->closed) /* destroy() tears the client down itself and re-arms nothing */
+        return;
     dest_util_str_copy(dm->reason, sizeof(dm->reason), reason);
     unwatch_fd(dm);
     resolve_drop(dm);
@@ -273,7 +281,7 @@ static void conn_drop(struct dest_mqtt *dm, const char *reason)
  */
 static void after_lib(struct dest_mqtt *dm, int rc, int saved_errno)
 {
-    if (dm->mosq == NULL)
+    if (dm->mosq == NULL || dm->closed)
         return;
     if (!dm->lost && mosquitto_socket(dm->mosq) < 0) {
         dm->lost = true;
@@ -296,7 +304,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     struct dest_mqtt *dm = arg;
     int rc;
 
-    if (dm->mosq == NULL)
+    if (dm->mosq == NULL || dm->closed)
         return;
     rc = mosquitto_loop_read(dm->mosq, 1);
     after_lib(dm, rc, errno);
@@ -307,7 +315,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     struct dest_mqtt *dm = arg;
     int rc;
 
-    if (dm->mosq == NULL)
+    if (dm->mosq == NULL || dm->closed)
         return;
     rc = mosquitto_loop_write(dm->mosq, 1);
     after_lib(dm, rc, errno);
@@ -318,7 +326,7 @@ static void on_misc(evutil_socket_t fd, short what, void *arg)
     struct dest_mqtt *dm = arg;
     int rc;
 
-    if (dm->mosq == NULL || dm->fd < 0)
+    if (dm->mosq == NULL || dm->fd < 0 || dm->closed)
         return;
     rc = mosquitto_loop_misc(dm->mosq);
     after_lib(dm, rc, errno);
@@ -357,7 +365,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int reason, int flags,
 {
     struct dest_mqtt *dm = obj;
 
-    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq)
+    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq || dm->closed)
         return;
     if (reason != 0) {
         if (!dm->lost) {
@@ -386,7 +394,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
     struct dest_mqtt *dm = obj;
     int saved_errno = errno;
 
-    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq || dm->lost)
+    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq || dm->lost || dm->closed)
         return;
     dm->lost = true;
     dest_util_str_copy(dm->reason, sizeof(dm->reason),
@@ -399,7 +407,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 {
     struct dest_mqtt *dm = obj;
 
-    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq)
+    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq || dm->closed)
         return;
     for (struct dest_mqtt_send *s = dm->sends; s != NULL; s = s->next) {
         if (!s->published || s->o.has_outcome || s->mid != mid)
@@ -453,6 +461,8 @@ static void on_resolved(void *arg, int gai_rc, const char (*addrs)[INET6_ADDRSTR
     struct dest_mqtt *dm = arg;
     char reason[DEST_MQTT_ERRLEN];
 
+    if (dm->magic != DEST_MQTT_MAGIC || dm->closed) /* canceled lookups never call back */
+        return;
     dm->res = NULL;
     memcpy(dm->addrs, addrs, sizeof(dm->addrs));
     dm->n_addrs = n_addrs;
@@ -500,6 +510,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct dest_mqtt *dm = arg;
     char reason[DEST_MQTT_ERRLEN];
 
+    if (dm->magic != DEST_MQTT_MAGIC || dm->closed)
+        return;
     switch (dm->conn) {
     case DEST_MQTT_WAITING:
         attempt_start(dm);
@@ -628,6 +640,8 @@ static int mqtt_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *d
 
     if (dm->magic != DEST_MQTT_MAGIC)
         return SY_EINVAL;
+    if (dm->closed) /* a DONE run by destroy() sending again */
+        return SY_ECLOSED;
     if (msg->len > INT_MAX)
         return SY_ETOOBIG;
     s = calloc(1, sizeof(*s));
@@ -706,28 +720,33 @@ static const char *mqtt_state(const struct dest *d)
 }
 
 /*
- * DONE(SY_ECANCELED) for every send not reported yet (a send whose PUBACK already arrived is
- * reported as the success it is), then free everything. Tolerates a half-built DM.
+ * Mark DM closed (every callback returns at once from here on), tear the client and the
+ * events down, then DONE(SY_ECANCELED) for every send not reported yet (a send whose PUBACK
+ * already arrived is reported as the success it is), then free everything. DONE may send
+ * (SY_ECLOSED) or destroy (a no-op) again. Tolerates a half-built DM.
  */
 static void mqtt_destroy(struct dest *d)
 {
     struct dest_mqtt *dm = (struct dest_mqtt *)d;
     struct dest_mqtt_send *s;
 
-    if (dm == NULL)
+    if (dm == NULL || dm->closed)
         return;
-    while ((s = dm->sends) != NULL)
-        dest_util_outcome_close(&dm->dst, &s->o, send_free_v, s);
+    dm->closed = true;
     unwatch_fd(dm);
     resolve_drop(dm);
     dest_util_ev_free(&dm->ev_misc);
     dest_util_ev_free(&dm->ev_timer);
     if (dm->mosq != NULL) {
-        /* A polite DISCONNECT if the socket takes it now; never waited for. */
+        /* A polite DISCONNECT if the socket takes it now; never waited for. Its callbacks
+         * (on_disconnect) see `closed` and do nothing. */
         if (dm->conn == DEST_MQTT_CONNECTED)
             mosquitto_disconnect_v5(dm->mosq, 0, NULL);
         mosquitto_destroy(dm->mosq);
+        dm->mosq = NULL;
     }
+    while ((s = dm->sends) != NULL)
+        dest_util_outcome_close(&dm->dst, &s->o, send_free_v, s);
     dm->magic = 0;
     free(dm->host);
     free(dm->topic);

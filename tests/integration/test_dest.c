@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <regex.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@
 #include <jansson.h>
 
 #include "dispatcher/dest.h"
+#include "dispatcher/dest_int.h"
 #include "harness/proc.h"
 #include "harness/redis.h"
 #include "harness/util.h"
@@ -426,6 +428,55 @@ static void test_file_destroy_in_done(void **state)
         pump(10);
     assert_int_equal(x.n, 5);
     assert_null(x.d);
+    free(uri);
+}
+
+/*
+ * A hung disk: the worker is stuck in a write (held by the test hook). destroy() must not wait
+ * for it forever: it gives up after a bounded wait, reports both the send being written and
+ * the queued one canceled, and returns; the orphaned worker frees what it holds once the write
+ * returns.
+ */
+static bool file_worker_held(void *arg)
+{
+    return dest_file_test_held() == *(int *)arg;
+}
+
+static bool file_threads_are(void *arg)
+{
+    return dest_file_test_threads() == *(int *)arg;
+}
+
+static void test_file_destroy_hung_disk(void **state)
+{
+    char *uri = h_strfmt("file:%s/hung", tmp);
+    int base_threads = dest_file_test_threads();
+    int one = 1;
+    struct dest *d;
+    struct result r[2];
+
+    dest_file_test_hold(true);
+    d = open_dest(uri);
+    assert_int_equal(dest_file_test_threads(), base_threads + 1);
+    assert_int_equal(send_msg(d, "{\"n\":1}", "busy", NULL, 0, &r[0]), 0);
+    assert_int_equal(send_msg(d, "{\"n\":2}", "queued", NULL, 0, &r[1]), 0);
+    if (!run_until(file_worker_held, &one, 5000))
+        fail_msg("the worker never reached its write");
+    dest_destroy(d); /* without the bound: never returns */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r[i].n, 1);
+        assert_int_equal(r[i].rc, SY_ECANCELED);
+        assert_string_equal(r[i].err, "destination closed");
+    }
+    /* The orphaned worker is still in its write. */
+    assert_int_equal(dest_file_test_threads(), base_threads + 1);
+    dest_file_test_hold(false);
+    if (!run_until(file_threads_are, &base_threads, 5000))
+        fail_msg("the orphaned worker never returned");
+    /* Nothing reached the loop after destroy (it must not touch the destination). */
+    pump(20);
+    assert_int_equal(r[0].n, 1);
+    assert_int_equal(r[1].n, 1);
     free(uri);
 }
 
@@ -1030,6 +1081,76 @@ static void test_http_destroy_pending(void **state)
     free(uri);
 }
 
+/*
+ * libevent's own allocations go through these (event_set_mem_functions(), first thing in
+ * main()): they pass through, except that once armed, the next allocation of exactly
+ * oom_size bytes fails. Lets a test reach libevent's out-of-memory paths.
+ */
+static _Atomic size_t oom_size; /* 0: disarmed */
+static _Atomic int oom_hits;
+
+static void *mm_malloc_hook(size_t n)
+{
+    size_t want = n;
+
+    if (n != 0 && atomic_compare_exchange_strong(&oom_size, &want, 0)) {
+        oom_hits++;
+        return NULL;
+    }
+    return malloc(n);
+}
+
+static void *mm_realloc_hook(void *p, size_t n)
+{
+    return realloc(p, n);
+}
+
+static void mm_free_hook(void *p)
+{
+    free(p);
+}
+
+/*
+ * evhttp_make_request() fails for want of memory copying the URI: libevent 2.1 has freed the
+ * request itself by then, so it must not be freed again (a double free, fatal under ASan and
+ * glibc's checks), and DONE still comes exactly once. The path has a length no other
+ * allocation of the send has, so the failed allocation is the URI copy.
+ */
+static void test_http_oom_make_request(void **state)
+{
+    struct srv s = {.status = 200};
+    char path[201];
+    char *uri;
+    struct dest *d;
+    struct result r;
+
+    path[0] = '/';
+    memset(path + 1, 'p', sizeof(path) - 2);
+    path[sizeof(path) - 1] = '\0';
+    srv_start(&s);
+    uri = h_strfmt("http://127.0.0.1:%d%s", s.port, path);
+    d = open_dest(uri);
+    oom_hits = 0;
+    oom_size = strlen(path) + 1; /* mm_strdup(uri) in evhttp_make_request() */
+    assert_int_equal(send_msg(d, "{}", "k", NULL, 0, &r), 0);
+    oom_size = 0;
+    assert_int_equal(oom_hits, 1);
+    if (!run_until(is_done, &r, 5000))
+        fail_msg("DONE never came after the failed request");
+    pump(1);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.rc, SY_EIO);
+    expect_contains(r.err, "cannot send a request");
+    assert_int_equal(s.n_requests, 0);
+
+    /* The destination goes on working. */
+    assert_int_equal(send_wait(d, "{}", "k", NULL, 0, &r), 0);
+    assert_int_equal(s.n_requests, 1);
+    dest_destroy(d);
+    srv_stop(&s);
+    free(uri);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 int main(void)
@@ -1040,6 +1161,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_enospc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_destroy_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_destroy_in_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_destroy_hung_disk, setup, teardown),
     };
     const struct CMUnitTest redis_tests[] = {
         cmocka_unit_test_setup_teardown(test_redis_list, setup, teardown),
@@ -1058,9 +1180,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_http_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_https_plain_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_destroy_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_oom_make_request, setup, teardown),
     };
     int failed = 0;
 
+    /* Before libevent allocates anything (see mm_malloc_hook()). */
+    event_set_mem_functions(mm_malloc_hook, mm_realloc_hook, mm_free_hook);
     /*
      * The file destination's worker and the host name lookups wake the loop from other
      * threads (event_active): libevent needs its locking on before any event_base exists.

@@ -38,6 +38,7 @@
 #include <mqtt_protocol.h>
 
 #include "dispatcher/dest.h"
+#include "dispatcher/dest_int.h"
 #include "harness/mqtt.h"
 #include "harness/mqtt_sub.h"
 #include "harness/proc.h"
@@ -227,6 +228,49 @@ static void destroy_dest(struct dest *d)
     d->ops->destroy(d);
 }
 
+/*
+ * A DONE that destroy() runs, and that sends again and destroys again (as a core callback
+ * might): the send must be refused (SY_ECLOSED, so its DONE never comes) and the second
+ * destroy must be a no-op, on an object that is half torn down.
+ */
+struct reenter {
+    struct dest *d;
+    int calls, rc, send_rc;
+    char msg[256];
+    struct done_rec late; /* DONE of the send made from inside DONE: must never come */
+};
+
+static void on_done_reenter(void *arg, int rc, const char *errmsg)
+{
+    struct reenter *x = arg;
+    struct dest_msg m = {.body = "{}", .len = 2, .key = "again"};
+
+    x->calls++;
+    x->rc = rc;
+    snprintf(x->msg, sizeof(x->msg), "%s", errmsg != NULL ? errmsg : "");
+    x->send_rc = x->d->ops->send(x->d, &m, on_done, &x->late);
+    x->d->ops->destroy(x->d);
+}
+
+/* Send once through D (connected), then destroy it with the send pending; see above. */
+static void destroy_reentrant(struct dest *d)
+{
+    struct reenter x = {.d = d};
+    struct dest_msg m = {.body = "{\"n\":5}", .len = 7, .key = "req-reenter"};
+
+    in_send = true;
+    assert_int_equal(d->ops->send(d, &m, on_done_reenter, &x), 0);
+    in_send = false;
+    assert_int_equal(x.calls, 0);
+    destroy_dest(d);
+    assert_int_equal(x.calls, 1);
+    assert_int_equal(x.rc, SY_ECANCELED);
+    assert_string_equal(x.msg, "destination closed");
+    assert_int_equal(x.send_rc, SY_ECLOSED);
+    assert_int_equal(x.late.calls, 0);
+    assert_int_equal(done_in_send, 0);
+}
+
 /* ---- Kafka: the mock cluster and a consumer ------------------------------------------------ */
 
 struct kafka_fx {
@@ -296,9 +340,11 @@ static int kafka_teardown(void **state)
 {
     struct kafka_fx *fx = *state;
 
-    /* A test that failed half-way may have left brokers down. */
-    for (int id = 1; id <= KAFKA_BROKERS; id++)
+    /* A test that failed half-way may have left brokers down or slow. */
+    for (int id = 1; id <= KAFKA_BROKERS; id++) {
         rd_kafka_mock_broker_set_up(fx->mc, id);
+        rd_kafka_mock_broker_set_rtt(fx->mc, id, 0);
+    }
     tctx_free(fx->c);
     fx->c = NULL;
     return 0;
@@ -481,6 +527,76 @@ static void test_kafka_destroy_pending(void **state)
     assert_int_equal(r.rc, SY_ECANCELED);
     assert_string_equal(r.msg, "destination closed");
     assert_int_equal(done_in_send, 0);
+}
+
+/* A DONE run by destroy() that sends and destroys again is harmless. */
+static void test_kafka_destroy_reentrant(void **state)
+{
+    struct kafka_fx *fx = *state;
+    struct done_rec r;
+    struct dest *d = kafka_open(fx);
+
+    assert_int_equal(
+        send_and_wait(fx->c, d, "req-kafka-warm", "{\"n\":1}", false, WAIT_DONE_MS, &r), 0);
+    destroy_reentrant(d);
+}
+
+static void kafka_set_rtt(struct kafka_fx *fx, int rtt_ms)
+{
+    for (int id = 1; id <= KAFKA_BROKERS; id++)
+        assert_int_equal(rd_kafka_mock_broker_set_rtt(fx->mc, id, rtt_ms),
+                         RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+static bool kafka_failed(void *arg)
+{
+    struct dest *d = arg;
+    const char *st = d->ops->state(d);
+
+    return strncmp(st, "failed: ", 8) == 0 || strncmp(st, "reconnecting in ", 16) == 0;
+}
+
+/*
+ * The producer raises a fatal error (rd_kafka_test_fatal_error(), as an idempotent producer
+ * does on an unrecoverable sequence error): the send in flight fails with a clear message,
+ * sends fail fast while the producer is replaced, and the same destination delivers again
+ * with a fresh producer, without being re-created.
+ */
+static void test_kafka_fatal_recovers(void **state)
+{
+    struct kafka_fx *fx = *state;
+    struct done_rec r, inflight;
+    struct dest *d = kafka_open(fx);
+
+    assert_int_equal(
+        send_and_wait(fx->c, d, "req-kafka-prefatal", "{\"n\":1}", true, WAIT_DONE_MS, &r), 0);
+    wait_state(fx->c, d, "connected", WAIT_CONNECT_MS);
+
+    /* Slow brokers keep the next send in flight while the error is raised. */
+    kafka_set_rtt(fx, 5000);
+    assert_int_equal(send_msg(d, "req-kafka-fatal", "{\"n\":2}", true, &inflight), 0);
+    assert_int_equal(dest_kafka_test_fatal(d, "injected by the test"), 0);
+    if (!run_until(fx->c, kafka_failed, d, WAIT_FAST_MS))
+        fail_msg("state still \"%s\" after the fatal error", d->ops->state(d));
+    if (!run_until(fx->c, done_called, &inflight, WAIT_FAST_MS))
+        fail_msg("the send in flight at the fatal error was not reported");
+    assert_int_equal(inflight.calls, 1);
+    assert_int_equal(inflight.rc, SY_EIO);
+    if (strstr(inflight.msg, "fatal error") == NULL ||
+        strstr(inflight.msg, "injected by the test") == NULL)
+        fail_msg("unexpected message: %s", inflight.msg);
+    /* The loop ran only until that report: the new producer is not up yet. */
+    assert_int_equal(send_and_wait(fx->c, d, "req-kafka-down", "{\"n\":3}", true, WAIT_FAST_MS, &r),
+                     SY_EIO);
+    if (strstr(r.msg, "not connected") == NULL)
+        fail_msg("unexpected message: %s", r.msg);
+
+    kafka_set_rtt(fx, 0);
+    wait_state(fx->c, d, "connected", WAIT_CONNECT_MS);
+    assert_int_equal(
+        send_and_wait(fx->c, d, "req-kafka-recovered", "{\"n\":4}", true, WAIT_DONE_MS, &r), 0);
+    destroy_dest(d);
+    kafka_expect_message(fx, "req-kafka-recovered", "{\"n\":4}", true);
 }
 
 /* A bad URI is refused with a message, and nothing is left behind. */
@@ -717,6 +833,16 @@ static void test_mqtt_destroy_pending(void **state)
     assert_string_equal(r.msg, "destination closed");
 }
 
+/* A DONE run by destroy() that sends and destroys again is harmless. */
+static void test_mqtt_destroy_reentrant(void **state)
+{
+    struct mqtt_fx *fx = *state;
+    struct dest *d = mqtt_open(fx, fx->uri);
+
+    wait_state(fx->c, d, "connected", WAIT_CONNECT_MS);
+    destroy_reentrant(d);
+}
+
 /* Nothing listens: the destination keeps retrying with backoff, sends fail fast. */
 static void test_mqtt_never_connected(void **state)
 {
@@ -782,6 +908,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kafka_produce, kafka_setup, kafka_teardown),
         cmocka_unit_test_setup_teardown(test_kafka_down_up, kafka_setup, kafka_teardown),
         cmocka_unit_test_setup_teardown(test_kafka_destroy_pending, kafka_setup, kafka_teardown),
+        cmocka_unit_test_setup_teardown(test_kafka_destroy_reentrant, kafka_setup, kafka_teardown),
+        cmocka_unit_test_setup_teardown(test_kafka_fatal_recovers, kafka_setup, kafka_teardown),
         cmocka_unit_test_setup_teardown(test_kafka_bad_uri, kafka_setup, kafka_teardown),
     };
     const struct CMUnitTest mqtt_tests[] = {
@@ -790,6 +918,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mqtt_pending_at_disconnect, mqtt_setup, mqtt_teardown),
         cmocka_unit_test_setup_teardown(test_mqtt_send_timeout, mqtt_setup, mqtt_teardown),
         cmocka_unit_test_setup_teardown(test_mqtt_destroy_pending, mqtt_setup, mqtt_teardown),
+        cmocka_unit_test_setup_teardown(test_mqtt_destroy_reentrant, mqtt_setup, mqtt_teardown),
         cmocka_unit_test_setup_teardown(test_mqtt_never_connected, mqtt_setup, mqtt_teardown),
         cmocka_unit_test_setup_teardown(test_mqtt_hostname, mqtt_setup, mqtt_teardown),
         cmocka_unit_test_setup_teardown(test_mqtt_bad_uri, mqtt_setup, mqtt_teardown),
