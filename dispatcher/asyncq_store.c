@@ -66,7 +66,9 @@ struct aq_store {
     int ck_soft, ck_hard; /* CKPT_SOFT, CKPT_HARD or SWITCHYARD_WAL_CHECKPOINT_PAGES */
     pthread_mutex_t ck_mu;
     pthread_cond_t ck_cv;
+    pthread_cond_t ck_idle_cv; /* a pass ended (for the store thread at ck_hard) */
     int ck_stop, ck_running;
+    int ck_hold; /* ck_mu: the store thread checkpoints itself; start no pass */
     int wal_frames; /* ck_mu: frames in the WAL after the store thread's last commit */
     int ck_done;    /* ck_mu: frames the last checkpoint pass copied (0 after a restart) */
     /* Prepared statements of the write path, by SQL text (static strings): prepared once. */
@@ -224,12 +226,26 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 
     (void)name;
     if (pages >= st->ck_hard || (pages >= st->ck_soft && !st->ck_started)) {
-        /* Finish what the checkpointer has not copied yet; the next write restarts the WAL.
-         * BUSY: the checkpointer is at it right now; the next commit tries again. */
-        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        /* Finish what the checkpointer has not copied yet; the next write restarts the WAL. */
+        int rc;
 
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        if (st->ck_started) {
+            /* Hold the checkpointer and wait for its pass in progress (its lock would make
+             * ours fail with BUSY): the hard limit holds however slow its fsyncs are. */
+            pthread_mutex_lock(&st->ck_mu);
+            st->ck_hold = 1;
+            while (st->ck_running)
+                pthread_cond_wait(&st->ck_idle_cv, &st->ck_mu);
+            pthread_mutex_unlock(&st->ck_mu);
+        }
+        rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK)
             log_err("[asyncq] checkpoint of queue.db failed: %s", sqlite3_errmsg(db));
+        if (st->ck_started) {
+            pthread_mutex_lock(&st->ck_mu);
+            st->ck_hold = 0;
+            pthread_mutex_unlock(&st->ck_mu);
+        }
         return SQLITE_OK;
     }
     pthread_mutex_lock(&st->ck_mu);
@@ -280,13 +296,13 @@ static void *ckpt_main(void *arg)
         int rc, log_frames = -1, copied = -1;
 
         /* Run once ck_soft frames wait, or when some have waited CKPT_IDLE_MS. */
-        while (!st->ck_stop && st->wal_frames - st->ck_done < st->ck_soft) {
+        while (!st->ck_stop && (st->ck_hold || st->wal_frames - st->ck_done < st->ck_soft)) {
             int waiting = st->wal_frames > st->ck_done;
 
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += CKPT_IDLE_MS / 1000;
             if (pthread_cond_timedwait(&st->ck_cv, &st->ck_mu, &until) == ETIMEDOUT &&
-                waiting && st->wal_frames > st->ck_done)
+                waiting && !st->ck_hold && st->wal_frames > st->ck_done)
                 break;
         }
         if (st->ck_stop)
@@ -304,6 +320,7 @@ static void *ckpt_main(void *arg)
         last_rc = rc;
         pthread_mutex_lock(&st->ck_mu);
         st->ck_running = 0;
+        pthread_cond_broadcast(&st->ck_idle_cv);
         /* What was copied; on failure, as if all was (no retry before ck_soft more frames). */
         st->ck_done = rc == SQLITE_OK && copied >= 0 ? copied : st->wal_frames;
     }
@@ -351,6 +368,7 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
     pthread_cond_init(&st->cv, NULL);
     pthread_mutex_init(&st->ck_mu, NULL);
     pthread_cond_init(&st->ck_cv, NULL);
+    pthread_cond_init(&st->ck_idle_cv, NULL);
     ckpt_limits(st);
     if (lock_data_dir(st, cfg->broker.data_dir, err) != 0)
         goto fail;
@@ -1214,6 +1232,7 @@ static void sqlite_destroy(struct aq_store *st)
     pthread_cond_destroy(&st->cv);
     pthread_mutex_destroy(&st->ck_mu);
     pthread_cond_destroy(&st->ck_cv);
+    pthread_cond_destroy(&st->ck_idle_cv);
     st->magic = 0;
     free(st);
 }
