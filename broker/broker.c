@@ -381,7 +381,12 @@ int broker_run(const char *config_path)
     signal(SIGPIPE, SIG_IGN);
 
     b.base = event_base_new();
-    if (b.base == NULL) {
+    /*
+     * Two priorities: 0 for the async store's completions (the 202s of committed events,
+     * asyncq.c), 1 (the default) for everything else, so that an acknowledgement is not held
+     * up behind function traffic that arrived in the same turn.
+     */
+    if (b.base == NULL || event_base_priority_init(b.base, 2) != 0) {
         log_err("cannot create the event loop");
         goto out;
     }

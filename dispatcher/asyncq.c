@@ -1539,6 +1539,9 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
         goto fail;
     }
     q->efd_ev = event_new(base, q->efd, EV_READ | EV_PERSIST, efd_cb, q);
+    /* Completions (202s among them) first in a turn: see broker.c. */
+    if (q->efd_ev != NULL)
+        event_priority_set(q->efd_ev, 0);
     q->timer_ev = evtimer_new(base, timer_cb, q);
     q->drain_ev = event_new(base, -1, 0, drain_ev_cb, q);
     q->lazy_ev = evtimer_new(base, lazy_cb, q);
