@@ -178,12 +178,10 @@ static int aq_put_internal(struct asyncq *q, struct aq_fn *af, const char *paylo
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
+/* Signed, for arithmetic with stored times. */
 static int64_t wall_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)time_wall_ms();
 }
 
 /* MS scaled by a random factor in [0.9, 1.1). */

@@ -112,8 +112,9 @@ struct aq_mailbox {
 void aq_mailbox_init(struct aq_mailbox *mb);
 /* Free every job still in either list and the mutex. */
 void aq_mailbox_destroy(struct aq_mailbox *mb);
-/* Append JOB, and the jobs linked after it by ->next, to the in-list. Call with MU held. */
-void aq_mailbox_push_locked(struct aq_mailbox *mb, struct aq_job *job);
+/* Append JOB, and the jobs linked after it by ->next, to the in-list. Locks MU; the caller
+ * wakes its thread afterwards. */
+void aq_mailbox_push(struct aq_mailbox *mb, struct aq_job *job);
 /* Take the whole in-list (NULL when empty). Call with MU held. */
 struct aq_job *aq_mailbox_take_in_locked(struct aq_mailbox *mb);
 /* Append the list HEAD to the done list and wake the loop (unless the list was not empty: then

@@ -70,17 +70,19 @@ void aq_mailbox_destroy(struct aq_mailbox *mb)
     pthread_mutex_destroy(&mb->mu);
 }
 
-void aq_mailbox_push_locked(struct aq_mailbox *mb, struct aq_job *job)
+void aq_mailbox_push(struct aq_mailbox *mb, struct aq_job *job)
 {
     struct aq_job *tail = job;
 
     while (tail->next != NULL)
         tail = tail->next;
+    pthread_mutex_lock(&mb->mu);
     if (mb->in_tail != NULL)
         mb->in_tail->next = job;
     else
         mb->in_head = job;
     mb->in_tail = tail;
+    pthread_mutex_unlock(&mb->mu);
 }
 
 struct aq_job *aq_mailbox_take_in_locked(struct aq_mailbox *mb)

@@ -91,13 +91,6 @@ static const char schema[] =
     " condition TEXT NOT NULL, error_type TEXT, error_message TEXT, history TEXT);"
     "CREATE INDEX IF NOT EXISTS dead_fn ON dead(fn, failed_ms);";
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void aq_row_clear(struct aq_row *row)
 {
@@ -299,8 +292,7 @@ static void *ckpt_main(void *arg)
         while (!st->ck_stop && (st->ck_hold || st->wal_frames - st->ck_done < st->ck_soft)) {
             int waiting = st->wal_frames > st->ck_done;
 
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += CKPT_IDLE_MS / 1000;
+            time_deadline(&until, CLOCK_REALTIME, CKPT_IDLE_MS);
             if (pthread_cond_timedwait(&st->ck_cv, &st->ck_mu, &until) == ETIMEDOUT &&
                 waiting && !st->ck_hold && st->wal_frames > st->ck_done)
                 break;
@@ -950,11 +942,8 @@ refill_fail:
         return rc != SQLITE_OK ? rc : SQLITE_ERROR;
     }
     case AQJ_DLQ_REDRIVE: {
-        int64_t now;
-        struct timespec ts;
+        int64_t now = (int64_t)time_wall_ms();
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
         rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
             return rc;
@@ -1146,11 +1135,10 @@ static void *store_main(void *arg)
             /* The disk failed: wait a little (or until asked to stop) before trying again. */
             struct timespec until;
 
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += STORE_RETRY_MS / 1000;
+            time_deadline(&until, CLOCK_REALTIME, STORE_RETRY_MS);
             if (!st->stopping)
                 pthread_cond_timedwait(&st->cv, &st->mb.mu, &until);
-            if (st->stopping && mono_ms() > st->stop_deadline_ms) {
+            if (st->stopping && time_mono_ms() > st->stop_deadline_ms) {
                 pthread_mutex_unlock(&st->mb.mu);
                 log_err("[asyncq] giving up on store writes at shutdown; the affected events "
                         "run again after the restart (at-least-once)");
@@ -1188,9 +1176,7 @@ static int sqlite_start(struct aq_store *st, int notify_fd, struct sy_error *err
 
 static void sqlite_submit(struct aq_store *st, struct aq_job *job)
 {
-    pthread_mutex_lock(&st->mb.mu);
-    aq_mailbox_push_locked(&st->mb, job);
-    pthread_mutex_unlock(&st->mb.mu);
+    aq_mailbox_push(&st->mb, job);
     /* Signalled after unlocking: the woken thread does not block on the mutex we hold. */
     pthread_cond_signal(&st->cv);
 }
@@ -1206,7 +1192,7 @@ static void sqlite_stop(struct aq_store *st, int timeout_ms)
         return;
     pthread_mutex_lock(&st->mb.mu);
     st->stopping = 1;
-    st->stop_deadline_ms = mono_ms() + timeout_ms;
+    st->stop_deadline_ms = time_mono_ms() + timeout_ms;
     pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mb.mu);
     aq_mailbox_join(&st->mb);

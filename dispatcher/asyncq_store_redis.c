@@ -339,20 +339,10 @@ static const char script_gc[] =
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
+/* Signed, for arithmetic with stored times. */
 static int64_t wall_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)time_wall_ms();
 }
 
 static char *strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -591,7 +581,7 @@ static void w_lost(struct aq_store *st, const char *why)
         st->w = NULL;
     }
     snprintf(st->lasterr, sizeof(st->lasterr), "%s", msg);
-    st->w_retry_at = mono_ms() + st->w_backoff;
+    st->w_retry_at = time_mono_ms() + st->w_backoff;
     st->w_backoff = st->w_backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : st->w_backoff * 2;
     if (!st->down) {
         log_err("[asyncq] redis %s:%d: %s; new events are refused (5xx) and recorded outcomes "
@@ -608,7 +598,7 @@ static int w_ready(struct aq_store *st)
 
     if (st->w != NULL)
         return 0;
-    if (mono_ms() < st->w_retry_at)
+    if (time_mono_ms() < st->w_retry_at)
         return -1;
     st->w = rd_connect(st, CMD_TIMEOUT_MS, why, sizeof(why));
     if (st->w != NULL && group_create(st, st->w, why, sizeof(why)) != 0) {
@@ -658,7 +648,7 @@ static void r_lost(struct aq_store *st, const char *why)
                  why != NULL && why[0] ? why : "connection lost");
     st->r_down = 1;
     r_close(st);
-    st->r_retry_at = mono_ms() + st->r_backoff;
+    st->r_retry_at = time_mono_ms() + st->r_backoff;
     st->r_backoff = st->r_backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : st->r_backoff * 2;
 }
 
@@ -927,7 +917,7 @@ static void r_issue(struct aq_store *st)
     if (st->r == NULL) {
         char why[sizeof(st->lasterr)];
 
-        if (mono_ms() < st->r_retry_at)
+        if (time_mono_ms() < st->r_retry_at)
             return;
         st->r = rd_connect(st, READ_BLOCK_MS + CMD_TIMEOUT_MS, why, sizeof(why));
         if (st->r == NULL) {
@@ -963,7 +953,7 @@ static void r_issue(struct aq_store *st)
         }
     } while (!done);
     st->reading = 1;
-    st->read_sent_ms = mono_ms();
+    st->read_sent_ms = time_mono_ms();
 }
 
 /* R is readable: take what arrived; on a whole reply, hand its entries over. */
@@ -992,11 +982,11 @@ static void r_consume(struct aq_store *st)
         /* Redis lost the stream (a restart without persistence): make the group again. */
         st->need_group = 1;
         r_close(st);
-        st->r_retry_at = mono_ms() + BACKOFF_MIN_MS;
+        st->r_retry_at = time_mono_ms() + BACKOFF_MIN_MS;
     } else if (rep->type == REDIS_REPLY_ERROR) {
         log_err("[asyncq] redis %s:%d: XREADGROUP: %s; retried", st->host, st->port, rep->str);
         r_close(st);
-        st->r_retry_at = mono_ms() + BACKOFF_MAX_MS;
+        st->r_retry_at = time_mono_ms() + BACKOFF_MAX_MS;
     }
     freeReplyObject(rep);
 }
@@ -1728,7 +1718,7 @@ static void *store_main(void *arg)
         batch = aq_mailbox_take_in_locked(&st->mb);
         stopping = st->stopping;
         pthread_mutex_unlock(&st->mb.mu);
-        now = mono_ms();
+        now = time_mono_ms();
         if (retry != NULL && stopping && now > st->stop_deadline_ms) {
             log_err("[asyncq] giving up on store writes at shutdown (redis %s:%d: %s); the "
                     "affected events run again elsewhere or after the restart (at-least-once)",
@@ -1746,10 +1736,10 @@ static void *store_main(void *arg)
             run_jobs(st, batch, &retry);
             if (retry != NULL)
                 retry_at = st->w != NULL
-                               ? mono_ms() + BACKOFF_MAX_MS
-                               : (st->w_retry_at > mono_ms() ? st->w_retry_at
-                                                             : mono_ms() + BACKOFF_MIN_MS);
-            now = mono_ms();
+                               ? time_mono_ms() + BACKOFF_MAX_MS
+                               : (st->w_retry_at > time_mono_ms() ? st->w_retry_at
+                                                             : time_mono_ms() + BACKOFF_MIN_MS);
+            now = time_mono_ms();
         }
         if (stopping) {
             r_close(st);
@@ -1791,7 +1781,7 @@ static void *store_main(void *arg)
             pfd[1].revents = 0;
             nfd = 2;
         }
-        now = mono_ms();
+        now = time_mono_ms();
         if (poll(pfd, (nfds_t)nfd, wake > now ? (int)(wake - now) : 0) < 0 && errno != EINTR)
             log_err("[asyncq] poll: %s", strerror(errno));
         if (pfd[0].revents & POLLIN) {
@@ -1961,9 +1951,7 @@ static int redis_start(struct aq_store *st, int notify_fd, struct sy_error *err)
 
 static void redis_submit(struct aq_store *st, struct aq_job *job)
 {
-    pthread_mutex_lock(&st->mb.mu);
-    aq_mailbox_push_locked(&st->mb, job);
-    pthread_mutex_unlock(&st->mb.mu);
+    aq_mailbox_push(&st->mb, job);
     wake_thread(st);
 }
 
@@ -1985,7 +1973,7 @@ static void redis_stop(struct aq_store *st, int timeout_ms)
         return;
     pthread_mutex_lock(&st->mb.mu);
     st->stopping = 1;
-    st->stop_deadline_ms = mono_ms() + timeout_ms;
+    st->stop_deadline_ms = time_mono_ms() + timeout_ms;
     pthread_mutex_unlock(&st->mb.mu);
     wake_thread(st);
     aq_mailbox_join(&st->mb);

@@ -52,6 +52,7 @@
 #include <event2/event.h>
 
 #include "../broker/log.h"
+#include "../broker/util/time.h"
 
 #define DEST_FILE_MAGIC 0x46494c45u      /* "FILE" */
 #define DEST_FILE_SEND_MAGIC 0x46534e44u /* "FSND" */
@@ -689,13 +690,7 @@ static bool worker_stop(struct dest_file *df)
 {
     struct timespec deadline;
 
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += DEST_FILE_STOP_MS / 1000;
-    deadline.tv_nsec += (long)(DEST_FILE_STOP_MS % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    time_deadline(&deadline, CLOCK_MONOTONIC, DEST_FILE_STOP_MS);
     while (!df->worker_done) {
         int rc = pthread_cond_timedwait(&df->done_cv, &df->mu, &deadline);
 

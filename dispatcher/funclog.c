@@ -142,17 +142,6 @@ static uint64_t count_lines(const char *p, size_t len)
     return n;
 }
 
-static void deadline_in(struct timespec *ts, unsigned ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000u;
-    ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void file_free(struct funclog_file *f)
 {
     if (f == NULL)
@@ -341,7 +330,7 @@ static void *writer_main(void *arg)
         if (!w->kicked) {
             struct timespec ts;
 
-            deadline_in(&ts, FUNCLOG_TICK_MS);
+            time_deadline(&ts, CLOCK_MONOTONIC, FUNCLOG_TICK_MS);
             pthread_cond_timedwait(&w->wake_cv, &w->mu, &ts);
         }
     }
@@ -417,7 +406,7 @@ void funclog_writer_unref(struct funclog_writer *w)
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
     kick(w);
-    deadline_in(&ts, FUNCLOG_STOP_MS);
+    time_deadline(&ts, CLOCK_MONOTONIC, FUNCLOG_STOP_MS);
     while (!w->done) {
         if (pthread_cond_timedwait(&w->done_cv, &w->mu, &ts) == ETIMEDOUT)
             break;

@@ -12,6 +12,22 @@ uint64_t time_mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+int64_t time_mono_ms(void)
+{
+    return (int64_t)(time_mono_us() / 1000u);
+}
+
+void time_deadline(struct timespec *ts, clockid_t clock, unsigned ms)
+{
+    clock_gettime(clock, ts);
+    ts->tv_sec += (time_t)(ms / 1000u);
+    ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 uint64_t time_wall_ms(void)
 {
     struct timespec ts;

@@ -3,9 +3,19 @@
 #define SY_UTIL_TIME_H
 
 #include <stdint.h>
+#include <time.h>
 
 /* Monotonic clock in microseconds (CLOCK_MONOTONIC). */
 uint64_t time_mono_us(void);
+
+/* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
+int64_t time_mono_ms(void);
+
+/*
+ * *TS = now on CLOCK plus MS: the absolute deadline pthread_cond_timedwait() takes
+ * (CLOCK_MONOTONIC for a condition variable created with that clock, else CLOCK_REALTIME).
+ */
+void time_deadline(struct timespec *ts, clockid_t clock, unsigned ms);
 
 /* Wall clock in milliseconds since the Unix epoch. */
 uint64_t time_wall_ms(void);
