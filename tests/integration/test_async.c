@@ -532,17 +532,29 @@ static void test_second_broker_refused(void **state)
     struct itest *t = *state;
     char *argv[] = {(char *)h_binary(), "run", t->b.config_path, NULL};
     char *want = h_strfmt("locked by another process (pid %d)", (int)t->b.proc.pid);
+    char *dir = h_strfmt("%s/second", t->b.dir);
+    char *payload = h_strfmt("{\"dir\":\"%s\",\"n\":1}", dir);
     struct h_run run;
+    size_t lines;
+    int64_t deadline;
     char *rid;
 
+    mkdir(dir, 0755);
     h_proc_run(argv, NULL, t->b.dir, 30000, &run);
     if (run.code == 0 || strstr(run.err, want) == NULL)
         fail_msg("second broker: exit %d, stderr:\n%s\nwant: %s", run.code, run.err, want);
     h_run_free(&run);
     free(want);
+    /* The first broker still stores and runs events. */
     assert_true(h_broker_running(&t->b));
-    rid = itest_invoke_event(&t->b, "record-ok", "{\"dir\":\"/nonexistent\",\"n\":1}");
+    rid = itest_invoke_event(&t->b, "record", payload);
+    deadline = h_now_ms() + 30000;
+    while (count_runs(dir, &lines) < 1 && h_now_ms() < deadline)
+        h_sleep_ms(20);
+    assert_int_equal(count_runs(dir, &lines), 1);
     free(rid);
+    free(payload);
+    free(dir);
     itest_end(t);
 }
 

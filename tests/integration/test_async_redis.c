@@ -200,6 +200,20 @@ static void await_done(const char *dir, size_t want, int timeout_ms)
  * Enqueue N events {"dir": DIR, "n": i<EXTRA>} of FN through B on one keep-alive connection
  * (EXTRA: more members, e.g. ",\"sleep\":1", or "").
  */
+/* Wait (10 s at most) until broker B holds at least N events; returns how many it holds. */
+static long long await_held(struct h_broker *b, long long n)
+{
+    int64_t deadline = h_now_ms() + 10000;
+    long long held;
+
+    while ((held = itest_async_stat(b, "queued")) < n) {
+        if (h_now_ms() > deadline)
+            fail_msg("broker B never held %lld events (holds %lld)", n, held);
+        h_sleep_ms(10);
+    }
+    return held;
+}
+
 static void enqueue_many(const struct h_broker *b, const char *fn, const char *dir,
                          const char *extra, int n)
 {
@@ -422,17 +436,10 @@ static void test_sigterm_releases(void **state)
     char *dir = h_strfmt("%s/term", w->a.dir);
     size_t b_mark = h_broker_log_mark(&w->b);
     char *log;
-    int64_t deadline;
-    long long held = 0;
 
     mkdir(dir, 0755);
     enqueue_many(&w->a, "slow", dir, ",\"sleep\":0.25", KILL_EVENTS);
-    deadline = h_now_ms() + 10000;
-    while ((held = itest_async_stat(&w->b, "queued")) < 3) {
-        if (h_now_ms() > deadline)
-            fail_msg("broker B never held 3 events (holds %lld)", held);
-        h_sleep_ms(10);
-    }
+    await_held(&w->b, 3);
     assert_int_equal(h_broker_stop(&w->b, 15000), 0);
     log = h_read_file(w->b.log_path, b_mark, NULL);
     expect_contains(log, "released");
@@ -456,17 +463,12 @@ static void test_kill9_claimed_by_other(void **state)
     size_t a_mark = h_broker_log_mark(&w->a);
     char *log;
     int64_t deadline;
-    long long held = 0;
+    long long held;
 
     mkdir(dir, 0755);
     enqueue_many(&w->a, "slow", dir, ",\"sleep\":0.25", KILL_EVENTS);
     /* B must hold some (read, not yet finished) when it dies. */
-    deadline = h_now_ms() + 10000;
-    while ((held = itest_async_stat(&w->b, "queued")) < 3) {
-        if (h_now_ms() > deadline)
-            fail_msg("broker B never held 3 events (holds %lld)", held);
-        h_sleep_ms(10);
-    }
+    held = await_held(&w->b, 3);
     fprintf(stderr, "kill -9 of broker B while it holds %lld event(s)\n", held);
     assert_int_equal(kill(w->b.proc.pid, SIGKILL), 0);
     deadline = h_now_ms() + 10000;
