@@ -467,24 +467,30 @@ static void submit(struct asyncq *q, struct aq_job *job,
     q->turn_tail = job;
 }
 
-void asyncq_flush(struct asyncq *q)
+/* Hand the lazy deletes and this turn's jobs to the store, in that order, as one list. */
+static void hand_over(struct asyncq *q)
 {
-    struct aq_job *head;
+    struct aq_job *head = q->turn_head;
 
-    if (q == NULL || q->turn_head == NULL)
-        return;
-    head = q->turn_head;
-    evtimer_del(q->turn_ev);
     if (q->lazy_head != NULL) {
-        /* The lazy deletes ride along: one hand-over, one wake-up, one transaction. */
         q->lazy_tail->next = head;
         head = q->lazy_head;
-        q->lazy_head = q->lazy_tail = NULL;
-        q->n_lazy = 0;
-        evtimer_del(q->lazy_ev);
     }
+    if (head == NULL)
+        return;
     q->turn_head = q->turn_tail = NULL;
+    q->lazy_head = q->lazy_tail = NULL;
+    q->n_lazy = 0;
+    evtimer_del(q->turn_ev);
+    evtimer_del(q->lazy_ev);
     q->sops->submit(q->store, head);
+}
+
+void asyncq_flush(struct asyncq *q)
+{
+    /* The lazy deletes ride along: one hand-over, one wake-up, one transaction. */
+    if (q != NULL && q->turn_head != NULL)
+        hand_over(q);
 }
 
 static void turn_cb(evutil_socket_t fd, short what, void *arg)
@@ -494,28 +500,11 @@ static void turn_cb(evutil_socket_t fd, short what, void *arg)
     asyncq_flush(arg);
 }
 
-/* Hand the lazy deletes to the store now (with this turn's jobs, if any). */
-static void lazy_flush(struct asyncq *q)
-{
-    struct aq_job *head = q->lazy_head;
-
-    if (q->turn_head != NULL) {
-        asyncq_flush(q);
-        return;
-    }
-    if (head == NULL)
-        return;
-    q->lazy_head = q->lazy_tail = NULL;
-    q->n_lazy = 0;
-    evtimer_del(q->lazy_ev);
-    q->sops->submit(q->store, head);
-}
-
 static void lazy_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    lazy_flush(arg);
+    hand_over(arg);
 }
 
 /* Queue JOB (a DELETE nobody waits for) to ride along with the next submit(). */
@@ -532,7 +521,7 @@ static void submit_lazy(struct asyncq *q, struct aq_job *job)
         q->lazy_head = job;
     q->lazy_tail = job;
     if (++q->n_lazy >= LAZY_MAX)
-        lazy_flush(q);
+        hand_over(q);
     else if (q->n_lazy == 1)
         evtimer_add(q->lazy_ev, &flush_tv);
 }
@@ -1629,7 +1618,7 @@ void asyncq_close(struct asyncq *q)
     if (q->store != NULL) {
         struct aq_job *job;
 
-        lazy_flush(q);
+        hand_over(q);
         q->sops->stop(q->store, CLOSE_FLUSH_MS);
         /* Last completions: run them for their effects on callers, then drop them. */
         job = q->sops->take_done(q->store);
