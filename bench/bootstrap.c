@@ -10,7 +10,7 @@
  *
  * C17 and libc only. One growable receive buffer, reused: the event is read into it and sent
  * back from it (headers and body in one sendmsg), so a warm invoke costs two sends, usually two
- * receives and no allocation. Responses are framed by Content-Length (what broker/httpd.c
+ * receives and no allocation. Responses are framed by Content-Length (what core/httpd.c
  * sends), chunked transfer coding, or the end of the connection; 1xx interim responses are
  * skipped.
  *

@@ -20,12 +20,12 @@
 #include <jansson.h>
 #include <uuid/uuid.h>
 
-#include "../config/config.h"
-#include "log.h"
-#include "util/fastid.h"
-#include "util/sha256.h"
-#include "util/buf.h"
-#include "util/time.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "core/fastid.h"
+#include "core/sha256.h"
+#include "core/buf.h"
+#include "core/time.h"
 
 /* Lambda's own pattern for FunctionName, quoted in ValidationException messages. */
 #define FNAME_PATTERN                                                                              \

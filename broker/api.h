@@ -18,8 +18,8 @@
 
 #include <stddef.h>
 
-#include "../dispatcher/dispatcher.h"
-#include "errors.h"
+#include "dispatcher/dispatcher.h"
+#include "core/errors.h"
 
 struct api;
 struct cfg;

@@ -19,9 +19,9 @@
 
 #include <jansson.h>
 
-#include "../config/config.h"
-#include "../dispatcher/asyncq.h"
-#include "log.h"
+#include "config/config.h"
+#include "dispatcher/asyncq.h"
+#include "core/log.h"
 
 #define DLQ_LIST_DEFAULT 100
 #define DLQ_LIST_MAX 10000

@@ -31,10 +31,10 @@
 
 #include <jansson.h>
 
-#include "../config/config.h"
-#include "log.h"
-#include "util/b64.h"
-#include "util/sha256.h"
+#include "config/config.h"
+#include "core/log.h"
+#include "core/b64.h"
+#include "core/sha256.h"
 
 #define WALK_MAX_DEPTH 64
 #define WALK_MAX_FILES 200000

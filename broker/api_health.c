@@ -10,10 +10,10 @@
 
 #include <jansson.h>
 
-#include "../config/config.h"
-#include "../dispatcher/asyncq.h"
+#include "config/config.h"
+#include "dispatcher/asyncq.h"
 #include "metrics_list.h"
-#include "util/buf.h"
+#include "core/buf.h"
 
 /* The per-function values METRICS_FUNCTION() names (member = its `field`). */
 struct fn_counts {

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "api.h"
-#include "httpd.h"
+#include "core/httpd.h"
 
 #define API_MAGIC 0x41504921u  /* "API!" */
 #define CALL_MAGIC 0x43414c4cu /* "CALL" */

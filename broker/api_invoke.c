@@ -21,9 +21,9 @@
 
 #include <jansson.h>
 
-#include "log.h"
-#include "util/jsoncheck.h"
-#include "util/b64.h"
+#include "core/log.h"
+#include "core/jsoncheck.h"
+#include "core/b64.h"
 
 #define CLIENT_CONTEXT_MAX 3583 /* bytes of base64, Lambda's limit */
 

@@ -33,14 +33,14 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "../config/config.h"
-#include "../dispatcher/asyncq.h"
-#include "../dispatcher/dispatcher.h"
+#include "config/config.h"
+#include "dispatcher/asyncq.h"
+#include "dispatcher/dispatcher.h"
 #include "api.h"
-#include "httpd.h"
-#include "log.h"
-#include "util/buf.h"
-#include "util/time.h"
+#include "core/httpd.h"
+#include "core/log.h"
+#include "core/buf.h"
+#include "core/time.h"
 
 #define BROKER_MAGIC 0x42524b52u /* "BRKR" */
 #define DRAIN_LINGER_MS 100

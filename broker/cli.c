@@ -22,12 +22,12 @@
 
 #include <jansson.h>
 
-#include "../config/config.h"
+#include "config/config.h"
 #include "broker.h"
-#include "httpc.h"
+#include "core/httpc.h"
 #include "metrics_list.h"
-#include "util/b64.h"
-#include "util/buf.h"
+#include "core/b64.h"
+#include "core/buf.h"
 
 #ifndef SY_VERSION
 #define SY_VERSION "unknown"

@@ -32,8 +32,8 @@
 
 #include <yaml.h>
 
-#include "../broker/errors.h"
-#include "../broker/util/buf.h"
+#include "core/errors.h"
+#include "core/buf.h"
 
 /* Paths in messages are cut at this length; they only serve to name the key. */
 #define KEYPATH_MAX 512

@@ -40,12 +40,12 @@
 
 #include <event2/event.h>
 
-#include "../broker/log.h"
-#include "../broker/util/fastid.h"
-#include "../broker/util/time.h"
-#include "../config/config.h"
+#include "core/log.h"
+#include "core/fastid.h"
+#include "core/time.h"
+#include "config/config.h"
 #include "asyncq_int.h"
-#include "dest.h"
+#include "destinations/dest.h"
 #include "dispatcher.h"
 
 #define ASYNCQ_MAGIC 0x4153594eu /* "ASYN" */

@@ -30,7 +30,7 @@
 
 #include <jansson.h>
 
-#include "../broker/errors.h"
+#include "core/errors.h"
 
 struct event_base;
 struct cfg;

@@ -23,7 +23,7 @@
 
 #include <jansson.h>
 
-#include "../broker/errors.h"
+#include "core/errors.h"
 
 struct asyncq;
 struct aq_store;

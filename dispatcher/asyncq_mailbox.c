@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../broker/log.h"
+#include "core/log.h"
 
 void aq_mailbox_init(struct aq_mailbox *mb)
 {

@@ -38,10 +38,10 @@
 
 #include <sqlite3.h>
 
-#include "../broker/errors.h"
-#include "../broker/log.h"
-#include "../broker/util/time.h"
-#include "../config/config.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "config/config.h"
 
 #define STORE_MAGIC 0x41515354u /* "AQST" */
 #define STORE_RETRY_MS 1000     /* after a failed write transaction */

@@ -96,10 +96,10 @@
 
 #include <hiredis/hiredis.h>
 
-#include "../broker/errors.h"
-#include "../broker/log.h"
-#include "../broker/util/time.h"
-#include "../config/config.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "config/config.h"
 
 #define RSTORE_MAGIC 0x41515244u /* "AQRD" */
 #define GROUP "switchyard"

@@ -21,10 +21,10 @@
 #include <event2/event.h>
 #include <uuid/uuid.h>
 
-#include "../broker/log.h"
-#include "../broker/util/fastid.h"
-#include "../broker/util/time.h"
-#include "../config/config.h"
+#include "core/log.h"
+#include "core/fastid.h"
+#include "core/time.h"
+#include "config/config.h"
 
 #define DISPATCHER_MAGIC 0x44535021u /* "DSP!" */
 #define WATCHDOG_MS 200

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "../broker/util/buf.h"
+#include "core/buf.h"
 #include "dispatcher.h"
 
 struct event;

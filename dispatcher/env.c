@@ -31,9 +31,9 @@
 #include <jansson.h>
 #include <uuid/uuid.h>
 
-#include "../broker/log.h"
-#include "../broker/util/time.h"
-#include "../config/config.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "config/config.h"
 #include "rtapi.h"
 
 #define LINE_MAX_BYTES (256 * 1024) /* a longer line is split */

@@ -50,8 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../broker/log.h"
-#include "../broker/util/time.h"
+#include "core/log.h"
+#include "core/time.h"
 
 #define FUNCLOG_TICK_MS 50
 #define FUNCLOG_KICK_BYTES (64u * 1024u)

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../broker/httpd.h"
-#include "../broker/log.h"
+#include "core/httpd.h"
+#include "core/log.h"
 #include "dispatcher.h"
 
 #define RTAPI_MAGIC 0x52544150u /* "RTAP" */

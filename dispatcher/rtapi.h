@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../broker/errors.h"
+#include "core/errors.h"
 
 struct event_base;
 struct rtapi;

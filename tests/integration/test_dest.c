@@ -1,5 +1,5 @@
 /*
- * tests/integration/test_dest.c - the file, redis and http(s) destinations (dispatcher/dest_*.c)
+ * tests/integration/test_dest.c - the file, redis and http(s) destinations (destinations/dest_*.c)
  * driven directly on a libevent loop that the test runs: no broker process. Redis is a real
  * redis-server on a free loopback port (tests/harness/redis.h), read back with a blocking
  * hiredis client; HTTP is an evhttp server (or a raw listener) on the same loop, port 0.
@@ -40,8 +40,8 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
-#include "dispatcher/dest.h"
-#include "dispatcher/dest_int.h"
+#include "destinations/dest.h"
+#include "destinations/dest_int.h"
 #include "harness/proc.h"
 #include "harness/redis.h"
 #include "harness/util.h"

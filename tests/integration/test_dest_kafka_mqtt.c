@@ -1,6 +1,6 @@
 /*
  * tests/integration/test_dest_kafka_mqtt.c - the kafka:// and mqtt:// destinations
- * (dispatcher/dest_kafka.c, dest_mqtt.c) driven directly on a libevent loop of the test's own,
+ * (destinations/dest_kafka.c, dest_mqtt.c) driven directly on a libevent loop of the test's own,
  * against librdkafka's in-process mock cluster and a real mosquitto on a free loopback port.
  *
  * Covered: a send arrives with its key, body and attributes (Kafka headers, MQTT v5 user
@@ -37,8 +37,8 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
-#include "dispatcher/dest.h"
-#include "dispatcher/dest_int.h"
+#include "destinations/dest.h"
+#include "destinations/dest_int.h"
 #include "harness/mqtt.h"
 #include "harness/mqtt_sub.h"
 #include "harness/proc.h"

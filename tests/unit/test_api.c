@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 
 #include "broker/api_int.h"
-#include "broker/httpc.h"
-#include "broker/util/b64.h"
+#include "core/httpc.h"
+#include "core/b64.h"
 #include "config/config.h"
 #include "dispatcher/dispatcher.h"
 #include "loopclient.h"

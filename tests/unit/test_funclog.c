@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "broker/errors.h"
+#include "core/errors.h"
 #include "dispatcher/dispatcher_int.h"
 
 #define CAP_BYTES (4u * 1024u * 1024u) /* FUNCLOG_CAP_BYTES */

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_httpd.c - the HTTP/1.1 server (broker/httpd.c): framing, keep-alive,
+ * tests/unit/test_httpd.c - the HTTP/1.1 server (core/httpd.c): framing, keep-alive,
  * pipelining, chunked bodies, oversized bodies, 100-continue, held requests and client
  * disconnects. A blocking client thread talks to the server on the test's own loop.
  */
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "broker/httpd.h"
+#include "core/httpd.h"
 #include "loopclient.h"
 
 struct fixture {

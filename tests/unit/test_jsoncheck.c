@@ -13,7 +13,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "broker/util/jsoncheck.h"
+#include "core/jsoncheck.h"
 
 static int jansson_ok(const char *s, size_t n)
 {

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "broker/util/sha256.h"
+#include "core/sha256.h"
 
 static void hex(const unsigned char *md, char out[65])
 {

@@ -1,5 +1,5 @@
 /*
- * broker/errors.h - the broker-wide error codes and the error-message holder.
+ * core/errors.h - the broker-wide error codes and the error-message holder.
  *
  * Functions return 0 or a negative SY_E* code (never errno). Constructors return NULL and fill
  * a `struct sy_error`. The code list is one X-macro table.

@@ -1,5 +1,5 @@
 /*
- * broker/util/sha256.h - SHA-256 (FIPS 180-4), written from the standard.
+ * core/sha256.h - SHA-256 (FIPS 180-4), written from the standard.
  *
  * Why not OpenSSL's: its EVP layer loads OpenSSL 3's provider machinery on first use, which
  * costs the broker ~3 MB of resident memory for two small uses (the CodeSha256 of function

@@ -1,5 +1,5 @@
 /*
- * dispatcher/dest_mqtt.c - the mqtt:// destination: one libmosquitto client (MQTT v5) per
+ * destinations/dest_mqtt.c - the mqtt:// destination: one libmosquitto client (MQTT v5) per
  * destination, one QoS 1 PUBLISH per send (body unchanged, attributes as user properties),
  * acknowledged by its PUBACK.
  *
@@ -58,7 +58,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
-#include "../broker/log.h"
+#include "core/log.h"
 
 #define DEST_MQTT_MAGIC 0x6d717474U      /* "mqtt" */
 #define DEST_MQTT_SEND_MAGIC 0x6d73656eU /* "msen" */

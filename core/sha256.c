@@ -1,4 +1,4 @@
-/* broker/util/sha256.c - see sha256.h (FIPS 180-4, section 6.2). */
+/* core/sha256.c - see sha256.h (FIPS 180-4, section 6.2). */
 #include "sha256.h"
 
 #include <string.h>

@@ -1,4 +1,4 @@
-/* broker/util/buf.c - a growable byte buffer. */
+/* core/buf.c - a growable byte buffer. */
 #include "buf.h"
 
 #include <stdarg.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../errors.h"
+#include "errors.h"
 
 int buf_reserve(struct buf *b, size_t extra)
 {

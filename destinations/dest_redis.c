@@ -1,5 +1,5 @@
 /*
- * dispatcher/dest_redis.c - the Redis destinations:
+ * destinations/dest_redis.c - the Redis destinations:
  *   redis://HOST:PORT/list/KEY     RPUSH KEY <dest_envelope()>
  *   redis://HOST:PORT/stream/KEY   XADD KEY * body <json> [NAME VALUE]... (one field per attribute)
  *
@@ -50,8 +50,8 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include "../broker/log.h"
-#include "../broker/util/time.h"
+#include "core/log.h"
+#include "core/time.h"
 
 #define DEST_REDIS_MAGIC 0x52454449u      /* "REDI" */
 #define DEST_REDIS_SEND_MAGIC 0x5253534eu /* "RSSN" */

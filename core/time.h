@@ -1,4 +1,4 @@
-/* broker/util/time.h - clocks and timestamps. */
+/* core/time.h - clocks and timestamps. */
 #ifndef SY_UTIL_TIME_H
 #define SY_UTIL_TIME_H
 

@@ -1,5 +1,5 @@
 /*
- * dispatcher/dest_http.c - the HTTP destinations, `http://...` and `https://...`: one POST of
+ * destinations/dest_http.c - the HTTP destinations, `http://...` and `https://...`: one POST of
  * the body (Content-Type: application/json) per message, with the headers
  *   X-Sy-Message-Key: <key>
  *   X-Sy-Attribute-<Name>: <value>     one per attribute (CR/LF removed, cut at 1 KB)
@@ -52,8 +52,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "../broker/log.h"
-#include "../broker/util/time.h"
+#include "core/log.h"
+#include "core/time.h"
 
 #define DEST_HTTP_MAGIC 0x48545450u      /* "HTTP" */
 #define DEST_HTTP_SEND_MAGIC 0x4853534eu /* "HSSN" */

@@ -1,4 +1,4 @@
-/* broker/util/time.c - clocks and timestamps. */
+/* core/time.c - clocks and timestamps. */
 #include "time.h"
 
 #include <stdio.h>

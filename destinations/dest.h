@@ -1,5 +1,5 @@
 /*
- * dispatcher/dest.h - destinations: where the async queue sends destination records
+ * destinations/dest.h - destinations: where the async queue sends destination records
  * (on_success / on_failure) and dead letters, addressed by URI, behind one vtable.
  *
  *   file:DIR                          one JSON file per message (temp name, then rename)
@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../broker/errors.h"
+#include "core/errors.h"
 
 struct event_base;
 struct dest;

@@ -1,5 +1,5 @@
 /*
- * dispatcher/dest_int.h - helpers shared by the destination kinds (dest_*.c). Internal to
+ * destinations/dest_int.h - helpers shared by the destination kinds (dest_*.c). Internal to
  * dispatcher/; everything here runs on the loop thread unless said otherwise.
  *
  *   - small utilities: bounded string copy, NULL-tolerant event_free, ms -> timeval, the

@@ -1,5 +1,5 @@
 /*
- * broker/util/jsoncheck.h - is this JSON? A validating scanner that builds nothing.
+ * core/jsoncheck.h - is this JSON? A validating scanner that builds nothing.
  *
  * The Invoke API must refuse a body that is not JSON (400 InvalidRequestContentException) but
  * passes the bytes on unchanged, so building a jansson tree of every payload only to throw it

@@ -1,4 +1,4 @@
-/* broker/errors.c - error codes and messages. */
+/* core/errors.c - error codes and messages. */
 #include "errors.h"
 
 #include <stdarg.h>

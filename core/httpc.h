@@ -1,5 +1,5 @@
 /*
- * broker/httpc.h - a small blocking HTTP/1.1 client for the CLI (`switchyard invoke`,
+ * core/httpc.h - a small blocking HTTP/1.1 client for the CLI (`switchyard invoke`,
  * `switchyard status`). Never used on the broker's loop: every call blocks the calling thread
  * (bounded by the timeouts given).
  *

@@ -1,5 +1,5 @@
 /*
- * dispatcher/dest_kafka.c - the kafka:// destination: one librdkafka producer per destination,
+ * destinations/dest_kafka.c - the kafka:// destination: one librdkafka producer per destination,
  * one Kafka message per send (key = the message key, value = the body, one header per
  * attribute), acknowledged by its delivery report.
  *
@@ -60,7 +60,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
-#include "../broker/log.h"
+#include "core/log.h"
 
 #define DEST_KAFKA_MAGIC 0x6b61666bU      /* "kafk" */
 #define DEST_KAFKA_SEND_MAGIC 0x6b73656eU /* "ksen" */

@@ -1,5 +1,5 @@
 /*
- * dispatcher/dest_file.c - the file destination, `file:DIR`: one JSON file per message,
+ * destinations/dest_file.c - the file destination, `file:DIR`: one JSON file per message,
  * DIR/<timestamp>-<key>-<seq>.json (the envelope of dest.h when the message has attributes).
  * Each file is written as DIR/.tmp-<name>, fsync'ed, renamed into place, then DIR is fsync'ed:
  * a reader never sees a partial file, and DONE(0) means the file survives a crash.
@@ -51,8 +51,8 @@
 
 #include <event2/event.h>
 
-#include "../broker/log.h"
-#include "../broker/util/time.h"
+#include "core/log.h"
+#include "core/time.h"
 
 #define DEST_FILE_MAGIC 0x46494c45u      /* "FILE" */
 #define DEST_FILE_SEND_MAGIC 0x46534e44u /* "FSND" */

@@ -1,5 +1,5 @@
 /*
- * dispatcher/dest_util.c - helpers shared by the destination kinds. See dest_int.h.
+ * destinations/dest_util.c - helpers shared by the destination kinds. See dest_int.h.
  */
 #include "dest_int.h"
 
@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../broker/log.h"
+#include "core/log.h"
 
 #define DEST_UTIL_LOOKUP_MAGIC 0x444c4b50u /* "DLKP" */
 

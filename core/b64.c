@@ -1,5 +1,5 @@
 /*
- * broker/util/b64.c - base64 through OpenSSL's EVP_EncodeBlock/EVP_DecodeBlock.
+ * core/b64.c - base64 through OpenSSL's EVP_EncodeBlock/EVP_DecodeBlock.
  *
  * EVP_DecodeBlock alone is too lenient for input validation (it skips leading and trailing
  * whitespace and reports the padding as decoded zero bytes), so b64_decode_new() checks the

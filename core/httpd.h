@@ -1,5 +1,5 @@
 /*
- * broker/httpd.h - a small HTTP/1.1 server on the broker's libevent loop.
+ * core/httpd.h - a small HTTP/1.1 server on the broker's libevent loop.
  *
  * Used by the control API and by every execution environment's Runtime API listener. We do not
  * use evhttp because we need three things it does not give: (1) a request may be answered much

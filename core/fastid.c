@@ -1,4 +1,4 @@
-/* broker/util/fastid.c - see fastid.h. */
+/* core/fastid.c - see fastid.h. */
 #include "fastid.h"
 
 #include <errno.h>

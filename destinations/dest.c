@@ -1,5 +1,5 @@
 /*
- * dispatcher/dest.c - the destination registry (scheme -> vtable) and the attribute envelope
+ * destinations/dest.c - the destination registry (scheme -> vtable) and the attribute envelope
  * shared by the kinds that have no native place for attributes. See dest.h.
  */
 #include "dest.h"

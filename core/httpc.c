@@ -1,5 +1,5 @@
 /*
- * broker/httpc.c - the CLI's blocking HTTP/1.1 client (see httpc.h).
+ * core/httpc.c - the CLI's blocking HTTP/1.1 client (see httpc.h).
  *
  * The socket is non-blocking and every wait goes through poll() with the caller's timeout, so
  * neither a dead address nor a silent server can hang the CLI. SIGPIPE is avoided per call
@@ -18,8 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "util/buf.h"
-#include "util/time.h"
+#include "buf.h"
+#include "time.h"
 
 #define MAX_HEAD (64u * 1024u)
 #define MAX_BODY (64u * 1024u * 1024u)

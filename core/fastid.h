@@ -1,5 +1,5 @@
 /*
- * broker/util/fastid.h - random (version 4) UUIDs without a system call per id.
+ * core/fastid.h - random (version 4) UUIDs without a system call per id.
  *
  * libuuid's uuid_generate_random() costs a getrandom() plus several getpid()-style calls per
  * id; the broker makes one per request. Here random bytes come from getrandom() in blocks of

@@ -1,5 +1,5 @@
 /*
- * broker/util/buf.h - a growable byte buffer.
+ * core/buf.h - a growable byte buffer.
  *
  * `struct buf` owns `data` (always NUL-terminated when non-NULL, so it can be used as a C
  * string). A zeroed struct is an empty buffer. Functions return 0 or SY_ENOMEM.

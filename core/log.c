@@ -1,11 +1,11 @@
-/* broker/log.c - the broker's own stderr log. */
+/* core/log.c - the broker's own stderr log. */
 #include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "util/time.h"
+#include "time.h"
 
 int log_level_cur = LOG_LVL_INFO;
 

@@ -1,5 +1,5 @@
 /*
- * broker/util/b64.h - standard base64 (RFC 4648, with padding) on top of OpenSSL's EVP
+ * core/b64.h - standard base64 (RFC 4648, with padding) on top of OpenSSL's EVP
  * block coders. Used for X-Amz-Client-Context, X-Amz-Log-Result and CodeSha256.
  *
  * Pure functions: no loop, no global state, safe from any thread.

@@ -1,5 +1,5 @@
 /*
- * broker/httpd.c - a small HTTP/1.1 server on bufferevents (see httpd.h for why not evhttp).
+ * core/httpd.c - a small HTTP/1.1 server on bufferevents (see httpd.h for why not evhttp).
  *
  * Each connection runs a tiny state machine: request line and headers (evbuffer_readln),
  * then the body (Content-Length, or chunked), then the handler, then - once the handler has
@@ -30,7 +30,7 @@
 #include <event2/listener.h>
 
 #include "log.h"
-#include "util/buf.h"
+#include "buf.h"
 
 #define HTTPD_MAGIC 0x48545450u     /* "HTTP" */
 #define MAX_LINE 16384              /* request line or one header line */

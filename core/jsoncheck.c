@@ -1,4 +1,4 @@
-/* broker/util/jsoncheck.c - see jsoncheck.h. */
+/* core/jsoncheck.c - see jsoncheck.h. */
 #include "jsoncheck.h"
 
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * broker/log.h - the broker's own log (stderr, one line per event).
+ * core/log.h - the broker's own log (stderr, one line per event).
  *
  * Lines read `2026-11-22T13:45:00.123Z error [scope] message`. The macros test the level
  * before evaluating their arguments. No locking of its own: each line is one fprintf() to
