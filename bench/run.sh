@@ -3,6 +3,7 @@
 #   bash bench/run.sh [ARGS...]         bench_invoke, ARGS passed through (as before)
 #   bash bench/run.sh invoke [ARGS...]  the same
 #   bash bench/run.sh async [ARGS...]   bench_async, ARGS passed through
+#   bash bench/run.sh esm [ARGS...]     bench_esm, ARGS passed through (needs redis-server)
 # BUILD_DIR (default ./build at the repository root) selects the build tree; it is configured
 # (RelWithDebInfo, no sanitizers) if it does not exist yet.
 set -euo pipefail
@@ -14,6 +15,7 @@ bench=bench_invoke
 case "${1:-}" in
     invoke) shift ;;
     async) bench=bench_async; shift ;;
+    esm) bench=bench_esm; shift ;;
 esac
 
 if [ ! -f "$build/CMakeCache.txt" ]; then

@@ -1,8 +1,8 @@
 /*
  * broker/api.c - the control API's front door: the route table, authentication, request
  * bookkeeping (one `struct api_call` per request), Lambda-shaped error answers and the parsing
- * of FunctionName values. The operations themselves live in api_invoke.c, api_functions.c and
- * api_health.c.
+ * of FunctionName values. The operations themselves live in api_invoke.c, api_functions.c,
+ * api_async.c, api_esm.c and api_health.c.
  *
  * Order of checks for every request: route lookup (so that we know whether it is the one
  * unauthenticated route), then auth, then 404/405 for unknown routes, then draining (503),
@@ -47,6 +47,17 @@ static const struct api_route routes[] = {
      "GetFunctionConcurrency"},
     {"GET", "/2016-08-19/account-settings", api_account_settings, 0, "GetAccountSettings"},
     {"GET", "/2016-08-19/account-settings/", api_account_settings, 0, "GetAccountSettings"},
+    /* The SDKs put a trailing slash on List and Create; both forms are served. */
+    {"GET", "/2015-03-31/event-source-mappings", api_esm_list, 0, "ListEventSourceMappings"},
+    {"GET", "/2015-03-31/event-source-mappings/", api_esm_list, 0, "ListEventSourceMappings"},
+    {"POST", "/2015-03-31/event-source-mappings", api_esm_create, 0, "CreateEventSourceMapping"},
+    {"POST", "/2015-03-31/event-source-mappings/", api_esm_create, 0,
+     "CreateEventSourceMapping"},
+    {"GET", "/2015-03-31/event-source-mappings/{}", api_esm_get, 0, "GetEventSourceMapping"},
+    {"PUT", "/2015-03-31/event-source-mappings/{}", api_esm_update, 0,
+     "UpdateEventSourceMapping"},
+    {"DELETE", "/2015-03-31/event-source-mappings/{}", api_esm_delete, 0,
+     "DeleteEventSourceMapping"},
     /* switchyard's own: the local dead-letter store of the async queue. */
     {"GET", "/switchyard/v1/dlq", api_dlq_list, 0, "ListDeadLetters"},
     {"POST", "/switchyard/v1/dlq/redrive", api_dlq_redrive, 0, "RedriveDeadLetters"},
@@ -559,6 +570,11 @@ struct api *api_create(const struct cfg *cfg, struct dispatcher *dsp, struct sy_
 void api_set_asyncq(struct api *api, struct asyncq *aq)
 {
     api->aq = aq;
+}
+
+void api_set_mappings(struct api *api, struct mappings *ms)
+{
+    api->ms = ms;
 }
 
 void api_set_draining(struct api *api)

@@ -1,7 +1,8 @@
 /*
  * broker/api.h - the control API: the Lambda Invoke API subset, ListFunctions, GetFunction,
- * GetFunctionConfiguration, GetFunctionConcurrency, GetAccountSettings, /healthz and /metrics,
- * served on a `struct httpd` (the broker creates the server and passes api_handle()).
+ * GetFunctionConfiguration, GetFunctionConcurrency, GetAccountSettings, List/Get/Update
+ * EventSourceMapping (see api_esm.c), /healthz and /metrics, served on a `struct httpd` (the
+ * broker creates the server and passes api_handle()).
  *
  * Authentication: when broker.auth_token is set, every request except `GET /healthz` must
  * carry the token, either as `Authorization: Bearer <token>` or - so that the AWS CLI and SDKs
@@ -52,6 +53,14 @@ void api_handle(struct httpd_req *req, void *arg);
  */
 struct asyncq;
 void api_set_asyncq(struct api *api, struct asyncq *aq);
+
+/*
+ * Serve the event source mapping operations and the per-mapping metrics from MS (borrowed;
+ * must outlive the api, or be unset with NULL before it goes). NULL (the default) means no
+ * mappings: ListEventSourceMappings is empty and Get/Update answer 404.
+ */
+struct mappings;
+void api_set_mappings(struct api *api, struct mappings *ms);
 
 /*
  * From now on answer every request with 503 ServiceException (GET /healthz: 503 with status

@@ -1,7 +1,8 @@
 /*
  * broker/api_int.h - what the control API's files share (api.c: router, auth, errors, name
- * parsing; api_invoke.c; api_functions.c; api_health.c). Never included outside broker/ (the
- * unit tests excepted: the pure helpers below are tested directly).
+ * parsing; api_invoke.c; api_functions.c; api_async.c; api_esm.c; api_health.c). Never
+ * included outside broker/ (the unit tests excepted: the pure helpers below are tested
+ * directly).
  */
 #ifndef SY_API_INT_H
 #define SY_API_INT_H
@@ -22,6 +23,7 @@
  */
 #define API_ERRORS(X)                                                                              \
     X(API_E_NOT_FOUND, "ResourceNotFoundException", 404, "User", "Message")                        \
+    X(API_E_IN_USE, "ResourceInUseException", 400, "User", "Message")                              \
     X(API_E_BAD_CONTENT, "InvalidRequestContentException", 400, "User", "message")                 \
     X(API_E_BAD_PARAM, "InvalidParameterValueException", 400, "User", "message")                   \
     X(API_E_VALIDATION, "ValidationException", 400, "User", "message")                             \
@@ -51,6 +53,7 @@ struct api {
     const struct cfg *cfg;  /* borrowed */
     struct dispatcher *dsp; /* borrowed */
     struct asyncq *aq;      /* borrowed; NULL: Event invokes are refused */
+    struct mappings *ms;    /* borrowed; NULL: no event source mappings (empty list, 404s) */
     int draining;
     char last_modified[40];    /* the config file's mtime as `2024-05-09T21:05:41.000+0000` */
     struct api_fninfo *fninfo; /* owned; one per function, config order */
@@ -173,6 +176,12 @@ void api_dlq_purge(struct api_call *call, const char *arg);
 struct function;
 void api_invoke_event(struct api_call *call, struct function *fn, const char *payload,
                       size_t len);
+/* Event source mappings (api_esm.c): List, Get, Update; Create and Delete are refused. */
+void api_esm_list(struct api_call *call, const char *arg);
+void api_esm_get(struct api_call *call, const char *arg);
+void api_esm_update(struct api_call *call, const char *arg);
+void api_esm_create(struct api_call *call, const char *arg);
+void api_esm_delete(struct api_call *call, const char *arg);
 void api_healthz(struct api_call *call, const char *arg); /* api_health.c */
 void api_metrics(struct api_call *call, const char *arg);
 

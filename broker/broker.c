@@ -36,6 +36,7 @@
 #include "config/config.h"
 #include "dispatcher/asyncq.h"
 #include "dispatcher/dispatcher.h"
+#include "mappings/mapping.h"
 #include "api.h"
 #include "core/httpd.h"
 #include "core/log.h"
@@ -61,6 +62,7 @@ struct broker {
     struct event_base *base;
     struct dispatcher *dsp;
     struct asyncq *aq;
+    struct mappings *ms;
     struct api *api;
     struct httpd *srv;
     struct event *sigterm_ev;
@@ -276,6 +278,18 @@ static void async_drained(void *arg)
     dispatcher_drain(b->dsp, drain_done, b);
 }
 
+/* The mappings have finished their batches and stopped their sources: drain the async queue. */
+static void mappings_drained(void *arg)
+{
+    struct broker *b = arg;
+
+    if (b->state != BROKER_DRAINING)
+        return;
+    /* Async invocations in flight finish and their outcomes are stored; queued events stay
+     * stored for the next start. Then the dispatcher drains what is left. */
+    asyncq_drain(b->aq, async_drained, b);
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct broker *b = arg;
@@ -289,9 +303,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
                  name, name);
         httpd_stop_listening(b->srv);
         api_set_draining(b->api);
-        /* Async invocations in flight finish and their outcomes are stored; queued events stay
-         * stored for the next start. Then the dispatcher drains what is left. */
-        asyncq_drain(b->aq, async_drained, b);
+        /* Mappings stop reading and finish their batches first (what they hold and did not
+         * run goes back to the sources), then the async queue, then the dispatcher. */
+        mappings_drain(b->ms, mappings_drained, b);
         break;
     case BROKER_DRAINING:
         log_warn("%s during the drain: stopping now; %zu request(s) still waiting are dropped "
@@ -323,6 +337,7 @@ static void broker_free(struct broker *b)
      * environment left), then the API they both borrowed, then the loop and the config.
      */
     httpd_destroy(b->srv);
+    mappings_destroy(b->ms);
     asyncq_close(b->aq);
     dispatcher_destroy(b->dsp);
     api_destroy(b->api);
@@ -350,7 +365,7 @@ int broker_run(const char *config_path)
     const struct cfg_broker *bc;
     int rc = 1;
 
-    b.cfg = cfg_load(config_path, &errs);
+    b.cfg = cfg_load(config_path, mapping_cfg_schema(), &errs);
     if (b.cfg == NULL) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.msgs[i]);
@@ -409,6 +424,12 @@ int broker_run(const char *config_path)
         goto out;
     }
     api_set_asyncq(b.api, b.aq);
+    b.ms = mappings_create(b.base, b.cfg, b.dsp, &err);
+    if (b.ms == NULL) {
+        log_err("cannot set up the event source mappings: %s", err.msg);
+        goto out;
+    }
+    api_set_mappings(b.api, b.ms);
     b.srv = httpd_create(b.base, bc->listen_host, bc->listen_port, API_MAX_BODY, api_handle, b.api,
                          &err);
     if (b.srv == NULL) {
@@ -450,6 +471,10 @@ int broker_run(const char *config_path)
     }
 
     asyncq_start(b.aq);
+    if (mappings_start(b.ms, &err) != 0) {
+        log_err("cannot start the event source mappings: %s", err.msg);
+        goto out;
+    }
     /*
      * One loop turn at a time: after each, the async queue hands what the turn queued for its
      * store over at once (one transaction and one wake-up of the store thread per turn).

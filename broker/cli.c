@@ -1,8 +1,9 @@
 /*
  * broker/cli.c - the `switchyard` command line (see cli.h and `switchyard --help`).
  *
- * `run` and `validate` work on a config file; `invoke` and `status` talk to a running broker
- * over its control API with the blocking client of httpc.c. Which broker: `--endpoint`, else
+ * `run`, `validate` and `filter test` work on a config file; `invoke`, `status`, `dlq` and
+ * `mappings` talk to a running broker over its control API with the blocking client of
+ * httpc.c. Which broker: `--endpoint`, else
  * $SWITCHYARD_ENDPOINT, else the endpoint recorded in <data_dir>/broker.json of the config
  * (`--config FILE`, or ./switchyard.yaml when present), else the config's listen address when
  * its port is fixed, else http://127.0.0.1:9001. The token: `--token`, else $SWITCHYARD_TOKEN,
@@ -23,7 +24,9 @@
 #include <jansson.h>
 
 #include "config/config.h"
+#include "mappings/mapping.h"
 #include "broker.h"
+#include "cli_filter.h"
 #include "core/httpc.h"
 #include "metrics_list.h"
 #include "core/b64.h"
@@ -61,9 +64,22 @@ static const char usage_text[] =
     "  dlq show --id ID                   one dead letter: payload, last error, attempt history\n"
     "  dlq redrive FUNCTION | --id ID | --all   queue them again with fresh attempts\n"
     "  dlq purge FUNCTION | --id ID | --all     delete them\n"
+    "  mappings                   list the event source mappings: state, source, lag, records\n"
+    "                             in flight and counters, last processing result\n"
+    "  mappings enable|disable NAME   start or stop a mapping (UpdateEventSourceMapping\n"
+    "                             Enabled; kept across restarts)\n"
+    "  filter test --config FILE --mapping NAME [--metadata]\n"
+    "  filter test --pattern JSON [--pattern JSON...] [--data-key KEY] [--data-must-match 0|1]\n"
+    "             [--metadata]\n"
+    "                             read records from stdin, one per line, and print `match` or\n"
+    "                             `no match` and why for each: against a mapping's filters\n"
+    "                             (with its source's payload key and rules), or against the\n"
+    "                             patterns given (payload key `body` and SQS's rule unless\n"
+    "                             --data-key / --data-must-match say otherwise); a line is the\n"
+    "                             payload, or with --metadata a whole record (JSON object)\n"
     "  --help, --version\n"
     "\n"
-    "options of invoke, status and dlq:\n"
+    "options of invoke, status, dlq and mappings:\n"
     "  --endpoint URL             the broker (default: $SWITCHYARD_ENDPOINT, else broker.json\n"
     "                             in the config's data_dir, else " DEFAULT_ENDPOINT ")\n"
     "  --token TOKEN              bearer token (default: $SWITCHYARD_TOKEN, else the config's\n"
@@ -185,7 +201,7 @@ static int resolve_target(const char *opt_endpoint, const char *opt_token, const
         (env_ep == NULL || env_ep[0] == '\0') && access("switchyard.yaml", F_OK) == 0)
         config = "switchyard.yaml";
     if (config != NULL && (opt_endpoint == NULL || opt_token == NULL)) {
-        cfg = cfg_load(config, &errs);
+        cfg = cfg_load(config, mapping_cfg_schema(), &errs);
         if (cfg == NULL) {
             if (opt_config != NULL) {
                 for (size_t i = 0; i < errs.n; i++)
@@ -314,7 +330,7 @@ static int cmd_validate(int argc, char **argv)
         fail_msg("validate: expected a config file: switchyard validate CONFIG");
         return EXIT_USAGE;
     }
-    cfg = cfg_load(pos[0], &errs);
+    cfg = cfg_load(pos[0], mapping_cfg_schema(), &errs);
     if (cfg == NULL) {
         /* The errors are the reasons, one per line, exactly as cfg_load() words them. */
         for (size_t i = 0; i < errs.n; i++)
@@ -577,11 +593,11 @@ out:
 /* ---- dlq ---------------------------------------------------------------------------------- */
 
 /*
- * One control-API request for `dlq`: METHOD PATH with BODY (may be NULL); parses the answer
- * into *OUT. Returns 0 (HTTP 200 and JSON), else EXIT_FAIL after printing why.
+ * One control-API request: METHOD PATH with BODY (may be NULL); parses the answer into *OUT
+ * (new). Returns 0 (HTTP OK_STATUS and JSON), else EXIT_FAIL after printing why.
  */
-static int dlq_request(const char *what, const struct target *t, const char *method,
-                       const char *path, const char *body, json_t **out)
+static int api_request(const char *what, const struct target *t, const char *method,
+                       const char *path, const char *body, int ok_status, json_t **out)
 {
     struct httpc_resp resp = {0};
     struct sy_error err = {{0}};
@@ -601,7 +617,7 @@ static int dlq_request(const char *what, const struct target *t, const char *met
                  t->endpoint, t->from);
         goto out;
     }
-    if (resp.status != 200) {
+    if (resp.status != ok_status) {
         print_http_error(what, &resp);
         goto out;
     }
@@ -679,7 +695,7 @@ static int cmd_dlq(int argc, char **argv)
         esc = fn != NULL ? httpc_escape_segment(fn) : NULL;
         buf_printf(&path, "/switchyard/v1/dlq?limit=%ld%s%s", limit, esc ? "&function=" : "",
                    esc ? esc : "");
-        if (dlq_request("dlq list", &t, "GET", path.data, NULL, &j) != 0)
+        if (api_request("dlq list", &t, "GET", path.data, NULL, 200, &j) != 0)
             goto out;
         arr = json_object_get(j, "dead_letters");
         printf("%-36s  %-24s  %-17s  %8s  %-24s  %s\n", "ID", "FUNCTION", "CONDITION",
@@ -703,7 +719,7 @@ static int cmd_dlq(int argc, char **argv)
 
         esc = httpc_escape_segment(id);
         buf_printf(&path, "/switchyard/v1/dlq/%s", esc ? esc : "");
-        if (dlq_request("dlq show", &t, "GET", path.data, NULL, &j) != 0)
+        if (api_request("dlq show", &t, "GET", path.data, NULL, 200, &j) != 0)
             goto out;
         s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         if (s != NULL)
@@ -724,8 +740,8 @@ static int cmd_dlq(int argc, char **argv)
         /* Redrive moves a chunk per request and reports progress until nothing is left. */
         for (;;) {
             json_decref(j);
-            if (dlq_request(redrive ? "dlq redrive" : "dlq purge", &t, "POST", path.data, body,
-                            &j) != 0)
+            if (api_request(redrive ? "dlq redrive" : "dlq purge", &t, "POST", path.data, body,
+                            200, &j) != 0)
                 goto out;
             if (!redrive) {
                 printf("purged %lld dead letter(s)\n", jint(j, "purged"));
@@ -757,6 +773,391 @@ out:
     free(esc);
     buf_free(&path);
     free(t.token);
+    return rc;
+}
+
+/* ---- mappings ----------------------------------------------------------------------------- */
+
+#define ESM_PATH "/2015-03-31/event-source-mappings/"
+#define ESM_MAX_PAGES 10000 /* 100 per page: a million mappings, far above any config */
+#define SOURCE_COL_MAX 40
+
+/*
+ * Every mapping of the broker, ListEventSourceMappings page after page (NextMarker), into
+ * *OUT (a new array). Returns 0, or EXIT_FAIL after printing why.
+ */
+static int esm_list_all(const char *what, const struct target *t, json_t **out)
+{
+    json_t *all = json_array(), *j = NULL;
+    char *marker = NULL, *esc = NULL;
+    struct buf path = {0};
+    int rc = EXIT_FAIL;
+
+    *out = NULL;
+    if (all == NULL) {
+        fail_msg("%s: out of memory", what);
+        return EXIT_FAIL;
+    }
+    for (int page = 0;; page++) {
+        json_t *arr;
+        const char *next;
+
+        buf_reset(&path);
+        free(esc);
+        esc = marker != NULL ? httpc_escape_segment(marker) : NULL;
+        if (buf_printf(&path, ESM_PATH "?MaxItems=100%s%s", esc ? "&Marker=" : "",
+                       esc ? esc : "") != 0 ||
+            (marker != NULL && esc == NULL)) {
+            fail_msg("%s: out of memory", what);
+            goto out;
+        }
+        json_decref(j);
+        if (api_request(what, t, "GET", path.data, NULL, 200, &j) != 0)
+            goto out;
+        arr = json_object_get(j, "EventSourceMappings");
+        if (!json_is_array(arr)) {
+            fail_msg("%s: the broker's answer has no EventSourceMappings list", what);
+            goto out;
+        }
+        json_array_extend(all, arr);
+        next = json_string_value(json_object_get(j, "NextMarker"));
+        if (next == NULL || next[0] == '\0')
+            break;
+        /* A marker that does not move on would page forever. */
+        if (page == ESM_MAX_PAGES || (marker != NULL && strcmp(marker, next) == 0)) {
+            fail_msg("%s: the broker's paging does not advance (NextMarker %.64s)", what, next);
+            goto out;
+        }
+        free(marker);
+        marker = strdup(next);
+        if (marker == NULL) {
+            fail_msg("%s: out of memory", what);
+            goto out;
+        }
+    }
+    *out = all;
+    all = NULL;
+    rc = 0;
+out:
+    json_decref(all);
+    json_decref(j);
+    free(marker);
+    free(esc);
+    buf_free(&path);
+    return rc;
+}
+
+/* Member KEY of the mapping's Switchyard object (borrowed), or NULL. */
+static json_t *sy_member(json_t *esm, const char *key)
+{
+    return json_object_get(json_object_get(esm, "Switchyard"), key);
+}
+
+static const char *jstr(json_t *o, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+
+    return s != NULL && s[0] != '\0' ? s : dflt;
+}
+
+/* The SOURCE column: "KIND: STATE", cut to SOURCE_COL_MAX (the full text follows the table). */
+static void source_col(json_t *esm, char *out, size_t outsz)
+{
+    const char *kind = json_string_value(sy_member(esm, "source_kind"));
+    const char *st = json_string_value(sy_member(esm, "source_state"));
+
+    snprintf(out, outsz, "%s%s%s", kind ? kind : "?", st ? ": " : "", st ? st : "");
+    if (strlen(out) > SOURCE_COL_MAX && outsz > SOURCE_COL_MAX)
+        snprintf(out + SOURCE_COL_MAX - 3, outsz - (SOURCE_COL_MAX - 3), "...");
+}
+
+static void print_mappings(json_t *all)
+{
+    int wname = 4, wstate = 5, wsrc = 6;
+    size_t i;
+    json_t *e;
+    char src[512];
+    int cut = 0;
+
+    if (json_array_size(all) == 0) {
+        printf("no event source mappings\n");
+        return;
+    }
+    json_array_foreach(all, i, e)
+    {
+        int n = (int)strlen(jstr(json_object_get(e, "Switchyard"), "name", "?"));
+
+        wname = n > wname ? n : wname;
+        n = (int)strlen(jstr(e, "State", "?"));
+        wstate = n > wstate ? n : wstate;
+        source_col(e, src, sizeof(src));
+        n = (int)strlen(src);
+        wsrc = n > wsrc ? n : wsrc;
+    }
+    printf("%-*s  %-*s  %-*s  %8s  %9s  %10s  %10s  %10s  %8s  %s\n", wname, "NAME", wstate,
+           "STATE", wsrc, "SOURCE", "LAG", "IN FLIGHT", "RECEIVED", "DELIVERED", "FILTERED",
+           "FAILED", "LAST RESULT");
+    json_array_foreach(all, i, e)
+    {
+        json_t *c = sy_member(e, "counters");
+        long long lag = jint(c, "lag");
+        char lagbuf[24];
+
+        source_col(e, src, sizeof(src));
+        if (lag < 0)
+            snprintf(lagbuf, sizeof(lagbuf), "-");
+        else
+            snprintf(lagbuf, sizeof(lagbuf), "%lld", lag);
+        printf("%-*s  %-*s  %-*s  %8s  %9lld  %10lld  %10lld  %10lld  %8lld  %s\n", wname,
+               jstr(json_object_get(e, "Switchyard"), "name", "?"), wstate, jstr(e, "State", "?"),
+               wsrc, src, lagbuf, jint(c, "in_flight_records"), jint(c, "received"),
+               jint(c, "delivered"), jint(c, "filtered"), jint(c, "failed"),
+               jstr(e, "LastProcessingResult", "-"));
+        cut |= strstr(src, "...") != NULL;
+    }
+    /* Source problems are the interesting part of a long state: show them whole. */
+    if (cut) {
+        printf("\n");
+        json_array_foreach(all, i, e)
+        {
+            const char *st = json_string_value(sy_member(e, "source_state"));
+
+            if (st != NULL && strlen(st) + 16 > SOURCE_COL_MAX)
+                printf("%s: source %s\n", jstr(json_object_get(e, "Switchyard"), "name", "?"), st);
+        }
+    }
+}
+
+/* `mappings enable|disable NAME`: find NAME's UUID in the list, PUT Enabled. */
+static int mappings_set_enabled(const struct target *t, const char *verb, const char *name)
+{
+    char what[128];
+    json_t *all = NULL, *e, *j = NULL;
+    const char *uuid = NULL;
+    char *esc = NULL;
+    struct buf path = {0};
+    size_t i;
+    int enable = strcmp(verb, "enable") == 0, rc = EXIT_FAIL;
+
+    snprintf(what, sizeof(what), "mappings %s %.64s", verb, name);
+    if (esm_list_all(what, t, &all) != 0)
+        goto out;
+    json_array_foreach(all, i, e)
+    {
+        const char *n = json_string_value(sy_member(e, "name"));
+
+        if (n != NULL && strcmp(n, name) == 0) {
+            uuid = json_string_value(json_object_get(e, "UUID"));
+            break;
+        }
+    }
+    if (uuid == NULL) {
+        fail_msg("%s: the broker at %s has no mapping named '%s' (%zu mapping(s); see "
+                 "switchyard mappings)",
+                 what, t->endpoint, name, json_array_size(all));
+        goto out;
+    }
+    esc = httpc_escape_segment(uuid);
+    if (esc == NULL || buf_printf(&path, ESM_PATH "%s", esc) != 0) {
+        fail_msg("%s: out of memory", what);
+        goto out;
+    }
+    if (api_request(what, t, "PUT", path.data,
+                    enable ? "{\"Enabled\":true}" : "{\"Enabled\":false}", 202, &j) != 0)
+        goto out;
+    printf("%s: %s\n", name, jstr(j, "State", enable ? "Enabling" : "Disabling"));
+    rc = EXIT_OK;
+out:
+    json_decref(all);
+    json_decref(j);
+    free(esc);
+    buf_free(&path);
+    return rc;
+}
+
+static int cmd_mappings(int argc, char **argv)
+{
+    const char *endpoint = NULL, *token = NULL, *config = NULL;
+    const struct opt opts[] = {
+        {"--endpoint", 1, &endpoint, NULL},
+        {"--token", 1, &token, NULL},
+        {"--config", 1, &config, NULL},
+        {NULL, 0, NULL, NULL},
+    };
+    const char *pos[2];
+    int npos, rc = EXIT_FAIL;
+    struct target t = {.from = NULL};
+    json_t *all = NULL;
+
+    if (parse_opts("mappings", argc, argv, opts, pos, 2, &npos) != 0)
+        return EXIT_USAGE;
+    if (npos == 1 || (npos == 2 && strcmp(pos[0], "enable") != 0 &&
+                      strcmp(pos[0], "disable") != 0)) {
+        fail_msg("mappings: expected no argument, or enable NAME or disable NAME");
+        return EXIT_USAGE;
+    }
+    if (resolve_target(endpoint, token, config, &t) != 0)
+        return EXIT_FAIL;
+    if (check_endpoint("mappings", &t) != 0)
+        goto out;
+    if (npos == 2) {
+        rc = mappings_set_enabled(&t, pos[0], pos[1]);
+        goto out;
+    }
+    if (esm_list_all("mappings", &t, &all) != 0)
+        goto out;
+    print_mappings(all);
+    fflush(stdout);
+    rc = EXIT_OK;
+out:
+    json_decref(all);
+    free(t.token);
+    return rc;
+}
+
+/* ---- filter test -------------------------------------------------------------------------- */
+
+/*
+ * If ARGV[*I] is option NAME (`NAME VALUE` or `NAME=VALUE`), store the value in *VALUE, move
+ * *I past it and return 1; return -1 when the value is missing, 0 when it is another argument.
+ */
+static int take_opt(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+
+    if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+        return 0;
+    if (a[n] == '=') {
+        *value = a + n + 1;
+        return 1;
+    }
+    if (*i + 1 >= argc)
+        return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+/*
+ * `filter test`: this part picks the patterns and the payload rules (a mapping of a config
+ * file, or the --pattern options with SQS's rules); cli_filter_test() (cli_filter.c) parses
+ * the rest of the arguments, reads the records and prints the verdicts. It gets `test` as its
+ * ARGV[0] followed by every argument not consumed here (--pattern included).
+ */
+static int cmd_filter(int argc, char **argv)
+{
+    static const char *const mine[] = {"--config", "--mapping", "--data-key", "--data-must-match"};
+    const char *vals[4] = {NULL, NULL, NULL, NULL};
+    const char *config, *mapping, *data_key, *must_s;
+    int has_pattern = 0, nrest = 0, must = 1, rc = EXIT_FAIL;
+    char **rest = NULL;
+    struct cfg_errors errs = {0};
+    struct cfg *cfg = NULL;
+    const struct cfg_mapping *m;
+
+    if (argc < 2 || strcmp(argv[1], "test") != 0) {
+        fail_msg("filter: expected `filter test` (see switchyard --help)");
+        return EXIT_USAGE;
+    }
+    rest = calloc((size_t)argc + 1, sizeof(*rest));
+    if (rest == NULL) {
+        fail_msg("filter test: out of memory");
+        return EXIT_FAIL;
+    }
+    rest[nrest++] = argv[1];
+    for (int i = 2; i < argc; i++) {
+        int took = 0;
+
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < argc)
+                rest[nrest++] = argv[i++];
+            break;
+        }
+        for (size_t k = 0; k < sizeof(mine) / sizeof(mine[0]) && took == 0; k++) {
+            took = take_opt(argc, argv, &i, mine[k], &vals[k]);
+            if (took < 0) {
+                fail_msg("filter test: option %s needs a value", mine[k]);
+                rc = EXIT_USAGE;
+                goto out;
+            }
+        }
+        if (took)
+            continue;
+        rest[nrest++] = argv[i];
+        if (strcmp(argv[i], "--pattern") == 0 || strncmp(argv[i], "--pattern=", 10) == 0) {
+            has_pattern = 1;
+            /* Pass the value along untouched, even if it happened to look like an option. */
+            if (argv[i][9] == '\0' && i + 1 < argc)
+                rest[nrest++] = argv[++i];
+        }
+    }
+    config = vals[0];
+    mapping = vals[1];
+    data_key = vals[2];
+    must_s = vals[3];
+    rc = EXIT_USAGE;
+    if (mapping != NULL && has_pattern) {
+        fail_msg("filter test: give either --mapping NAME (with --config FILE) or --pattern "
+                 "JSON, not both");
+        goto out;
+    }
+    if (mapping == NULL && !has_pattern) {
+        fail_msg("filter test: give --config FILE --mapping NAME, or at least one --pattern JSON");
+        goto out;
+    }
+    if (config != NULL && mapping == NULL) {
+        fail_msg("filter test: --config FILE needs --mapping NAME");
+        goto out;
+    }
+    if (mapping != NULL && (data_key != NULL || must_s != NULL)) {
+        fail_msg("filter test: --data-key and --data-must-match go with --pattern; a mapping's "
+                 "source decides them");
+        goto out;
+    }
+    if (must_s != NULL) {
+        if (strcmp(must_s, "0") != 0 && strcmp(must_s, "1") != 0) {
+            fail_msg("filter test: --data-must-match takes 0 or 1 (got '%s')", must_s);
+            goto out;
+        }
+        must = must_s[0] == '1';
+    }
+    if (mapping == NULL) {
+        rc = cli_filter_test(nrest, rest, NULL, 0, data_key != NULL ? data_key : "body", must);
+        goto out;
+    }
+
+    if (config == NULL) {
+        if (access("switchyard.yaml", F_OK) != 0) {
+            fail_msg("filter test: --mapping needs --config FILE (there is no ./switchyard.yaml)");
+            goto out;
+        }
+        config = "switchyard.yaml";
+    }
+    rc = EXIT_FAIL;
+    cfg = cfg_load(config, mapping_cfg_schema(), &errs);
+    if (cfg == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        fail_msg("filter test: %s does not load (%zu error(s))", config, errs.n);
+        goto out;
+    }
+    m = cfg_mapping_find(cfg, mapping);
+    if (m == NULL) {
+        struct buf names = {0};
+
+        for (size_t i = 0; i < cfg->n_mappings; i++)
+            buf_printf(&names, "%s%s", i ? ", " : "", cfg->mappings[i].name);
+        fail_msg("filter test: %s has no mapping named '%s' (mappings: %s)", config, mapping,
+                 names.data != NULL ? names.data : "none");
+        buf_free(&names);
+        goto out;
+    }
+    rc = cli_filter_test(nrest, rest, (const char *const *)m->filters, m->n_filters,
+                         m->source_kind->data_key, m->source_kind->data_must_match);
+out:
+    cfg_destroy(cfg);
+    cfg_errors_clear(&errs);
+    free(rest);
     return rc;
 }
 
@@ -798,6 +1199,10 @@ int cli_main(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(verb, "dlq") == 0)
         return cmd_dlq(argc - 1, argv + 1);
+    if (strcmp(verb, "mappings") == 0)
+        return cmd_mappings(argc - 1, argv + 1);
+    if (strcmp(verb, "filter") == 0)
+        return cmd_filter(argc - 1, argv + 1);
     fail_msg("unknown command '%s' (see switchyard --help)", verb);
     return EXIT_USAGE;
 }

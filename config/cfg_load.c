@@ -64,6 +64,8 @@ struct ld {
     const char **fn_names;
     size_t n_fn_names;
     int max_conc_valid; /* broker.max_concurrency parsed without error */
+    const struct cfg_schema *schema; /* borrowed; may be NULL */
+    bool no_function_dest; /* function:NAME is refused (mappings and their sources) */
     long reserved_sum;  /* running sum of reserved_concurrency, in file order */
 };
 
@@ -406,33 +408,14 @@ static int scalar_value(struct ld *ld, const yaml_node_t *node, const char *path
  * Field tables and the mapping walker
  * ------------------------------------------------------------------------------------------- */
 
-enum cfg_field_kind {
-    CFG_FK_INT,    /* int at `off`, checked against min..max, default `def` */
-    CFG_FK_STR,    /* char * at `off`, interpolated; default `def_str` (NULL: none) */
-    CFG_FK_CUSTOM, /* parsed by the section code */
-};
-
 /*
- * One key of a mapping. The tables below are also the checklist of docs/config-reference.md;
- * keep the two in step.
+ * The field tables (struct cfg_field, config/cfg_field.h) serve both the sections of this file
+ * and the ones declared elsewhere (source adapters). They are also the checklist of
+ * docs/config-reference.md; keep the two in step. FLD_INT/FLD_STR are the short forms for the
+ * tables of this file; CFG_CUSTOM keys are parsed by the section code here.
  */
-struct cfg_field {
-    const char *key;
-    enum cfg_field_kind kind;
-    size_t off;
-    int def, min, max;
-    const char *def_str;
-};
-
-#define CFG_INT(k, type, member, d, lo, hi)                                                        \
-    {                                                                                              \
-        .key = (k), .kind = CFG_FK_INT, .off = offsetof(type, member), .def = (d), .min = (lo),    \
-        .max = (hi)                                                                                \
-    }
-#define CFG_STR(k, type, member, d)                                                                \
-    {                                                                                              \
-        .key = (k), .kind = CFG_FK_STR, .off = offsetof(type, member), .def_str = (d)              \
-    }
+#define FLD_INT(k, type, member, d, lo, hi) CFG_INT(k, type, member, d, lo, hi, 0, NULL)
+#define FLD_STR(k, type, member, d) CFG_STR(k, type, member, d, 0, NULL)
 #define CFG_CUSTOM(k)                                                                              \
     {                                                                                              \
         .key = (k), .kind = CFG_FK_CUSTOM                                                          \
@@ -591,16 +574,94 @@ static void fields_default(struct ld *ld, const struct cfg_field *fields, size_t
     for (size_t i = 0; i < n; i++) {
         const struct cfg_field *f = &fields[i];
 
-        if (f->kind == CFG_FK_INT)
+        if (f->kind == CFG_FK_INT || f->kind == CFG_FK_BOOL || f->kind == CFG_FK_ENUM)
             *(int *)((char *)obj + f->off) = f->def;
         else if (f->kind == CFG_FK_STR && f->def_str != NULL)
             *(char **)((char *)obj + f->off) = ld_strdup(ld, f->def_str);
     }
 }
 
+static char *destination(struct ld *ld, const yaml_node_t *node, const char *path, const char *u);
+
+/* A boolean scalar: true/false, yes/no, on/off (any case). Null keeps the default. 0 or -1. */
+static int node_bool(struct ld *ld, const yaml_node_t *node, const char *path, int *out)
+{
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    char *s;
+    int rc = scalar_as(ld, node, path, "true or false", &s);
+
+    if (rc != 0)
+        return rc > 0 ? 0 : -1;
+    rc = -1;
+    for (size_t i = 0; i < 3; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            rc = 0;
+        } else if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            rc = 0;
+        }
+    }
+    if (rc != 0)
+        ld_err_at(ld, node->start_mark, path, "must be true or false (got '%s')", s);
+    free(s);
+    return rc;
+}
+
+/* One string or a list of strings into LIST (replacing what it held). 0 or -1 (reported). */
+static int node_strlist(struct ld *ld, yaml_node_t *node, const char *path, struct cfg_strlist *list)
+{
+    size_t n;
+    char kp[KEYPATH_MAX + 24];
+
+    for (size_t i = 0; i < list->n; i++)
+        free(list->v[i]);
+    sy_free(&list->v);
+    list->n = 0;
+    if (node_is_null(node))
+        return 0;
+    if (node->type == YAML_MAPPING_NODE) {
+        ld_err_at(ld, node->start_mark, path, "must be a string or a list of strings (got %s)",
+                  node_kind(node));
+        return -1;
+    }
+    n = node->type == YAML_SEQUENCE_NODE
+            ? (size_t)(node->data.sequence.items.top - node->data.sequence.items.start)
+            : 1;
+    if (n == 0)
+        return 0;
+    list->v = calloc(n, sizeof(*list->v));
+    if (list->v == NULL) {
+        ld->oom = true;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = node->type == YAML_SEQUENCE_NODE
+                                ? yaml_document_get_node(&ld->doc,
+                                                         node->data.sequence.items.start[i])
+                                : node;
+        char *v;
+
+        snprintf(kp, sizeof(kp), "%s[%zu]", path, i);
+        if (node_is_null(item) || item->type != YAML_SCALAR_NODE) {
+            ld_err_at(ld, item->start_mark, kp, "must be a string (got %s)",
+                      node_is_null(item) ? "null" : node_kind(item));
+            return -1;
+        }
+        if (scalar_value(ld, item, kp, &v) != 0)
+            return -1;
+        list->v[list->n++] = v;
+    }
+    return 0;
+}
+
+static int node_enum(struct ld *ld, const yaml_node_t *node, const char *path,
+                     const char *const *names, size_t n, const char *value);
+
 /*
- * Store the given CFG_FK_INT and CFG_FK_STR values of FIELDS (VALS from map_collect) in OBJ.
- * Returns a mask with bit i set when FIELDS[i] was given but refused (and reported).
+ * Store the values of FIELDS given in VALS (from map_collect) in OBJ; CFG_FK_CUSTOM keys are
+ * left to the caller. Returns a mask with bit i set when FIELDS[i] was given but refused (and
+ * reported).
  */
 static unsigned fields_apply(struct ld *ld, const char *path, const struct cfg_field *fields,
                              size_t n, yaml_node_t **vals, void *obj)
@@ -609,27 +670,63 @@ static unsigned fields_apply(struct ld *ld, const char *path, const struct cfg_f
 
     for (size_t i = 0; i < n; i++) {
         const struct cfg_field *f = &fields[i];
+        void *at = (char *)obj + f->off;
         char kp[KEYPATH_MAX];
         char *s;
+        int rc = 0;
 
         if (vals[i] == NULL)
             continue;
         keypath(kp, path, f->key);
-        if (f->kind == CFG_FK_INT) {
-            if (node_int(ld, vals[i], kp, f->min, f->max, NULL, (int *)((char *)obj + f->off)))
-                failed |= 1u << i;
-        } else if (f->kind == CFG_FK_STR) {
-            int rc = scalar_value(ld, vals[i], kp, &s);
-
-            if (rc == 0) {
-                char **slot = (char **)((char *)obj + f->off);
-
-                free(*slot);
-                *slot = s;
-            } else if (rc < 0) {
-                failed |= 1u << i;
+        switch (f->kind) {
+        case CFG_FK_INT:
+            rc = node_int(ld, vals[i], kp, f->min, f->max, NULL, (int *)at);
+            break;
+        case CFG_FK_BOOL:
+            rc = node_bool(ld, vals[i], kp, (int *)at);
+            break;
+        case CFG_FK_STR:
+        case CFG_FK_ENUM:
+        case CFG_FK_DEST:
+            rc = scalar_value(ld, vals[i], kp, &s);
+            if (rc > 0) {
+                rc = 0;
+                break;
             }
+            if (rc < 0)
+                break;
+            if (f->kind == CFG_FK_STR) {
+                free(*(char **)at);
+                *(char **)at = s;
+                break;
+            }
+            if (f->kind == CFG_FK_ENUM) {
+                size_t nn = 0;
+                int v;
+
+                while (f->names[nn] != NULL)
+                    nn++;
+                v = node_enum(ld, vals[i], kp, f->names, nn, s);
+                if (v >= 0)
+                    *(int *)at = v;
+                rc = v >= 0 ? 0 : -1;
+            } else {
+                char *d = destination(ld, vals[i], kp, s);
+
+                free(*(char **)at);
+                *(char **)at = d;
+                rc = d != NULL ? 0 : -1;
+            }
+            free(s);
+            break;
+        case CFG_FK_STRLIST:
+            rc = node_strlist(ld, vals[i], kp, (struct cfg_strlist *)at);
+            break;
+        case CFG_FK_CUSTOM:
+            break;
         }
+        if (rc < 0)
+            failed |= 1u << i;
     }
     return failed;
 }
@@ -822,7 +919,10 @@ static char *destination(struct ld *ld, const yaml_node_t *node, const char *pat
     if (has_prefix(u, "function:")) {
         const char *name = u + strlen("function:");
 
-        if (!is_function_name(name))
+        if (ld->no_function_dest)
+            why = "function: destinations are for asynchronous invocation only; a mapping writes "
+                  "to file:, redis://, kafka://, mqtt:// or http(s):// destinations";
+        else if (!is_function_name(name))
             why = "the function name must be 1..64 characters of A-Z, a-z, 0-9, '_' and '-'";
         else if (!fn_declared(ld, name)) {
             ld_err_at(ld, node->start_mark, path,
@@ -940,18 +1040,18 @@ static const struct cfg_field broker_fields[BR__N] = {
     [BR_LISTEN] = CFG_CUSTOM("listen"),
     [BR_DATA_DIR] = CFG_CUSTOM("data_dir"),
     [BR_MAX_CONCURRENCY] =
-        CFG_INT("max_concurrency", struct cfg_broker, max_concurrency, 100, 1, 100000),
-    [BR_AUTH_TOKEN] = CFG_STR("auth_token", struct cfg_broker, auth_token, NULL),
+        FLD_INT("max_concurrency", struct cfg_broker, max_concurrency, 100, 1, 100000),
+    [BR_AUTH_TOKEN] = FLD_STR("auth_token", struct cfg_broker, auth_token, NULL),
     [BR_ASYNC_QUEUE] = CFG_CUSTOM("async_queue"),
     [BR_DURABILITY] = CFG_CUSTOM("durability"),
     [BR_LOG_LEVEL] = CFG_CUSTOM("log_level"),
     [BR_SHUTDOWN_GRACE_MS] =
-        CFG_INT("shutdown_grace_ms", struct cfg_broker, shutdown_grace_ms, 2000, 0, 60000),
-    [BR_REGION] = CFG_STR("region", struct cfg_broker, region, "us-east-1"),
-    [BR_ACCOUNT_ID] = CFG_STR("account_id", struct cfg_broker, account_id, "000000000000"),
+        FLD_INT("shutdown_grace_ms", struct cfg_broker, shutdown_grace_ms, 2000, 0, 60000),
+    [BR_REGION] = FLD_STR("region", struct cfg_broker, region, "us-east-1"),
+    [BR_ACCOUNT_ID] = FLD_STR("account_id", struct cfg_broker, account_id, "000000000000"),
     [BR_DEAD_LETTERS] = CFG_CUSTOM("dead_letters"),
     [BR_ASYNC_MAX_HELD] =
-        CFG_INT("async_max_held", struct cfg_broker, async_max_held, 10000, 100, 10000000),
+        FLD_INT("async_max_held", struct cfg_broker, async_max_held, 10000, 100, 10000000),
 };
 
 static const char *const dead_letters_names[] = {"keep", "off"};
@@ -1149,16 +1249,16 @@ enum {
 
 static const struct cfg_field function_fields[FN__N] = {
     [FN_RUNTIME] = CFG_CUSTOM("runtime"),
-    [FN_HANDLER] = CFG_STR("handler", struct cfg_function, handler, NULL),
+    [FN_HANDLER] = FLD_STR("handler", struct cfg_function, handler, NULL),
     [FN_CODE] = CFG_CUSTOM("code"),
-    [FN_MEMORY_MB] = CFG_INT("memory_mb", struct cfg_function, memory_mb, 128, 128, 10240),
-    [FN_TIMEOUT_S] = CFG_INT("timeout_s", struct cfg_function, timeout_s, 3, 1, 900),
+    [FN_MEMORY_MB] = FLD_INT("memory_mb", struct cfg_function, memory_mb, 128, 128, 10240),
+    [FN_TIMEOUT_S] = FLD_INT("timeout_s", struct cfg_function, timeout_s, 3, 1, 900),
     [FN_INIT_TIMEOUT_S] =
-        CFG_INT("init_timeout_s", struct cfg_function, init_timeout_s, 10, 1, 900),
+        FLD_INT("init_timeout_s", struct cfg_function, init_timeout_s, 10, 1, 900),
     [FN_ENVIRONMENT] = CFG_CUSTOM("environment"),
     [FN_RESERVED_CONCURRENCY] = CFG_CUSTOM("reserved_concurrency"),
     [FN_PROVISIONED_CONCURRENCY] = CFG_CUSTOM("provisioned_concurrency"),
-    [FN_MAX_IDLE_S] = CFG_INT("max_idle_s", struct cfg_function, max_idle_s, 300, 1, 86400),
+    [FN_MAX_IDLE_S] = FLD_INT("max_idle_s", struct cfg_function, max_idle_s, 300, 1, 86400),
     [FN_ASYNC] = CFG_CUSTOM("async"),
 };
 
@@ -1175,15 +1275,15 @@ enum {
 
 static const struct cfg_field async_fields[AS__N] = {
     [AS_MAXIMUM_RETRY_ATTEMPTS] =
-        CFG_INT("maximum_retry_attempts", struct cfg_async, maximum_retry_attempts, 2, 0, 2),
+        FLD_INT("maximum_retry_attempts", struct cfg_async, maximum_retry_attempts, 2, 0, 2),
     [AS_MAXIMUM_EVENT_AGE_S] =
-        CFG_INT("maximum_event_age_s", struct cfg_async, maximum_event_age_s, 21600, 60, 21600),
+        FLD_INT("maximum_event_age_s", struct cfg_async, maximum_event_age_s, 21600, 60, 21600),
     [AS_RETRY_DELAYS_S] = CFG_CUSTOM("retry_delays_s"),
     [AS_ON_SUCCESS] = CFG_CUSTOM("on_success"),
     [AS_ON_FAILURE] = CFG_CUSTOM("on_failure"),
     [AS_DEAD_LETTER] = CFG_CUSTOM("dead_letter"),
     [AS_MAXIMUM_CONCURRENCY] =
-        CFG_INT("maximum_concurrency", struct cfg_async, maximum_concurrency, 0, 0, 100000),
+        FLD_INT("maximum_concurrency", struct cfg_async, maximum_concurrency, 0, 0, 100000),
 };
 
 static const char *const runtime_names[] = {"python3", "node", "shell", "provided"};
@@ -1619,6 +1719,375 @@ static void parse_functions(struct ld *ld, yaml_node_t *node)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Sections declared outside config/ (struct cfg_section) and cfg_check
+ * ------------------------------------------------------------------------------------------- */
+
+#define SECTION_FIELDS_MAX 32 /* fields_apply()'s mask */
+
+struct cfg_check {
+    struct ld *ld;
+    const struct cfg_section *sec;
+    const char *path;           /* of the section */
+    const yaml_node_t *at;      /* the section's node (or its key) */
+    yaml_node_t *const *vals;   /* the value nodes, by field index */
+};
+
+static size_t check_field(const struct cfg_check *chk, const char *key)
+{
+    for (size_t i = 0; i < chk->sec->n_fields; i++)
+        if (strcmp(chk->sec->fields[i].key, key) == 0)
+            return i;
+    return SIZE_MAX;
+}
+
+void cfg_check_error(struct cfg_check *chk, const char *key, const char *fmt, ...)
+{
+    char reason[1024], kp[KEYPATH_MAX];
+    size_t i = key != NULL ? check_field(chk, key) : SIZE_MAX;
+    const yaml_node_t *at = i != SIZE_MAX && chk->vals[i] != NULL ? chk->vals[i] : chk->at;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    if (key != NULL)
+        keypath(kp, chk->path, key);
+    else
+        snprintf(kp, sizeof(kp), "%s", chk->path);
+    ld_err_at(chk->ld, at->start_mark, kp, "%s", reason);
+}
+
+int cfg_check_given(const struct cfg_check *chk, const char *key)
+{
+    size_t i = check_field(chk, key);
+
+    return i != SIZE_MAX && chk->vals[i] != NULL && !node_is_null(chk->vals[i]);
+}
+
+void cfg_section_free(const struct cfg_section *sec, void *obj)
+{
+    if (obj == NULL)
+        return;
+    for (size_t i = 0; i < sec->n_fields; i++) {
+        const struct cfg_field *f = &sec->fields[i];
+        void *at = (char *)obj + f->off;
+
+        if (f->kind == CFG_FK_STR || f->kind == CFG_FK_DEST) {
+            free(*(char **)at);
+        } else if (f->kind == CFG_FK_STRLIST) {
+            struct cfg_strlist *l = at;
+
+            for (size_t j = 0; j < l->n; j++)
+                free(l->v[j]);
+            free(l->v);
+        }
+    }
+    free(obj);
+}
+
+/*
+ * Parse NODE (at PATH; AT is where to point at for keys that are missing) against SEC: a new
+ * object of sec->size bytes, or NULL (out of memory). Problems are reported; the object is
+ * returned anyway so the caller's error path frees it like any other.
+ */
+static void *parse_section(struct ld *ld, const struct cfg_section *sec, yaml_node_t *node,
+                           const char *path, const yaml_node_t *at)
+{
+    yaml_node_t *vals[SECTION_FIELDS_MAX];
+    struct cfg_check chk = {.ld = ld, .sec = sec, .path = path, .at = at, .vals = vals};
+    void *obj = calloc(1, sec->size);
+    unsigned failed;
+    bool missing = false;
+
+    if (obj == NULL || sec->n_fields > SECTION_FIELDS_MAX) {
+        ld->oom = true;
+        return obj;
+    }
+    fields_default(ld, sec->fields, sec->n_fields, obj);
+    if (map_collect(ld, node, path, sec->fields, sec->n_fields, vals, NULL) != 0)
+        return obj;
+    failed = fields_apply(ld, path, sec->fields, sec->n_fields, vals, obj);
+    for (size_t i = 0; i < sec->n_fields; i++) {
+        char kp[KEYPATH_MAX];
+
+        if ((sec->fields[i].flags & CFG_F_REQUIRED) == 0 ||
+            (vals[i] != NULL && !node_is_null(vals[i])))
+            continue;
+        keypath(kp, path, sec->fields[i].key);
+        ld_err_at(ld, at->start_mark, kp, "is required%s%s%s",
+                  sec->fields[i].doc != NULL ? " (" : "",
+                  sec->fields[i].doc != NULL ? sec->fields[i].doc : "",
+                  sec->fields[i].doc != NULL ? ")" : "");
+        missing = true;
+    }
+    /* Cross-field rules only on values that are all good: no cascade of errors. */
+    if (failed == 0 && !missing && sec->validate != NULL)
+        sec->validate(obj, &chk);
+    return obj;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * mappings:
+ * ------------------------------------------------------------------------------------------- */
+
+enum {
+    MP_NAME,
+    MP_FUNCTION,
+    MP_ENABLED,
+    MP_SOURCE,
+    MP_BATCH_SIZE,
+    MP_MAXIMUM_BATCHING_WINDOW_MS,
+    MP_FILTERS,
+    MP_MAXIMUM_CONCURRENCY,
+    MP_REPORT_BATCH_ITEM_FAILURES,
+    MP_BISECT_BATCH_ON_FUNCTION_ERROR,
+    MP_MAXIMUM_RETRY_ATTEMPTS,
+    MP_MAXIMUM_RECORD_AGE_S,
+    MP_ON_FAILURE,
+    MP_MAX_RECORDS_IN_FLIGHT,
+    MP__N
+};
+
+static const struct cfg_field mapping_fields[MP__N] = {
+    [MP_NAME] = CFG_STR("name", struct cfg_mapping, name, NULL, CFG_F_REQUIRED,
+                        "the mapping's name: 1..64 of A-Z, a-z, 0-9, '_' and '-'"),
+    [MP_FUNCTION] = CFG_STR("function", struct cfg_mapping, function, NULL, CFG_F_REQUIRED,
+                            "a function declared under functions"),
+    [MP_ENABLED] = CFG_BOOL("enabled", struct cfg_mapping, enabled, 1, 0,
+                            "poll the source (a state saved by the API wins at start)"),
+    [MP_SOURCE] = CFG_CUSTOM("source"),
+    [MP_BATCH_SIZE] = CFG_CUSTOM("batch_size"),
+    [MP_MAXIMUM_BATCHING_WINDOW_MS] = CFG_CUSTOM("maximum_batching_window_ms"),
+    [MP_FILTERS] = CFG_CUSTOM("filters"),
+    [MP_MAXIMUM_CONCURRENCY] = CFG_INT("maximum_concurrency", struct cfg_mapping,
+                                       maximum_concurrency, 5, 1, 1000, 0,
+                                       "batches of this mapping in flight at once"),
+    [MP_REPORT_BATCH_ITEM_FAILURES] =
+        CFG_BOOL("report_batch_item_failures", struct cfg_mapping, report_batch_item_failures, 0,
+                 0, "honour {\"batchItemFailures\": [...]} responses"),
+    [MP_BISECT_BATCH_ON_FUNCTION_ERROR] =
+        CFG_BOOL("bisect_batch_on_function_error", struct cfg_mapping,
+                 bisect_batch_on_function_error, 0, 0, "split a failed batch in two and retry"),
+    [MP_MAXIMUM_RETRY_ATTEMPTS] =
+        CFG_INT("maximum_retry_attempts", struct cfg_mapping, maximum_retry_attempts, -1, -1,
+                10000, 0, "retries of a failed record; -1 until it expires"),
+    [MP_MAXIMUM_RECORD_AGE_S] = CFG_CUSTOM("maximum_record_age_s"),
+    [MP_ON_FAILURE] = CFG_DEST("on_failure", struct cfg_mapping, on_failure, 0,
+                               "destination of the on-failure records"),
+    [MP_MAX_RECORDS_IN_FLIGHT] = CFG_CUSTOM("max_records_in_flight"),
+};
+
+static bool mapping_declared(const struct ld *ld, const char *name, size_t before, int *line)
+{
+    for (size_t i = 0; i < before; i++)
+        if (ld->cfg->mappings[i].name != NULL && strcmp(ld->cfg->mappings[i].name, name) == 0) {
+            *line = ld->cfg->mappings[i].line;
+            return true;
+        }
+    return false;
+}
+
+/* mappings[I].source: exactly one KIND: {...} of the schema's kinds. */
+static void parse_mapping_source(struct ld *ld, struct cfg_mapping *mp, yaml_node_t *node,
+                                 const char *path, const yaml_node_t *at)
+{
+    const struct cfg_schema *sc = ld->schema;
+    struct buf names = {0};
+    yaml_node_pair_t *pr;
+    yaml_node_t *k, *v;
+    char kp[KEYPATH_MAX];
+
+    for (size_t i = 0; sc != NULL && i < sc->n_sources; i++)
+        if (buf_printf(&names, "%s%s", i ? ", " : "", sc->sources[i]->sec.name) != 0)
+            ld->oom = true;
+    if (node == NULL || node_is_null(node)) {
+        ld_err(ld, at, path, names.len ? "is required (one of the source kinds)" : "is required");
+        goto out;
+    }
+    if (node->type != YAML_MAPPING_NODE ||
+        node->data.mapping.pairs.top - node->data.mapping.pairs.start != 1) {
+        ld_err_at(ld, node->start_mark, path, "must be a mapping with exactly one key, the kind "
+                  "of source (%s)", names.len ? names.data : "none is built in");
+        goto out;
+    }
+    pr = node->data.mapping.pairs.start;
+    k = yaml_document_get_node(&ld->doc, pr->key);
+    v = yaml_document_get_node(&ld->doc, pr->value);
+    if (k->type != YAML_SCALAR_NODE) {
+        ld_err_at(ld, k->start_mark, path, "keys must be scalars (got %s)", node_kind(k));
+        goto out;
+    }
+    keypath(kp, path, scalar_text(k));
+    for (size_t i = 0; sc != NULL && i < sc->n_sources; i++)
+        if (strcmp(sc->sources[i]->sec.name, scalar_text(k)) == 0)
+            mp->source_kind = sc->sources[i];
+    if (mp->source_kind == NULL) {
+        ld_err_at(ld, k->start_mark, kp, "unknown kind of source; valid kinds are: %s",
+                  names.len ? names.data : "(none in this build)");
+        goto out;
+    }
+    mp->source = parse_section(ld, &mp->source_kind->sec, v, kp, k);
+out:
+    buf_free(&names);
+}
+
+/* mappings[I].filters: up to 10 pattern strings, each checked by the schema's filter_check. */
+static void parse_mapping_filters(struct ld *ld, struct cfg_mapping *mp, yaml_node_t *node,
+                                  const char *path)
+{
+    struct cfg_strlist l = {0};
+
+    if (node_strlist(ld, node, path, &l) != 0) {
+        for (size_t i = 0; i < l.n; i++)
+            free(l.v[i]);
+        free(l.v);
+        return;
+    }
+    mp->filters = l.v;
+    mp->n_filters = l.n;
+    if (l.n > 10) {
+        ld_err_at(ld, node->start_mark, path, "at most 10 filter patterns (got %zu)", l.n);
+        return;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        yaml_node_t *item = node->type == YAML_SEQUENCE_NODE
+                                ? yaml_document_get_node(&ld->doc,
+                                                         node->data.sequence.items.start[i])
+                                : node;
+        char kp[KEYPATH_MAX + 24], why[512];
+
+        snprintf(kp, sizeof(kp), "%s[%zu]", path, i);
+        if (strlen(l.v[i]) > 4096) {
+            ld_err_at(ld, item->start_mark, kp, "a filter pattern is at most 4096 characters "
+                      "(got %zu)", strlen(l.v[i]));
+            continue;
+        }
+        if (ld->schema != NULL && ld->schema->filter_check != NULL && mp->source_kind != NULL &&
+            ld->schema->filter_check(mp->source_kind, l.v[i], strlen(l.v[i]), why,
+                                     sizeof(why)) != 0)
+            ld_err_at(ld, item->start_mark, kp, "invalid filter pattern: %s", why);
+    }
+}
+
+static void parse_mapping(struct ld *ld, size_t idx, yaml_node_t *node)
+{
+    struct cfg_mapping *mp = &ld->cfg->mappings[idx];
+    yaml_node_t *vals[MP__N];
+    char path[KEYPATH_MAX], kp[KEYPATH_MAX], range[96];
+    unsigned failed;
+    int line, hi;
+
+    snprintf(path, sizeof(path), "mappings[%zu]", idx);
+    mp->line = (int)node->start_mark.line + 1;
+    ld->no_function_dest = true;
+    fields_default(ld, mapping_fields, MP__N, mp);
+    mp->batch_size = -1;
+    mp->maximum_batching_window_ms = -1;
+    mp->maximum_record_age_s = -1;
+    mp->max_records_in_flight = -1;
+    if (map_collect(ld, node, path, mapping_fields, MP__N, vals, NULL) != 0) {
+        ld->no_function_dest = false;
+        return;
+    }
+    failed = fields_apply(ld, path, mapping_fields, MP__N, vals, mp);
+    if (vals[MP_NAME] == NULL || mp->name == NULL) {
+        keypath(kp, path, "name");
+        ld_err(ld, node, kp, "is required (a name for the mapping: 1..64 of A-Z, a-z, 0-9, '_' "
+               "and '-')");
+    } else if (!(failed & (1u << MP_NAME))) {
+        keypath(kp, path, "name");
+        if (!is_function_name(mp->name))
+            ld_err(ld, vals[MP_NAME], kp,
+                   "invalid mapping name: must be 1..64 characters of A-Z, a-z, 0-9, '_' and '-'");
+        else if (mapping_declared(ld, mp->name, idx, &line))
+            ld_err_at(ld, vals[MP_NAME]->start_mark, kp,
+                      "duplicate mapping name (first declared at line %d)", line);
+    }
+    keypath(kp, path, "function");
+    if (vals[MP_FUNCTION] == NULL || mp->function == NULL)
+        ld_err(ld, node, kp, "is required (a function declared under functions)");
+    else if (!(failed & (1u << MP_FUNCTION)) && !fn_declared(ld, mp->function))
+        ld_err_at(ld, vals[MP_FUNCTION]->start_mark, kp,
+                  "no function '%s' is declared under functions", mp->function);
+
+    keypath(kp, path, "source");
+    parse_mapping_source(ld, mp, vals[MP_SOURCE], kp, node);
+
+    if (mp->source_kind != NULL) {
+        mp->batch_size = mp->source_kind->default_batch_size;
+        mp->maximum_batching_window_ms = mp->source_kind->default_window_ms;
+    } else {
+        mp->batch_size = 10;
+        mp->maximum_batching_window_ms = 0;
+    }
+    if (vals[MP_BATCH_SIZE] != NULL) {
+        keypath(kp, path, "batch_size");
+        node_int(ld, vals[MP_BATCH_SIZE], kp, 1, 10000, NULL, &mp->batch_size);
+    }
+    if (vals[MP_MAXIMUM_BATCHING_WINDOW_MS] != NULL) {
+        keypath(kp, path, "maximum_batching_window_ms");
+        node_int(ld, vals[MP_MAXIMUM_BATCHING_WINDOW_MS], kp, 0, 300000, NULL,
+                 &mp->maximum_batching_window_ms);
+    }
+    if (vals[MP_MAXIMUM_RECORD_AGE_S] != NULL) {
+        keypath(kp, path, "maximum_record_age_s");
+        if (node_int(ld, vals[MP_MAXIMUM_RECORD_AGE_S], kp, -1, 604800,
+                     "-1 (no limit) or 60..604800", &mp->maximum_record_age_s) == 0 &&
+            mp->maximum_record_age_s >= 0 && mp->maximum_record_age_s < 60)
+            ld_err_at(ld, vals[MP_MAXIMUM_RECORD_AGE_S]->start_mark, kp,
+                      "must be -1 (no limit) or 60..604800 (got %d)", mp->maximum_record_age_s);
+    }
+    /* The default keeps two rounds of full batches per concurrent slot. */
+    hi = 1000000;
+    if (vals[MP_MAX_RECORDS_IN_FLIGHT] != NULL) {
+        keypath(kp, path, "max_records_in_flight");
+        snprintf(range, sizeof(range), "%d..%d (batch_size..1000000)", mp->batch_size, hi);
+        node_int(ld, vals[MP_MAX_RECORDS_IN_FLIGHT], kp, mp->batch_size, hi, range,
+                 &mp->max_records_in_flight);
+    }
+    if (mp->max_records_in_flight < 0) {
+        long d = (long)mp->batch_size * mp->maximum_concurrency * 2;
+
+        mp->max_records_in_flight = (int)(d < 1000 ? 1000 : d > hi ? hi : d);
+    }
+    if (vals[MP_FILTERS] != NULL) {
+        keypath(kp, path, "filters");
+        parse_mapping_filters(ld, mp, vals[MP_FILTERS], kp);
+    }
+    ld->no_function_dest = false;
+}
+
+/* mappings: a list of mappings, in file order. */
+static void parse_mappings(struct ld *ld, yaml_node_t *node)
+{
+    size_t n;
+
+    if (node_is_null(node) ||
+        (node->type == YAML_MAPPING_NODE &&
+         node->data.mapping.pairs.top == node->data.mapping.pairs.start))
+        return; /* `mappings: {}` reads as none, as it always did */
+    if (node->type != YAML_SEQUENCE_NODE) {
+        ld_err_at(ld, node->start_mark, "mappings", "must be a list of mappings (got %s)",
+                  node_kind(node));
+        return;
+    }
+    n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (n == 0)
+        return;
+    ld->cfg->mappings = calloc(n, sizeof(*ld->cfg->mappings));
+    if (ld->cfg->mappings == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = yaml_document_get_node(&ld->doc, node->data.sequence.items.start[i]);
+
+        ld->cfg->n_mappings++;
+        parse_mapping(ld, i, item);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
  * The document
  * ------------------------------------------------------------------------------------------- */
 
@@ -1652,17 +2121,8 @@ static void parse_document(struct ld *ld)
     parse_broker(ld, keys[TOP_BROKER], vals[TOP_BROKER]);
     if (vals[TOP_FUNCTIONS] != NULL)
         parse_functions(ld, vals[TOP_FUNCTIONS]);
-    if (vals[TOP_MAPPINGS] != NULL) {
-        yaml_node_t *m = vals[TOP_MAPPINGS];
-        bool empty = node_is_null(m) ||
-                     (m->type == YAML_SEQUENCE_NODE &&
-                      m->data.sequence.items.top == m->data.sequence.items.start) ||
-                     (m->type == YAML_MAPPING_NODE &&
-                      m->data.mapping.pairs.top == m->data.mapping.pairs.start);
-
-        if (!empty)
-            ld_err(ld, m, "mappings", "event source mappings are not supported by this build yet");
-    }
+    if (vals[TOP_MAPPINGS] != NULL)
+        parse_mappings(ld, vals[TOP_MAPPINGS]);
 }
 
 /* Read the whole file into *DATA (new, NUL-terminated). Returns 0 or -errno. */
@@ -1737,9 +2197,9 @@ static void syntax_error(struct ld *ld, const yaml_parser_t *p, const unsigned c
  * The API
  * ------------------------------------------------------------------------------------------- */
 
-struct cfg *cfg_load(const char *path, struct cfg_errors *errs)
+struct cfg *cfg_load(const char *path, const struct cfg_schema *schema, struct cfg_errors *errs)
 {
-    struct ld ld = {.file = path};
+    struct ld ld = {.file = path, .schema = schema};
     yaml_parser_t parser;
     unsigned char *data = NULL;
     size_t len = 0;
@@ -1857,6 +2317,19 @@ void cfg_destroy(struct cfg *cfg)
         async_free(&fn->async);
     }
     free(cfg->functions);
+    for (size_t i = 0; i < cfg->n_mappings; i++) {
+        struct cfg_mapping *mp = &cfg->mappings[i];
+
+        free(mp->name);
+        free(mp->function);
+        if (mp->source_kind != NULL)
+            cfg_section_free(&mp->source_kind->sec, mp->source);
+        for (size_t j = 0; j < mp->n_filters; j++)
+            free(mp->filters[j]);
+        free(mp->filters);
+        free(mp->on_failure);
+    }
+    free(cfg->mappings);
     br = &cfg->broker;
     free(br->listen);
     free(br->listen_host);
@@ -1889,6 +2362,16 @@ const struct cfg_function *cfg_function_find(const struct cfg *cfg, const char *
     for (size_t i = 0; i < cfg->n_functions; i++)
         if (strcmp(cfg->functions[i].name, name) == 0)
             return &cfg->functions[i];
+    return NULL;
+}
+
+const struct cfg_mapping *cfg_mapping_find(const struct cfg *cfg, const char *name)
+{
+    if (cfg == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_mappings; i++)
+        if (cfg->mappings[i].name != NULL && strcmp(cfg->mappings[i].name, name) == 0)
+            return &cfg->mappings[i];
     return NULL;
 }
 

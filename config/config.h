@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 
+#include "cfg_field.h"
+
 /* Runtimes a function may declare (`runtime:`). */
 enum cfg_runtime {
     CFG_RUNTIME_PYTHON3,  /* runtimes/python3/bootstrap.py, handler `module.function` */
@@ -93,6 +95,54 @@ struct cfg_broker {
                               store and are read back as these run); 100..10000000, 10000 */
 };
 
+/*
+ * A kind of event source, as config/ sees it: the table of its `source: KIND:` block and the
+ * mapping defaults that depend on it. Declared by the adapter (sources/), handed to cfg_load()
+ * through `struct cfg_schema`: config/ includes nothing of sources/.
+ */
+struct cfg_source_kind {
+    struct cfg_section sec;   /* sec.name is the key under `source:` */
+    int default_batch_size;   /* Lambda's default for the closest AWS source */
+    int default_window_ms;    /* maximum_batching_window_ms when not given */
+    const char *data_key;     /* the record key that filters decode (SQS: "body") */
+    int data_must_match;      /* 1: a JSON/non-JSON mismatch drops the record (SQS rule);
+                                 0: it ignores the data part of the pattern (Kafka rule) */
+};
+
+/* `mappings[i]:` */
+struct cfg_mapping {
+    char *name;     /* 1..64 of [A-Za-z0-9_-], unique */
+    char *function; /* a declared function */
+    int enabled;    /* default 1 (a disabled state saved by the API wins at start) */
+    const struct cfg_source_kind *source_kind; /* borrowed from the schema */
+    void *source;   /* typed by source_kind->sec (owned; cfg_section_free()) */
+    int batch_size;                 /* 1..10000, default source_kind->default_batch_size */
+    int maximum_batching_window_ms; /* 0..300000, default source_kind->default_window_ms */
+    char **filters;                 /* 0..10 filter patterns (JSON text), OR-ed */
+    size_t n_filters;
+    int maximum_concurrency;        /* batches in flight at once, 1..1000, default 5 */
+    int report_batch_item_failures; /* honour {"batchItemFailures": [...]} */
+    int bisect_batch_on_function_error;
+    int maximum_retry_attempts;     /* -1 (until the record expires) or 0..10000; default -1 */
+    int maximum_record_age_s;       /* -1 (no limit) or 60..604800; default -1 */
+    char *on_failure;               /* destination URI or NULL */
+    int max_records_in_flight;      /* held records at most (pause above): 1..1000000, default
+                                       max(batch_size * maximum_concurrency * 2, 1000) */
+    int line;                       /* where the mapping was declared */
+};
+
+/*
+ * What cfg_load() needs from the layers above it. FILTER_CHECK, when set, compiles PATTERN
+ * (LEN bytes) and returns 0, or -1 with WHY (WHYSZ bytes) filled; it is how `filters:` are
+ * refused at load time without config/ knowing the filter language.
+ */
+struct cfg_schema {
+    const struct cfg_source_kind *const *sources;
+    size_t n_sources;
+    int (*filter_check)(const struct cfg_source_kind *kind, const char *pattern, size_t len,
+                        char *why, size_t whysz);
+};
+
 /* The whole file. */
 struct cfg {
     char *path;     /* absolute path of the file loaded */
@@ -100,6 +150,8 @@ struct cfg {
     struct cfg_broker broker;
     struct cfg_function *functions; /* in file order */
     size_t n_functions;
+    struct cfg_mapping *mappings;   /* in file order */
+    size_t n_mappings;
 };
 
 /*
@@ -116,9 +168,11 @@ struct cfg_errors {
  * on success, with errs->n == 0. On any problem returns NULL and fills errs with *all* problems
  * found in one pass (caller frees with cfg_errors_clear()); messages are appended after any
  * already in errs. errs must not be NULL. Environment variables are read with getenv() at load
- * time. The reference of keys, defaults and messages is docs/config-reference.md.
+ * time. SCHEMA (borrowed; NULL: no source kinds, so any mapping is refused) names the source
+ * kinds and the filter check. The reference of keys, defaults and messages is
+ * docs/config-reference.md.
  */
-struct cfg *cfg_load(const char *path, struct cfg_errors *errs);
+struct cfg *cfg_load(const char *path, const struct cfg_schema *schema, struct cfg_errors *errs);
 
 /* Free a loaded config. NULL is a no-op. */
 void cfg_destroy(struct cfg *cfg);
@@ -128,6 +182,9 @@ void cfg_errors_clear(struct cfg_errors *errs);
 
 /* Look up a function by name; borrows from cfg; NULL if absent. */
 const struct cfg_function *cfg_function_find(const struct cfg *cfg, const char *name);
+
+/* Look up a mapping by name; borrows from cfg; NULL if absent. */
+const struct cfg_mapping *cfg_mapping_find(const struct cfg *cfg, const char *name);
 
 /* "python3" / "node" / "shell" / "provided". */
 const char *cfg_runtime_name(enum cfg_runtime rt);

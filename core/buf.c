@@ -62,33 +62,40 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     return 0;
 }
 
+/*
+ * Plain bytes are appended in runs, not one at a time: most text has few bytes to escape.
+ * Bytes >= 0x80 pass through unchanged (the caller checks UTF-8 when it matters).
+ */
 int buf_json_escape(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    size_t run = 0;
 
+    if (buf_reserve(b, n) != 0)
+        return SY_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        char esc[7];
-        size_t k = 0;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t k = 2;
 
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
         switch (c) {
-        case '"': esc[k++] = '\\'; esc[k++] = '"'; break;
-        case '\\': esc[k++] = '\\'; esc[k++] = '\\'; break;
-        case '\n': esc[k++] = '\\'; esc[k++] = 'n'; break;
-        case '\r': esc[k++] = '\\'; esc[k++] = 'r'; break;
-        case '\t': esc[k++] = '\\'; esc[k++] = 't'; break;
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
         default:
-            if (c < 0x20) {
-                esc[k++] = '\\'; esc[k++] = 'u'; esc[k++] = '0'; esc[k++] = '0';
-                esc[k++] = hex[c >> 4]; esc[k++] = hex[c & 15];
-            } else {
-                esc[k++] = (char)c;
-            }
+            esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+            esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+            k = 6;
         }
-        if (buf_append(b, esc, k) != 0)
+        if (buf_append(b, s + run, i - run) != 0 || buf_append(b, esc, k) != 0)
             return SY_ENOMEM;
+        run = i + 1;
     }
-    return 0;
+    return buf_append(b, s + run, n - run);
 }
 
 char *buf_take(struct buf *b, size_t *len)

@@ -36,3 +36,9 @@ void sy_free(void *pp)
     free(*p);
     *p = NULL;
 }
+
+void sy_assert_fail(const char *what, const char *file, int line)
+{
+    fprintf(stderr, "switchyard: assertion failed: %s (%s:%d)\n", what, file, line);
+    abort();
+}

@@ -36,6 +36,18 @@ struct sy_error {
 /* Fill ERR (may be NULL) with a formatted message. */
 void sy_error_set(struct sy_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Guards our own invariants (a magic on a callback argument, a list that must not be empty),
+ * in release builds too; never for bad input, which is an error outcome. Prints and aborts.
+ */
+#define SY_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            sy_assert_fail(#cond, __FILE__, __LINE__);                                             \
+    } while (0)
+
+void sy_assert_fail(const char *what, const char *file, int line) __attribute__((noreturn));
+
 /* Free *P and set it to NULL. */
 void sy_free(void *pp);
 

@@ -30,6 +30,14 @@
 #define WATCHDOG_MS 200
 #define RESPAWN_MS 1000
 
+/*
+ * Upper bounds of the duration histogram, in ms: from a warm no-op (about 1 ms) to Lambda's
+ * longest timeout (900 s), roughly 1-2.5-5 per decade.
+ */
+const double function_duration_buckets_ms[FUNCTION_DURATION_BUCKETS] = {
+    1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000,
+};
+
 /* Every invocation not yet completed is listed (for dispatcher_cancel()). */
 static int live_add(struct dispatcher *dsp, struct invocation *inv)
 {
@@ -132,6 +140,28 @@ static void inv_free(struct invocation *inv)
     free(inv);
 }
 
+/* Count INV's outcome in its function's stats; its duration if its event was delivered. */
+static void fn_count(struct function *fn, const struct invocation *inv)
+{
+    struct function_stats *st = &fn->stats;
+    double ms;
+
+    st->invocations++;
+    if (inv->res.status == INVOKE_FUNCTION_ERROR)
+        st->errors++;
+    else if (inv->res.status == INVOKE_THROTTLED)
+        st->throttles++;
+    if (inv->start_us == 0)
+        return; /* never reached a runtime: no duration */
+    ms = (double)(time_mono_us() - inv->start_us) / 1000.0;
+    st->durations++;
+    st->duration_sum_ms += ms;
+    /* Cumulative buckets: one increment per bound at or above the duration. */
+    for (int i = FUNCTION_DURATION_BUCKETS - 1; i >= 0 && ms <= function_duration_buckets_ms[i];
+         i--)
+        st->duration_buckets[i]++;
+}
+
 /* Run the caller's callback (if still wanted) and free the invocation. */
 static void inv_complete(struct invocation *inv)
 {
@@ -143,6 +173,7 @@ static void inv_complete(struct invocation *inv)
         dsp->stats.errors++;
     else if (inv->res.status == INVOKE_THROTTLED)
         dsp->stats.throttles++;
+    fn_count(inv->fn, inv);
     inv->res.request_id = inv->request_id;
     inv->res.executed_version = "$LATEST";
     inv->res.content_type = inv->res_ctype;
@@ -503,7 +534,11 @@ void function_env_counts(const struct function *fn, unsigned *total, unsigned *b
         *busy = fn->n_busy;
 }
 
-/* Pick the environment for a new invocation; spawns one (cold start) when none is free. */
+void function_stats(const struct function *fn, struct function_stats *out)
+{
+    *out = fn->stats;
+}
+
 /*
  * The environment for a new invocation of FN: a free one (preferring one already waiting in
  * `next`), else one still in INIT with nothing assigned (a provisioned one starting up), else a

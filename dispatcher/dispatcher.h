@@ -81,6 +81,27 @@ struct dispatcher_stats {
 };
 
 /*
+ * Per-function counters, for /metrics. INVOCATIONS counts completions with any
+ * outcome (throttles and service errors included, as dispatcher_stats.invocations does), so the
+ * functions' sums equal the broker's totals. The duration histogram covers only invocations
+ * whose event reached a runtime (a throttle or a failed spawn has no duration): from the event's
+ * delivery to the outcome, the REPORT line's `Duration`. Buckets are cumulative, Prometheus
+ * style: duration_buckets[i] counts durations <= function_duration_buckets_ms[i]; durations
+ * counts them all (the +Inf bucket and the histogram's _count).
+ */
+#define FUNCTION_DURATION_BUCKETS 16
+extern const double function_duration_buckets_ms[FUNCTION_DURATION_BUCKETS];
+
+struct function_stats {
+    uint64_t invocations; /* completed, any outcome */
+    uint64_t errors;      /* INVOKE_FUNCTION_ERROR outcomes */
+    uint64_t throttles;   /* INVOKE_THROTTLED outcomes */
+    uint64_t durations;   /* invocations timed (the histogram's count) */
+    uint64_t duration_buckets[FUNCTION_DURATION_BUCKETS];
+    double duration_sum_ms;
+};
+
+/*
  * Build the registry and pools from CFG (borrowed: must outlive the dispatcher). Creates
  * data_dir/logs. RUNTIMES_DIR is the directory holding python3/, node/, shell/ bootstraps.
  * No process is spawned yet. Returns new (dispatcher_destroy()) or NULL with ERR filled.
@@ -104,6 +125,8 @@ const struct cfg_function *function_cfg(const struct function *fn);
 const char *function_arn(const struct function *fn);
 /* Live environments of FN and how many of them are busy. */
 void function_env_counts(const struct function *fn, unsigned *total, unsigned *busy);
+/* Copy FN's counters (see struct function_stats) into OUT. */
+void function_stats(const struct function *fn, struct function_stats *out);
 
 /*
  * Invoke FN synchronously. On 0, DONE runs exactly once later with the outcome (including

@@ -155,6 +155,7 @@ struct function {
     unsigned n_provisioned_live;
     struct funclog log;
     struct event *respawn;   /* re-creates provisioned environments after a death */
+    struct function_stats stats; /* counted in inv_complete() (dispatcher.c) */
 };
 
 struct dispatcher {

@@ -5,6 +5,7 @@
 #include "harness/redis.h"
 
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -157,4 +158,45 @@ void h_redis_free(struct h_redis *r)
     r->log_path = NULL;
     r->port = 0;
     memset(&r->proc, 0, sizeof(r->proc));
+}
+
+static redisReply *vcmd(const struct h_redis *r, const char *fmt, va_list ap)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    redisReply *reply = NULL;
+
+    if (c == NULL || c->err != 0) {
+        redisFree(c);
+        return NULL;
+    }
+    if (redisSetTimeout(c, tv) == REDIS_OK)
+        reply = redisvCommand(c, fmt, ap);
+    redisFree(c);
+    return reply;
+}
+
+struct redisReply *h_redis_cmd(const struct h_redis *r, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *reply;
+
+    va_start(ap, fmt);
+    reply = vcmd(r, fmt, ap);
+    va_end(ap);
+    return reply;
+}
+
+long long h_redis_int(const struct h_redis *r, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *reply;
+    long long n;
+
+    va_start(ap, fmt);
+    reply = vcmd(r, fmt, ap);
+    va_end(ap);
+    n = reply != NULL && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    freeReplyObject(reply);
+    return n;
 }

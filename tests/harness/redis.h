@@ -49,6 +49,15 @@ bool h_redis_running(const struct h_redis *r);
  */
 int h_redis_stop(struct h_redis *r);
 
+/*
+ * One command (hiredis format FMT) on a fresh connection to R's server, with 2 s timeouts.
+ * Returns new (freeReplyObject()), or NULL when the server does not answer.
+ */
+struct redisReply *h_redis_cmd(const struct h_redis *r, const char *fmt, ...);
+
+/* The integer reply of one command, or -1 (no answer, or not an integer). */
+long long h_redis_int(const struct h_redis *r, const char *fmt, ...);
+
 /* Stop the server if running, remove the temp dir, free what R holds. R can be started again. */
 void h_redis_free(struct h_redis *r);
 

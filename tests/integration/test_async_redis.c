@@ -121,31 +121,11 @@ static int start_broker(struct world *w, struct h_broker *b, const char *tag)
     return rc;
 }
 
-/* A Redis command on a fresh connection to the test's server (NULL when it is down). */
-static redisReply *rcmd(const struct world *w, const char *fmt, ...)
-{
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", w->redis.port, tv);
-    redisReply *r = NULL;
-    va_list ap;
-
-    if (c == NULL || c->err != 0) {
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    redisFree(c);
-    return r;
-}
-
 /* Entries in the stream plus entries pending in the group (0 when the queue is empty). */
 static long long queue_left(const struct world *w)
 {
-    redisReply *len = rcmd(w, "XLEN %s", KEY);
-    redisReply *pend = rcmd(w, "XPENDING %s switchyard", KEY);
+    redisReply *len = h_redis_cmd(&w->redis, "XLEN %s", KEY);
+    redisReply *pend = h_redis_cmd(&w->redis, "XPENDING %s switchyard", KEY);
     long long n = -1;
 
     if (len != NULL && len->type == REDIS_REPLY_INTEGER && pend != NULL &&
@@ -518,7 +498,7 @@ static void test_claim_keeps_retry_state(void **state)
         else if (itest_async_stat(&w->b, "retries") > rb0)
             holder = &w->b;
         freeReplyObject(keys);
-        keys = rcmd(w, "KEYS %s:ev:*", KEY);
+        keys = h_redis_cmd(&w->redis, "KEYS %s:ev:*", KEY);
         if (holder != NULL && keys != NULL && keys->type == REDIS_REPLY_ARRAY &&
             keys->elements == 1)
             break;

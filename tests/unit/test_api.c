@@ -158,6 +158,35 @@ static void test_route_find(void **state)
     assert_null(allow);
     rt = api_route_find("GET", "/", arg, sizeof(arg), &allow);
     assert_null(rt);
+
+    /* Event source mappings: the SDKs put a trailing slash on List and Create. */
+    rt = api_route_find("GET", "/2015-03-31/event-source-mappings/", arg, sizeof(arg), &allow);
+    assert_non_null(rt);
+    assert_string_equal(rt->op, "ListEventSourceMappings");
+    rt = api_route_find("GET", "/2015-03-31/event-source-mappings", arg, sizeof(arg), &allow);
+    assert_non_null(rt);
+    assert_string_equal(rt->op, "ListEventSourceMappings");
+    rt = api_route_find("POST", "/2015-03-31/event-source-mappings/", arg, sizeof(arg), &allow);
+    assert_non_null(rt);
+    assert_string_equal(rt->op, "CreateEventSourceMapping");
+    rt = api_route_find("GET", "/2015-03-31/event-source-mappings/0b4f6e36-1111-4222-8333-5e0c",
+                        arg, sizeof(arg), &allow);
+    assert_non_null(rt);
+    assert_string_equal(rt->op, "GetEventSourceMapping");
+    assert_string_equal(arg, "0b4f6e36-1111-4222-8333-5e0c");
+    rt = api_route_find("PUT", "/2015-03-31/event-source-mappings/u1", arg, sizeof(arg), &allow);
+    assert_non_null(rt);
+    assert_string_equal(rt->op, "UpdateEventSourceMapping");
+    rt = api_route_find("DELETE", "/2015-03-31/event-source-mappings/u1", arg, sizeof(arg),
+                        &allow);
+    assert_non_null(rt);
+    assert_string_equal(rt->op, "DeleteEventSourceMapping");
+    rt = api_route_find("PATCH", "/2015-03-31/event-source-mappings/u1", arg, sizeof(arg), &allow);
+    assert_null(rt);
+    assert_non_null(allow);
+    rt = api_route_find("GET", "/2015-03-31/event-source-mappings/u1/x", arg, sizeof(arg), &allow);
+    assert_null(rt);
+    assert_null(allow);
 }
 
 static void test_auth_ok(void **state)
@@ -684,6 +713,156 @@ static void test_functions(void **state)
         fail_msg("%s", ctx.msg);
 }
 
+#define ESM "/2015-03-31/event-source-mappings"
+#define ESM_UUID "6f1c2b9e-0000-4000-8000-000000000001"
+
+/* Without mappings (api_set_mappings() never called): an empty list, 404s, refusals. */
+static void script_esm(void *arg)
+{
+    struct script_ctx *ctx = arg;
+    int port = ctx->fx->port;
+    struct lc_resp r = {0};
+
+    CHECK(request(port, "GET", ESM "/", NULL, NULL, &r) == 0);
+    CHECK(r.status == 200);
+    CHECK_BODY(r, "{\"EventSourceMappings\":[]}");
+    lc_free(&r);
+    CHECK(request(port, "GET", ESM "?FunctionName=alpha&MaxItems=5", NULL, NULL, &r) == 0);
+    CHECK(r.status == 200);
+    CHECK_BODY(r, "{\"EventSourceMappings\":[]}");
+    lc_free(&r);
+    CHECK(request(port, "GET", ESM "/?MaxItems=0", NULL, NULL, &r) == 0);
+    CHECK(r.status == 400);
+    CHECK(has_header(&r, "x-amzn-ErrorType", "ValidationException"));
+    lc_free(&r);
+    CHECK(request(port, "GET", ESM "/?MaxItems=10001", NULL, NULL, &r) == 0);
+    CHECK(r.status == 400);
+    lc_free(&r);
+    CHECK(request(port, "GET", ESM "/?FunctionName=bad%20name", NULL, NULL, &r) == 0);
+    CHECK(r.status == 400);
+    CHECK(has_header(&r, "x-amzn-ErrorType", "ValidationException"));
+    lc_free(&r);
+    CHECK(request(port, "GET", ESM "/?Marker=" ESM_UUID, NULL, NULL, &r) == 0);
+    CHECK(r.status == 400);
+    CHECK(has_header(&r, "x-amzn-ErrorType", "InvalidParameterValueException"));
+    lc_free(&r);
+
+    /* Lambda's 404 for a mapping that does not exist: Message, capital M. */
+    CHECK(request(port, "GET", ESM "/" ESM_UUID, NULL, NULL, &r) == 0);
+    CHECK(r.status == 404);
+    CHECK(has_header(&r, "x-amzn-ErrorType", "ResourceNotFoundException"));
+    CHECK_BODY(r, "{\"Type\":\"User\",\"Message\":\"The resource you requested does not "
+                  "exist.\"}");
+    lc_free(&r);
+    CHECK(request(port, "PUT", ESM "/" ESM_UUID, "Content-Type: application/json\r\n",
+                  "{\"Enabled\":false}", &r) == 0);
+    CHECK(r.status == 404);
+    CHECK(has_header(&r, "x-amzn-ErrorType", "ResourceNotFoundException"));
+    lc_free(&r);
+    /* A body that is not JSON is refused before the mapping is looked up. */
+    CHECK(request(port, "PUT", ESM "/" ESM_UUID, NULL, "{\"Enabled\":", &r) == 0);
+    CHECK(r.status == 400);
+    CHECK(has_header(&r, "x-amzn-ErrorType", "InvalidRequestContentException"));
+    lc_free(&r);
+    CHECK(request(port, "PUT", ESM "/" ESM_UUID, NULL, "[true]", &r) == 0);
+    CHECK(r.status == 400);
+    CHECK(has_header(&r, "x-amzn-ErrorType", "InvalidRequestContentException"));
+    lc_free(&r);
+
+    /* The config file owns the mappings: Create is refused, and says so. */
+    CHECK(request(port, "POST", ESM "/", "Content-Type: application/json\r\n",
+                  "{\"FunctionName\":\"alpha\",\"EventSourceArn\":\"arn:x\"}", &r) == 0);
+    CHECK(r.status == 400);
+    CHECK(has_header(&r, "x-amzn-ErrorType", "InvalidParameterValueException"));
+    CHECK(strstr(r.body, "mappings are declared in the config file") != NULL);
+    CHECK(strstr(r.body, "\"message\":") != NULL);
+    lc_free(&r);
+    CHECK(request(port, "POST", ESM, NULL, "{}", &r) == 0);
+    CHECK(r.status == 400);
+    lc_free(&r);
+    CHECK(request(port, "DELETE", ESM "/" ESM_UUID, NULL, NULL, &r) == 0);
+    CHECK(r.status == 404);
+    lc_free(&r);
+
+    /* No mappings: /healthz has no `mappings` object, /metrics no mapping families. */
+    CHECK(request(port, "GET", "/healthz", NULL, NULL, &r) == 0);
+    CHECK(r.status == 200);
+    CHECK(strstr(r.body, "\"mappings\"") == NULL);
+    lc_free(&r);
+    CHECK(request(port, "GET", "/metrics", NULL, NULL, &r) == 0);
+    CHECK(strstr(r.body, "switchyard_mapping_") == NULL);
+    ctx->ok = 1;
+out:
+    lc_free(&r);
+}
+
+static void test_esm(void **state)
+{
+    struct fixture *fx = *state;
+    struct script_ctx ctx = {.fx = fx};
+
+    assert_int_equal(lc_run_script(fx->base, script_esm, &ctx), 0);
+    if (!ctx.ok)
+        fail_msg("%s", ctx.msg);
+}
+
+/* Per-function counters and the duration histogram; a throttle counts but has no duration. */
+static void script_function_metrics(void *arg)
+{
+    struct script_ctx *ctx = arg;
+    int port = ctx->fx->port;
+    struct lc_resp r = {0};
+
+    CHECK(request(port, "GET", "/metrics", NULL, NULL, &r) == 0);
+    CHECK(r.status == 200);
+    CHECK(strstr(r.body, "# TYPE switchyard_function_invocations_total counter\n"
+                         "switchyard_function_invocations_total{function=\"alpha\"} 0\n") !=
+          NULL);
+    CHECK(strstr(r.body, "# TYPE switchyard_function_duration_milliseconds histogram\n") != NULL);
+    CHECK(strstr(r.body, "switchyard_function_duration_milliseconds_bucket{function=\"alpha\","
+                         "le=\"1\"} 0\n") != NULL);
+    CHECK(strstr(r.body, "switchyard_function_duration_milliseconds_bucket{function=\"alpha\","
+                         "le=\"900000\"} 0\n") != NULL);
+    CHECK(strstr(r.body, "switchyard_function_duration_milliseconds_bucket{function=\"alpha\","
+                         "le=\"+Inf\"} 0\n") != NULL);
+    CHECK(strstr(r.body, "switchyard_function_duration_milliseconds_sum{function=\"gamma\"} "
+                         "0.000\n") != NULL);
+    lc_free(&r);
+
+    /* beta has reserved concurrency 0: throttled, never run. */
+    CHECK(request(port, "POST", INV("beta"), NULL, "{}", &r) == 0);
+    CHECK(r.status == 429);
+    lc_free(&r);
+    CHECK(request(port, "GET", "/metrics", NULL, NULL, &r) == 0);
+    CHECK(strstr(r.body, "switchyard_function_invocations_total{function=\"beta\"} 1\n") != NULL);
+    CHECK(strstr(r.body, "switchyard_function_throttles_total{function=\"beta\"} 1\n") != NULL);
+    CHECK(strstr(r.body, "switchyard_function_invocation_errors_total{function=\"beta\"} 0\n") !=
+          NULL);
+    CHECK(strstr(r.body, "switchyard_function_invocations_total{function=\"alpha\"} 0\n") !=
+          NULL);
+    CHECK(strstr(r.body, "switchyard_function_duration_milliseconds_count{function=\"beta\"} "
+                         "0\n") != NULL);
+    ctx->ok = 1;
+out:
+    lc_free(&r);
+}
+
+static void test_function_metrics(void **state)
+{
+    struct fixture *fx = *state;
+    struct script_ctx ctx = {.fx = fx};
+    struct function_stats fs;
+
+    assert_int_equal(lc_run_script(fx->base, script_function_metrics, &ctx), 0);
+    if (!ctx.ok)
+        fail_msg("%s", ctx.msg);
+    function_stats(dispatcher_function(fx->dsp, "beta"), &fs);
+    assert_int_equal(fs.invocations, 1);
+    assert_int_equal(fs.throttles, 1);
+    assert_int_equal(fs.durations, 0);
+    assert_true(function_duration_buckets_ms[0] < function_duration_buckets_ms[1]);
+}
+
 static void script_auth(void *arg)
 {
     struct script_ctx *ctx = arg;
@@ -780,6 +959,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_functions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup_token, teardown),
         cmocka_unit_test_setup_teardown(test_draining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_esm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_function_metrics, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "mappings/mapping.h"
+#include "sources/redis/redis_int.h"
 
 /* The repository root: $SY_SOURCE_DIR (set by ctest), else the current directory. */
 static char src_dir[PATH_MAX];
@@ -55,6 +57,13 @@ static char *slurp(const char *path)
     return data;
 }
 
+/* Every config is loaded with the broker's own schema: the source kinds and filter check. */
+static struct cfg *cfg_load_t(const char *path, const void *unused, struct cfg_errors *errs)
+{
+    (void)unused;
+    return cfg_load(path, mapping_cfg_schema(), errs);
+}
+
 /* Load a config under tests/data/config/good/ that must load without errors. */
 static struct cfg *load_good(const char *name)
 {
@@ -63,7 +72,7 @@ static struct cfg *load_good(const char *name)
     struct cfg *cfg;
 
     snprintf(path, sizeof(path), "%s/tests/data/config/good/%s", src_dir, name);
-    cfg = cfg_load(path, &errs);
+    cfg = cfg_load_t(path, NULL, &errs);
     if (cfg == NULL) {
         for (size_t i = 0; i < errs.n; i++)
             print_error("%s\n", errs.msgs[i]);
@@ -340,6 +349,60 @@ static void test_good_localhost(void **state)
     cfg_destroy(cfg);
 }
 
+static void test_good_mappings(void **state)
+{
+    struct cfg *cfg = load_good("mappings.yaml");
+    const struct cfg_mapping *d, *e;
+    const struct src_redis_cfg *rd, *re;
+
+    assert_int_equal(cfg->n_mappings, 2);
+    d = cfg_mapping_find(cfg, "defaults");
+    e = cfg_mapping_find(cfg, "everything");
+    assert_non_null(d);
+    assert_non_null(e);
+    assert_null(cfg_mapping_find(cfg, "nope"));
+    /* Defaults: the source's batch size (SQS's 10) and window (0), Lambda's -1s. */
+    assert_string_equal(d->source_kind->sec.name, "redis");
+    assert_string_equal(d->function, "f");
+    assert_int_equal(d->enabled, 1);
+    assert_int_equal(d->batch_size, 10);
+    assert_int_equal(d->maximum_batching_window_ms, 0);
+    assert_int_equal(d->n_filters, 0);
+    assert_int_equal(d->maximum_concurrency, 5);
+    assert_int_equal(d->report_batch_item_failures, 0);
+    assert_int_equal(d->bisect_batch_on_function_error, 0);
+    assert_int_equal(d->maximum_retry_attempts, -1);
+    assert_int_equal(d->maximum_record_age_s, -1);
+    assert_null(d->on_failure);
+    assert_int_equal(d->max_records_in_flight, 1000);
+    rd = d->source;
+    assert_string_equal(rd->url, "redis://127.0.0.1:6379");
+    assert_string_equal(rd->list, "jobs");
+    assert_null(rd->stream);
+    assert_int_equal(rd->visibility_timeout_s, 30);
+    assert_int_equal(rd->max_receive_count, 0);
+    assert_null(rd->dead_letter);
+    /* Every key given. */
+    assert_int_equal(e->enabled, 0);
+    assert_int_equal(e->batch_size, 500);
+    assert_int_equal(e->maximum_batching_window_ms, 250);
+    assert_int_equal(e->n_filters, 2);
+    assert_string_equal(e->filters[0], "{\"body\": {\"type\": [\"order\"]}}");
+    assert_int_equal(e->maximum_concurrency, 8);
+    assert_int_equal(e->report_batch_item_failures, 1);
+    assert_int_equal(e->bisect_batch_on_function_error, 1);
+    assert_int_equal(e->maximum_retry_attempts, 3);
+    assert_int_equal(e->maximum_record_age_s, 3600);
+    assert_non_null(strstr(e->on_failure, "file:/"));
+    assert_non_null(strstr(e->on_failure, "/failed"));
+    assert_int_equal(e->max_records_in_flight, 5000);
+    re = e->source;
+    assert_string_equal(re->stream, "events");
+    assert_string_equal(re->group, "workers");
+    assert_null(re->list);
+    cfg_destroy(cfg);
+}
+
 /* The example shipped with the repository keeps loading. */
 static void test_good_quickstart_example(void **state)
 {
@@ -348,7 +411,7 @@ static void test_good_quickstart_example(void **state)
     struct cfg *cfg;
 
     path_in_src(path, sizeof(path), "examples/quickstart/switchyard.yaml");
-    cfg = cfg_load(path, &errs);
+    cfg = cfg_load_t(path, NULL, &errs);
     for (size_t i = 0; i < errs.n; i++)
         print_error("%s\n", errs.msgs[i]);
     assert_non_null(cfg);
@@ -390,7 +453,7 @@ static void test_bad(void **state)
     snprintf(yaml, sizeof(yaml), "%s.yaml", name);
     snprintf(golden, sizeof(golden), "%s.expected", name);
 
-    cfg = cfg_load(yaml, &errs);
+    cfg = cfg_load_t(yaml, NULL, &errs);
     if (cfg != NULL) {
         cfg_destroy(cfg);
         assert_int_equal(chdir(cwd), 0);
@@ -470,7 +533,7 @@ static void test_missing_file(void **state)
 {
     struct cfg_errors errs = {0};
 
-    assert_null(cfg_load("/nonexistent/switchyard.yaml", &errs));
+    assert_null(cfg_load_t("/nonexistent/switchyard.yaml", NULL, &errs));
     assert_int_equal(errs.n, 1);
     assert_string_equal(errs.msgs[0], "/nonexistent/switchyard.yaml:1:1: (document): cannot read "
                                       "the file: No such file or directory");
@@ -485,8 +548,8 @@ static void test_errors_accumulate(void **state)
 {
     struct cfg_errors errs = {0};
 
-    assert_null(cfg_load("/nonexistent/a.yaml", &errs));
-    assert_null(cfg_load("/nonexistent/b.yaml", &errs));
+    assert_null(cfg_load_t("/nonexistent/a.yaml", NULL, &errs));
+    assert_null(cfg_load_t("/nonexistent/b.yaml", NULL, &errs));
     assert_int_equal(errs.n, 2);
     assert_non_null(strstr(errs.msgs[0], "/nonexistent/a.yaml:"));
     assert_non_null(strstr(errs.msgs[1], "/nonexistent/b.yaml:"));
@@ -503,7 +566,7 @@ static void test_relative_path(void **state)
     path_in_src(dir, sizeof(dir), "tests/data/config");
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     assert_int_equal(chdir(dir), 0);
-    cfg = cfg_load("good/../good/minimal.yaml", &errs);
+    cfg = cfg_load_t("good/../good/minimal.yaml", NULL, &errs);
     assert_int_equal(chdir(cwd), 0);
     assert_non_null(cfg);
     snprintf(want, sizeof(want), "%s/good/minimal.yaml", dir);
@@ -530,6 +593,7 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_good_interpolation),
     cmocka_unit_test(test_good_ipv6),
     cmocka_unit_test(test_good_localhost),
+    cmocka_unit_test(test_good_mappings),
     cmocka_unit_test(test_good_quickstart_example),
     cmocka_unit_test(test_missing_file),
     cmocka_unit_test(test_errors_accumulate),

@@ -1,0 +1,899 @@
+/*
+ * mappings/mapping.c - the lifecycle of event source mappings, the host side of their sources,
+ * and the snapshot and update operations of the control API (see mapping.h, mapping_int.h).
+ *
+ * Enabling a mapping creates its source and starts it; records arrive through host_deliver(),
+ * which only queues them and activates the mapping's kick event: everything else (filtered
+ * acks, forming batches, invoking) runs from mapping_kick's event on a clean stack, so the
+ * adapter is never re-entered from inside one of its own callbacks.
+ *
+ * Memory stays flat whatever the backlog: the host's room() tells the adapter how many more
+ * records it takes (max_records_in_flight and a byte bound minus what is held), and a mapping
+ * above that pauses its source until it is back under half of it.
+ *
+ * Disabling (or draining) stops the source from reading, waits for the running batches and the
+ * outgoing on-failure messages, gives every other held record back to the source (release), then
+ * stops the source and frees it.
+ */
+#include "mapping_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "core/log.h"
+#include "core/sha256.h"
+#include "core/time.h"
+#include "destinations/dest.h"
+
+/* Bytes held per mapping at most, whatever max_records_in_flight says. */
+#define MAPPING_MAX_HELD_BYTES (32u * 1024 * 1024)
+
+/* ---- the schema for cfg_load() ----------------------------------------------------------- */
+
+static int schema_filter_check(const struct cfg_source_kind *kind, const char *pattern,
+                               size_t len, char *why, size_t whysz)
+{
+    struct filter_opts fo = {.data_key = kind->data_key, .data_must_match = kind->data_must_match};
+
+    return filter_check(pattern, len, &fo, why, whysz);
+}
+
+const struct cfg_schema *mapping_cfg_schema(void)
+{
+    static struct cfg_schema schema;
+
+    if (schema.sources == NULL) {
+        schema.sources = source_kinds(&schema.n_sources);
+        schema.filter_check = schema_filter_check;
+    }
+    return &schema;
+}
+
+/* ---- small helpers ----------------------------------------------------------------------- */
+
+static const char *state_name(enum map_state st)
+{
+    switch (st) {
+    case MAP_DISABLED:
+        return "Disabled";
+    case MAP_ENABLING:
+        return "Enabling";
+    case MAP_ENABLED:
+        return "Enabled";
+    case MAP_DISABLING:
+        return "Disabling";
+    }
+    return "Disabled";
+}
+
+/* A UUID-shaped id derived from the name, so that it is the same after every restart. */
+static void uuid_of_name(const char *name, char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char h[SHA256_LEN];
+    struct sha256_ctx c;
+    size_t k = 0;
+
+    sha256_init(&c);
+    sha256_update(&c, "switchyard-esm:", 15);
+    sha256_update(&c, name, strlen(name));
+    sha256_final(&c, h);
+    h[6] = (unsigned char)((h[6] & 0x0f) | 0x80); /* version 8: custom (RFC 9562) */
+    h[8] = (unsigned char)((h[8] & 0x3f) | 0x80); /* variant 10 */
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[k++] = '-';
+        out[k++] = hex[h[i] >> 4];
+        out[k++] = hex[h[i] & 15];
+    }
+    out[k] = '\0';
+}
+
+static void set_modified(struct mapping *map)
+{
+    map->last_modified = (double)time_wall_ms() / 1000.0;
+}
+
+static int compile_filter(struct mapping *map, char **patterns, size_t n, struct filter **out,
+                          struct sy_error *err)
+{
+    const struct cfg_source_kind *k = map->cfg->source_kind;
+    struct filter_opts fo = {.data_key = k->data_key, .data_must_match = k->data_must_match};
+    size_t lens[FILTER_MAX_PATTERNS];
+
+    if (n > FILTER_MAX_PATTERNS) {
+        sy_error_set(err, "at most %d filter patterns (got %zu)", FILTER_MAX_PATTERNS, n);
+        return SY_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(patterns[i]);
+    *out = filter_compile((const char *const *)patterns, lens, n, &fo, err);
+    return *out != NULL ? 0 : SY_EINVAL;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static char **dup_strv(const char *const *v, size_t n)
+{
+    char **d = calloc(n ? n : 1, sizeof(*d));
+
+    if (d == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        d[i] = strdup(v[i]);
+        if (d[i] == NULL) {
+            free_strv(d, i);
+            return NULL;
+        }
+    }
+    return d;
+}
+
+/* ---- the host side of the source --------------------------------------------------------- */
+
+static void update_pause(struct mapping *map)
+{
+    if (map->src == NULL)
+        return;
+    if (!map->paused && (map->held_n >= map->max_held || map->held_bytes >= map->max_held_bytes)) {
+        map->paused = 1;
+        if (map->src->ops->pause != NULL)
+            map->src->ops->pause(map->src);
+    } else if (map->paused && !map->stopping && map->held_n < map->max_held / 2 &&
+               map->held_bytes < map->max_held_bytes / 2) {
+        map->paused = 0;
+        if (map->src->ops->resume != NULL)
+            map->src->ops->resume(map->src);
+    }
+}
+
+void mapping_held_sub(struct mapping *map, const struct source_record *rec)
+{
+    map->held_n--;
+    map->held_bytes -= rec->json_len + rec->data_len;
+}
+
+/* Keep REC for the next kick (ACKS: filtered; else a dead letter). */
+static void defer(struct mapping *map, struct source_record *rec, int is_ack)
+{
+    if (is_ack) {
+        if (map->n_acks == map->cap_acks) {
+            size_t nc = map->cap_acks ? map->cap_acks * 2 : 64;
+            struct source_record **nv = realloc(map->acks, nc * sizeof(*nv));
+
+            if (nv == NULL) {
+                /* Not acknowledged: the source redelivers it, and it is filtered again. */
+                mapping_held_sub(map, rec);
+                source_record_free(rec);
+                return;
+            }
+            map->acks = nv;
+            map->cap_acks = nc;
+        }
+        map->acks[map->n_acks++] = rec;
+        return;
+    }
+    rec->next = NULL;
+    if (map->dl_tail == NULL)
+        map->dl_head = rec;
+    else
+        map->dl_tail->next = rec;
+    map->dl_tail = rec;
+}
+
+/*
+ * The records of one read. Filters run here, before batching (as Lambda's do); records that
+ * cannot be delivered (received too often, too large for one invocation) and filtered ones are
+ * set aside for the next kick, which acknowledges them or sends them to the dead letter.
+ */
+static void host_deliver(void *arg, struct source_record **recs, size_t n)
+{
+    struct mapping *map = arg;
+    int64_t now = time_mono_ms();
+
+    SY_ASSERT(map->magic == MAPPING_MAGIC);
+    for (size_t i = 0; i < n; i++) {
+        struct source_record *rec = recs[i];
+
+        rec->next = NULL;
+        map->c.received++;
+        map->held_n++;
+        map->held_bytes += rec->json_len + rec->data_len;
+        if ((rec->flags & SOURCE_REC_DEAD_LETTER) || rec->json_len + 256 > SY_SYNC_PAYLOAD_MAX) {
+            defer(map, rec, 0);
+            continue;
+        }
+        if (map->n_filters > 0 &&
+            !filter_match(map->filter, rec->json, rec->json_len, rec->data, rec->data_len)) {
+            map->c.filtered++;
+            defer(map, rec, 1);
+            continue;
+        }
+        if (map->pend_tail == NULL) {
+            map->pend_head = rec;
+            map->pend_first_ms = now;
+        } else {
+            map->pend_tail->next = rec;
+        }
+        map->pend_tail = rec;
+        map->pend_n++;
+        map->pend_bytes += rec->json_len;
+    }
+    update_pause(map);
+    mapping_kick(map);
+}
+
+static size_t host_room(void *arg)
+{
+    struct mapping *map = arg;
+
+    SY_ASSERT(map->magic == MAPPING_MAGIC);
+    if (map->stopping || map->paused || map->held_n >= map->max_held ||
+        map->held_bytes >= map->max_held_bytes)
+        return 0;
+    return map->max_held - map->held_n;
+}
+
+static void host_state(void *arg, enum source_state st, const char *reason)
+{
+    struct mapping *map = arg;
+    static const char *const names[] = {"connecting", "running", "reconnecting", "problem",
+                                        "stopped"};
+
+    SY_ASSERT(map->magic == MAPPING_MAGIC);
+    snprintf(map->source_state, sizeof(map->source_state), "%s%s%s", names[st],
+             reason != NULL ? ": " : "", reason != NULL ? reason : "");
+    if (st == SOURCE_RECONNECTING || st == SOURCE_PROBLEM) {
+        snprintf(map->last_result, sizeof(map->last_result), "PROBLEM: %s",
+                 reason != NULL ? reason : names[st]);
+        log_warn("[mapping:%s] source %s", map->cfg->name, map->source_state);
+    } else if (st == SOURCE_RUNNING) {
+        if (strncmp(map->last_result, "PROBLEM: ", 9) == 0)
+            snprintf(map->last_result, sizeof(map->last_result), "No records processed");
+        log_info("[mapping:%s] source %s", map->cfg->name, map->source_state);
+    }
+}
+
+static const struct source_host host_ops = {
+    .deliver = host_deliver,
+    .room = host_room,
+    .state = host_state,
+};
+
+static void mapping_stopped(struct mapping *map);
+
+/* ---- the kick: one deferred pass over the mapping ------------------------------------------ */
+
+static void kick_cb(int fd, short what, void *arg)
+{
+    struct mapping *map = arg;
+
+    (void)fd;
+    (void)what;
+    SY_ASSERT(map->magic == MAPPING_MAGIC);
+    map->kick_pending = 0;
+    if (map->src_done) {
+        mapping_stopped(map);
+        return;
+    }
+    if (map->n_acks > 0) {
+        struct source_record **acks = map->acks;
+        size_t n = map->n_acks;
+
+        map->acks = NULL;
+        map->n_acks = map->cap_acks = 0;
+        checkpoint_ack(map, acks, n, SOURCE_DONE);
+        free(acks);
+    }
+    while (map->dl_head != NULL) {
+        struct source_record *rec = map->dl_head;
+        char why[160];
+
+        map->dl_head = rec->next;
+        if (map->dl_head == NULL)
+            map->dl_tail = NULL;
+        rec->next = NULL;
+        if (rec->flags & SOURCE_REC_DEAD_LETTER)
+            snprintf(why, sizeof(why), "received %u times, more than max_receive_count (%u)",
+                     rec->receive_count, map->src != NULL ? map->src->max_receive_count : 0);
+        else
+            snprintf(why, sizeof(why), "the record (%zu bytes as JSON) is larger than the "
+                     "6 MB invoke payload limit", rec->json_len);
+        checkpoint_dead_letter(map, rec, why);
+    }
+    batcher_run(map);
+    update_pause(map);
+    mapping_maybe_stopped(map);
+}
+
+void mapping_kick(struct mapping *map)
+{
+    if (map->kick_ev != NULL && !map->kick_pending) {
+        map->kick_pending = 1;
+        event_active(map->kick_ev, 0, 0);
+    }
+}
+
+/* ---- enable / disable ---------------------------------------------------------------------- */
+
+static void release_held(struct mapping *map)
+{
+    struct batch *b;
+    struct source_record *rec, *next;
+    struct source_record **v = NULL;
+    size_t n = 0, cap = 0;
+
+    /* Everything not running and not on its way to a destination goes back to the source. */
+    for (rec = map->pend_head; rec != NULL; rec = next) {
+        next = rec->next;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            struct source_record **nv = realloc(v, nc * sizeof(*nv));
+
+            if (nv == NULL)
+                break; /* what is left is freed below without release: redelivered later */
+            v = nv;
+            cap = nc;
+        }
+        v[n++] = rec;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        struct batch_list *l = pass == 0 ? &map->ready : &map->waiting;
+
+        while ((b = TAILQ_FIRST(l)) != NULL) {
+            TAILQ_REMOVE(l, b, link);
+            for (size_t i = 0; i < b->n; i++) {
+                if (n == cap) {
+                    size_t nc = cap ? cap * 2 : 64;
+                    struct source_record **nv = realloc(v, nc * sizeof(*nv));
+
+                    if (nv == NULL) {
+                        mapping_held_sub(map, b->recs[i]);
+                        source_record_free(b->recs[i]);
+                        continue;
+                    }
+                    v = nv;
+                    cap = nc;
+                }
+                v[n++] = b->recs[i];
+            }
+            b->n = 0;
+            batch_free(b);
+        }
+    }
+    if (n > 0 && map->src != NULL && map->src->ops->release != NULL)
+        map->src->ops->release(map->src, v, n);
+    for (size_t i = 0; i < n; i++) {
+        mapping_held_sub(map, v[i]);
+        source_record_free(v[i]);
+    }
+    /* Records that did not fit in V (out of memory): freed; the source redelivers them. */
+    for (rec = map->pend_head; rec != NULL; rec = next) {
+        size_t k;
+
+        next = rec->next;
+        for (k = 0; k < n && v[k] != rec; k++)
+            ;
+        if (k == n) {
+            mapping_held_sub(map, rec);
+            source_record_free(rec);
+        }
+    }
+    map->pend_head = map->pend_tail = NULL;
+    map->pend_n = map->pend_bytes = 0;
+    free(v);
+}
+
+/* The source's stop() is done: finish on the next kick, off the adapter's own stack. */
+static void source_stopped(void *arg)
+{
+    struct mapping *map = arg;
+
+    SY_ASSERT(map->magic == MAPPING_MAGIC);
+    map->src_done = 1;
+    mapping_kick(map);
+}
+
+/* The source has stopped: free it and its destinations; the mapping is disabled. */
+static void mapping_stopped(struct mapping *map)
+{
+    void (*cb)(struct mapping *) = map->stopped_cb;
+
+    map->src_done = 0;
+    source_destroy(map->src);
+    map->src = NULL;
+    dest_destroy(map->on_failure);
+    map->on_failure = NULL;
+    dest_destroy(map->dead_letter);
+    map->dead_letter = NULL;
+    map->src_stopping = 0;
+    map->stopping = 0;
+    map->paused = 0;
+    map->state = MAP_DISABLED;
+    snprintf(map->source_state, sizeof(map->source_state), "stopped");
+    set_modified(map);
+    map->stopped_cb = NULL;
+    log_info("[mapping:%s] disabled", map->cfg->name);
+    if (cb != NULL)
+        cb(map);
+    /* Enabled again while it was stopping. */
+    if (map->want_enabled && !map->ms->draining) {
+        struct sy_error err = {{0}};
+
+        if (mapping_enable(map, &err) != 0)
+            log_err("[mapping:%s] cannot enable: %s", map->cfg->name, err.msg);
+    }
+}
+
+void mapping_maybe_stopped(struct mapping *map)
+{
+    if (!map->stopping || map->src_stopping)
+        return;
+    if (!TAILQ_EMPTY(&map->running) || !TAILQ_EMPTY(&map->out) || map->n_acks > 0 ||
+        map->dl_head != NULL)
+        return;
+    release_held(map);
+    if (map->src == NULL) {
+        mapping_stopped(map);
+        return;
+    }
+    map->src_stopping = 1;
+    map->src->ops->stop(map->src, source_stopped, map);
+}
+
+static void mapping_disable(struct mapping *map, void (*cb)(struct mapping *))
+{
+    if (map->state == MAP_DISABLED) {
+        if (cb != NULL)
+            cb(map);
+        return;
+    }
+    map->stopped_cb = cb;
+    if (map->stopping)
+        return;
+    map->stopping = 1;
+    map->state = MAP_DISABLING;
+    set_modified(map);
+    if (map->src != NULL && map->src->ops->pause != NULL) {
+        map->paused = 1;
+        map->src->ops->pause(map->src);
+    }
+    event_del(map->window_ev);
+    event_del(map->retry_ev);
+    mapping_kick(map);
+}
+
+int mapping_enable(struct mapping *map, struct sy_error *err)
+{
+    const struct source_ops *ops = source_find(map->cfg->source_kind->sec.name);
+    const char *dl;
+    int rc;
+
+    if (map->state != MAP_DISABLED)
+        return 0;
+    if (ops == NULL) {
+        sy_error_set(err, "no source kind '%s' in this build", map->cfg->source_kind->sec.name);
+        return SY_EINVAL;
+    }
+    map->state = MAP_ENABLING;
+    rc = source_create(ops, &map->ctx, map->cfg->source, &map->src, err);
+    if (rc != 0)
+        goto fail;
+    if (map->cfg->on_failure != NULL) {
+        rc = dest_open(map->ms->base, map->cfg->on_failure, &map->on_failure, err);
+        if (rc != 0)
+            goto fail;
+    }
+    dl = ops->dead_letter != NULL ? ops->dead_letter(map->src) : NULL;
+    if (dl != NULL) {
+        rc = dest_open(map->ms->base, dl, &map->dead_letter, err);
+        if (rc != 0)
+            goto fail;
+    }
+    rc = ops->start(map->src);
+    if (rc != 0) {
+        sy_error_set(err, "cannot start the source: %s", sy_strerror(rc));
+        goto fail;
+    }
+    map->state = MAP_ENABLED;
+    set_modified(map);
+    log_info("[mapping:%s] enabled: %s -> function %s", map->cfg->name, ops->arn(map->src),
+             map->cfg->function);
+    return 0;
+
+fail:
+    source_destroy(map->src);
+    map->src = NULL;
+    dest_destroy(map->on_failure);
+    map->on_failure = NULL;
+    dest_destroy(map->dead_letter);
+    map->dead_letter = NULL;
+    map->state = MAP_DISABLED;
+    return rc;
+}
+
+/* ---- create / start / drain / destroy ------------------------------------------------------ */
+
+static int mapping_init(struct mappings *ms, struct mapping *map, const struct cfg_mapping *mc,
+                        struct sy_error *err)
+{
+    const struct cfg_broker *br = &ms->cfg->broker;
+    size_t n;
+    int rc;
+
+    map->magic = MAPPING_MAGIC;
+    map->ms = ms;
+    map->cfg = mc;
+    TAILQ_INIT(&map->ready);
+    TAILQ_INIT(&map->waiting);
+    TAILQ_INIT(&map->running);
+    TAILQ_INIT(&map->out);
+    uuid_of_name(mc->name, map->uuid);
+    map->fn = dispatcher_function(ms->dsp, mc->function);
+    if (map->fn == NULL) {
+        sy_error_set(err, "mapping %s: no function '%s'", mc->name, mc->function);
+        return SY_EINVAL;
+    }
+    map->function_arn = strdup(function_arn(map->fn));
+    map->batch_size = mc->batch_size;
+    map->window_ms = mc->maximum_batching_window_ms;
+    map->max_conc = mc->maximum_concurrency;
+    map->max_retry = mc->maximum_retry_attempts;
+    map->max_age_s = mc->maximum_record_age_s;
+    map->bisect = mc->bisect_batch_on_function_error;
+    map->report_failures = mc->report_batch_item_failures;
+    map->max_held = (size_t)mc->max_records_in_flight;
+    map->max_held_bytes = MAPPING_MAX_HELD_BYTES;
+    map->want_enabled = mc->enabled;
+    map->c.lag = -1;
+    n = mc->n_filters;
+    map->filters = dup_strv((const char *const *)mc->filters, n);
+    if (map->function_arn == NULL || map->filters == NULL) {
+        sy_error_set(err, "out of memory");
+        return SY_ENOMEM;
+    }
+    map->n_filters = n;
+    rc = compile_filter(map, map->filters, n, &map->filter, err);
+    if (rc != 0)
+        return rc;
+    map->ctx = (struct source_ctx){
+        .base = ms->base,
+        .mapping = mc->name,
+        .region = br->region,
+        .account = br->account_id,
+        .data_dir = br->data_dir,
+        .host = &host_ops,
+        .host_arg = map,
+    };
+    map->kick_ev = event_new(ms->base, -1, 0, kick_cb, map);
+    map->window_ev = evtimer_new(ms->base, batcher_window_cb, map);
+    map->retry_ev = evtimer_new(ms->base, batcher_retry_cb, map);
+    if (map->kick_ev == NULL || map->window_ev == NULL || map->retry_ev == NULL) {
+        sy_error_set(err, "out of memory");
+        return SY_ENOMEM;
+    }
+    /* The source's ARN, also while it is disabled: made by a source that is never started. */
+    {
+        const struct source_ops *ops = source_find(mc->source_kind->sec.name);
+        struct source *probe = NULL;
+
+        if (ops == NULL || source_create(ops, &map->ctx, mc->source, &probe, err) != 0) {
+            if (ops == NULL)
+                sy_error_set(err, "mapping %s: no source kind '%s' in this build", mc->name,
+                             mc->source_kind->sec.name);
+            return SY_EINVAL;
+        }
+        snprintf(map->arn, sizeof(map->arn), "%s", ops->arn(probe));
+        source_destroy(probe);
+    }
+    snprintf(map->state_reason, sizeof(map->state_reason), "USER_INITIATED");
+    snprintf(map->last_result, sizeof(map->last_result), "No records processed");
+    snprintf(map->source_state, sizeof(map->source_state), "stopped");
+    set_modified(map);
+    return 0;
+}
+
+struct mappings *mappings_create(struct event_base *base, const struct cfg *cfg,
+                                 struct dispatcher *dsp, struct sy_error *err)
+{
+    struct mappings *ms = calloc(1, sizeof(*ms));
+    size_t plen;
+
+    if (ms == NULL)
+        goto oom;
+    ms->base = base;
+    ms->cfg = cfg;
+    ms->dsp = dsp;
+    plen = strlen(cfg->broker.data_dir) + sizeof("/mappings.json");
+    ms->state_path = malloc(plen);
+    ms->maps = calloc(cfg->n_mappings ? cfg->n_mappings : 1, sizeof(*ms->maps));
+    if (ms->state_path == NULL || ms->maps == NULL)
+        goto oom;
+    snprintf(ms->state_path, plen, "%s/mappings.json", cfg->broker.data_dir);
+    for (size_t i = 0; i < cfg->n_mappings; i++) {
+        ms->n++;
+        if (mapping_init(ms, &ms->maps[i], &cfg->mappings[i], err) != 0) {
+            mappings_destroy(ms);
+            return NULL;
+        }
+    }
+    if (mapstate_load(ms) != 0)
+        log_warn("cannot read %s; mappings start as the config file says", ms->state_path);
+    return ms;
+
+oom:
+    sy_error_set(err, "out of memory");
+    mappings_destroy(ms);
+    return NULL;
+}
+
+int mappings_start(struct mappings *ms, struct sy_error *err)
+{
+    for (size_t i = 0; i < ms->n; i++) {
+        struct mapping *map = &ms->maps[i];
+
+        if (!map->want_enabled) {
+            log_info("[mapping:%s] disabled (saved state)", map->cfg->name);
+            continue;
+        }
+        if (mapping_enable(map, err) != 0) {
+            /* The rest of the broker runs; the mapping shows why it does not. */
+            log_err("[mapping:%s] cannot enable: %s", map->cfg->name, err->msg);
+            snprintf(map->last_result, sizeof(map->last_result), "PROBLEM: %.280s", err->msg);
+        }
+    }
+    return 0;
+}
+
+static void drain_one_done(struct mapping *map)
+{
+    struct mappings *ms = map->ms;
+
+    if (--ms->draining_left == 0 && ms->drain_done != NULL) {
+        void (*done)(void *) = ms->drain_done;
+
+        ms->drain_done = NULL;
+        done(ms->drain_arg);
+    }
+}
+
+static void drain_later_cb(int fd, short what, void *arg)
+{
+    struct mappings *ms = arg;
+    void (*done)(void *) = ms->drain_done;
+
+    (void)fd;
+    (void)what;
+    ms->drain_done = NULL;
+    if (done != NULL)
+        done(ms->drain_arg);
+}
+
+void mappings_drain(struct mappings *ms, void (*done)(void *arg), void *arg)
+{
+    ms->draining = 1;
+    ms->drain_done = done;
+    ms->drain_arg = arg;
+    ms->draining_left = ms->n + 1;
+    for (size_t i = 0; i < ms->n; i++)
+        mapping_disable(&ms->maps[i], drain_one_done);
+    /* The extra count keeps DONE from running inside this call: it runs from a one-shot. */
+    if (--ms->draining_left == 0) {
+        struct timeval zero = {0, 0};
+
+        if (event_base_once(ms->base, -1, EV_TIMEOUT, drain_later_cb, ms, &zero) != 0)
+            drain_later_cb(-1, 0, ms);
+    }
+}
+
+static void mapping_fini(struct mapping *map)
+{
+    struct batch *b;
+    struct outmsg *om;
+
+    if (map->magic != MAPPING_MAGIC)
+        return;
+    /* A forced stop: nothing is acknowledged; the sources redeliver after their timeout. */
+    for (int pass = 0; pass < 3; pass++) {
+        struct batch_list *l = pass == 0 ? &map->ready : pass == 1 ? &map->waiting : &map->running;
+
+        while ((b = TAILQ_FIRST(l)) != NULL) {
+            TAILQ_REMOVE(l, b, link);
+            if (pass == 2)
+                dispatcher_cancel(map->ms->dsp, b);
+            batch_free(b);
+        }
+    }
+    while ((om = TAILQ_FIRST(&map->out)) != NULL) {
+        TAILQ_REMOVE(&map->out, om, link);
+        outmsg_free(om);
+    }
+    for (struct source_record *rec = map->pend_head, *next; rec != NULL; rec = next) {
+        next = rec->next;
+        source_record_free(rec);
+    }
+    for (size_t i = 0; i < map->n_acks; i++)
+        source_record_free(map->acks[i]);
+    for (struct source_record *rec = map->dl_head, *next; rec != NULL; rec = next) {
+        next = rec->next;
+        source_record_free(rec);
+    }
+    free(map->acks);
+    source_destroy(map->src);
+    dest_destroy(map->on_failure);
+    dest_destroy(map->dead_letter);
+    if (map->kick_ev != NULL)
+        event_free(map->kick_ev);
+    if (map->window_ev != NULL)
+        event_free(map->window_ev);
+    if (map->retry_ev != NULL)
+        event_free(map->retry_ev);
+    filter_destroy(map->filter);
+    free_strv(map->filters, map->n_filters);
+    free(map->function_arn);
+    map->magic = 0;
+}
+
+void mappings_destroy(struct mappings *ms)
+{
+    if (ms == NULL)
+        return;
+    for (size_t i = 0; i < ms->n; i++)
+        mapping_fini(&ms->maps[i]);
+    free(ms->maps);
+    free(ms->state_path);
+    free(ms);
+}
+
+size_t mappings_count(const struct mappings *ms)
+{
+    return ms != NULL ? ms->n : 0;
+}
+
+struct mapping *mappings_at(struct mappings *ms, size_t i)
+{
+    return i < ms->n ? &ms->maps[i] : NULL;
+}
+
+struct mapping *mappings_find(struct mappings *ms, const char *name)
+{
+    for (size_t i = 0; ms != NULL && i < ms->n; i++)
+        if (strcmp(ms->maps[i].cfg->name, name) == 0)
+            return &ms->maps[i];
+    return NULL;
+}
+
+struct mapping *mappings_find_uuid(struct mappings *ms, const char *uuid)
+{
+    for (size_t i = 0; ms != NULL && i < ms->n; i++)
+        if (strcmp(ms->maps[i].uuid, uuid) == 0)
+            return &ms->maps[i];
+    return NULL;
+}
+
+/* ---- info and update ------------------------------------------------------------------------ */
+
+void mapping_info(struct mapping *map, struct mapping_info *out)
+{
+    struct source_stats st = {.lag = -1};
+
+    memset(out, 0, sizeof(*out));
+    out->name = map->cfg->name;
+    out->uuid = map->uuid;
+    out->function = map->cfg->function;
+    out->function_arn = map->function_arn;
+    out->source_kind = map->cfg->source_kind->sec.name;
+    out->event_source_arn = map->arn;
+    out->state = state_name(map->state);
+    out->state_reason = map->state_reason;
+    out->last_result = map->last_result;
+    out->source_state = map->source_state;
+    out->last_modified = map->last_modified;
+    out->enabled = map->want_enabled;
+    out->batch_size = map->batch_size;
+    out->maximum_batching_window_ms = map->window_ms;
+    out->maximum_concurrency = map->max_conc;
+    out->maximum_retry_attempts = map->max_retry;
+    out->maximum_record_age_s = map->max_age_s;
+    out->bisect_batch_on_function_error = map->bisect;
+    out->report_batch_item_failures = map->report_failures;
+    out->on_failure = map->cfg->on_failure;
+    out->filters = (const char *const *)map->filters;
+    out->n_filters = map->n_filters;
+    out->c = map->c;
+    out->c.in_flight_records = map->held_n;
+    out->c.in_flight_bytes = map->held_bytes;
+    if (map->src != NULL && map->src->ops->stats != NULL) {
+        map->src->ops->stats(map->src, &st);
+        out->c.lag = st.lag;
+    }
+    if (out->event_source_arn == NULL)
+        out->event_source_arn = map->arn;
+}
+
+int mapping_update(struct mapping *map, const struct mapping_update *up, struct sy_error *err)
+{
+    struct filter *nf = NULL;
+    char **nv = NULL;
+
+    if (up->set_batch_size && (up->batch_size < 1 || up->batch_size > 10000)) {
+        sy_error_set(err, "BatchSize must be 1..10000 (got %d)", up->batch_size);
+        return SY_EINVAL;
+    }
+    if (up->set_window_ms && (up->window_ms < 0 || up->window_ms > 300000)) {
+        sy_error_set(err, "MaximumBatchingWindowInSeconds must be 0..300");
+        return SY_EINVAL;
+    }
+    if (up->set_maximum_retry_attempts &&
+        (up->maximum_retry_attempts < -1 || up->maximum_retry_attempts > 10000)) {
+        sy_error_set(err, "MaximumRetryAttempts must be -1..10000 (got %d)",
+                     up->maximum_retry_attempts);
+        return SY_EINVAL;
+    }
+    if (up->set_maximum_record_age_s && up->maximum_record_age_s != -1 &&
+        (up->maximum_record_age_s < 60 || up->maximum_record_age_s > 604800)) {
+        sy_error_set(err, "MaximumRecordAgeInSeconds must be -1 or 60..604800 (got %d)",
+                     up->maximum_record_age_s);
+        return SY_EINVAL;
+    }
+    if (up->set_maximum_concurrency &&
+        (up->maximum_concurrency < 1 || up->maximum_concurrency > 1000)) {
+        sy_error_set(err, "ScalingConfig.MaximumConcurrency must be 1..1000 (got %d)",
+                     up->maximum_concurrency);
+        return SY_EINVAL;
+    }
+    if (up->set_filters) {
+        nv = dup_strv(up->filters, up->n_filters);
+        if (nv == NULL) {
+            sy_error_set(err, "out of memory");
+            return SY_ENOMEM;
+        }
+        if (compile_filter(map, nv, up->n_filters, &nf, err) != 0) {
+            free_strv(nv, up->n_filters);
+            return SY_EINVAL;
+        }
+    }
+    /* Every value is good: apply. */
+    if (nf != NULL) {
+        filter_destroy(map->filter);
+        free_strv(map->filters, map->n_filters);
+        map->filter = nf;
+        map->filters = nv;
+        map->n_filters = up->n_filters;
+    }
+    if (up->set_batch_size)
+        map->batch_size = up->batch_size;
+    if (up->set_window_ms)
+        map->window_ms = up->window_ms;
+    if (up->set_maximum_retry_attempts)
+        map->max_retry = up->maximum_retry_attempts;
+    if (up->set_maximum_record_age_s)
+        map->max_age_s = up->maximum_record_age_s;
+    if (up->set_bisect)
+        map->bisect = up->bisect;
+    if (up->set_report_failures)
+        map->report_failures = up->report_failures;
+    if (up->set_maximum_concurrency)
+        map->max_conc = up->maximum_concurrency;
+    set_modified(map);
+    if (up->set_enabled && up->enabled != map->want_enabled) {
+        map->want_enabled = up->enabled;
+        mapstate_save(map->ms);
+        if (up->enabled && map->state == MAP_DISABLED) {
+            if (mapping_enable(map, err) != 0)
+                return SY_EIO;
+        } else if (!up->enabled) {
+            mapping_disable(map, NULL);
+        }
+    }
+    mapping_kick(map);
+    return 0;
+}
