@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -820,7 +821,7 @@ struct env *env_spawn(struct function *fn, int provisioned, struct sy_error *err
     char hexid[40];
     char day[32];
     char line[256];
-    pid_t pid;
+    pid_t pid, parent;
     int child_errno = 0;
     ssize_t n;
 
@@ -860,6 +861,7 @@ struct env *env_spawn(struct function *fn, int provisioned, struct sy_error *err
     }
 
     env->spawned_us = time_mono_us();
+    parent = getpid();
     pid = fork();
     if (pid < 0) {
         sy_error_set(err, "fork: %s", strerror(errno));
@@ -872,6 +874,14 @@ struct env *env_spawn(struct function *fn, int provisioned, struct sy_error *err
         int e;
 
         setpgid(0, 0);
+        /*
+         * A broker killed with SIGKILL cannot stop its environments: the kernel does it for
+         * the direct child (the runtime), which would otherwise run on, e.g. in a handler that
+         * hangs. Checked against the parent's pid after the call, in case the broker died
+         * between fork and prctl.
+         */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
         for (int s = 1; s < NSIG; s++)
             signal(s, SIG_DFL);
         sigemptyset(&all);

@@ -15,7 +15,9 @@
  *   - a malformed partial response is a whole-batch failure;
  *   - a record over the 6 MB invoke limit goes to the dead letter without an invocation;
  *   - kill -9 of the broker mid-drain: after a restart every record is delivered, duplicates stay
- *     within the in-flight window, and nothing is left in flight.
+ *     within the in-flight window, and nothing is left in flight;
+ *   - Redis restarted under the mapping: the problem shows in LastProcessingResult, the source
+ *     reconnects on its own and new records are delivered.
  *
  * Every wait polls with a deadline.
  */
@@ -471,6 +473,67 @@ static int group_setup(void **state)
     return rworld_group_setup(state, "esm", config);
 }
 
+/* GET the mapping named NAME through the API (new), failing the test when it cannot. */
+static json_t *mapping_json(struct rworld *w, const char *name)
+{
+    struct h_http_resp r;
+    json_t *list, *m, *found = NULL;
+    size_t i;
+
+    assert_int_equal(h_broker_request(&w->b, "GET", "/2015-03-31/event-source-mappings", NULL,
+                                      NULL, 0, 10000, &r),
+                     0);
+    expect_status(&r, 200);
+    list = resp_json(&r);
+    h_http_resp_free(&r);
+    json_array_foreach(json_object_get(list, "EventSourceMappings"), i, m)
+    {
+        if (strcmp(h_json_str(json_object_get(m, "Switchyard"), "name"), name) == 0)
+            found = json_incref(m);
+    }
+    json_decref(list);
+    if (found == NULL)
+        fail_msg("no mapping %s in ListEventSourceMappings", name);
+    return found;
+}
+
+/*
+ * Redis restarted under a running mapping (without persistence, so empty): the mapping says so
+ * in LastProcessingResult while it is down, reconnects on its own, and delivers what is pushed
+ * afterwards.
+ */
+static void test_redis_restart(void **state)
+{
+    struct rworld *w = *state;
+    char *out = dir_of(w, "out-list/record");
+    size_t before = count_files(out, NULL);
+    int64_t deadline;
+    json_t *m;
+
+    assert_int_equal(h_redis_stop(&w->redis), 0);
+    deadline = h_now_ms() + 20000;
+    for (;;) {
+        m = mapping_json(w, "list");
+        if (strncmp(h_json_str(m, "LastProcessingResult"), "PROBLEM", 7) == 0)
+            break;
+        json_decref(m);
+        if (h_now_ms() > deadline)
+            fail_msg("the mapping never reported the lost server");
+        h_sleep_ms(50);
+    }
+    fprintf(stderr, "while Redis is down: %s\n", h_json_str(m, "LastProcessingResult"));
+    json_decref(m);
+    assert_int_equal(h_redis_start(&w->redis), 0);
+    push(w, "q-list", 20, "{\"after\": ", "}");
+    await_files(out, before + 20, 30000);
+    await_list_drained(w, "q-list", 10000);
+    m = mapping_json(w, "list");
+    assert_string_equal(h_json_str(m, "State"), "Enabled");
+    json_decref(m);
+    free(out);
+    rworld_end(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -484,6 +547,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_too_large_to_dead_letter, rworld_setup,
                                         rworld_teardown),
         cmocka_unit_test_setup_teardown(test_kill9_mid_drain, rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_redis_restart, rworld_setup, rworld_teardown),
     };
     int rc;
 
