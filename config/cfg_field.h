@@ -59,13 +59,13 @@ struct cfg_strlist {
     }
 #define CFG_BOOL(k, type, member, d, fl, dc)                                                       \
     {                                                                                              \
-        .key = (k), .kind = CFG_FK_BOOL, .off = offsetof(type, member), .def = (d),                \
-        .flags = (fl), .doc = (dc)                                                                 \
+        .key = (k), .kind = CFG_FK_BOOL, .off = offsetof(type, member), .def = (d), .flags = (fl), \
+        .doc = (dc)                                                                                \
     }
 #define CFG_ENUM(k, type, member, nm, d, fl, dc)                                                   \
     {                                                                                              \
-        .key = (k), .kind = CFG_FK_ENUM, .off = offsetof(type, member), .names = (nm),             \
-        .def = (d), .flags = (fl), .doc = (dc)                                                     \
+        .key = (k), .kind = CFG_FK_ENUM, .off = offsetof(type, member), .names = (nm), .def = (d), \
+        .flags = (fl), .doc = (dc)                                                                 \
     }
 #define CFG_STRLIST(k, type, member, fl, dc)                                                       \
     {                                                                                              \
@@ -74,8 +74,7 @@ struct cfg_strlist {
     }
 #define CFG_DEST(k, type, member, fl, dc)                                                          \
     {                                                                                              \
-        .key = (k), .kind = CFG_FK_DEST, .off = offsetof(type, member), .flags = (fl),             \
-        .doc = (dc)                                                                                \
+        .key = (k), .kind = CFG_FK_DEST, .off = offsetof(type, member), .flags = (fl), .doc = (dc) \
     }
 
 /* Handed to a section's validate(): reports problems at the right line:col. */

@@ -61,7 +61,7 @@ static size_t running_count(const struct mapping *map)
     const struct batch *b;
 
     TAILQ_FOREACH(b, &map->running, link)
-        n++;
+    n++;
     return n;
 }
 

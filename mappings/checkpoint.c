@@ -203,7 +203,7 @@ void checkpoint_dead_letter(struct mapping *map, struct source_record *rec, cons
                 goto out_drop;
             checkpoint_give_up(map, v, 1,
                                (rec->flags & SOURCE_REC_DEAD_LETTER) ? "MaxReceiveCountExceeded"
-                                                                    : "MaximumPayloadSizeExceeded",
+                                                                     : "MaximumPayloadSizeExceeded",
                                NULL, NULL, reason, rec->attempts);
             free(v);
             return;
@@ -286,8 +286,7 @@ void checkpoint_give_up(struct mapping *map, struct source_record **recs, size_t
             for (size_t i = 0; i < n; i++) {
                 char why[600];
 
-                snprintf(why, sizeof(why), "%s: %s", condition,
-                         error_msg != NULL ? error_msg : "");
+                snprintf(why, sizeof(why), "%s: %s", condition, error_msg != NULL ? error_msg : "");
                 map->c.dead_lettered--; /* counted as failed, not twice */
                 checkpoint_dead_letter(map, recs[i], why);
             }
@@ -340,8 +339,8 @@ static void insert_waiting(struct mapping *map, struct batch *b)
 
     b->state = BATCH_WAITING;
     TAILQ_FOREACH(w, &map->waiting, link)
-        if (w->due_ms > b->due_ms)
-            break;
+    if (w->due_ms > b->due_ms)
+        break;
     if (w != NULL)
         TAILQ_INSERT_BEFORE(w, b, link);
     else
@@ -380,8 +379,10 @@ static void fail_records(struct mapping *map, struct source_record **recs, size_
         if (rc_max > 0 && rec->receive_count + rec->attempts > rc_max) {
             char why[640];
 
-            snprintf(why, sizeof(why), "received %u times, more than max_receive_count (%u); "
-                     "last error: %s", rec->receive_count + rec->attempts, rc_max,
+            snprintf(why, sizeof(why),
+                     "received %u times, more than max_receive_count (%u); "
+                     "last error: %s",
+                     rec->receive_count + rec->attempts, rc_max,
                      error_msg != NULL ? error_msg : "");
             checkpoint_dead_letter(map, rec, why);
         } else if (map->max_retry >= 0 && rec->attempts > (unsigned)map->max_retry) {
@@ -487,8 +488,10 @@ static int parse_item_failures(const struct batch *b, const char *body, size_t l
             if (strcmp(b->recs[k]->id, s) == 0)
                 break;
         if (k == b->n) {
-            snprintf(why, whysz, "batchItemFailures[%zu].itemIdentifier '%.100s' is not a record "
-                     "of the batch", i, s);
+            snprintf(why, whysz,
+                     "batchItemFailures[%zu].itemIdentifier '%.100s' is not a record "
+                     "of the batch",
+                     i, s);
             json_decref(root);
             return -1;
         }
@@ -525,8 +528,7 @@ static void error_text(const struct invoke_result *res, char *out, size_t outsz)
     if (m != NULL)
         snprintf(out, outsz, "%s", m);
     else
-        snprintf(out, outsz, "%.*s", (int)(res->body_len < 400 ? res->body_len : 400),
-                 res->body);
+        snprintf(out, outsz, "%.*s", (int)(res->body_len < 400 ? res->body_len : 400), res->body);
     json_decref(root);
 }
 
@@ -607,8 +609,8 @@ void checkpoint_outcome(struct batch *b, const struct invoke_result *res)
                     n_failed++;
                 }
         }
-        snprintf(why, sizeof(why), "the function reported %zu of %zu record(s) as failed",
-                 n_failed, b->n);
+        snprintf(why, sizeof(why), "the function reported %zu of %zu record(s) as failed", n_failed,
+                 b->n);
     }
     for (size_t i = 0; i < b->n; i++) {
         if (failed[i])

@@ -33,8 +33,8 @@
 
 /* ---- the schema for cfg_load() ----------------------------------------------------------- */
 
-static int schema_filter_check(const struct cfg_source_kind *kind, const char *pattern,
-                               size_t len, char *why, size_t whysz)
+static int schema_filter_check(const struct cfg_source_kind *kind, const char *pattern, size_t len,
+                               char *why, size_t whysz)
 {
     struct filter_opts fo = {.data_key = kind->data_key, .data_must_match = kind->data_must_match};
 
@@ -305,8 +305,10 @@ static void kick_cb(int fd, short what, void *arg)
             snprintf(why, sizeof(why), "received %u times, more than max_receive_count (%u)",
                      rec->receive_count, map->src != NULL ? map->src->max_receive_count : 0);
         else
-            snprintf(why, sizeof(why), "the record (%zu bytes as JSON) is larger than the "
-                     "6 MB invoke payload limit", rec->json_len);
+            snprintf(why, sizeof(why),
+                     "the record (%zu bytes as JSON) is larger than the "
+                     "6 MB invoke payload limit",
+                     rec->json_len);
         checkpoint_dead_letter(map, rec, why);
     }
     batcher_run(map);

@@ -63,35 +63,35 @@ struct mapping *mappings_find_uuid(struct mappings *ms, const char *uuid);
 
 /* Counters and gauges of one mapping (also the /metrics names, see broker/metrics_list.h). */
 struct mapping_counters {
-    uint64_t received;      /* records delivered by the source */
-    uint64_t filtered;      /* dropped by the filter (acknowledged) */
-    uint64_t delivered;     /* finished by the function with success (acknowledged) */
-    uint64_t failed;        /* given up by the error policy (on-failure sent, acknowledged) */
-    uint64_t dead_lettered; /* sent to the source's dead letter (receive count, too large) */
-    uint64_t batches;       /* invocations */
-    uint64_t batch_errors;  /* invocations that failed (whole or partly) */
-    uint64_t throttles;     /* invocations refused for concurrency (no attempt consumed) */
-    uint64_t retries;       /* records invoked again after a failure */
+    uint64_t received;          /* records delivered by the source */
+    uint64_t filtered;          /* dropped by the filter (acknowledged) */
+    uint64_t delivered;         /* finished by the function with success (acknowledged) */
+    uint64_t failed;            /* given up by the error policy (on-failure sent, acknowledged) */
+    uint64_t dead_lettered;     /* sent to the source's dead letter (receive count, too large) */
+    uint64_t batches;           /* invocations */
+    uint64_t batch_errors;      /* invocations that failed (whole or partly) */
+    uint64_t throttles;         /* invocations refused for concurrency (no attempt consumed) */
+    uint64_t retries;           /* records invoked again after a failure */
     uint64_t in_flight_records; /* held now: pending, in a batch, or waiting for a retry */
     uint64_t in_flight_bytes;
     uint64_t in_flight_batches;
-    int64_t lag;            /* the source's backlog (list length, pending entries); -1 unknown */
+    int64_t lag; /* the source's backlog (list length, pending entries); -1 unknown */
 };
 
 /* A snapshot for the API and the CLI. Strings borrowed until the next call on the mapping. */
 struct mapping_info {
     const char *name;
-    const char *uuid;             /* stable across restarts (derived from the name) */
+    const char *uuid; /* stable across restarts (derived from the name) */
     const char *function;
     const char *function_arn;
-    const char *source_kind;      /* "redis" */
+    const char *source_kind; /* "redis" */
     const char *event_source_arn;
-    const char *state;            /* Lambda's State: Creating, Enabling, Enabled, Disabling,
-                                     Disabled, Updating */
-    const char *state_reason;     /* StateTransitionReason */
-    const char *last_result;      /* LastProcessingResult */
-    const char *source_state;     /* connecting, running, reconnecting: ..., problem: ... */
-    double last_modified;         /* epoch seconds (LastModified is a number) */
+    const char *state;        /* Lambda's State: Creating, Enabling, Enabled, Disabling,
+                                 Disabled, Updating */
+    const char *state_reason; /* StateTransitionReason */
+    const char *last_result;  /* LastProcessingResult */
+    const char *source_state; /* connecting, running, reconnecting: ..., problem: ... */
+    double last_modified;     /* epoch seconds (LastModified is a number) */
     int enabled;
     int batch_size;
     int maximum_batching_window_ms;
@@ -100,7 +100,7 @@ struct mapping_info {
     int maximum_record_age_s;
     int bisect_batch_on_function_error;
     int report_batch_item_failures;
-    const char *on_failure;       /* NULL if none */
+    const char *on_failure; /* NULL if none */
     const char *const *filters;
     size_t n_filters;
     struct mapping_counters c;

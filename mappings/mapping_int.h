@@ -32,9 +32,9 @@ struct function;
 
 /* What a batch is waiting for. */
 enum batch_state {
-    BATCH_READY,    /* formed, waiting for a concurrency slot */
-    BATCH_RUNNING,  /* invoked, waiting for the outcome */
-    BATCH_WAITING,  /* failed, waiting for its retry time */
+    BATCH_READY,   /* formed, waiting for a concurrency slot */
+    BATCH_RUNNING, /* invoked, waiting for the outcome */
+    BATCH_WAITING, /* failed, waiting for its retry time */
 };
 
 struct batch {
@@ -43,9 +43,9 @@ struct batch {
     enum batch_state state;
     struct source_record **recs; /* delivery order */
     size_t n;
-    size_t bytes;      /* sum of the records' JSON */
-    int64_t due_ms;    /* BATCH_WAITING: monotonic time of the retry */
-    int bisected;      /* made by splitting a failed batch */
+    size_t bytes;   /* sum of the records' JSON */
+    int64_t due_ms; /* BATCH_WAITING: monotonic time of the retry */
+    int bisected;   /* made by splitting a failed batch */
     TAILQ_ENTRY(batch) link;
 };
 TAILQ_HEAD(batch_list, batch);
@@ -54,13 +54,13 @@ TAILQ_HEAD(batch_list, batch);
 struct outmsg {
     unsigned magic;
     struct mapping *map;
-    struct dest *dst;             /* borrowed from the mapping */
-    char *body;                   /* owned */
+    struct dest *dst; /* borrowed from the mapping */
+    char *body;       /* owned */
     size_t len;
     char key[64];
     char reason[512];
     int is_dead_letter;
-    struct source_record **recs;  /* acknowledged (DISCARD) once stored */
+    struct source_record **recs; /* acknowledged (DISCARD) once stored */
     size_t n;
     unsigned tries;
     struct event *retry_ev;
@@ -81,8 +81,8 @@ struct mapping {
     const struct cfg_mapping *cfg;
     struct function *fn;
     char uuid[37];
-    char *function_arn;  /* owned */
-    char arn[300];       /* the source's EventSourceArn */
+    char *function_arn; /* owned */
+    char arn[300];      /* the source's EventSourceArn */
 
     /* The live settings: the config's, changed by mapping_update(). */
     int batch_size;
@@ -102,39 +102,39 @@ struct mapping {
     struct dest *on_failure;  /* owned; NULL if none */
     struct dest *dead_letter; /* owned; NULL if none */
     enum map_state state;
-    int want_enabled;         /* what the last update or the config asked for */
+    int want_enabled; /* what the last update or the config asked for */
     char state_reason[64];
     char last_result[300];
     double last_modified;
     int paused;
-    int warned_bif;           /* the batchItemFailures-without-reporting warning was given */
+    int warned_bif; /* the batchItemFailures-without-reporting warning was given */
 
     /* Records held. */
     struct source_record *pend_head, *pend_tail;
     size_t pend_n, pend_bytes;
-    int64_t pend_first_ms;    /* when the oldest pending record arrived (monotonic) */
-    struct batch_list ready;  /* formed batches (retries and bisected halves first) */
-    struct batch_list waiting;/* failed batches by due time */
+    int64_t pend_first_ms;     /* when the oldest pending record arrived (monotonic) */
+    struct batch_list ready;   /* formed batches (retries and bisected halves first) */
+    struct batch_list waiting; /* failed batches by due time */
     struct batch_list running;
     struct outmsg_list out;
     size_t held_n, held_bytes;
     size_t max_held, max_held_bytes;
     struct source_record *dl_head, *dl_tail; /* for the dead letter, next kick */
-    struct source_record **acks; /* filtered records to acknowledge (DONE), next turn */
+    struct source_record **acks;             /* filtered records to acknowledge (DONE), next turn */
     size_t n_acks, cap_acks;
 
-    struct event *kick_ev;    /* deferred dispatch (manual activation) */
+    struct event *kick_ev; /* deferred dispatch (manual activation) */
     int kick_pending;
-    struct event *window_ev;  /* batching window */
-    struct event *retry_ev;   /* earliest waiting batch */
-    int throttle_ms;          /* current throttle backoff, 0 when none */
+    struct event *window_ev; /* batching window */
+    struct event *retry_ev;  /* earliest waiting batch */
+    int throttle_ms;         /* current throttle backoff, 0 when none */
     int64_t throttle_until;
 
     /* Stopping (disable or drain). */
     void (*stopped_cb)(struct mapping *map);
     int stopping;
     int src_stopping;
-    int src_done;   /* the source's stop() called back: finish on the next kick */
+    int src_done; /* the source's stop() called back: finish on the next kick */
 
     struct mapping_counters c;
     char source_state[300];

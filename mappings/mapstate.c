@@ -75,8 +75,8 @@ static void *save_main(void *arg)
         goto out;
     }
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, job->text, len) != (ssize_t)len || fsync(fd) != 0 ||
-        close(fd) != 0 || rename(tmp, job->path) != 0) {
+    if (fd < 0 || write(fd, job->text, len) != (ssize_t)len || fsync(fd) != 0 || close(fd) != 0 ||
+        rename(tmp, job->path) != 0) {
         log_err("cannot write %s: %s; the mappings' enabled state is not saved", job->path,
                 strerror(errno));
         if (fd >= 0)

@@ -31,9 +31,10 @@ struct source;
 /* --- records ---------------------------------------------------------------------------- */
 
 /* Record flags, set by the adapter. */
-#define SOURCE_REC_DEAD_LETTER 0x1u /* received more than max_receive_count times: the host
-                                       sends it to the source's dead letter, then acks it */
-#define SOURCE_REC_BINARY 0x2u      /* data is not UTF-8 (the JSON carries it in base64) */
+#define SOURCE_REC_DEAD_LETTER                                                                     \
+    0x1u                       /* received more than max_receive_count times: the host             \
+                                  sends it to the source's dead letter, then acks it */
+#define SOURCE_REC_BINARY 0x2u /* data is not UTF-8 (the JSON carries it in base64) */
 
 /*
  * One record. One allocation: the strings live in the same block. The adapter fills the
@@ -131,8 +132,8 @@ enum source_outcome {
 
 /* Gauges for /metrics and `switchyard mappings`. */
 struct source_stats {
-    int64_t lag;      /* records waiting in the source (list length, pending entries, offset
-                         lag); -1 = unknown */
+    int64_t lag; /* records waiting in the source (list length, pending entries, offset
+                    lag); -1 = unknown */
     uint64_t reconnects;
     uint64_t acks_pending; /* acknowledgements not yet confirmed by the server */
 };
@@ -141,8 +142,8 @@ struct source_stats {
 typedef void source_stopped_fn(void *arg);
 
 struct source_ops {
-    const char *name;                      /* its key under `source:` ("redis") */
-    const struct cfg_source_kind *cfg;     /* its config table and defaults */
+    const char *name;                  /* its key under `source:` ("redis") */
+    const struct cfg_source_kind *cfg; /* its config table and defaults */
     /* Allocate from CFG (typed and validated by config/; borrowed for the source's life). No
      * I/O yet. Returns 0 with *OUT set, or a negative SY_E* with ERR filled. */
     int (*create)(const struct source_ctx *ctx, const void *cfg, struct source **out,

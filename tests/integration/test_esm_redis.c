@@ -12,6 +12,7 @@
  *     one ends in the dead-letter list with its original body;
  *   - maximum_retry_attempts and on_failure: Lambda's on-failure record with the batch's
  *     identity lands in a file: destination;
+ *   - maximum_record_age_s: a stream entry from 1970 fails once, then RecordAgeExceeded;
  *   - a malformed partial response is a whole-batch failure;
  *   - a record over the 6 MB invoke limit goes to the dead letter without an invocation;
  *   - kill -9 of the broker mid-drain: after a restart every record is delivered, duplicates stay
@@ -93,6 +94,11 @@ static const char config[] =
     "    maximum_retry_attempts: 0\n"
     "    on_failure: 'file:@DIR@/garbage-dest'\n"
     "    source: {redis: {url: 'redis://127.0.0.1:@PORT@', list: q-garbage}}\n"
+    "  - name: aged\n"
+    "    function: onfail\n"
+    "    maximum_record_age_s: 60\n"
+    "    on_failure: 'file:@DIR@/aged-dest'\n"
+    "    source: {redis: {url: 'redis://127.0.0.1:@PORT@', stream: s-aged}}\n"
     "  - name: big\n"
     "    function: rec-list\n"
     "    source: {redis: {url: 'redis://127.0.0.1:@PORT@', list: q-big, max_receive_count: 3,\n"
@@ -105,8 +111,7 @@ static const char config[] =
 /* clang-format on */
 
 /* LPUSH N bodies PRE<i>POST to LIST. */
-static void push(const struct rworld *w, const char *list, int n, const char *pre,
-                 const char *post)
+static void push(const struct rworld *w, const char *list, int n, const char *pre, const char *post)
 {
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", w->redis.port, tv);
@@ -168,7 +173,8 @@ static void await_list_drained(const struct rworld *w, const char *list, int tim
 
     snprintf(inflight, sizeof(inflight), "%s:sy:inflight", list);
     for (;;) {
-        long long len = h_redis_int(&w->redis, "LLEN %s", list), held = h_redis_int(&w->redis, "ZCARD %s", inflight);
+        long long len = h_redis_int(&w->redis, "LLEN %s", list),
+                  held = h_redis_int(&w->redis, "ZCARD %s", inflight);
 
         if (len == 0 && held == 0)
             return;
@@ -228,10 +234,9 @@ static void test_list_drains_in_sqs_shape(void **state)
     assert_string_equal(h_json_str(rec, "awsRegion"), "us-east-1");
     assert_non_null(strstr(h_json_str(rec, "body"), "\"n\""));
     assert_int_equal(strlen(h_json_str(rec, "md5OfBody")), 32);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(rec, "attributes"),
-                                          "ApproximateReceiveCount")),
-        "1");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(rec, "attributes"),
+                                                          "ApproximateReceiveCount")),
+                        "1");
     assert_non_null(json_object_get(json_object_get(rec, "attributes"), "SentTimestamp"));
     assert_true(json_is_object(json_object_get(rec, "messageAttributes")));
     assert_non_null(json_string_value(json_object_get(rec, "receiptHandle")));
@@ -388,6 +393,37 @@ static void test_retries_then_on_failure(void **state)
     rworld_end(w);
 }
 
+/*
+ * maximum_record_age_s: a stream entry's SentTimestamp is its id's time, so an entry added with
+ * an id from 1970 is far too old: its first failure ends the policy with RecordAgeExceeded.
+ */
+static void test_record_age(void **state)
+{
+    struct rworld *w = *state;
+    char *dest = dir_of(w, "aged-dest");
+    int64_t deadline = h_now_ms() + 30000;
+    redisReply *r = h_redis_cmd(&w->redis, "XADD s-aged 1000-1 body {\"poison\":1}");
+    json_t *j;
+
+    assert_non_null(r);
+    freeReplyObject(r);
+    while ((j = first_json(dest)) == NULL) {
+        if (h_now_ms() > deadline)
+            fail_msg("no on-failure record in %s", dest);
+        h_sleep_ms(50);
+    }
+    assert_string_equal(h_json_str(json_object_get(j, "requestContext"), "condition"),
+                        "RecordAgeExceeded");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "requestContext"),
+                                                        "approximateInvokeCount")),
+                     1);
+    assert_string_equal(h_json_str(json_object_get(j, "RedisBatchInfo"), "startMessageId"),
+                        "1000-1");
+    json_decref(j);
+    free(dest);
+    rworld_end(w);
+}
+
 static void test_malformed_partial_response(void **state)
 {
     struct rworld *w = *state;
@@ -480,8 +516,8 @@ static json_t *mapping_json(struct rworld *w, const char *name)
     json_t *list, *m, *found = NULL;
     size_t i;
 
-    assert_int_equal(h_broker_request(&w->b, "GET", "/2015-03-31/event-source-mappings", NULL,
-                                      NULL, 0, 10000, &r),
+    assert_int_equal(h_broker_request(&w->b, "GET", "/2015-03-31/event-source-mappings", NULL, NULL,
+                                      0, 10000, &r),
                      0);
     expect_status(&r, 200);
     list = resp_json(&r);
@@ -537,13 +573,17 @@ static void test_redis_restart(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_list_drains_in_sqs_shape, rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_list_drains_in_sqs_shape, rworld_setup,
+                                        rworld_teardown),
         cmocka_unit_test_setup_teardown(test_filter_drops_and_acks, rworld_setup, rworld_teardown),
         cmocka_unit_test_setup_teardown(test_stream_group, rworld_setup, rworld_teardown),
         cmocka_unit_test_setup_teardown(test_partial_batch_failures, rworld_setup, rworld_teardown),
         cmocka_unit_test_setup_teardown(test_poison_to_dead_letter, rworld_setup, rworld_teardown),
-        cmocka_unit_test_setup_teardown(test_retries_then_on_failure, rworld_setup, rworld_teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_partial_response, rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_retries_then_on_failure, rworld_setup,
+                                        rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_record_age, rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_partial_response, rworld_setup,
+                                        rworld_teardown),
         cmocka_unit_test_setup_teardown(test_too_large_to_dead_letter, rworld_setup,
                                         rworld_teardown),
         cmocka_unit_test_setup_teardown(test_kill9_mid_drain, rworld_setup, rworld_teardown),
