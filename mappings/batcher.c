@@ -127,7 +127,10 @@ static int invoke(struct mapping *map, struct batch *b)
     struct invoke_req req = {0};
     int rc;
 
-    rc = map->src->ops->encode_batch(map->src, b->recs, b->n, &ev);
+    /* The records plus the envelope, in one allocation. */
+    rc = buf_reserve(&ev, b->bytes + 64);
+    if (rc == 0)
+        rc = map->src->ops->encode_batch(map->src, b->recs, b->n, &ev);
     if (rc != 0) {
         buf_free(&ev);
         return rc;

@@ -748,6 +748,7 @@ void mappings_destroy(struct mappings *ms)
 {
     if (ms == NULL)
         return;
+    mapstate_flush();
     for (size_t i = 0; i < ms->n; i++)
         mapping_fini(&ms->maps[i]);
     free(ms->maps);

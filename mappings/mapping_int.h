@@ -180,5 +180,6 @@ void outmsg_free(struct outmsg *om);
 /* mapstate.c */
 int mapstate_load(struct mappings *ms);
 void mapstate_save(struct mappings *ms);
+void mapstate_flush(void);
 
 #endif

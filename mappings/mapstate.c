@@ -8,6 +8,8 @@
  * on a short-lived detached thread (`sy-mapstate`): the loop builds the text and hands it over,
  * the thread writes a temporary file, fsyncs it and renames it into place. A sequence number
  * keeps an older write from landing after a newer one. The thread owns only its job.
+ * mappings_destroy() waits (2 s at most) for the writes still running, so a state changed just
+ * before a stop is not lost with the process.
  */
 #include "mapping_int.h"
 
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -30,7 +33,9 @@ struct save_job {
 };
 
 static pthread_mutex_t save_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t save_cv = PTHREAD_COND_INITIALIZER;
 static unsigned long save_seq, saved_seq;
+static unsigned saves_running; /* threads not yet done: mapstate_flush() waits for them */
 
 int mapstate_load(struct mappings *ms)
 {
@@ -91,7 +96,26 @@ out:
     free(job->path);
     free(job->text);
     free(job);
+    pthread_mutex_lock(&save_mu);
+    saves_running--;
+    pthread_cond_broadcast(&save_cv);
+    pthread_mutex_unlock(&save_mu);
     return NULL;
+}
+
+void mapstate_flush(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 2;
+    pthread_mutex_lock(&save_mu);
+    while (saves_running > 0)
+        if (pthread_cond_timedwait(&save_cv, &save_mu, &ts) != 0)
+            break;
+    if (saves_running > 0)
+        log_warn("the mappings' state file is still being written after 2 s; not waiting");
+    pthread_mutex_unlock(&save_mu);
 }
 
 void mapstate_save(struct mappings *ms)
@@ -120,11 +144,15 @@ void mapstate_save(struct mappings *ms)
     root = NULL;
     pthread_mutex_lock(&save_mu);
     job->seq = ++save_seq;
+    saves_running++;
     pthread_mutex_unlock(&save_mu);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&th, &attr, save_main, job) != 0) {
         pthread_attr_destroy(&attr);
+        pthread_mutex_lock(&save_mu);
+        saves_running--;
+        pthread_mutex_unlock(&save_mu);
         goto fail;
     }
     pthread_attr_destroy(&attr);
