@@ -33,12 +33,10 @@
  * Clients that do not know the member ignore it, as the SDKs do with any new field.
  *
  * MaximumBatchingWindowInSeconds: the config counts the window in milliseconds, Lambda in
- * seconds. A whole number of seconds is answered as an integer; any other window as the exact
- * number of seconds with its millisecond fraction (500 ms -> 0.5), never rounded, so what is
- * shown is what runs. The AWS CLI prints that as is; SDKs that decode the member into an integer
- * type may refuse a fraction, so configs meant for them should use whole seconds. Updates take
- * whole seconds (0..300), as Lambda's API does; Switchyard.maximum_batching_window_ms always
- * holds the exact value.
+ * seconds, as an integer (typed SDKs such as Go's and Java's refuse anything else). A window
+ * that is not whole seconds is answered rounded up (500 ms -> 1: "at most one second"), never
+ * down to 0, which would claim that records go out at once. Updates take whole seconds (0..300),
+ * as Lambda's API does; Switchyard.maximum_batching_window_ms always holds the exact value.
  *
  * Paging: at most 100 mappings per page whatever MaxItems (1..10000) says; the marker is the
  * UUID of the first mapping of the next page.
@@ -63,12 +61,10 @@
 
 /* ---- JSON of a mapping -------------------------------------------------------------------- */
 
-/* Seconds as Lambda spells them: an integer when whole, else the exact fraction. */
+/* Seconds as Lambda spells them: an integer, rounded up. */
 static json_t *window_seconds(int ms)
 {
-    if (ms % 1000 == 0)
-        return json_integer(ms / 1000);
-    return json_real((double)ms / 1000.0);
+    return json_integer((ms + 999) / 1000);
 }
 
 static json_t *counters_json(const struct mapping_counters *c)

@@ -15,7 +15,7 @@ PACKAGES=(
     libevent-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev uuid-dev
     librdkafka-dev libhiredis-dev libmosquitto-dev
     # tests
-    libcmocka-dev redis-server mosquitto python3 nodejs awscli curl procps
+    libcmocka-dev redis-server mosquitto python3 python3-boto3 nodejs awscli curl procps
 )
 
 export DEBIAN_FRONTEND=noninteractive
