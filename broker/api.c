@@ -590,3 +590,23 @@ void api_destroy(struct api *api)
     api->magic = 0;
     free(api);
 }
+
+int api_query_max_items(struct api_call *call, size_t *page)
+{
+    char maxitems[32], *end;
+    long v;
+
+    if (httpd_req_query_param(call->req, "MaxItems", maxitems, sizeof(maxitems)) == NULL)
+        return 0;
+    v = strtol(maxitems, &end, 10);
+    if (end == maxitems || *end != '\0' || v < 1 || v > 10000) {
+        api_reply_error(call, API_E_VALIDATION,
+                        "1 validation error detected: Value '%s' at 'maxItems' failed to "
+                        "satisfy constraint: Member must have value between 1 and 10000",
+                        maxitems);
+        return -1;
+    }
+    if ((size_t)v < *page)
+        *page = (size_t)v;
+    return 0;
+}

@@ -222,25 +222,13 @@ void api_esm_list(struct api_call *call, const char *arg)
     struct httpd_req *req = call->req;
     size_t n = api->ms != NULL ? mappings_count(api->ms) : 0;
     size_t start = 0, page = ESM_PAGE_MAX, count = 0;
-    char fname[320], arnbuf[2048], marker[128], maxitems[32];
+    char fname[320], arnbuf[2048], marker[128];
     const char *arn;
     struct fn_filter ff;
     json_t *root, *arr;
 
-    if (httpd_req_query_param(req, "MaxItems", maxitems, sizeof(maxitems)) != NULL) {
-        char *end;
-        long v = strtol(maxitems, &end, 10);
-
-        if (end == maxitems || *end != '\0' || v < 1 || v > 10000) {
-            api_reply_error(call, API_E_VALIDATION,
-                            "1 validation error detected: Value '%s' at 'maxItems' failed to "
-                            "satisfy constraint: Member must have value between 1 and 10000",
-                            maxitems);
-            return;
-        }
-        if ((size_t)v < page)
-            page = (size_t)v;
-    }
+    if (api_query_max_items(call, &page) != 0)
+        return;
     if (fn_filter_parse(call, httpd_req_query_param(req, "FunctionName", fname, sizeof(fname)),
                         &ff) != 0)
         return;

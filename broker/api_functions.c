@@ -317,23 +317,11 @@ void api_list_functions(struct api_call *call, const char *arg)
     struct httpd_req *req = call->req;
     size_t n = dispatcher_function_count(api->dsp);
     size_t start = 0, page = LIST_PAGE_MAX;
-    char marker[128], maxitems[32];
+    char marker[128];
     json_t *root, *arr;
 
-    if (httpd_req_query_param(req, "MaxItems", maxitems, sizeof(maxitems)) != NULL) {
-        char *end;
-        long v = strtol(maxitems, &end, 10);
-
-        if (end == maxitems || *end != '\0' || v < 1 || v > 10000) {
-            api_reply_error(call, API_E_VALIDATION,
-                            "1 validation error detected: Value '%s' at 'maxItems' failed to "
-                            "satisfy constraint: Member must have value between 1 and 10000",
-                            maxitems);
-            return;
-        }
-        if ((size_t)v < page)
-            page = (size_t)v;
-    }
+    if (api_query_max_items(call, &page) != 0)
+        return;
     /* Our marker is the name of the first function of the next page. */
     if (httpd_req_query_param(req, "Marker", marker, sizeof(marker)) != NULL && marker[0]) {
         struct function *fn = dispatcher_function(api->dsp, marker);

@@ -188,4 +188,10 @@ void api_metrics(struct api_call *call, const char *arg);
 /* Compute api->fninfo and last_modified (api_functions.c). Blocking file-system walk. */
 int api_functions_init(struct api *api, struct sy_error *err);
 
+/*
+ * The MaxItems query parameter of a List operation (1..10000, Lambda's bounds): lowers *PAGE to
+ * it when given. Returns 0, or -1 after answering 400 ValidationException (as Lambda words it).
+ */
+int api_query_max_items(struct api_call *call, size_t *page);
+
 #endif
