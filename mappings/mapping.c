@@ -423,7 +423,8 @@ static void mapping_stopped(struct mapping *map)
     snprintf(map->source_state, sizeof(map->source_state), "stopped");
     set_modified(map);
     map->stopped_cb = NULL;
-    log_info("[mapping:%s] disabled", map->cfg->name);
+    log_info("[mapping:%s] %s", map->cfg->name,
+             map->ms->draining ? "stopped: held records finished or given back" : "disabled");
     if (cb != NULL)
         cb(map);
     /* Enabled again while it was stopping. */
