@@ -4,7 +4,9 @@
  * This file owns the parts both modes share: the config table and its validate(), the URL, the
  * session, the ack / release queues, the held set with its heartbeat, and the source_ops. The
  * protocol of each mode is in redis_list.c and redis_stream.c, the record JSON in
- * redis_event.c (see redis_int.h).
+ * redis_event.c (see redis_int.h). A stream holds, acks and releases record by record here; a
+ * list works in leases of many records and keeps that bookkeeping itself (mode->done): its held
+ * entries and queued ids are leases.
  *
  * The session is two hiredis 0.14 async connections on the broker's loop (hiredis's libevent
  * adapter): `cmd` carries the scripts, acks, heartbeats and stats, `blk` the one blocking wait
@@ -147,8 +149,9 @@ static const struct cfg_field redis_fields[] = {
              "list: the end records are taken from: right (FIFO for LPUSH producers) or left "
              "(FIFO for RPUSH producers)"),
     CFG_INT("visibility_timeout_s", struct src_redis_cfg, visibility_timeout_s, 30, 1, 43200, 0,
-            "a record delivered and not acknowledged within this time is delivered again; "
-            "records the broker still holds are extended while their handler runs"),
+            "a record delivered and not acknowledged within this time is delivered again (list: "
+            "with the rest of the records read with it); records the broker still holds are "
+            "extended while their handler runs"),
     CFG_INT("max_receive_count", struct src_redis_cfg, max_receive_count, 0, 0, 100000, 0,
             "a record received more often than this goes to dead_letter instead of the "
             "function; 0 = never"),
@@ -481,27 +484,28 @@ const struct cfg_source_kind src_redis_kind = {
 /* ---------------------------------------------------------------------------------------- */
 /* Id queues and the held set                                                                 */
 
-static int ids_push(struct src_redis_ids *q, char *id)
+static int ids_push(struct src_redis_ids *q, struct src_redis_qid e)
 {
     if (q->n == q->cap) {
         size_t cap = q->cap ? q->cap * 2 : 64;
-        char **v = realloc(q->v, cap * sizeof(*v));
+        struct src_redis_qid *v = realloc(q->v, cap * sizeof(*v));
 
         if (v == NULL)
             return SY_ENOMEM;
         q->v = v;
         q->cap = cap;
     }
-    q->v[q->n++] = id;
+    q->v[q->n++] = e;
+    q->acks += e.acks;
     return 0;
 }
 
-static int ids_push_copy(struct src_redis_ids *q, const char *id, size_t len)
+static int ids_push_copy(struct src_redis_ids *q, const char *id, size_t len, uint32_t acks)
 {
-    char *s = strndup(id, len);
+    struct src_redis_qid e = {strndup(id, len), acks};
 
-    if (s == NULL || ids_push(q, s) != 0) {
-        free(s);
+    if (e.id == NULL || ids_push(q, e) != 0) {
+        free(e.id);
         return SY_ENOMEM;
     }
     return 0;
@@ -510,7 +514,7 @@ static int ids_push_copy(struct src_redis_ids *q, const char *id, size_t len)
 static void ids_free(struct src_redis_ids *q)
 {
     for (size_t i = 0; i < q->n; i++)
-        free(q->v[i]);
+        free(q->v[i].id);
     free(q->v);
     memset(q, 0, sizeof(*q));
 }
@@ -555,47 +559,92 @@ static int held_grow(struct src_redis_heldtab *t)
     return 0;
 }
 
-static int held_add(struct src_redis_heldtab *t, const char *id, size_t len)
+/* Find ID, or make it (refs 0) with EXTRA zeroed bytes at priv (8-byte aligned). */
+static struct src_redis_held *held_get(struct src_redis_heldtab *t, const char *id, size_t len,
+                                       size_t extra, bool *made)
 {
     uint32_t hv = id_hash(id, len);
     struct src_redis_held **pp, *h;
+    size_t at = (sizeof(*h) + len + 1 + 7) & ~(size_t)7;
 
+    *made = false;
     if (t->n >= t->nb && held_grow(t) != 0 && t->nb == 0)
-        return SY_ENOMEM;
+        return NULL;
     pp = held_slot(t, id, len, hv);
-    if (*pp != NULL) {
-        (*pp)->refs++;
-        return 0;
-    }
-    h = malloc(sizeof(*h) + len + 1);
+    if (*pp != NULL)
+        return *pp;
+    h = malloc(at + extra);
     if (h == NULL)
-        return SY_ENOMEM;
+        return NULL;
     h->hnext = NULL;
     h->hash = hv;
-    h->refs = 1;
+    h->refs = 0;
     h->len = len;
+    h->priv = NULL;
+    if (extra > 0) {
+        h->priv = (char *)h + at;
+        memset(h->priv, 0, extra);
+    }
     memcpy(h->id, id, len);
     h->id[len] = '\0';
     *pp = h;
     TAILQ_INSERT_TAIL(&t->all, h, link);
     t->n++;
+    *made = true;
+    return h;
+}
+
+static void held_unlink(struct src_redis_heldtab *t, struct src_redis_held *h)
+{
+    struct src_redis_held **pp = &t->b[h->hash & (t->nb - 1)];
+
+    while (*pp != h)
+        pp = &(*pp)->hnext;
+    *pp = h->hnext;
+    TAILQ_REMOVE(&t->all, h, link);
+    t->n--;
+    free(h);
+}
+
+static int held_add(struct src_redis_heldtab *t, const char *id, size_t len)
+{
+    bool made;
+    struct src_redis_held *h = held_get(t, id, len, 0, &made);
+
+    if (h == NULL)
+        return SY_ENOMEM;
+    h->refs++;
     return 0;
 }
 
 static void held_del(struct src_redis_heldtab *t, const char *id, size_t len)
 {
-    struct src_redis_held **pp, *h;
+    struct src_redis_held *h;
 
     if (t->nb == 0)
         return;
-    pp = held_slot(t, id, len, id_hash(id, len));
-    h = *pp;
+    h = *held_slot(t, id, len, id_hash(id, len));
     if (h == NULL || --h->refs > 0)
         return;
-    *pp = h->hnext;
-    TAILQ_REMOVE(&t->all, h, link);
-    t->n--;
-    free(h);
+    held_unlink(t, h);
+}
+
+struct src_redis_held *src_redis_held_get(struct src_redis *sr, const char *id, size_t len,
+                                          size_t extra, bool *made)
+{
+    return held_get(&sr->held, id, len, extra, made);
+}
+
+struct src_redis_held *src_redis_held_find(struct src_redis *sr, const char *id, size_t len)
+{
+    if (sr->held.nb == 0)
+        return NULL;
+    return *held_slot(&sr->held, id, len, id_hash(id, len));
+}
+
+void src_redis_held_drop(struct src_redis *sr, struct src_redis_held *h)
+{
+    held_unlink(&sr->held, h);
 }
 
 static void held_free(struct src_redis_heldtab *t)
@@ -1362,7 +1411,8 @@ struct src_redis_batch {
     unsigned magic;
     enum src_redis_op op;
     size_t n;
-    char *ids[];
+    uint64_t acks; /* the sum of q[].acks */
+    struct src_redis_qid q[];
 };
 
 static struct src_redis_ids *queue_of(struct src_redis *sr, enum src_redis_op op)
@@ -1376,11 +1426,11 @@ static void batch_requeue(struct src_redis *sr, struct src_redis_batch *b)
     struct src_redis_ids *q = queue_of(sr, b->op);
 
     for (size_t i = 0; i < b->n; i++)
-        if (ids_push(q, b->ids[i]) != 0) {
+        if (ids_push(q, b->q[i]) != 0) {
             log_err("%s out of memory keeping an unconfirmed %s; the record comes back after "
                     "the visibility timeout",
                     sr->prefix, b->op == SRC_REDIS_OP_ACK ? "ack" : "release");
-            free(b->ids[i]);
+            free(b->q[i].id);
         }
     b->magic = 0;
     free(b);
@@ -1389,7 +1439,7 @@ static void batch_requeue(struct src_redis *sr, struct src_redis_batch *b)
 static void batch_free(struct src_redis_batch *b)
 {
     for (size_t i = 0; i < b->n; i++)
-        free(b->ids[i]);
+        free(b->q[i].id);
     b->magic = 0;
     free(b);
 }
@@ -1413,8 +1463,7 @@ static void on_ids_reply(struct src_redis *sr, const redisReply *r, void *arg)
     what = b->op == SRC_REDIS_OP_ACK ? "ack" : "release";
     sr->id_cmds--;
     sr->ids_on_wire -= b->n;
-    if (b->op == SRC_REDIS_OP_ACK)
-        sr->acks_on_wire -= b->n;
+    sr->acks_on_wire -= b->acks;
     if (r == NULL) { /* no session: sent again after the reconnect */
         batch_requeue(sr, b);
         return;
@@ -1457,7 +1506,8 @@ static void flush_ids(struct src_redis *sr)
         enum src_redis_op op = sr->ackq.n > 0 ? SRC_REDIS_OP_ACK : SRC_REDIS_OP_RELEASE;
         struct src_redis_ids *q = queue_of(sr, op);
         size_t n = q->n < SRC_REDIS_CHUNK ? q->n : SRC_REDIS_CHUNK;
-        struct src_redis_batch *b = malloc(sizeof(*b) + n * sizeof(b->ids[0]));
+        struct src_redis_batch *b = malloc(sizeof(*b) + n * sizeof(b->q[0]));
+        char *ids[SRC_REDIS_CHUNK];
         int rc;
 
         if (b == NULL) {
@@ -1467,9 +1517,15 @@ static void flush_ids(struct src_redis *sr)
         b->magic = SRC_REDIS_BATCH_MAGIC;
         b->op = op;
         b->n = n;
-        memcpy(b->ids, q->v + q->n - n, n * sizeof(b->ids[0]));
+        b->acks = 0;
+        memcpy(b->q, q->v + q->n - n, n * sizeof(b->q[0]));
         q->n -= n;
-        rc = sr->mode->send_ids(sr, op, b->ids, n, on_ids_reply, b);
+        for (size_t i = 0; i < n; i++) {
+            ids[i] = b->q[i].id;
+            b->acks += b->q[i].acks;
+        }
+        q->acks -= b->acks;
+        rc = sr->mode->send_ids(sr, op, ids, n, on_ids_reply, b);
         if (rc != 0) {
             batch_requeue(sr, b);
             if (rc != SY_ECLOSED && rc != SY_EIO)
@@ -1478,24 +1534,27 @@ static void flush_ids(struct src_redis *sr)
         }
         sr->id_cmds++;
         sr->ids_on_wire += n;
-        if (op == SRC_REDIS_OP_ACK)
-            sr->acks_on_wire += n;
+        sr->acks_on_wire += b->acks;
     }
+}
+
+void src_redis_queue_id(struct src_redis *sr, enum src_redis_op op, const char *id, size_t len,
+                        uint32_t acks)
+{
+    if (ids_push_copy(queue_of(sr, op), id, len, acks) != 0)
+        log_err("%s out of memory %s %.*s; it comes back after the visibility timeout", sr->prefix,
+                op == SRC_REDIS_OP_ACK ? "acking" : "releasing", (int)len, id);
+    src_redis_kick(sr);
 }
 
 void src_redis_release_id(struct src_redis *sr, const char *id, size_t len)
 {
-    if (ids_push_copy(&sr->relq, id, len) != 0)
-        log_err("%s out of memory releasing %.*s; it comes back after the visibility timeout",
-                sr->prefix, (int)len, id);
-    src_redis_kick(sr);
+    src_redis_queue_id(sr, SRC_REDIS_OP_RELEASE, id, len, 0);
 }
 
 void src_redis_ack_id(struct src_redis *sr, const char *id, size_t len)
 {
-    if (ids_push_copy(&sr->ackq, id, len) != 0)
-        log_err("%s out of memory acking %.*s", sr->prefix, (int)len, id);
-    src_redis_kick(sr);
+    src_redis_queue_id(sr, SRC_REDIS_OP_ACK, id, len, 1);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1507,14 +1566,17 @@ void src_redis_deliver(struct src_redis *sr, struct source_record **recs, size_t
         return;
     if (sr->stopping || sr->finished) {
         /* Read while stopping: give them back at once rather than after the timeout. */
+        if (sr->mode->done != NULL)
+            sr->mode->done(sr, recs, n, false);
         for (size_t i = 0; i < n; i++) {
-            src_redis_release_id(sr, recs[i]->id, strlen(recs[i]->id));
+            if (sr->mode->done == NULL)
+                src_redis_release_id(sr, recs[i]->id, strlen(recs[i]->id));
             source_record_free(recs[i]);
         }
         return;
     }
     /* Held before the host sees them: the host may ack inside deliver(). */
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n && sr->mode->done == NULL; i++)
         if (held_add(&sr->held, recs[i]->id, strlen(recs[i]->id)) != 0)
             log_err("%s out of memory: %s is not heartbeated and may be delivered again after "
                     "%d s",
@@ -1594,12 +1656,12 @@ static void read_next(struct src_redis *sr)
 /* Stopped: nothing more to confirm, or the deadline passed. DONE runs from done_ev. */
 static void finish(struct src_redis *sr)
 {
-    size_t left = sr->ackq.n + sr->acks_on_wire;
+    uint64_t left = sr->ackq.acks + sr->relq.acks + sr->acks_on_wire + sr->acks_local;
 
     if (left > 0)
-        log_warn("%s stopped with %zu acks not confirmed by the server within %d ms; those "
+        log_warn("%s stopped with %llu acks not confirmed by the server within %d ms; those "
                  "records will be delivered again after the visibility timeout",
-                 sr->prefix, left, SRC_REDIS_STOP_WAIT_MS);
+                 sr->prefix, (unsigned long long)left, SRC_REDIS_STOP_WAIT_MS);
     sr->finished = true;
     sr->sess = SESS_CLOSED;
     ev_del(sr->retry_timer);
@@ -1759,13 +1821,6 @@ static int redis_create(const struct source_ctx *ctx, const void *cfgp, struct s
         sr->retry_timer == NULL || sr->fetch_retry == NULL || sr->ack_retry == NULL ||
         sr->stop_timer == NULL || sr->hb_timer == NULL || sr->stats_timer == NULL)
         goto oom;
-    sr->md5 = EVP_MD_fetch(NULL, "MD5", NULL);
-    sr->md_ctx = EVP_MD_CTX_new();
-    if (sr->md5 == NULL || sr->md_ctx == NULL) {
-        sy_error_set(err, "redis source %s: OpenSSL has no MD5 (md5OfBody)", mapping);
-        rc = SY_EINVAL;
-        goto fail;
-    }
     if (src_redis_event_init(sr) != 0 || sr->mode->init(sr) != 0)
         goto oom;
     *out = &sr->base;
@@ -1807,11 +1862,16 @@ static void redis_ack(struct source *src, struct source_record *const *recs, siz
                  sr->prefix, n);
         return;
     }
+    if (sr->mode->done != NULL) {
+        sr->mode->done(sr, recs, n, true);
+        src_redis_kick(sr);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(recs[i]->id);
 
         held_del(&sr->held, recs[i]->id, len);
-        if (ids_push_copy(&sr->ackq, recs[i]->id, len) != 0)
+        if (ids_push_copy(&sr->ackq, recs[i]->id, len, 1) != 0)
             log_err("%s out of memory acking %s; it comes back after the visibility timeout",
                     sr->prefix, recs[i]->id);
     }
@@ -1823,11 +1883,16 @@ static void redis_release(struct source *src, struct source_record *const *recs,
     struct src_redis *sr = (struct src_redis *)src;
 
     SRC_REDIS_CHECK(sr, SRC_REDIS_MAGIC);
+    if (sr->mode->done != NULL) {
+        sr->mode->done(sr, recs, n, false);
+        src_redis_kick(sr);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(recs[i]->id);
 
         held_del(&sr->held, recs[i]->id, len);
-        if (!sr->finished && ids_push_copy(&sr->relq, recs[i]->id, len) != 0)
+        if (!sr->finished && ids_push_copy(&sr->relq, recs[i]->id, len, 0) != 0)
             log_err("%s out of memory releasing %s", sr->prefix, recs[i]->id);
     }
     src_redis_kick(sr);
@@ -1896,8 +1961,6 @@ static void redis_destroy(struct source *src)
     ev_free(&sr->stats_timer);
     if (sr->mode != NULL && sr->mode->fini != NULL)
         sr->mode->fini(sr);
-    EVP_MD_CTX_free(sr->md_ctx);
-    EVP_MD_free(sr->md5);
     held_free(&sr->held);
     ids_free(&sr->ackq);
     ids_free(&sr->relq);
@@ -1905,7 +1968,6 @@ static void redis_destroy(struct source *src)
     free(sr->arn);
     free(sr->json_tail);
     free(sr->receipt_prefix);
-    buf_free(&sr->js);
     buf_free(&sr->body);
     sr->magic = 0;
     free(sr);
@@ -1927,7 +1989,7 @@ static void redis_stats(const struct source *src, struct source_stats *out)
 
     out->lag = sr->lag;
     out->reconnects = sr->reconnects;
-    out->acks_pending = sr->ackq.n + sr->acks_on_wire;
+    out->acks_pending = sr->ackq.acks + sr->relq.acks + sr->acks_on_wire + sr->acks_local;
 }
 
 const struct source_ops src_redis_ops = {

@@ -5,7 +5,8 @@
  *   redis.c         the ops, the config table and validate(), the URL, the session (two
  *                   hiredis connections with our own timeouts, reconnect, setup), the ack and
  *                   release queues, the held set and its heartbeat, stop and destroy
- *   redis_list.c    LIST mode: the Lua scripts (move, ack, touch), BLMOVE as the idle wait
+ *   redis_list.c    LIST mode: leases (the Lua scripts move, ack, touch, release, and the
+ *                   per-lease bookkeeping of what the host acknowledged), BLMOVE as the idle wait
  *   redis_stream.c  STREAM mode: consumer group, XREADGROUP, XAUTOCLAIM (a Lua script that also
  *                   reads each claimed entry's delivery count), XACK, XCLAIM JUSTID
  *   redis_event.c   the record JSON (Lambda's SQS record), encode_batch, batch_info, UTF-8
@@ -23,7 +24,6 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <openssl/evp.h>
 
 #include "config/config.h"
 #include "core/buf.h"
@@ -64,8 +64,8 @@ extern const struct source_ops src_redis_ops;
 
 /* ---- limits ------------------------------------------------------------------------------- */
 
-#define SRC_REDIS_FETCH_MAX 1000          /* records per read command at most */
-#define SRC_REDIS_CHUNK 1000              /* ids per ack / release / heartbeat command */
+#define SRC_REDIS_FETCH_MAX 1000          /* records per read command (list: per lease) */
+#define SRC_REDIS_CHUNK 1000              /* ids (list: leases) per ack / release / heartbeat */
 #define SRC_REDIS_ACK_CMDS_MAX 8          /* ack and release commands on the wire at once */
 #define SRC_REDIS_CONNECT_TIMEOUT_MS 5000 /* lookup + connect + setup (hiredis 0.14: none) */
 #define SRC_REDIS_CMD_TIMEOUT_MS 5000     /* a reply to any non-blocking command */
@@ -112,19 +112,30 @@ struct src_redis_conn {
     struct event *timer; /* the deadline of the oldest pending command */
 };
 
-/* Ids (NUL-terminated, owned) waiting to be acked or released. Order does not matter. */
-struct src_redis_ids {
-    char **v;
-    size_t n, cap;
+/* One id waiting to be acked or released: stream, an entry id; list, a lease id (a release
+ * may carry the indices already acknowledged: "LEASEID:3,17"). */
+struct src_redis_qid {
+    char *id;      /* NUL-terminated, owned */
+    uint32_t acks; /* records whose acknowledgement this confirms (source_stats.acks_pending) */
 };
 
-/* A record the host holds (delivered, not yet acked or released): heartbeated. */
+/* Ids waiting to be sent. Order does not matter. */
+struct src_redis_ids {
+    struct src_redis_qid *v;
+    size_t n, cap;
+    uint64_t acks; /* the sum of v[].acks */
+};
+
+/* What the host holds, heartbeated: stream, one entry per record (refs counts a record
+ * delivered again while still held, after a late heartbeat); list, one entry per lease (PRIV:
+ * the list mode's bookkeeping of it, allocated with the entry). */
 struct src_redis_held {
     struct src_redis_held *hnext;
     TAILQ_ENTRY(src_redis_held) link;
     uint32_t hash;
-    uint32_t refs; /* the same id delivered again while still held (a late heartbeat) */
+    uint32_t refs;
     size_t len;
+    void *priv; /* NULL, or `extra` zeroed bytes after the id (src_redis_held_get()) */
     char id[];
 };
 
@@ -173,6 +184,11 @@ struct src_redis_mode {
     void (*stats)(struct src_redis *sr);
     /* The session went away: forget per-session state (cursor...). Optional. */
     void (*reset)(struct src_redis *sr);
+    /* Optional (LIST): the host is done with RECS[0..N) (borrowed for the call): ACKED, or
+     * given back. The mode keeps its own held entries (one per lease, made when it delivers)
+     * and queues what the server must do; without it, redis.c holds, acks and releases each
+     * record's id. Never calls the host. */
+    void (*done)(struct src_redis *sr, struct source_record *const *recs, size_t n, bool acked);
 };
 
 extern const struct src_redis_mode src_redis_list_mode;
@@ -207,10 +223,13 @@ struct src_redis {
     char *receipt_prefix; /* "KEY:" (receipt handles are base64 of KEY:ID) */
     int vis_ms;
 
-    /* LIST mode */
-    char *k_inflight, *k_body, *k_meta;
-    char sha_move[41], sha_ack[41], sha_touch[41];
+    /* LIST mode (keys: redis_list.c) */
+    char *k_inflight, *k_meta, *k_body, *k_lease; /* k_lease: "KEY:sy:lease:" (a prefix) */
+    size_t k_lease_len;
+    char sha_move[41], sha_ack[41], sha_touch[41], sha_release[41];
     int64_t next_visible_ms; /* from the move script: ms until the earliest in-flight deadline */
+    struct src_redis_held *lease_last; /* the lease the last acked record belonged to */
+    uint64_t acks_local; /* records acked by the host whose lease is not finished yet */
 
     /* STREAM mode */
     const char *group; /* borrowed from cfg or static default */
@@ -248,10 +267,10 @@ struct src_redis {
 
     /* Acks and releases. */
     struct src_redis_ids ackq, relq;
-    size_t ids_on_wire;  /* ids in ack / release commands awaiting their reply */
-    size_t acks_on_wire; /* ...of which acks */
-    size_t id_cmds;      /* those commands */
-    bool ack_hold;       /* the server refused one: wait for ack_retry */
+    size_t ids_on_wire;    /* ids in ack / release commands awaiting their reply */
+    uint64_t acks_on_wire; /* ...the acknowledgements they confirm (src_redis_qid.acks) */
+    size_t id_cmds;        /* those commands */
+    bool ack_hold;         /* the server refused one: wait for ack_retry */
     struct event *ack_retry;
 
     /* Held records, heartbeated every vis/3. */
@@ -272,10 +291,11 @@ struct src_redis {
     void *stop_arg;
     int64_t stop_deadline_ms;
 
-    EVP_MD *md5;        /* fetched once (md5OfBody, md5OfMessageAttributes) */
-    EVP_MD_CTX *md_ctx; /* reused for every digest */
-    struct buf js;      /* record JSON being written */
-    struct buf body;    /* a composed body (stream, several fields) */
+    struct buf body; /* a composed body (stream, several fields) */
+    /* The last receipt handle, raw and in base64: records of one lease (or consecutive stream
+     * ids) share most of it, and whole 3-byte groups of a shared prefix encode the same. */
+    char rh_raw[192], rh_b64[256];
+    size_t rh_raw_len;
 };
 
 /* ---- redis.c: for the mode files ---------------------------------------------------------- */
@@ -346,8 +366,28 @@ void src_redis_release_id(struct src_redis *sr, const char *id, size_t len);
 /* Queue an id for ack (entries the server deleted meanwhile). */
 void src_redis_ack_id(struct src_redis *sr, const char *id, size_t len);
 
-/* Hand RECS[0..N) to the host (takes them; held from now on), or release them when stopping. */
+/* Queue ID[0..LEN) (copied) for OP (ACK or RELEASE); ACKS: records it confirms as
+ * acknowledged. Sent from the next work() turn. */
+void src_redis_queue_id(struct src_redis *sr, enum src_redis_op op, const char *id, size_t len,
+                        uint32_t acks);
+
+/*
+ * Hand RECS[0..N) to the host (takes them). Without mode->done each record's id is held from
+ * now on; with it, the mode has made its held entries before. When stopping they are given
+ * back at once instead (through mode->done, or as released ids) and freed.
+ */
 void src_redis_deliver(struct src_redis *sr, struct source_record **recs, size_t n);
+
+/* The held entry for ID[0..LEN): found, or made with EXTRA zeroed bytes at h->priv (*MADE set
+ * true). Returns NULL when out of memory. refs is left as it is (the caller's to use). */
+struct src_redis_held *src_redis_held_get(struct src_redis *sr, const char *id, size_t len,
+                                          size_t extra, bool *made);
+
+/* The held entry for ID[0..LEN), or NULL. */
+struct src_redis_held *src_redis_held_find(struct src_redis *sr, const char *id, size_t len);
+
+/* Forget H (whatever its refs) and free it. */
+void src_redis_held_drop(struct src_redis *sr, struct src_redis_held *h);
 
 /* Hex SHA-1 of S (a script's name in the server's cache) into OUT. */
 void src_redis_sha1(const char *s, char out[41]);
@@ -385,10 +425,14 @@ struct source_record *src_redis_record_new(struct src_redis *sr, const struct sr
 int src_redis_event_init(struct src_redis *sr);
 
 /*
- * Append S[0..N) to B as the inside of a JSON string if S is valid UTF-8 (returns 0); returns 1
- * (B unchanged) if it is not, SY_ENOMEM when out of memory.
+ * The length of S[0..N) written as the inside of a JSON string when S is valid UTF-8, or
+ * SIZE_MAX when it is not.
  */
-int src_redis_json_utf8(struct buf *b, const char *s, size_t n);
+size_t src_redis_json_len(const char *s, size_t n);
+
+/* Write S[0..N) (valid UTF-8; its src_redis_json_len() is the room needed) escaped into DST.
+ * Returns the end of what was written. */
+char *src_redis_json_put(char *dst, const char *s, size_t n);
 
 int src_redis_encode_batch(struct source *src, struct source_record *const *recs, size_t n,
                            struct buf *out);

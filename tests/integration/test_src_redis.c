@@ -422,18 +422,51 @@ static bool int_is(void *arg)
     return rint_(w->fmt, w->key) == w->want;
 }
 
-/* In-flight structures of LIST empty (polling while the loop runs: acks are asynchronous). */
+/* Keys matching PATTERN (KEYS: the test's server holds a handful). */
+static size_t count_keys(const char *pattern)
+{
+    redisReply *r = rq("KEYS %s", pattern);
+    size_t n;
+
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    n = r->elements;
+    freeReplyObject(r);
+    return n;
+}
+
+static bool no_leases(void *arg)
+{
+    return count_keys(arg) == 0;
+}
+
+/* In-flight structures of LIST empty (polling while the loop runs: acks are asynchronous):
+ * the lease set and meta, every lease list, and the body hash of the build before. */
 static void wait_inflight_empty(const char *list)
 {
-    char k1[128], k2[128], k3[128];
+    char k1[128], k2[128], k3[128], pat[128];
     struct key_wait w1 = {"EXISTS %s", k1, 0}, w2 = {"EXISTS %s", k2, 0}, w3 = {"EXISTS %s", k3, 0};
 
     snprintf(k1, sizeof(k1), "%s:sy:inflight", list);
     snprintf(k2, sizeof(k2), "%s:sy:body", list);
     snprintf(k3, sizeof(k3), "%s:sy:meta", list);
+    snprintf(pat, sizeof(pat), "%s:sy:lease:*", list);
     if (!run_until(int_is, &w1, 5000) || !run_until(int_is, &w2, 5000) ||
-        !run_until(int_is, &w3, 5000))
+        !run_until(int_is, &w3, 5000) || !run_until(no_leases, pat, 5000))
         fail_msg("the in-flight keys of %s are not empty", list);
+}
+
+/* The lease id of record id ID (its last four hex digits are the index): into OUT. */
+static void lease_of(const char *id, char out[37])
+{
+    assert_int_equal(strlen(id), 36);
+    memcpy(out, id, 32);
+    memcpy(out + 32, "0000", 5);
+}
+
+/* Index of record id ID in its lease. */
+static unsigned lease_index(const char *id)
+{
+    return (unsigned)strtoul(id + 32, NULL, 16);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -493,6 +526,21 @@ static void expect_str(const json_t *obj, const char *key, const char *want)
         fail_msg("%s: expected \"%s\", got \"%s\"", key, want, got ? got : "(none)");
 }
 
+/* REC's receiptHandle is base64 of "KEY:ID". */
+static void expect_receipt(const struct source_record *rec, const char *key)
+{
+    json_t *j = rec_json(rec);
+    size_t rh_len;
+    char *rh = h_b64_decode(h_json_str(j, "receiptHandle"), &rh_len);
+    char *want = h_strfmt("%s:%s", key, rec->id);
+
+    assert_non_null(rh);
+    assert_string_equal(rh, want);
+    free(rh);
+    free(want);
+    json_decref(j);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Fixtures                                                                                  */
 
@@ -535,12 +583,14 @@ static int teardown(void **state)
 /* ---------------------------------------------------------------------------------------- */
 /* LIST mode                                                                                 */
 
-/* LPUSH producers, pop right: FIFO, in batches (not one deliver per record); acks empty the
- * in-flight structures. */
+/* LPUSH producers, pop right: FIFO, in batches (not one deliver per record), moved as one lease
+ * (one ZSET member, one list of the elements, one meta field); record ids are the lease id with
+ * the index in its last four hex digits; acks empty the in-flight structures. */
 static void test_list_fifo_batches(void **state)
 {
     struct host h;
-    char buf[64];
+    char buf[64], lease[37], key[128];
+    redisReply *r;
 
     for (int i = 1; i <= 25; i++) {
         snprintf(buf, sizeof(buf), "m%02d", i);
@@ -557,13 +607,29 @@ static void test_list_fifo_batches(void **state)
         assert_int_equal(h.recs[i]->receive_count, 1);
         assert_int_equal(h.recs[i]->flags, 0);
         assert_int_equal(strlen(h.recs[i]->id), 36);
+        assert_int_equal(h.recs[i]->id[14], '4'); /* still looks like a UUID v4 */
+        assert_int_equal(lease_index(h.recs[i]->id), i);
+        if (i > 0)
+            assert_memory_equal(h.recs[i]->id, h.recs[0]->id, 32);
+        expect_receipt(h.recs[i], "q"); /* each its own, though they share most of it */
     }
+    lease_of(h.recs[0]->id, lease);
+    snprintf(key, sizeof(key), "q:sy:lease:%s", lease);
     assert_int_equal(rint_("LLEN %s", "q"), 0);
-    assert_int_equal(rint_("ZCARD %s", "q:sy:inflight"), 25);
-    assert_int_equal(rint_("HLEN %s", "q:sy:body"), 25);
-    assert_int_equal(rint_("HLEN %s", "q:sy:meta"), 25);
+    assert_int_equal(rint_("ZCARD %s", "q:sy:inflight"), 1);
+    assert_int_equal(rint_("LLEN %s", key), 25);
+    assert_int_equal(rint_("HLEN %s", "q:sy:meta"), 1);
+    assert_int_equal(rint_("EXISTS %s", "q:sy:body"), 0);
+    r = rq("HGET q:sy:meta %s", lease);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_true(strncmp(r->str, "1:", 2) == 0);
+    freeReplyObject(r);
 
-    h_ack_range(&h, 0, 25);
+    /* Acks of part of the lease change nothing on the server; the last one removes it. */
+    h_ack_range(&h, 0, 24);
+    pump_for(100);
+    assert_int_equal(rint_("LLEN %s", key), 25);
+    h_ack_range(&h, 24, 1);
     wait_inflight_empty("q");
     host_close(&h);
 }
@@ -712,6 +778,7 @@ static void test_list_heartbeat(void **state)
 {
     struct host a, b;
     redisReply *r;
+    char lease[37];
 
     rdo("LPUSH hb one");
     host_init(&a, "hb", false);
@@ -725,7 +792,8 @@ static void test_list_heartbeat(void **state)
     pump_for(3500); /* 3.5 visibility timeouts */
     assert_int_equal(a.n, 1);
     assert_int_equal(b.n, 0);
-    r = rq("ZSCORE hb:sy:inflight %s", a.recs[0]->id);
+    lease_of(a.recs[0]->id, lease);
+    r = rq("ZSCORE hb:sy:inflight %s", lease);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     assert_true(atoll(r->str) > server_ms());
     freeReplyObject(r);
@@ -936,7 +1004,8 @@ static void test_list_wrongtype(void **state)
     host_close(&h);
 }
 
-/* release(): visible again at once (same id, count 2); stop() sends pending acks before DONE. */
+/* release(): visible again at once once the lease's last record is given back (same ids,
+ * count 2); stop() sends pending acks before DONE. */
 static void test_list_release_and_stop(void **state)
 {
     struct host h;
@@ -947,15 +1016,186 @@ static void test_list_release_and_stop(void **state)
     host_open(&h, "rel");
     wait_records(&h, 3, 5000);
     h_release_range(&h, 0, 1);
-    wait_records(&h, 4, 5000); /* well before the 60 s timeout */
-    assert_string_equal(h.recs[3]->id, h.recs[0]->id);
-    assert_int_equal(h.recs[3]->receive_count, 2);
+    pump_for(200); /* two of its records are still out: the lease stays ours */
+    assert_int_equal(h.n, 3);
+    h_release_range(&h, 1, 2);
+    wait_records(&h, 6, 5000); /* well before the 60 s timeout */
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(h.recs[3 + i]->id, h.recs[i]->id);
+        assert_int_equal(h.recs[3 + i]->receive_count, 2);
+        assert_memory_equal(h.recs[3 + i]->data, h.recs[i]->data, 1);
+    }
 
     /* Acks queued in the same turn as stop(): confirmed before DONE. */
-    h_ack_range(&h, 1, 3);
+    h_ack_range(&h, 3, 3);
     host_close(&h);
     assert_int_equal(rint_("EXISTS %s", "rel:sy:inflight"), 0);
-    assert_int_equal(rint_("EXISTS %s", "rel:sy:body"), 0);
+    assert_int_equal(rint_("EXISTS %s", "rel:sy:meta"), 0);
+    assert_int_equal(count_keys("rel:sy:lease:*"), 0);
+}
+
+/* A lease released with some of its records acknowledged: only the others come back (same ids,
+ * count 2), and a later release of the redelivered lease keeps the earlier acks too. */
+static void test_list_release_partly_acked(void **state)
+{
+    struct host h;
+
+    rdo("LPUSH prel a b c d e");
+    host_init(&h, "prel", false);
+    h.cfg.visibility_timeout_s = 60;
+    host_open(&h, "prel");
+    wait_records(&h, 5, 5000);
+    assert_memory_equal(h.recs[0]->data, "a", 1);
+    h_ack_range(&h, 1, 1); /* b */
+    h_ack_range(&h, 3, 1); /* d */
+    h_release_range(&h, 0, 1);
+    h_release_range(&h, 2, 1);
+    h_release_range(&h, 4, 1);
+    wait_records(&h, 8, 5000);
+    pump_for(200);
+    assert_int_equal(h.n, 8);
+    assert_string_equal(h.recs[5]->id, h.recs[0]->id);
+    assert_string_equal(h.recs[6]->id, h.recs[2]->id);
+    assert_string_equal(h.recs[7]->id, h.recs[4]->id);
+    assert_memory_equal(h.recs[5]->data, "a", 1);
+    assert_memory_equal(h.recs[6]->data, "c", 1);
+    assert_memory_equal(h.recs[7]->data, "e", 1);
+    for (size_t i = 5; i < 8; i++)
+        assert_int_equal(h.recs[i]->receive_count, 2);
+
+    /* Ack c, give a and e back again: only a and e, count 3. */
+    h_ack_range(&h, 6, 1);
+    h_release_range(&h, 5, 1);
+    h_release_range(&h, 7, 1);
+    wait_records(&h, 10, 5000);
+    pump_for(200);
+    assert_int_equal(h.n, 10);
+    assert_string_equal(h.recs[8]->id, h.recs[0]->id);
+    assert_string_equal(h.recs[9]->id, h.recs[4]->id);
+    assert_int_equal(h.recs[8]->receive_count, 3);
+    h_ack_range(&h, 8, 2);
+    wait_inflight_empty("prel");
+    host_close(&h);
+}
+
+/* A late heartbeat: the lease expires while this source still holds it and its own next move
+ * takes it again. The records not acknowledged yet are delivered a second time (same ids, count
+ * 2), the acknowledged one is not, and acking both copies finishes the lease. */
+static void test_list_lease_back_while_held(void **state)
+{
+    char lease[37];
+    struct host h;
+
+    rdo("LPUSH late a b c");
+    host_init(&h, "late", false);
+    h.cfg.visibility_timeout_s = 30; /* no heartbeat during the test */
+    host_open(&h, "late");
+    wait_records(&h, 3, 5000);
+    h_ack_range(&h, 1, 1); /* b */
+    pump_for(50);
+    lease_of(h.recs[0]->id, lease);
+    rdo("ZADD late:sy:inflight XX %lld %s", server_ms() - 1, lease);
+    wait_records(&h, 5, 5000); /* the next wakeup of its BLMOVE is at most 2 s away */
+    pump_for(200);
+    assert_int_equal(h.n, 5);
+    assert_string_equal(h.recs[3]->id, h.recs[0]->id);
+    assert_string_equal(h.recs[4]->id, h.recs[2]->id);
+    assert_int_equal(h.recs[3]->receive_count, 2);
+    h_ack_range(&h, 3, 2);
+    pump_for(200);
+    assert_int_equal(rint_("ZCARD %s", "late:sy:inflight"), 1); /* a and c of the first copy */
+    h_ack_range(&h, 0, 1);
+    h_ack_range(&h, 2, 1);
+    wait_inflight_empty("late");
+    host_close(&h);
+}
+
+/* Part of a lease acknowledged, then the broker is killed: the whole lease comes back after the
+ * visibility timeout (the acknowledged records too: at-least-once), with the same ids, count 2;
+ * nothing is lost. */
+static void test_list_partial_ack_then_kill(void **state)
+{
+    struct host a, b;
+    char *ids[4];
+
+    rdo("LPUSH pk w x y z");
+    host_init(&a, "pk", false);
+    a.cfg.visibility_timeout_s = 1;
+    host_open(&a, "pk");
+    wait_records(&a, 4, 5000);
+    for (size_t i = 0; i < 4; i++)
+        ids[i] = strdup(a.recs[i]->id);
+    h_ack_range(&a, 0, 2);
+    pump_for(100);
+    host_kill(&a);
+
+    host_init(&b, "pk", false);
+    b.cfg.visibility_timeout_s = 1;
+    host_open(&b, "pk");
+    wait_records(&b, 4, 6000);
+    pump_for(200);
+    assert_int_equal(b.n, 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(b.recs[i]->id, ids[i]);
+        assert_int_equal(b.recs[i]->receive_count, 2);
+        free(ids[i]);
+    }
+    assert_memory_equal(b.recs[0]->data, "w", 1);
+    assert_memory_equal(b.recs[3]->data, "z", 1);
+    h_ack_range(&b, 0, 4);
+    wait_inflight_empty("pk");
+    host_close(&b);
+}
+
+/* Records left in flight in the layout of the build before (one ZSET member per record, its
+ * element in :sy:body, its meta in :sy:meta) are not lost: expired ones go back to the list
+ * and are delivered again; one its (live) broker still heartbeats is left alone until it
+ * expires; a member without a body is dropped. */
+static void test_list_migrate_old_layout(void **state)
+{
+    const char *old1 = "11111111-1111-4111-8111-111111111111";
+    const char *old2 = "22222222-2222-4222-8222-222222222222";
+    const char *live = "33333333-3333-4333-8333-333333333333";
+    const char *orphan = "44444444-4444-4444-8444-444444444444";
+    long long now = server_ms();
+    bool seen[4] = {false};
+    struct host h;
+    redisReply *r;
+
+    rdo("LPUSH mig new1");
+    rdo("ZADD mig:sy:inflight %lld %s %lld %s %lld %s %lld %s", now - 5000, old1, now - 4000, old2,
+        now + 1500, live, now - 3000, orphan);
+    rdo("HSET mig:sy:body %s old-one %s old-two %s old-live", old1, old2, live);
+    rdo("HSET mig:sy:meta %s 1:%lld %s 3:%lld %s 1:%lld %s 1:%lld", old1, now - 35000, old2,
+        now - 34000, live, now - 1000, orphan, now - 3000);
+    host_init(&h, "mig", false);
+    host_open(&h, "mig");
+    wait_records(&h, 3, 5000);
+    pump_for(200);
+    assert_int_equal(h.n, 3); /* not the live one yet */
+    assert_int_equal(rint_("HEXISTS mig:sy:body %s", live), 1);
+    assert_int_equal(rint_("HEXISTS mig:sy:body %s", old1), 0);
+    r = rq("ZSCORE mig:sy:inflight %s", orphan);
+    assert_int_equal(r->type, REDIS_REPLY_NIL);
+    freeReplyObject(r);
+    assert_int_equal(rint_("HEXISTS mig:sy:meta %s", orphan), 0);
+    wait_records(&h, 4, 6000);
+    for (size_t i = 0; i < h.n; i++) {
+        static const char *const bodies[] = {"old-one", "old-two", "new1", "old-live"};
+
+        for (size_t k = 0; k < 4; k++)
+            if (h.recs[i]->data_len == strlen(bodies[k]) &&
+                memcmp(h.recs[i]->data, bodies[k], h.recs[i]->data_len) == 0)
+                seen[k] = true;
+        assert_int_equal(strlen(h.recs[i]->id), 36);
+        assert_int_equal(h.recs[i]->receive_count, 1);
+    }
+    for (size_t k = 0; k < 4; k++)
+        assert_true(seen[k]);
+    h_ack_range(&h, 0, h.n);
+    wait_inflight_empty("mig");
+    assert_int_equal(rint_("LLEN %s", "mig"), 0);
+    host_close(&h);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1112,6 +1352,8 @@ static void test_stream_two_consumers(void **state)
     pump_for(200);
     print_message("split: a %zu, b %zu (informational)\n", a.n, b.n);
     assert_int_equal(a.n + b.n, N);
+    for (size_t i = 0; i < a.n; i++)
+        expect_receipt(a.recs[i], "split");
     for (size_t i = 0; i < a.n; i++)
         all[n++] = (char *)a.recs[i]->id;
     for (size_t i = 0; i < b.n; i++)
@@ -1508,6 +1750,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_room_and_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_wrongtype, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_release_and_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_release_partly_acked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_partial_ack_then_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_lease_back_while_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_migrate_old_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_group_delivery_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_reclaim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_two_consumers, setup, teardown),
