@@ -55,16 +55,6 @@ void batch_free(struct batch *b)
     free(b);
 }
 
-static size_t running_count(const struct mapping *map)
-{
-    size_t n = 0;
-    const struct batch *b;
-
-    TAILQ_FOREACH(b, &map->running, link)
-    n++;
-    return n;
-}
-
 /* Take the next batch off the pending FIFO, or NULL (nothing due yet, or out of memory). */
 static struct batch *form(struct mapping *map, int64_t now)
 {
@@ -186,7 +176,7 @@ void batcher_run(struct mapping *map)
         batcher_schedule_retry(map);
         return;
     }
-    while (running_count(map) < (size_t)map->max_conc) {
+    while (map->c.in_flight_batches < (uint64_t)map->max_conc) {
         int from_ready = 0;
 
         b = TAILQ_FIRST(&map->ready);

@@ -326,49 +326,42 @@ void mapping_kick(struct mapping *map)
 
 /* ---- enable / disable ---------------------------------------------------------------------- */
 
+/*
+ * Give everything held that is neither running nor on its way to a destination back to the
+ * source (pending records, ready and waiting batches), then free it. Without memory for the
+ * list the records are freed unreleased: the source redelivers them after its timeout.
+ */
 static void release_held(struct mapping *map)
 {
+    struct batch_list *lists[] = {&map->ready, &map->waiting};
+    struct source_record **v;
     struct batch *b;
-    struct source_record *rec, *next;
-    struct source_record **v = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0, total = map->pend_n;
 
-    /* Everything not running and not on its way to a destination goes back to the source. */
-    for (rec = map->pend_head; rec != NULL; rec = next) {
+    for (size_t l = 0; l < 2; l++)
+        TAILQ_FOREACH(b, lists[l], link)
+    total += b->n;
+    v = malloc((total ? total : 1) * sizeof(*v));
+    for (struct source_record *rec = map->pend_head, *next; rec != NULL; rec = next) {
         next = rec->next;
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 64;
-            struct source_record **nv = realloc(v, nc * sizeof(*nv));
-
-            if (nv == NULL)
-                break; /* what is left is freed below without release: redelivered later */
-            v = nv;
-            cap = nc;
+        if (v != NULL) {
+            v[n++] = rec;
+        } else {
+            mapping_held_sub(map, rec);
+            source_record_free(rec);
         }
-        v[n++] = rec;
     }
-    for (int pass = 0; pass < 2; pass++) {
-        struct batch_list *l = pass == 0 ? &map->ready : &map->waiting;
-
-        while ((b = TAILQ_FIRST(l)) != NULL) {
-            TAILQ_REMOVE(l, b, link);
-            for (size_t i = 0; i < b->n; i++) {
-                if (n == cap) {
-                    size_t nc = cap ? cap * 2 : 64;
-                    struct source_record **nv = realloc(v, nc * sizeof(*nv));
-
-                    if (nv == NULL) {
-                        mapping_held_sub(map, b->recs[i]);
-                        source_record_free(b->recs[i]);
-                        continue;
-                    }
-                    v = nv;
-                    cap = nc;
-                }
-                v[n++] = b->recs[i];
+    map->pend_head = map->pend_tail = NULL;
+    map->pend_n = map->pend_bytes = 0;
+    for (size_t l = 0; l < 2; l++) {
+        while ((b = TAILQ_FIRST(lists[l])) != NULL) {
+            TAILQ_REMOVE(lists[l], b, link);
+            if (v != NULL) {
+                memcpy(v + n, b->recs, b->n * sizeof(*v));
+                n += b->n;
+                b->n = 0;
             }
-            b->n = 0;
-            batch_free(b);
+            batch_free(b); /* frees what it still holds (only without V) */
         }
     }
     if (n > 0 && map->src != NULL && map->src->ops->release != NULL)
@@ -377,20 +370,6 @@ static void release_held(struct mapping *map)
         mapping_held_sub(map, v[i]);
         source_record_free(v[i]);
     }
-    /* Records that did not fit in V (out of memory): freed; the source redelivers them. */
-    for (rec = map->pend_head; rec != NULL; rec = next) {
-        size_t k;
-
-        next = rec->next;
-        for (k = 0; k < n && v[k] != rec; k++)
-            ;
-        if (k == n) {
-            mapping_held_sub(map, rec);
-            source_record_free(rec);
-        }
-    }
-    map->pend_head = map->pend_tail = NULL;
-    map->pend_n = map->pend_bytes = 0;
     free(v);
 }
 

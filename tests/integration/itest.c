@@ -455,3 +455,40 @@ int bg_invoke_join(struct bg_invoke *bg, struct h_http_resp *resp)
     free(bg);
     return rc;
 }
+
+void itest_aws(const struct h_broker *b, const char *key, const char *const args[],
+               struct h_run *r)
+{
+    char *url = h_broker_url(b);
+    char *home = h_strfmt("HOME=%s", b->dir);
+    char *keyvar = h_strfmt("AWS_ACCESS_KEY_ID=%s", key);
+    const char *env[] = {home,
+                         keyvar,
+                         "AWS_SECRET_ACCESS_KEY=anything",
+                         "AWS_DEFAULT_REGION=us-east-1",
+                         "AWS_EC2_METADATA_DISABLED=true",
+                         "AWS_MAX_ATTEMPTS=1",
+                         "AWS_RETRY_MODE=standard",
+                         "AWS_PAGER=",
+                         "AWS_PROFILE",
+                         "AWS_SESSION_TOKEN",
+                         "AWS_CONFIG_FILE",
+                         "AWS_SHARED_CREDENTIALS_FILE",
+                         NULL};
+    char *argv[40];
+    size_t n = 0;
+
+    argv[n++] = "/usr/bin/aws";
+    argv[n++] = "lambda";
+    for (size_t i = 0; args[i] != NULL && n < 34; i++)
+        argv[n++] = (char *)args[i];
+    argv[n++] = "--endpoint-url";
+    argv[n++] = url;
+    argv[n++] = "--output";
+    argv[n++] = "json";
+    argv[n] = NULL;
+    h_proc_run(argv, env, b->dir, 60000, r);
+    free(url);
+    free(home);
+    free(keyvar);
+}

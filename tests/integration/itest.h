@@ -202,4 +202,13 @@ struct bg_invoke *bg_invoke_start(const struct h_broker *b, const char *fn, cons
  * request's return code (0 on a response). */
 int bg_invoke_join(struct bg_invoke *bg, struct h_http_resp *resp);
 
+/*
+ * Run Debian's AWS CLI, `/usr/bin/aws lambda ARGS... --endpoint-url URL --output json`, against B
+ * with access key id KEY (the bearer token when auth is on), in B's temp dir with HOME there,
+ * retries and pager off, no profile or credentials file of the machine. R is filled; free with
+ * h_run_free().
+ */
+void itest_aws(const struct h_broker *b, const char *key, const char *const args[],
+               struct h_run *r);
+
 #endif

@@ -80,44 +80,10 @@ static bool have_aws(void)
     return false;
 }
 
-/*
- * Run `aws lambda ARGS... --endpoint-url URL` with the token as access key id KEY, in the temp
- * dir with HOME there, retries off. R is filled; free with h_run_free().
- */
+/* `aws lambda ARGS...` against T's broker with access key id KEY (see itest_aws()). */
 static void aws(struct itest *t, const char *key, const char *const args[], struct h_run *r)
 {
-    char *url = h_broker_url(&t->b);
-    char *home = h_strfmt("HOME=%s", t->b.dir);
-    char *keyvar = h_strfmt("AWS_ACCESS_KEY_ID=%s", key);
-    const char *env[] = {home,
-                         keyvar,
-                         "AWS_SECRET_ACCESS_KEY=anything",
-                         "AWS_DEFAULT_REGION=us-east-1",
-                         "AWS_EC2_METADATA_DISABLED=true",
-                         "AWS_MAX_ATTEMPTS=1",
-                         "AWS_RETRY_MODE=standard",
-                         "AWS_PAGER=",
-                         "AWS_PROFILE",
-                         "AWS_SESSION_TOKEN",
-                         "AWS_CONFIG_FILE",
-                         "AWS_SHARED_CREDENTIALS_FILE",
-                         NULL};
-    char *argv[32];
-    size_t n = 0;
-
-    argv[n++] = AWS;
-    argv[n++] = "lambda";
-    for (size_t i = 0; args[i] != NULL && n < 28; i++)
-        argv[n++] = (char *)args[i];
-    argv[n++] = "--endpoint-url";
-    argv[n++] = url;
-    argv[n++] = "--output";
-    argv[n++] = "json";
-    argv[n] = NULL;
-    h_proc_run(argv, env, t->b.dir, 60000, r);
-    free(url);
-    free(home);
-    free(keyvar);
+    itest_aws(&t->b, key, args, r);
 }
 
 /* stdout of an aws run as JSON, failing the test when it is not. */

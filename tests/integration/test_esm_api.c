@@ -98,39 +98,10 @@ static bool have_aws(void)
     return false;
 }
 
-/* `aws lambda ARGS... --endpoint-url URL --output json` in the temp dir; R filled. */
+/* `aws lambda ARGS...` against the broker (see itest_aws()); R filled. */
 static void aws(struct rworld *w, const char *const args[], struct h_run *r)
 {
-    char *url = h_broker_url(&w->b);
-    char *home = h_strfmt("HOME=%s", w->b.dir);
-    const char *env[] = {home,
-                         "AWS_ACCESS_KEY_ID=test",
-                         "AWS_SECRET_ACCESS_KEY=anything",
-                         "AWS_DEFAULT_REGION=us-east-1",
-                         "AWS_EC2_METADATA_DISABLED=true",
-                         "AWS_MAX_ATTEMPTS=1",
-                         "AWS_RETRY_MODE=standard",
-                         "AWS_PAGER=",
-                         "AWS_PROFILE",
-                         "AWS_SESSION_TOKEN",
-                         "AWS_CONFIG_FILE",
-                         "AWS_SHARED_CREDENTIALS_FILE",
-                         NULL};
-    char *argv[40];
-    size_t n = 0;
-
-    argv[n++] = AWS;
-    argv[n++] = "lambda";
-    for (size_t i = 0; args[i] != NULL && n < 34; i++)
-        argv[n++] = (char *)args[i];
-    argv[n++] = "--endpoint-url";
-    argv[n++] = url;
-    argv[n++] = "--output";
-    argv[n++] = "json";
-    argv[n] = NULL;
-    h_proc_run(argv, env, w->b.dir, 60000, r);
-    free(url);
-    free(home);
+    itest_aws(&w->b, "test", args, r);
 }
 
 /* aws ARGS, which must exit 0 and print JSON (returned, new). */

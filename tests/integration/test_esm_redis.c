@@ -19,7 +19,8 @@
  *     within the in-flight window, and nothing is left in flight;
  *   - Redis restarted under the mapping: the problem shows in LastProcessingResult, the source
  *     reconnects on its own and new records are delivered;
- *   - a mapping disabled through the API stays disabled across a restart.
+ *   - a mapping disabled through the API stays disabled across a restart;
+ *   - disabling a mapping mid-drain gives what it holds back to the list, nothing lost.
  *
  * Every wait polls with a deadline.
  */
@@ -629,6 +630,36 @@ static void test_disabled_survives_restart(void **state)
     rworld_end(w);
 }
 
+/*
+ * Disabling a mapping while it drains: running batches finish, what it holds besides them
+ * (pending records, batches waiting for a slot) goes back to the list unacknowledged and is not
+ * lost; enabled again, every record is delivered.
+ */
+static void test_disable_mid_drain(void **state)
+{
+    struct rworld *w = *state;
+    char *out = dir_of(w, "out-slow/record");
+    size_t before = count_files(out, NULL);
+    json_t *m;
+
+    push(w, "q-slow", 100, "{\"sleep\": 0.02, \"n\": ", "}");
+    await_files(out, before + 10, 30000);
+    set_enabled(w, "slow", false, "Disabled");
+    /* The broker holds nothing any more; the rest is visible in the list's leases again. */
+    m = mapping_json(w, "slow");
+    assert_int_equal(
+        h_json_int(json_object_get(json_object_get(m, "Switchyard"), "counters"),
+                   "in_flight_records", -1),
+        0);
+    json_decref(m);
+    assert_true(count_files(out, NULL) < before + 100);
+    set_enabled(w, "slow", true, "Enabled");
+    await_files(out, before + 100, 60000);
+    await_list_drained(w, "q-slow", 20000);
+    free(out);
+    rworld_end(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -649,6 +680,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redis_restart, rworld_setup, rworld_teardown),
         cmocka_unit_test_setup_teardown(test_disabled_survives_restart, rworld_setup,
                                         rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_disable_mid_drain, rworld_setup, rworld_teardown),
     };
     int rc;
 
