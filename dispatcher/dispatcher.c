@@ -306,7 +306,8 @@ static void provision(struct function *fn)
 {
     struct sy_error err;
 
-    while (!fn->dsp->draining && fn->n_provisioned_live < (unsigned)fn->cfg->provisioned_concurrency) {
+    while (!fn->dsp->draining &&
+           fn->n_provisioned_live < (unsigned)fn->cfg->provisioned_concurrency) {
         if (env_spawn(fn, 1, &err) == NULL) {
             struct timeval tv = {.tv_sec = RESPAWN_MS / 1000, .tv_usec = 0};
 
@@ -597,11 +598,13 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
     } else {
         fastid_uuid4(inv->request_id);
     }
-    inv->payload = malloc(req->payload_len + 1);
-    if (inv->payload == NULL)
-        goto nomem;
-    memcpy(inv->payload, req->payload, req->payload_len);
-    inv->payload[req->payload_len] = '\0';
+    if (req->payload_give == NULL) {
+        inv->payload = malloc(req->payload_len + 1);
+        if (inv->payload == NULL)
+            goto nomem;
+        memcpy(inv->payload, req->payload, req->payload_len);
+        inv->payload[req->payload_len] = '\0';
+    }
     inv->payload_len = req->payload_len;
     if (req->client_context != NULL) {
         inv->client_context = strdup(req->client_context);
@@ -627,6 +630,11 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
         goto nomem;
     if (live_add(dsp, inv) != 0)
         goto nomem;
+    /* Every path from here returns 0: the caller's block is ours now. */
+    if (req->payload_give != NULL) {
+        inv->payload = req->payload_give;
+        inv->payload[req->payload_len] = '\0';
+    }
 
     /* Concurrency: reserved functions use their own slots, others the unreserved pool. */
     if (fc->reserved_concurrency >= 0) {

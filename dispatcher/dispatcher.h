@@ -26,9 +26,9 @@ struct dispatcher;
 struct function;
 
 /* Payload limits (Lambda's, in bytes). */
-#define SY_SYNC_PAYLOAD_MAX 6291456u    /* 6 MiB: sync request and response */
+#define SY_SYNC_PAYLOAD_MAX 6291456u     /* 6 MiB: sync request and response */
 #define SY_RESPONSE_PAYLOAD_MAX 6291556u /* 6 MiB + 100: what the Runtime API accepts */
-#define SY_ASYNC_PAYLOAD_MAX 1048576u   /* 1 MiB: Event invocations */
+#define SY_ASYNC_PAYLOAD_MAX 1048576u    /* 1 MiB: Event invocations */
 
 /* How an invocation ended. */
 enum invoke_status {
@@ -43,8 +43,8 @@ enum invoke_status {
 /* The outcome handed to an invoke_done_fn. Borrowed: valid only during the callback. */
 struct invoke_result {
     enum invoke_status status;
-    const char *request_id;      /* always set */
-    const char *body;            /* response or error JSON; may be empty, never NULL */
+    const char *request_id; /* always set */
+    const char *body;       /* response or error JSON; may be empty, never NULL */
     size_t body_len;
     const char *content_type;    /* of body; NULL = application/json */
     const char *error_type;      /* for INVOKE_FUNCTION_ERROR: errorType (e.g. Sandbox.Timedout) */
@@ -58,8 +58,12 @@ typedef void invoke_done_fn(const struct invoke_result *res, void *arg);
 
 /* One synchronous invocation request. Strings are borrowed for the call only (copied). */
 struct invoke_req {
-    const char *payload;        /* the event bytes (already validated as JSON by the caller) */
+    const char *payload; /* the event bytes (already validated as JSON by the caller) */
     size_t payload_len;
+    char *payload_give;         /* optional: PAYLOAD as a malloc'd block with room for a NUL at
+                                   PAYLOAD_LEN (a core/buf.h buffer's data): on 0 the
+                                   dispatcher takes it instead of copying it (PAYLOAD must equal
+                                   it); on an error the caller still owns it */
     const char *request_id;     /* NULL: a new UUID is generated */
     const char *client_context; /* decoded X-Amz-Client-Context JSON, or NULL */
     const char *trace_id;       /* X-Amzn-Trace-Id, or NULL: one is generated */
@@ -69,11 +73,11 @@ struct invoke_req {
 
 /* Counters for /healthz, status and tests. */
 struct dispatcher_stats {
-    uint64_t invocations;  /* completed, any outcome */
-    uint64_t errors;       /* INVOKE_FUNCTION_ERROR outcomes */
-    uint64_t throttles;    /* INVOKE_THROTTLED outcomes */
-    uint64_t cold_starts;  /* environments spawned */
-    uint64_t warm_starts;  /* invocations served by an already-initialised environment */
+    uint64_t invocations; /* completed, any outcome */
+    uint64_t errors;      /* INVOKE_FUNCTION_ERROR outcomes */
+    uint64_t throttles;   /* INVOKE_THROTTLED outcomes */
+    uint64_t cold_starts; /* environments spawned */
+    uint64_t warm_starts; /* invocations served by an already-initialised environment */
     uint64_t timeouts;
     uint64_t crashes;
     unsigned in_flight;    /* invocations running now */

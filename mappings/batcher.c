@@ -127,10 +127,12 @@ static int invoke(struct mapping *map, struct batch *b)
     }
     req.payload = ev.data;
     req.payload_len = ev.len;
+    req.payload_give = ev.data; /* the dispatcher takes the block on success */
     rc = dispatcher_invoke(map->ms->dsp, map->fn, &req, batch_done, b);
-    buf_free(&ev);
-    if (rc != 0)
+    if (rc != 0) {
+        buf_free(&ev);
         return rc;
+    }
     b->state = BATCH_RUNNING;
     TAILQ_INSERT_TAIL(&map->running, b, link);
     map->c.batches++;
