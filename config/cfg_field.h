@@ -23,6 +23,7 @@ enum cfg_field_kind {
     CFG_FK_ENUM,    /* int at `off`: index into `names` (NULL-terminated), default `def` */
     CFG_FK_STRLIST, /* struct cfg_strlist at `off`: one string or a sequence of strings */
     CFG_FK_DEST,    /* char * at `off`: a destination URI (config.h: cfg_async), normalised */
+    CFG_FK_STRMAP,  /* struct cfg_strmap at `off`: a mapping of names to scalars, in file order */
     CFG_FK_CUSTOM,  /* parsed by the section code of config/ itself */
 };
 
@@ -44,6 +45,13 @@ struct cfg_field {
 /* A list of strings (CFG_FK_STRLIST). Owned by the config. */
 struct cfg_strlist {
     char **v;
+    size_t n;
+};
+
+/* A mapping of names to scalar values, as text (CFG_FK_STRMAP). Owned by the config. */
+struct cfg_strmap {
+    char **keys;
+    char **vals;
     size_t n;
 };
 
@@ -70,6 +78,11 @@ struct cfg_strlist {
 #define CFG_STRLIST(k, type, member, fl, dc)                                                       \
     {                                                                                              \
         .key = (k), .kind = CFG_FK_STRLIST, .off = offsetof(type, member), .flags = (fl),          \
+        .doc = (dc)                                                                                \
+    }
+#define CFG_STRMAP(k, type, member, fl, dc)                                                        \
+    {                                                                                              \
+        .key = (k), .kind = CFG_FK_STRMAP, .off = offsetof(type, member), .flags = (fl),           \
         .doc = (dc)                                                                                \
     }
 #define CFG_DEST(k, type, member, fl, dc)                                                          \

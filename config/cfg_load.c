@@ -655,6 +655,69 @@ static int node_strlist(struct ld *ld, yaml_node_t *node, const char *path, stru
     return 0;
 }
 
+/* A mapping of names to scalars (numbers and booleans as their text), `${VAR}` interpolated. */
+static int node_strmap(struct ld *ld, yaml_node_t *node, const char *path, struct cfg_strmap *map)
+{
+    size_t cap;
+    char kp[KEYPATH_MAX];
+
+    for (size_t i = 0; i < map->n; i++) {
+        free(map->keys[i]);
+        free(map->vals[i]);
+    }
+    sy_free(&map->keys);
+    sy_free(&map->vals);
+    map->n = 0;
+    if (node_is_null(node))
+        return 0;
+    if (node->type != YAML_MAPPING_NODE) {
+        ld_err_at(ld, node->start_mark, path, "must be a mapping of name: value (got %s)",
+                  node_kind(node));
+        return -1;
+    }
+    cap = (size_t)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
+    if (cap == 0)
+        return 0;
+    map->keys = calloc(cap, sizeof(*map->keys));
+    map->vals = calloc(cap, sizeof(*map->vals));
+    if (map->keys == NULL || map->vals == NULL) {
+        ld->oom = true;
+        return -1;
+    }
+    for (yaml_node_pair_t *pr = node->data.mapping.pairs.start; pr < node->data.mapping.pairs.top;
+         pr++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pr->key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pr->value);
+        char *name, *value = NULL;
+
+        if (k->type != YAML_SCALAR_NODE) {
+            ld_err_at(ld, k->start_mark, path, "keys must be scalars (got %s)", node_kind(k));
+            return -1;
+        }
+        keypath(kp, path, scalar_text(k));
+        for (size_t i = 0; i < map->n; i++)
+            if (strcmp(map->keys[i], scalar_text(k)) == 0) {
+                ld_err(ld, k, kp, "duplicate key");
+                return -1;
+            }
+        if (node_is_null(v) || v->type != YAML_SCALAR_NODE) {
+            ld_err_at(ld, v->start_mark, kp, "must be a string, number or boolean (got %s)",
+                      node_is_null(v) ? "null" : node_kind(v));
+            return -1;
+        }
+        if (scalar_value(ld, v, kp, &value) != 0)
+            return -1;
+        name = ld_strdup(ld, scalar_text(k));
+        if (name == NULL) {
+            free(value);
+            return -1;
+        }
+        map->keys[map->n] = name;
+        map->vals[map->n++] = value;
+    }
+    return 0;
+}
+
 static int node_enum(struct ld *ld, const yaml_node_t *node, const char *path,
                      const char *const *names, size_t n, const char *value);
 
@@ -721,6 +784,9 @@ static unsigned fields_apply(struct ld *ld, const char *path, const struct cfg_f
             break;
         case CFG_FK_STRLIST:
             rc = node_strlist(ld, vals[i], kp, (struct cfg_strlist *)at);
+            break;
+        case CFG_FK_STRMAP:
+            rc = node_strmap(ld, vals[i], kp, (struct cfg_strmap *)at);
             break;
         case CFG_FK_CUSTOM:
             break;
@@ -1780,6 +1846,15 @@ void cfg_section_free(const struct cfg_section *sec, void *obj)
             for (size_t j = 0; j < l->n; j++)
                 free(l->v[j]);
             free(l->v);
+        } else if (f->kind == CFG_FK_STRMAP) {
+            struct cfg_strmap *m = at;
+
+            for (size_t j = 0; j < m->n; j++) {
+                free(m->keys[j]);
+                free(m->vals[j]);
+            }
+            free(m->keys);
+            free(m->vals);
         }
     }
     free(obj);

@@ -8,8 +8,14 @@
  * once with whatever the source delivered in its last read.
  *
  * Batches waiting for a retry (checkpoint.c) and the halves of a bisected batch go before new
- * records. A throttled invocation puts its batch back at the front and holds the mapping back
- * for a growing pause (50 ms doubling to 1 s): a throttle never costs an attempt.
+ * records. An ordered source (source.h: `ordered`, Kafka) runs at most one batch of a partition
+ * at a time: a batch (ready, waiting for its retry, or running) blocks the partitions of its
+ * records, a new batch takes the records of one partition that nothing blocks, and a ready batch
+ * runs only when no batch before it holds one of its partitions. So records of a partition are
+ * processed in order, a failing record holds back only its own partition, and partitions run
+ * in parallel up to maximum_concurrency. A throttled invocation puts its batch back at the front
+ * and holds the mapping back for a growing pause (50 ms doubling to 1 s): a throttle never costs an
+ * attempt.
  */
 #include "mapping_int.h"
 
@@ -98,6 +104,142 @@ static struct batch *form(struct mapping *map, int64_t now)
     return b;
 }
 
+/* Ordered sources: mark the partitions of B's records as blocked. */
+static void parts_mark(struct mapping *map, const struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        int32_t p = b->recs[i]->partition;
+
+        if (p >= 0 && (size_t)p < map->n_blk)
+            map->blk[p] = 1;
+    }
+}
+
+/* Ordered sources: whether a partition of B's records is blocked. */
+static int parts_blocked(const struct mapping *map, const struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        int32_t p = b->recs[i]->partition;
+
+        if (p >= 0 && (size_t)p < map->n_blk && map->blk[p])
+            return 1;
+    }
+    return 0;
+}
+
+static int rec_blocked(const struct mapping *map, const struct source_record *rec)
+{
+    return rec->partition >= 0 && (size_t)rec->partition < map->n_blk && map->blk[rec->partition];
+}
+
+/*
+ * Ordered sources: the next batch of pending records of partitions nothing blocks (in arrival
+ * order, which is each partition's order), or NULL. Records of blocked partitions stay pending,
+ * in order.
+ */
+static struct batch *form_ordered(struct mapping *map, int64_t now)
+{
+    size_t want = 0, bytes = 0;
+    struct source_record **link, *prev = NULL;
+    struct batch *b;
+    int32_t part = -1;
+    int full;
+
+    /* One partition per batch: a function error then holds back that partition only. */
+    for (struct source_record *rec = map->pend_head; rec != NULL && want < (size_t)map->batch_size;
+         rec = rec->next) {
+        if (rec_blocked(map, rec) || (part >= 0 && rec->partition != part))
+            continue;
+        part = rec->partition;
+        want++;
+        bytes += rec->json_len + 1;
+    }
+    if (want == 0)
+        return NULL;
+    full = want >= (size_t)map->batch_size || bytes >= BATCH_MAX_BYTES;
+    if (!full && map->window_ms > 0 && now - map->pend_first_ms < map->window_ms) {
+        struct timeval tv;
+        int64_t left = map->pend_first_ms + map->window_ms - now;
+
+        tv.tv_sec = (time_t)(left / 1000);
+        tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+        if (!evtimer_pending(map->window_ev, NULL))
+            evtimer_add(map->window_ev, &tv);
+        return NULL;
+    }
+    b = batch_new(map, want);
+    if (b == NULL)
+        return NULL;
+    link = &map->pend_head;
+    while (*link != NULL && b->n < want) {
+        struct source_record *rec = *link;
+
+        if (rec_blocked(map, rec) || rec->partition != part) {
+            prev = rec;
+            link = &rec->next;
+            continue;
+        }
+        if (b->n > 0 && b->bytes + rec->json_len + 1 > BATCH_MAX_BYTES)
+            break;
+        *link = rec->next;
+        rec->next = NULL;
+        map->pend_n--;
+        map->pend_bytes -= rec->json_len;
+        b->recs[b->n++] = rec;
+        b->bytes += rec->json_len + 1;
+    }
+    if (*link == NULL)
+        map->pend_tail = prev;
+    map->pend_first_ms = now;
+    if (map->pend_n == 0)
+        evtimer_del(map->window_ev);
+    return b;
+}
+
+static int invoke(struct mapping *map, struct batch *b);
+
+/* batcher_run() for an ordered source. */
+static void run_ordered(struct mapping *map, int64_t now)
+{
+    struct batch *b, *next;
+
+    if (map->n_blk > 0)
+        memset(map->blk, 0, map->n_blk);
+    TAILQ_FOREACH(b, &map->running, link)
+    parts_mark(map, b);
+    TAILQ_FOREACH(b, &map->waiting, link)
+    parts_mark(map, b);
+    for (b = TAILQ_FIRST(&map->ready); b != NULL; b = next) {
+        next = TAILQ_NEXT(b, link);
+        if (map->c.in_flight_batches >= (uint64_t)map->max_conc || parts_blocked(map, b)) {
+            parts_mark(map, b);
+            continue;
+        }
+        TAILQ_REMOVE(&map->ready, b, link);
+        if (invoke(map, b) != 0) {
+            /* Draining, or out of memory: back where it was, for later. */
+            b->state = BATCH_READY;
+            if (next != NULL)
+                TAILQ_INSERT_BEFORE(next, b, link);
+            else
+                TAILQ_INSERT_TAIL(&map->ready, b, link);
+            return;
+        }
+        parts_mark(map, b);
+    }
+    while (map->c.in_flight_batches < (uint64_t)map->max_conc) {
+        b = form_ordered(map, now);
+        if (b == NULL)
+            break;
+        if (invoke(map, b) != 0) {
+            b->state = BATCH_READY;
+            TAILQ_INSERT_TAIL(&map->ready, b, link);
+            break;
+        }
+        parts_mark(map, b);
+    }
+}
+
 static void batch_done(const struct invoke_result *res, void *arg)
 {
     struct batch *b = arg;
@@ -175,6 +317,11 @@ void batcher_run(struct mapping *map)
         TAILQ_INSERT_TAIL(&map->ready, b, link);
     }
     if (map->throttle_until > now) {
+        batcher_schedule_retry(map);
+        return;
+    }
+    if (map->src->ordered) {
+        run_ordered(map, now);
         batcher_schedule_retry(map);
         return;
     }

@@ -411,6 +411,11 @@ static void fail_records(struct mapping *map, struct source_record **recs, size_
     }
     map->c.retries += retry->n;
     retry->due_ms = time_mono_ms() + backoff_ms(max_attempts);
+    if (map->src != NULL && map->src->ordered)
+        log_warn("[mapping:%s] partition blocked at record %s: %u attempt(s) failed (%s); the "
+                 "next in %lld ms",
+                 map->cfg->name, retry->recs[0]->id, max_attempts,
+                 error_msg != NULL ? error_msg : "", (long long)(retry->due_ms - time_mono_ms()));
     insert_waiting(map, retry);
     batcher_schedule_retry(map);
 }
@@ -477,7 +482,24 @@ static int parse_item_failures(const struct batch *b, const char *body, size_t l
     for (i = 0; i < json_array_size(list); i++) {
         json_t *item = json_array_get(list, i), *id = json_object_get(item, "itemIdentifier");
         const char *s = json_string_value(id);
+        char obj_id[300];
         size_t k;
+
+        /* Kafka's identifiers are objects: {"partition": "orders-0", "offset": 15}. */
+        if (json_is_object(id)) {
+            const char *part = json_string_value(json_object_get(id, "partition"));
+            json_t *off = json_object_get(id, "offset");
+
+            s = NULL;
+            if (part != NULL && json_is_integer(off)) {
+                snprintf(obj_id, sizeof(obj_id), "%s@%" JSON_INTEGER_FORMAT, part,
+                         json_integer_value(off));
+                s = obj_id;
+            } else if (part != NULL && json_is_string(off)) {
+                snprintf(obj_id, sizeof(obj_id), "%s@%s", part, json_string_value(off));
+                s = obj_id;
+            }
+        }
 
         if (s == NULL || s[0] == '\0') {
             snprintf(why, whysz, "batchItemFailures[%zu] has no itemIdentifier", i);

@@ -68,9 +68,9 @@
 struct sy_error;
 struct buf;
 
-struct filter;                       /* up to FILTER_MAX_PATTERNS (10) patterns, OR-ed */
+struct filter; /* up to FILTER_MAX_PATTERNS (10) patterns, OR-ed */
 #define FILTER_MAX_PATTERNS 10
-#define FILTER_PATTERN_MAX 4096      /* Lambda's limit on one pattern's text */
+#define FILTER_PATTERN_MAX 4096 /* Lambda's limit on one pattern's text */
 
 struct filter_opts {
     /*

@@ -206,6 +206,16 @@ static void host_deliver(void *arg, struct source_record **recs, size_t n)
         rec->next = NULL;
         map->c.received++;
         map->held_n++;
+        if (rec->partition >= 0 && (size_t)rec->partition >= map->n_blk) {
+            size_t nb = (size_t)rec->partition + 16;
+            unsigned char *v = realloc(map->blk, nb);
+
+            if (v != NULL) {
+                memset(v + map->n_blk, 0, nb - map->n_blk);
+                map->blk = v;
+                map->n_blk = nb;
+            }
+        }
         map->held_bytes += rec->json_len + rec->data_len;
         if ((rec->flags & SOURCE_REC_DEAD_LETTER) || rec->json_len + 256 > SY_SYNC_PAYLOAD_MAX) {
             defer(map, rec, 0);
@@ -262,8 +272,74 @@ static void host_state(void *arg, enum source_state st, const char *reason)
     }
 }
 
+/* Take REC (of a revoked partition) out of the mapping, to be released on the next kick. */
+static void revoke_one(struct mapping *map, struct source_record *rec)
+{
+    if (map->n_revoked == map->cap_revoked) {
+        size_t nc = map->cap_revoked ? map->cap_revoked * 2 : 64;
+        struct source_record **nv = realloc(map->revoked, nc * sizeof(*nv));
+
+        if (nv == NULL) {
+            /* Not released: the partition's new owner reads it from the last commit anyway. */
+            mapping_held_sub(map, rec);
+            source_record_free(rec);
+            return;
+        }
+        map->revoked = nv;
+        map->cap_revoked = nc;
+    }
+    map->revoked[map->n_revoked++] = rec;
+}
+
+static void host_revoke(void *arg, int32_t partition)
+{
+    struct mapping *map = arg;
+    struct batch_list *lists[] = {&map->ready, &map->waiting};
+    struct source_record **link = &map->pend_head, *prev = NULL;
+    struct batch *b, *next;
+
+    SY_ASSERT(map->magic == MAPPING_MAGIC);
+    while (*link != NULL) {
+        struct source_record *rec = *link;
+
+        if (rec->partition != partition) {
+            prev = rec;
+            link = &rec->next;
+            continue;
+        }
+        *link = rec->next;
+        rec->next = NULL;
+        map->pend_n--;
+        map->pend_bytes -= rec->json_len;
+        revoke_one(map, rec);
+    }
+    map->pend_tail = prev;
+    for (size_t l = 0; l < 2; l++) {
+        for (b = TAILQ_FIRST(lists[l]); b != NULL; b = next) {
+            size_t k = 0;
+
+            next = TAILQ_NEXT(b, link);
+            for (size_t i = 0; i < b->n; i++) {
+                if (b->recs[i]->partition == partition) {
+                    b->bytes -= b->recs[i]->json_len + 1;
+                    revoke_one(map, b->recs[i]);
+                } else {
+                    b->recs[k++] = b->recs[i];
+                }
+            }
+            b->n = k;
+            if (k == 0) {
+                TAILQ_REMOVE(lists[l], b, link);
+                batch_free(b);
+            }
+        }
+    }
+    mapping_kick(map);
+}
+
 static const struct source_host host_ops = {
     .deliver = host_deliver,
+    .revoke = host_revoke,
     .room = host_room,
     .state = host_state,
 };
@@ -292,6 +368,20 @@ static void kick_cb(int fd, short what, void *arg)
         map->n_acks = map->cap_acks = 0;
         checkpoint_ack(map, acks, n, SOURCE_DONE);
         free(acks);
+    }
+    if (map->n_revoked > 0) {
+        struct source_record **v = map->revoked;
+        size_t n = map->n_revoked;
+
+        map->revoked = NULL;
+        map->n_revoked = map->cap_revoked = 0;
+        if (map->src != NULL && map->src->ops->release != NULL)
+            map->src->ops->release(map->src, v, n);
+        for (size_t i = 0; i < n; i++) {
+            mapping_held_sub(map, v[i]);
+            source_record_free(v[i]);
+        }
+        free(v);
     }
     while (map->dl_head != NULL) {
         struct source_record *rec = map->dl_head;
@@ -504,6 +594,21 @@ fail:
 
 /* ---- create / start / drain / destroy ------------------------------------------------------ */
 
+/*
+ * Records of one partition of an ordered source held at most: four batches' worth (one running,
+ * the next ones fetched meanwhile), at least 500, never more than the mapping holds in all.
+ */
+static size_t partition_window(const struct cfg_mapping *mc)
+{
+    size_t w = (size_t)mc->batch_size * 4;
+
+    if (w < 500)
+        w = 500;
+    if (w > (size_t)mc->max_records_in_flight)
+        w = (size_t)mc->max_records_in_flight;
+    return w;
+}
+
 static int mapping_init(struct mappings *ms, struct mapping *map, const struct cfg_mapping *mc,
                         struct sy_error *err)
 {
@@ -554,6 +659,8 @@ static int mapping_init(struct mappings *ms, struct mapping *map, const struct c
         .data_dir = br->data_dir,
         .host = &host_ops,
         .host_arg = map,
+        .partition_window = partition_window(mc),
+        .drain_wait_ms = function_cfg(map->fn)->timeout_s * 1000,
     };
     map->kick_ev = event_new(ms->base, -1, 0, kick_cb, map);
     map->window_ev = evtimer_new(ms->base, batcher_window_cb, map);
@@ -708,7 +815,11 @@ static void mapping_fini(struct mapping *map)
         next = rec->next;
         source_record_free(rec);
     }
+    for (size_t i = 0; i < map->n_revoked; i++)
+        source_record_free(map->revoked[i]);
     free(map->acks);
+    free(map->revoked);
+    free(map->blk);
     source_destroy(map->src);
     dest_destroy(map->on_failure);
     dest_destroy(map->dead_letter);

@@ -122,6 +122,10 @@ struct mapping {
     struct source_record *dl_head, *dl_tail; /* for the dead letter, next kick */
     struct source_record **acks;             /* filtered records to acknowledge (DONE), next turn */
     size_t n_acks, cap_acks;
+    struct source_record **revoked; /* records of revoked partitions to release, next turn */
+    size_t n_revoked, cap_revoked;
+    unsigned char *blk; /* ordered sources: per partition, 1 when a batch holds it (batcher) */
+    size_t n_blk;
 
     struct event *kick_ev; /* deferred dispatch (manual activation) */
     int kick_pending;

@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+extern const struct source_ops src_kafka_ops;
 extern const struct source_ops src_redis_ops;
 
 /* Every adapter, in the order `switchyard validate` lists them. */
 static const struct source_ops *const registry[] = {
+    &src_kafka_ops,
     &src_redis_ops,
 };
 

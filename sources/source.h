@@ -43,7 +43,10 @@ struct source;
 struct source_record {
     /* adapter part (read-only for the host) */
     const char *id;   /* messageId / entry id: stable across redeliveries, NUL-terminated;
-                         also the itemIdentifier of batchItemFailures */
+                         also the itemIdentifier of batchItemFailures. Ordered sources whose
+                         identifiers are objects ({"partition": "orders-0", "offset": 15},
+                         Kafka's) use "PARTITION@OFFSET", which is what the host matches an
+                         object identifier against */
     const char *data; /* the payload as received (SQS `body`): what filters match, and what a
                          dead letter holds. NUL-terminated for convenience; may hold NULs */
     size_t data_len;
@@ -95,6 +98,11 @@ enum source_state {
 struct source_host {
     /* Takes RECS[0..N) (the array itself is borrowed). */
     void (*deliver)(void *arg, struct source_record **recs, size_t n);
+    /* Ordered sources: PARTITION is no longer this broker's (a rebalance). The host runs no new
+     * batch of it and gives every record of it that is not running back with ops->release(),
+     * on a later turn of the loop (never from inside this call); running batches end as usual
+     * (ack or release). */
+    void (*revoke)(void *arg, int32_t partition);
     /* How many more records the host takes now (0: stop reading until resume()). */
     size_t (*room)(void *arg);
     /* The source's state changed; REASON (borrowed) may be NULL. */
@@ -110,6 +118,13 @@ struct source_ctx {
     const char *data_dir; /* the broker's data_dir */
     const struct source_host *host;
     void *host_arg;
+    /* Ordered sources: records of one partition the host wants at most, delivered and not yet
+     * acknowledged; above it the adapter stops fetching that partition (so a partition whose
+     * records fail blocks only itself) and resumes below half of it. */
+    size_t partition_window;
+    /* How long a revoked partition's running batches may take (the function's timeout, ms);
+     * after it the adapter gives the partition up without waiting for them. */
+    int drain_wait_ms;
 };
 
 /* Every source starts with this header (the adapter's struct embeds it first). */
@@ -121,6 +136,10 @@ struct source {
     /* Set by the adapter's create(): receives after which a record is a dead letter (0: never).
      * The host counts its own retries of a held record as receives. */
     uint32_t max_receive_count;
+    /* Set by the adapter's create(): 1 when records carry a partition (>= 0) and a position
+     * in it, and must be processed in that order: the host then runs at most one batch of a
+     * partition at a time and retries a failed record before anything after it. */
+    int ordered;
 };
 
 /* What ack() says about the records it is given. */

@@ -424,16 +424,6 @@ struct source_record *src_redis_record_new(struct src_redis *sr, const struct sr
 /* Precompute sr->json_tail and sr->receipt_prefix. Returns 0 or SY_ENOMEM. */
 int src_redis_event_init(struct src_redis *sr);
 
-/*
- * The length of S[0..N) written as the inside of a JSON string when S is valid UTF-8, or
- * SIZE_MAX when it is not.
- */
-size_t src_redis_json_len(const char *s, size_t n);
-
-/* Write S[0..N) (valid UTF-8; its src_redis_json_len() is the room needed) escaped into DST.
- * Returns the end of what was written. */
-char *src_redis_json_put(char *dst, const char *s, size_t n);
-
 int src_redis_encode_batch(struct source *src, struct source_record *const *recs, size_t n,
                            struct buf *out);
 int src_redis_batch_info(struct source *src, struct source_record *const *recs, size_t n,

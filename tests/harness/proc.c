@@ -152,15 +152,17 @@ static void child_setup(pid_t parent, int in_fd, int out_fd, int err_fd, const c
         _exit(127);
 }
 
-int h_proc_spawn(struct h_proc *p, char *const argv[], const char *const env[], const char *cwd,
-                 const char *out_path)
+/*
+ * Fork and exec ARGV with IN_FD, OUT_FD and ERR_FD on the child's 0/1/2 (the caller keeps and
+ * closes them). Returns 0 (P filled) or -1 (a line on stderr).
+ */
+static int spawn_fds(struct h_proc *p, char *const argv[], const char *const env[], const char *cwd,
+                     int in_fd, int out_fd, int err_fd)
 {
     pid_t parent = getpid();
     char **envp = build_env(env);
     char *path = resolve(argv[0]);
     int epipe[2] = {-1, -1};
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    int out = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int child_errno = 0;
     int rc = -1;
     ssize_t n;
@@ -168,9 +170,9 @@ int h_proc_spawn(struct h_proc *p, char *const argv[], const char *const env[], 
 
     h_proc_init();
     memset(p, 0, sizeof(*p));
-    if (devnull < 0 || out < 0 || pipe2(epipe, O_CLOEXEC) != 0) {
+    if (pipe2(epipe, O_CLOEXEC) != 0) {
         fprintf(stderr, "harness: spawn %s: %s\n", argv[0], strerror(errno));
-        goto out_close;
+        goto out_free;
     }
     pid = fork();
     if (pid < 0) {
@@ -181,7 +183,7 @@ int h_proc_spawn(struct h_proc *p, char *const argv[], const char *const env[], 
         int e;
 
         close(epipe[0]);
-        child_setup(parent, devnull, out, out, cwd);
+        child_setup(parent, in_fd, out_fd, err_fd, cwd);
         execve(path, argv, envp);
         /* Exec failed: tell the parent why through the close-on-exec pipe. */
         e = errno;
@@ -209,12 +211,63 @@ out_close:
         close(epipe[0]);
     if (epipe[1] >= 0)
         close(epipe[1]);
+out_free:
+    free(path);
+    free_env(envp);
+    return rc;
+}
+
+int h_proc_spawn(struct h_proc *p, char *const argv[], const char *const env[], const char *cwd,
+                 const char *out_path)
+{
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int out = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int rc = -1;
+
+    memset(p, 0, sizeof(*p));
+    if (devnull < 0 || out < 0)
+        fprintf(stderr, "harness: spawn %s: %s: %s\n", argv[0],
+                devnull < 0 ? "/dev/null" : out_path, strerror(errno));
+    else
+        rc = spawn_fds(p, argv, env, cwd, devnull, out, out);
     if (devnull >= 0)
         close(devnull);
     if (out >= 0)
         close(out);
-    free(path);
-    free_env(envp);
+    return rc;
+}
+
+int h_proc_spawn_piped(struct h_proc *p, char *const argv[], const char *const env[],
+                       const char *cwd, const char *err_path, int *to_child, int *from_child)
+{
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    int err = open(err_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int rc = -1;
+
+    memset(p, 0, sizeof(*p));
+    *to_child = *from_child = -1;
+    /* All four ends are close-on-exec: the child gets its two through dup2() (which clears the
+     * flag on 0 and 1), and no other child we spawn later inherits them, so EOF on the child's
+     * stdin really means we closed it. */
+    if (err < 0 || pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
+        fprintf(stderr, "harness: spawn %s: %s\n", argv[0], strerror(errno));
+        goto out_close;
+    }
+    if (spawn_fds(p, argv, env, cwd, in[0], out[1], err) != 0)
+        goto out_close;
+    *to_child = in[1];
+    *from_child = out[0];
+    in[1] = out[0] = -1;
+    rc = 0;
+out_close:
+    for (int i = 0; i < 2; i++) {
+        if (in[i] >= 0)
+            close(in[i]);
+        if (out[i] >= 0)
+            close(out[i]);
+    }
+    if (err >= 0)
+        close(err);
     return rc;
 }
 

@@ -38,6 +38,15 @@ int h_proc_spawn(struct h_proc *p, char *const argv[], const char *const env[], 
                  const char *out_path);
 
 /*
+ * As h_proc_spawn(), but the child's stdin and stdout are pipes to us: *TO_CHILD gets the write
+ * end of its stdin and *FROM_CHILD the read end of its stdout (both blocking and close-on-exec;
+ * the caller closes them), and its stderr is appended to ERR_PATH. For servers driven by line
+ * commands (sy-kafka-mock). Returns 0, or -1 with both set to -1.
+ */
+int h_proc_spawn_piped(struct h_proc *p, char *const argv[], const char *const env[],
+                       const char *cwd, const char *err_path, int *to_child, int *from_child);
+
+/*
  * Wait up to TIMEOUT_MS for P to exit. Returns 0 when it has exited (P->status valid), -1 when
  * it is still running at the deadline.
  */

@@ -1,10 +1,12 @@
 /* tests/integration/rworld.c - one broker against one redis-server (see rworld.h). */
 #include "rworld.h"
 
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -13,14 +15,22 @@
 /* Set when a group fixture or a test failed (cmocka 1.1 still returns 0 for the former). */
 static bool world_failed;
 
-int rworld_start_broker(struct rworld *w)
+char *rworld_config(const struct rworld *w, const char *config)
 {
     char port[16];
+
+    if (w->use_kafka)
+        return h_str_replace(config, "@BOOTSTRAP@", w->kafka.bootstrap);
+    snprintf(port, sizeof(port), "%d", w->redis.port);
+    return h_str_replace(config, "@PORT@", port);
+}
+
+int rworld_start_broker(struct rworld *w)
+{
     char *y;
     int rc;
 
-    snprintf(port, sizeof(port), "%d", w->redis.port);
-    y = h_str_replace(w->config, "@PORT@", port);
+    y = rworld_config(w, w->config);
     rc = y == NULL || h_broker_write_config(&w->b, y) != 0 ||
                  h_broker_start(&w->b, NULL, ITEST_READY_MS) != 0
              ? -1
@@ -44,6 +54,26 @@ int rworld_group_setup(void **state, const char *tag, const char *config)
     return rworld_start_broker(w);
 }
 
+int rworld_group_setup_kafka(void **state, const char *tag, const char *config, int brokers,
+                             const char *const *topics)
+{
+    struct rworld *w = calloc(1, sizeof(*w));
+
+    *state = w;
+    if (w == NULL) {
+        world_failed = true;
+        return -1;
+    }
+    w->kafka = (struct h_kafka)H_KAFKA_INIT;
+    w->use_kafka = true;
+    if (h_kafka_start(&w->kafka, brokers, topics) != 0 || h_broker_init(&w->b, tag) != 0) {
+        world_failed = true;
+        return -1;
+    }
+    w->config = config;
+    return rworld_start_broker(w);
+}
+
 int rworld_group_teardown(void **state)
 {
     struct rworld *w = *state;
@@ -60,7 +90,10 @@ int rworld_group_teardown(void **state)
     if (rc != 0 || world_failed)
         w->b.failed = true;
     h_broker_destroy(&w->b);
-    h_redis_free(&w->redis);
+    if (w->use_kafka)
+        h_kafka_free(&w->kafka);
+    else
+        h_redis_free(&w->redis);
     free(w);
     if (rc != 0)
         world_failed = true;
@@ -97,4 +130,89 @@ void rworld_end(struct rworld *w)
 int rworld_exit_code(int cmocka_rc)
 {
     return cmocka_rc != 0 || world_failed ? 1 : 0;
+}
+
+/* Files in DIR: all of them (*ALL), and distinct message ids (the return value). */
+size_t rworld_count_files(const char *dir, size_t *all)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    size_t n = 0, total = 0;
+
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+
+        if (de->d_name[0] == '.' || (len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0))
+            continue;
+        total++;
+        if (len > 2 && strcmp(de->d_name + len - 2, ".1") == 0)
+            n++;
+    }
+    if (d != NULL)
+        closedir(d);
+    if (all != NULL)
+        *all = total;
+    return n;
+}
+
+void rworld_await_files(const char *dir, size_t want, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+
+    while (rworld_count_files(dir, NULL) < want) {
+        if (h_now_ms() > deadline)
+            fail_msg("%zu of %zu records delivered to %s within %d ms",
+                     rworld_count_files(dir, NULL), want, dir, timeout_ms);
+        h_sleep_ms(50);
+    }
+}
+
+/* GET the mapping named NAME through the API (new), failing the test when it cannot. */
+json_t *rworld_mapping_json(struct rworld *w, const char *name)
+{
+    struct h_http_resp r;
+    json_t *list, *m, *found = NULL;
+    size_t i;
+
+    assert_int_equal(h_broker_request(&w->b, "GET", "/2015-03-31/event-source-mappings", NULL, NULL,
+                                      0, 10000, &r),
+                     0);
+    expect_status(&r, 200);
+    list = resp_json(&r);
+    h_http_resp_free(&r);
+    json_array_foreach(json_object_get(list, "EventSourceMappings"), i, m)
+    {
+        if (strcmp(h_json_str(json_object_get(m, "Switchyard"), "name"), name) == 0)
+            found = json_incref(m);
+    }
+    json_decref(list);
+    if (found == NULL)
+        fail_msg("no mapping %s in ListEventSourceMappings", name);
+    return found;
+}
+
+/* PUT Enabled on the mapping named NAME through the API; waits until its State is WANT. */
+void rworld_set_enabled(struct rworld *w, const char *name, bool on, const char *want)
+{
+    json_t *m = rworld_mapping_json(w, name);
+    char *path = h_strfmt("/2015-03-31/event-source-mappings/%s", h_json_str(m, "UUID"));
+    const char *body = on ? "{\"Enabled\": true}" : "{\"Enabled\": false}";
+    int64_t deadline = h_now_ms() + 20000;
+    struct h_http_resp r;
+
+    json_decref(m);
+    assert_int_equal(h_broker_request(&w->b, "PUT", path, NULL, body, strlen(body), 10000, &r), 0);
+    expect_status(&r, 202);
+    h_http_resp_free(&r);
+    free(path);
+    for (;;) {
+        m = rworld_mapping_json(w, name);
+        if (strcmp(h_json_str(m, "State"), want) == 0)
+            break;
+        json_decref(m);
+        if (h_now_ms() > deadline)
+            fail_msg("mapping %s never became %s", name, want);
+        h_sleep_ms(50);
+    }
+    json_decref(m);
 }

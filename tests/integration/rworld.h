@@ -1,6 +1,7 @@
 /*
  * tests/integration/rworld.h - the fixture of the tests that run one broker against one real
- * redis-server: the server on a free port, the broker on a config whose `@PORT@` is that port,
+ * server: a redis-server on a free port (the config's `@PORT@`), or a Kafka mock cluster
+ * (rworld_group_setup_kafka(); the config's `@BOOTSTRAP@`), the broker on that config,
  * the per-test log marks, and the end-of-test invariants (broker still running, no sanitizer
  * line since the test started).
  *
@@ -16,11 +17,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "harness/broker.h"
+#include "harness/kafka.h"
 #include "harness/redis.h"
 
 struct rworld {
-    struct h_redis redis;
+    struct h_redis redis; /* unused with Kafka */
+    struct h_kafka kafka; /* used when `use_kafka` */
+    bool use_kafka;
     struct h_broker b;
     const char *config; /* borrowed: the YAML with @PORT@ */
     size_t mark;        /* broker log size when the current test started */
@@ -29,6 +35,14 @@ struct rworld {
 
 /* Start the server, then the broker with CONFIG. *STATE becomes a new struct rworld. 0 or -1. */
 int rworld_group_setup(void **state, const char *tag, const char *config);
+
+/* The same with a Kafka mock cluster of BROKERS brokers and TOPICS ("name:partitions", NULL
+ * terminated) instead of a redis-server. */
+int rworld_group_setup_kafka(void **state, const char *tag, const char *config, int brokers,
+                             const char *const *topics);
+
+/* CONFIG with this world's @PORT@ / @BOOTSTRAP@ filled in (new). */
+char *rworld_config(const struct rworld *w, const char *config);
 
 /* Stop the broker (SIGTERM: it must exit 0), scan its log, stop the server, free. 0 or -1. */
 int rworld_group_teardown(void **state);
@@ -45,5 +59,20 @@ void rworld_end(struct rworld *w);
 
 /* Non-zero when CMOCKA_RC is, or when a group fixture or a test failed. */
 int rworld_exit_code(int cmocka_rc);
+
+/*
+ * Files a test handler wrote into DIR, one per delivery (ID.N, N counting the deliveries of ID;
+ * *.tmp and dot-files ignored): all of them in *ALL (may be NULL), distinct ids returned.
+ */
+size_t rworld_count_files(const char *dir, size_t *all);
+
+/* Wait (polling, bounded by TIMEOUT_MS) until DIR holds WANT distinct ids; fails the test. */
+void rworld_await_files(const char *dir, size_t want, int timeout_ms);
+
+/* The mapping named NAME as ListEventSourceMappings shows it (new); fails the test if absent. */
+json_t *rworld_mapping_json(struct rworld *w, const char *name);
+
+/* PUT Enabled ON on the mapping NAME through the API, then wait until its State is WANT. */
+void rworld_set_enabled(struct rworld *w, const char *name, bool on, const char *want);
 
 #endif

@@ -132,41 +132,6 @@ static void push(const struct rworld *w, const char *list, int n, const char *pr
     redisFree(c);
 }
 
-/* Files in DIR: all of them (*ALL), and distinct message ids (the return value). */
-static size_t count_files(const char *dir, size_t *all)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    size_t n = 0, total = 0;
-
-    while (d != NULL && (de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-
-        if (de->d_name[0] == '.' || (len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0))
-            continue;
-        total++;
-        if (len > 2 && strcmp(de->d_name + len - 2, ".1") == 0)
-            n++;
-    }
-    if (d != NULL)
-        closedir(d);
-    if (all != NULL)
-        *all = total;
-    return n;
-}
-
-static void await_files(const char *dir, size_t want, int timeout_ms)
-{
-    int64_t deadline = h_now_ms() + timeout_ms;
-
-    while (count_files(dir, NULL) < want) {
-        if (h_now_ms() > deadline)
-            fail_msg("%zu of %zu records delivered to %s within %d ms", count_files(dir, NULL),
-                     want, dir, timeout_ms);
-        h_sleep_ms(50);
-    }
-}
-
 /* The list and its in-flight structures empty (every record acknowledged). */
 static void await_list_drained(const struct rworld *w, const char *list, int timeout_ms)
 {
@@ -216,9 +181,9 @@ static void test_list_drains_in_sqs_shape(void **state)
     json_t *rec;
 
     push(w, "q-list", 200, "{\"n\": ", "}");
-    await_files(out, 200, 30000);
+    rworld_await_files(out, 200, 30000);
     await_list_drained(w, "q-list", 10000);
-    assert_int_equal(count_files(out, &all), 200);
+    assert_int_equal(rworld_count_files(out, &all), 200);
     assert_int_equal(all, 200);
 
     /* One record, field by field. */
@@ -257,10 +222,10 @@ static void test_filter_drops_and_acks(void **state)
     push(w, "q-filter", 30, "{\"type\": \"order\", \"n\": ", "}");
     push(w, "q-filter", 30, "{\"type\": \"refund\", \"n\": ", "}");
     push(w, "q-filter", 10, "not json ", "");
-    await_files(out, 30, 30000);
+    rworld_await_files(out, 30, 30000);
     await_list_drained(w, "q-filter", 10000);
     h_sleep_ms(300); /* nothing else may arrive: the others were filtered out */
-    assert_int_equal(count_files(out, &all), 30);
+    assert_int_equal(rworld_count_files(out, &all), 30);
     assert_int_equal(all, 30);
     free(out);
     rworld_end(w);
@@ -279,7 +244,7 @@ static void test_stream_group(void **state)
         assert_non_null(r);
         freeReplyObject(r);
     }
-    await_files(out, 120, 30000);
+    rworld_await_files(out, 120, 30000);
     deadline = h_now_ms() + 10000;
     for (;;) {
         redisReply *p = h_redis_cmd(&w->redis, "XPENDING s-events g1");
@@ -294,7 +259,7 @@ static void test_stream_group(void **state)
             fail_msg("%lld entries still pending in s-events/g1", n);
         h_sleep_ms(50);
     }
-    assert_int_equal(count_files(out, &all), 120);
+    assert_int_equal(rworld_count_files(out, &all), 120);
     assert_int_equal(all, 120);
     free(out);
     rworld_end(w);
@@ -309,9 +274,9 @@ static void test_partial_batch_failures(void **state)
     /* Every 4th record is reported failed once, so it is delivered twice. */
     push(w, "q-partial", 10, "{\"fail\": false, \"n\": ", "}");
     push(w, "q-partial", 5, "{\"fail\": true, \"n\": ", "}");
-    await_files(out, 15, 30000);
+    rworld_await_files(out, 15, 30000);
     await_list_drained(w, "q-partial", 15000);
-    assert_int_equal(count_files(out, &all), 15);
+    assert_int_equal(rworld_count_files(out, &all), 15);
     assert_int_equal(all, 20);
     free(out);
     rworld_end(w);
@@ -326,7 +291,7 @@ static void test_poison_to_dead_letter(void **state)
 
     push(w, "q-poison", 7, "{\"good\": ", "}");
     push(w, "q-poison", 1, "{\"poison\": ", "}");
-    await_files(out, 7, 30000);
+    rworld_await_files(out, 7, 30000);
     while (h_redis_int(&w->redis, "LLEN %s", "q-poison-dlq") < 1) {
         if (h_now_ms() > deadline)
             fail_msg("the poison record never reached the dead letter");
@@ -339,7 +304,7 @@ static void test_poison_to_dead_letter(void **state)
     /* The dead letter holds the original body (in the list envelope with its attributes). */
     expect_contains(r->element[0]->str, "poison");
     freeReplyObject(r);
-    assert_int_equal(count_files(out, NULL), 7);
+    assert_int_equal(rworld_count_files(out, NULL), 7);
     free(out);
     rworld_end(w);
 }
@@ -484,9 +449,9 @@ static void test_kill9_mid_drain(void **state)
     size_t all, uniq;
 
     push(w, "q-slow", 200, "{\"sleep\": 0.01, \"n\": ", "}");
-    await_files(out, 20, 30000);
+    rworld_await_files(out, 20, 30000);
     fprintf(stderr, "kill -9 of the broker with %zu of 200 records delivered\n",
-            count_files(out, NULL));
+            rworld_count_files(out, NULL));
     assert_int_equal(kill(w->b.proc.pid, SIGKILL), 0);
     deadline = h_now_ms() + 10000;
     while (h_broker_running(&w->b) && h_now_ms() < deadline)
@@ -495,9 +460,9 @@ static void test_kill9_mid_drain(void **state)
     assert_int_equal(rworld_start_broker(w), 0);
     w->mark = 0;
 
-    await_files(out, 200, 60000);
+    rworld_await_files(out, 200, 60000);
     await_list_drained(w, "q-slow", 20000);
-    uniq = count_files(out, &all);
+    uniq = rworld_count_files(out, &all);
     fprintf(stderr, "after the restart: %zu records, %zu deliveries\n", uniq, all);
     assert_int_equal(uniq, 200);
     /* Duplicates only from what was in flight at the kill (held records at most). */
@@ -511,30 +476,6 @@ static int group_setup(void **state)
     return rworld_group_setup(state, "esm", config);
 }
 
-/* GET the mapping named NAME through the API (new), failing the test when it cannot. */
-static json_t *mapping_json(struct rworld *w, const char *name)
-{
-    struct h_http_resp r;
-    json_t *list, *m, *found = NULL;
-    size_t i;
-
-    assert_int_equal(h_broker_request(&w->b, "GET", "/2015-03-31/event-source-mappings", NULL, NULL,
-                                      0, 10000, &r),
-                     0);
-    expect_status(&r, 200);
-    list = resp_json(&r);
-    h_http_resp_free(&r);
-    json_array_foreach(json_object_get(list, "EventSourceMappings"), i, m)
-    {
-        if (strcmp(h_json_str(json_object_get(m, "Switchyard"), "name"), name) == 0)
-            found = json_incref(m);
-    }
-    json_decref(list);
-    if (found == NULL)
-        fail_msg("no mapping %s in ListEventSourceMappings", name);
-    return found;
-}
-
 /*
  * Redis restarted under a running mapping (without persistence, so empty): the mapping says so
  * in LastProcessingResult while it is down, reconnects on its own, and delivers what is pushed
@@ -544,14 +485,14 @@ static void test_redis_restart(void **state)
 {
     struct rworld *w = *state;
     char *out = dir_of(w, "out-list/record");
-    size_t before = count_files(out, NULL);
+    size_t before = rworld_count_files(out, NULL);
     int64_t deadline;
     json_t *m;
 
     assert_int_equal(h_redis_stop(&w->redis), 0);
     deadline = h_now_ms() + 20000;
     for (;;) {
-        m = mapping_json(w, "list");
+        m = rworld_mapping_json(w, "list");
         if (strncmp(h_json_str(m, "LastProcessingResult"), "PROBLEM", 7) == 0)
             break;
         json_decref(m);
@@ -563,39 +504,13 @@ static void test_redis_restart(void **state)
     json_decref(m);
     assert_int_equal(h_redis_start(&w->redis), 0);
     push(w, "q-list", 20, "{\"after\": ", "}");
-    await_files(out, before + 20, 30000);
+    rworld_await_files(out, before + 20, 30000);
     await_list_drained(w, "q-list", 10000);
-    m = mapping_json(w, "list");
+    m = rworld_mapping_json(w, "list");
     assert_string_equal(h_json_str(m, "State"), "Enabled");
     json_decref(m);
     free(out);
     rworld_end(w);
-}
-
-/* PUT Enabled on the mapping named NAME through the API; waits until its State is WANT. */
-static void set_enabled(struct rworld *w, const char *name, bool on, const char *want)
-{
-    json_t *m = mapping_json(w, name);
-    char *path = h_strfmt("/2015-03-31/event-source-mappings/%s", h_json_str(m, "UUID"));
-    const char *body = on ? "{\"Enabled\": true}" : "{\"Enabled\": false}";
-    int64_t deadline = h_now_ms() + 20000;
-    struct h_http_resp r;
-
-    json_decref(m);
-    assert_int_equal(h_broker_request(&w->b, "PUT", path, NULL, body, strlen(body), 10000, &r), 0);
-    expect_status(&r, 202);
-    h_http_resp_free(&r);
-    free(path);
-    for (;;) {
-        m = mapping_json(w, name);
-        if (strcmp(h_json_str(m, "State"), want) == 0)
-            break;
-        json_decref(m);
-        if (h_now_ms() > deadline)
-            fail_msg("mapping %s never became %s", name, want);
-        h_sleep_ms(50);
-    }
-    json_decref(m);
 }
 
 /*
@@ -609,22 +524,22 @@ static void test_disabled_survives_restart(void **state)
     size_t before;
     json_t *m;
 
-    set_enabled(w, "list", false, "Disabled");
+    rworld_set_enabled(w, "list", false, "Disabled");
     assert_int_equal(h_broker_stop(&w->b, 15000), 0);
     assert_int_equal(rworld_start_broker(w), 0);
     w->mark = 0;
-    m = mapping_json(w, "list");
+    m = rworld_mapping_json(w, "list");
     assert_string_equal(h_json_str(m, "State"), "Disabled");
     json_decref(m);
 
-    before = count_files(out, NULL);
+    before = rworld_count_files(out, NULL);
     push(w, "q-list", 5, "{\"while_disabled\": ", "}");
     h_sleep_ms(500);
     assert_int_equal(h_redis_int(&w->redis, "LLEN %s", "q-list"), 5);
-    assert_int_equal(count_files(out, NULL), before);
+    assert_int_equal(rworld_count_files(out, NULL), before);
 
-    set_enabled(w, "list", true, "Enabled");
-    await_files(out, before + 5, 30000);
+    rworld_set_enabled(w, "list", true, "Enabled");
+    rworld_await_files(out, before + 5, 30000);
     await_list_drained(w, "q-list", 10000);
     free(out);
     rworld_end(w);
@@ -639,22 +554,21 @@ static void test_disable_mid_drain(void **state)
 {
     struct rworld *w = *state;
     char *out = dir_of(w, "out-slow/record");
-    size_t before = count_files(out, NULL);
+    size_t before = rworld_count_files(out, NULL);
     json_t *m;
 
     push(w, "q-slow", 100, "{\"sleep\": 0.02, \"n\": ", "}");
-    await_files(out, before + 10, 30000);
-    set_enabled(w, "slow", false, "Disabled");
+    rworld_await_files(out, before + 10, 30000);
+    rworld_set_enabled(w, "slow", false, "Disabled");
     /* The broker holds nothing any more; the rest is visible in the list's leases again. */
-    m = mapping_json(w, "slow");
-    assert_int_equal(
-        h_json_int(json_object_get(json_object_get(m, "Switchyard"), "counters"),
-                   "in_flight_records", -1),
-        0);
+    m = rworld_mapping_json(w, "slow");
+    assert_int_equal(h_json_int(json_object_get(json_object_get(m, "Switchyard"), "counters"),
+                                "in_flight_records", -1),
+                     0);
     json_decref(m);
-    assert_true(count_files(out, NULL) < before + 100);
-    set_enabled(w, "slow", true, "Enabled");
-    await_files(out, before + 100, 60000);
+    assert_true(rworld_count_files(out, NULL) < before + 100);
+    rworld_set_enabled(w, "slow", true, "Enabled");
+    rworld_await_files(out, before + 100, 60000);
     await_list_drained(w, "q-slow", 20000);
     free(out);
     rworld_end(w);

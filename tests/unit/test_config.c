@@ -25,6 +25,7 @@
 
 #include "config/config.h"
 #include "mappings/mapping.h"
+#include "sources/kafka/kafka_int.h"
 #include "sources/redis/redis_int.h"
 
 /* The repository root: $SY_SOURCE_DIR (set by ctest), else the current directory. */
@@ -354,8 +355,10 @@ static void test_good_mappings(void **state)
     struct cfg *cfg = load_good("mappings.yaml");
     const struct cfg_mapping *d, *e;
     const struct src_redis_cfg *rd, *re;
+    const struct cfg_mapping *k;
+    const struct src_kafka_cfg *kc;
 
-    assert_int_equal(cfg->n_mappings, 2);
+    assert_int_equal(cfg->n_mappings, 3);
     d = cfg_mapping_find(cfg, "defaults");
     e = cfg_mapping_find(cfg, "everything");
     assert_non_null(d);
@@ -400,6 +403,23 @@ static void test_good_mappings(void **state)
     assert_string_equal(re->stream, "events");
     assert_string_equal(re->group, "workers");
     assert_null(re->list);
+    /* Kafka: Lambda's Kafka defaults (batch 100, window 500 ms), properties kept in order. */
+    k = cfg_mapping_find(cfg, "kafka-orders");
+    assert_non_null(k);
+    assert_string_equal(k->source_kind->sec.name, "kafka");
+    assert_int_equal(k->batch_size, 100);
+    assert_int_equal(k->maximum_batching_window_ms, 500);
+    kc = k->source;
+    assert_string_equal(kc->bootstrap_servers, "127.0.0.1:9092,127.0.0.1:9093");
+    assert_int_equal(kc->topics.n, 2);
+    assert_string_equal(kc->topics.v[1], "^audit-.*");
+    assert_string_equal(kc->consumer_group, "sy-orders");
+    assert_int_equal(kc->starting_position, SRC_KAFKA_AT_TIMESTAMP);
+    assert_int_equal(kc->starting_position_timestamp, 1700000000);
+    assert_int_equal(kc->properties.n, 3);
+    assert_string_equal(kc->properties.keys[0], "session.timeout.ms");
+    assert_string_equal(kc->properties.vals[0], "10000");
+    assert_string_equal(kc->properties.vals[2], "cooperative-sticky");
     cfg_destroy(cfg);
 }
 
@@ -587,18 +607,12 @@ static void test_runtime_names(void **state)
 #define N_BAD (sizeof(bad_names) / sizeof(bad_names[0]))
 
 static const struct CMUnitTest fixed_tests[] = {
-    cmocka_unit_test(test_good_minimal),
-    cmocka_unit_test(test_good_empty),
-    cmocka_unit_test(test_good_full),
-    cmocka_unit_test(test_good_interpolation),
-    cmocka_unit_test(test_good_ipv6),
-    cmocka_unit_test(test_good_localhost),
-    cmocka_unit_test(test_good_mappings),
-    cmocka_unit_test(test_good_quickstart_example),
-    cmocka_unit_test(test_missing_file),
-    cmocka_unit_test(test_errors_accumulate),
-    cmocka_unit_test(test_relative_path),
-    cmocka_unit_test(test_runtime_names),
+    cmocka_unit_test(test_good_minimal),   cmocka_unit_test(test_good_empty),
+    cmocka_unit_test(test_good_full),      cmocka_unit_test(test_good_interpolation),
+    cmocka_unit_test(test_good_ipv6),      cmocka_unit_test(test_good_localhost),
+    cmocka_unit_test(test_good_mappings),  cmocka_unit_test(test_good_quickstart_example),
+    cmocka_unit_test(test_missing_file),   cmocka_unit_test(test_errors_accumulate),
+    cmocka_unit_test(test_relative_path),  cmocka_unit_test(test_runtime_names),
     cmocka_unit_test(test_bad_all_listed),
 };
 

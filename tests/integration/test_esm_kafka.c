@@ -1,0 +1,502 @@
+/*
+ * tests/integration/test_esm_kafka.c - Kafka event source mappings end to end: librdkafka's mock
+ * cluster (sy-kafka-mock, a process of its own), a real broker (`switchyard run`) and real
+ * Python handlers (handlers/esm/kafka_app.py) that write one file per record they get
+ * (OUT/<name>/<topic-partition>@<offset>.<delivery>) and the order they saw them in.
+ *
+ *   - records of 3 partitions arrive in Lambda's self-managed Kafka shape (keys omitted when
+ *     absent, headers always there with signed bytes, tombstones without a value), each once,
+ *     in offset order per partition, and the group's committed offsets reach the end;
+ *   - filters on `value`: only matching records reach the function; the others are committed;
+ *   - partial batch failures: the named record and everything after it in its partition run
+ *     again, in order;
+ *   - a poison record blocks only its partition: the other partitions drain meanwhile; after
+ *     the retries the on-failure record (KafkaBatchInfo) lands in a Kafka topic, and the
+ *     partition moves on;
+ *   - kill -9 of the broker mid-stream: after a restart every record is delivered, duplicates
+ *     stay within the in-flight window, and the committed offsets reach the end;
+ *   - bootstrap servers that nobody listens on show as a problem in LastProcessingResult;
+ *   - the Kafka server going down and coming back: the problem shows, then new records flow.
+ *
+ * Every wait polls with a deadline.
+ */
+#include "itest.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rworld.h"
+
+/* clang-format off */
+#define KPROPS "properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500}"
+static const char config[] =
+    "broker:\n"
+    "  listen: 127.0.0.1:0\n"
+    "  data_dir: @DATA@\n"
+    "  shutdown_grace_ms: 2000\n"
+    "  max_concurrency: 40\n"
+    "functions:\n"
+    "  rec: {runtime: python3, handler: kafka_app.record, code: @FIXTURES@/esm,\n"
+    "        environment: {OUT: '@DIR@/out-rec', PYTHONDONTWRITEBYTECODE: '1'}}\n"
+    "  rec-filter: {runtime: python3, handler: kafka_app.record, code: @FIXTURES@/esm,\n"
+    "               environment: {OUT: '@DIR@/out-filter', PYTHONDONTWRITEBYTECODE: '1'}}\n"
+    "  rec-kill: {runtime: python3, handler: kafka_app.record, code: @FIXTURES@/esm,\n"
+    "             environment: {OUT: '@DIR@/out-kill', PYTHONDONTWRITEBYTECODE: '1'}}\n"
+    "  partial: {runtime: python3, handler: kafka_app.partial, code: @FIXTURES@/esm,\n"
+    "            environment: {OUT: '@DIR@/out-partial', PYTHONDONTWRITEBYTECODE: '1'}}\n"
+    "  poison: {runtime: python3, handler: kafka_app.poison, code: @FIXTURES@/esm,\n"
+    "           environment: {OUT: '@DIR@/out-poison', PYTHONDONTWRITEBYTECODE: '1'}}\n"
+    "mappings:\n"
+    "  - name: orders\n"
+    "    function: rec\n"
+    "    batch_size: 20\n"
+    "    maximum_batching_window_ms: 100\n"
+    "    source: {kafka: {bootstrap_servers: '@BOOTSTRAP@', topics: [orders, shape], " KPROPS "}}\n"
+    "  - name: filtered\n"
+    "    function: rec-filter\n"
+    "    maximum_batching_window_ms: 100\n"
+    "    filters: ['{\"value\": {\"type\": [\"order\"]}}']\n"
+    "    source: {kafka: {bootstrap_servers: '@BOOTSTRAP@', topics: [filtered], " KPROPS "}}\n"
+    "  - name: partial\n"
+    "    function: partial\n"
+    "    batch_size: 10\n"
+    "    maximum_batching_window_ms: 300\n"
+    "    report_batch_item_failures: true\n"
+    "    source: {kafka: {bootstrap_servers: '@BOOTSTRAP@', topics: [partial], " KPROPS "}}\n"
+    "  - name: poison\n"
+    "    function: poison\n"
+    "    batch_size: 10\n"
+    "    maximum_batching_window_ms: 100\n"
+    "    bisect_batch_on_function_error: true\n"
+    "    maximum_retry_attempts: 3\n"
+    "    on_failure: 'kafka://@BOOTSTRAP@/failed'\n"
+    "    source: {kafka: {bootstrap_servers: '@BOOTSTRAP@', topics: [poison], " KPROPS "}}\n"
+    "  - name: kill\n"
+    "    function: rec-kill\n"
+    "    batch_size: 10\n"
+    "    maximum_batching_window_ms: 20\n"
+    "    maximum_concurrency: 4\n"
+    "    source: {kafka: {bootstrap_servers: '@BOOTSTRAP@', topics: [kill], " KPROPS "}}\n"
+    "  - name: nowhere\n"
+    "    function: rec\n"
+    "    source: {kafka: {bootstrap_servers: '127.0.0.1:1', topics: [orders], " KPROPS "}}\n";
+/* clang-format on */
+
+static const char *const topics[] = {"orders:3", "shape:1",  "filtered:2", "partial:1",
+                                     "poison:3", "failed:1", "kill:4",     NULL};
+
+#define GROUP(name) "switchyard-" name
+
+static char *dir_of(const struct rworld *w, const char *sub)
+{
+    return h_strfmt("%s/%s", w->b.dir, sub);
+}
+
+static void produce(struct rworld *w, const char *topic, int32_t partition, const char *value)
+{
+    assert_true(h_kafka_produce(&w->kafka, topic, partition, NULL, 0, value, strlen(value), NULL,
+                                NULL, 0) >= 0);
+}
+
+/* Wait until GROUP committed the high watermark of every partition of TOPIC. */
+static void await_committed(struct rworld *w, const char *group, const char *topic, int timeout_ms)
+{
+    int n = h_kafka_partitions(&w->kafka, topic);
+    int64_t deadline = h_now_ms() + timeout_ms;
+
+    assert_true(n > 0);
+    for (int p = 0; p < n; p++) {
+        int64_t hi = h_kafka_high_watermark(&w->kafka, topic, p), c;
+
+        assert_true(hi >= 0);
+        while ((c = h_kafka_committed(&w->kafka, group, topic, p)) != hi || hi == 0) {
+            if (hi == 0 && (c == H_KAFKA_NO_OFFSET || c == 0))
+                break;
+            if (h_now_ms() > deadline)
+                fail_msg("%s: %s [%d] committed %lld, high watermark %lld, after %d ms", group,
+                         topic, p, (long long)c, (long long)hi, timeout_ms);
+            h_sleep_ms(100);
+        }
+    }
+}
+
+/* The lines "<topic-partition> <offset>" of OUT/<name>.order, checked in order per partition:
+ * an offset lower than the last one seen in its partition is allowed only when it is EXCEPT
+ * (the record a partial failure named, where the partition starts again). Returns the lines. */
+static size_t check_order(const char *path, const char *except_tp, long except_off)
+{
+    size_t len, lines = 0;
+    char *s = h_read_file(path, 0, &len), *save = NULL;
+    struct {
+        char tp[64];
+        long last;
+    } seen[16];
+    size_t n_seen = 0;
+
+    assert_non_null(s);
+    for (char *line = strtok_r(s, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        char tp[64];
+        long off;
+        size_t i;
+
+        assert_int_equal(sscanf(line, "%63s %ld", tp, &off), 2);
+        lines++;
+        for (i = 0; i < n_seen; i++)
+            if (strcmp(seen[i].tp, tp) == 0)
+                break;
+        if (i == n_seen) {
+            assert_true(n_seen < 16);
+            snprintf(seen[n_seen].tp, sizeof(seen[n_seen].tp), "%s", tp);
+            seen[n_seen++].last = -1;
+        }
+        if (off <= seen[i].last &&
+            !(except_tp != NULL && strcmp(tp, except_tp) == 0 && off == except_off))
+            fail_msg("%s: offset %ld after %ld in %s", path, off, seen[i].last, tp);
+        seen[i].last = off;
+    }
+    free(s);
+    return lines;
+}
+
+static bool file_exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+static json_t *load_record(const struct rworld *w, const char *sub)
+{
+    char *path = dir_of(w, sub);
+    size_t len;
+    char *s = h_read_file(path, 0, &len);
+    json_t *j;
+
+    if (s == NULL)
+        fail_msg("no file %s", path);
+    j = h_json_parse(s, len);
+    assert_non_null(j);
+    free(s);
+    free(path);
+    return j;
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+static void test_shape_and_order(void **state)
+{
+    struct rworld *w = *state;
+    char *out = dir_of(w, "out-rec/record"), *order = dir_of(w, "out-rec/record.order");
+    const char *names[] = {"trace-id", "note"};
+    const char *values[] = {"abc", "hi\xc3\xab"};
+    json_t *r, *h;
+
+    for (int i = 0; i < 150; i++) {
+        char v[64];
+
+        snprintf(v, sizeof(v), "{\"i\": %d}", i);
+        produce(w, "orders", i % 3, v);
+    }
+    /* shape-0: 0 with a key and headers, 1 without either, 2 a tombstone, 3 not UTF-8. */
+    assert_int_equal(
+        h_kafka_produce(&w->kafka, "shape", 0, "order-42", 8, "{\"id\":42}", 9, names, values, 2),
+        0);
+    assert_int_equal(h_kafka_produce(&w->kafka, "shape", 0, NULL, 0, "plain", 5, NULL, NULL, 0), 1);
+    assert_int_equal(h_kafka_produce(&w->kafka, "shape", 0, "gone", 4, NULL, 0, NULL, NULL, 0), 2);
+    assert_int_equal(
+        h_kafka_produce(&w->kafka, "shape", 0, "\xff\x01", 2, "\xfe\xff", 2, NULL, NULL, 0), 3);
+    rworld_await_files(out, 154, 60000);
+    await_committed(w, GROUP("orders"), "orders", 20000);
+    await_committed(w, GROUP("orders"), "shape", 20000);
+    {
+        size_t all, uniq = rworld_count_files(out, &all);
+
+        assert_int_equal(uniq, 154);
+        assert_int_equal(all, 154);
+    }
+    assert_int_equal(check_order(order, NULL, 0), 154);
+
+    r = load_record(w, "out-rec/record/shape-0@0.1");
+    assert_string_equal(h_json_str(r, "topic"), "shape");
+    assert_int_equal(json_integer_value(json_object_get(r, "partition")), 0);
+    assert_int_equal(json_integer_value(json_object_get(r, "offset")), 0);
+    assert_true(json_integer_value(json_object_get(r, "timestamp")) > 1700000000000LL);
+    assert_string_equal(h_json_str(r, "timestampType"), "CREATE_TIME");
+    assert_string_equal(h_json_str(r, "key"), "b3JkZXItNDI=");   /* order-42 */
+    assert_string_equal(h_json_str(r, "value"), "eyJpZCI6NDJ9"); /* {"id":42} */
+    h = json_object_get(r, "headers");
+    assert_int_equal(json_array_size(h), 2);
+    {
+        json_t *t = json_object_get(json_array_get(h, 0), "trace-id"),
+               *nt = json_object_get(json_array_get(h, 1), "note");
+
+        assert_int_equal(json_array_size(t), 3);
+        assert_int_equal(json_integer_value(json_array_get(t, 0)), 97);
+        assert_int_equal(json_array_size(nt), 4);
+        assert_int_equal(json_integer_value(json_array_get(nt, 2)), -61);
+        assert_int_equal(json_integer_value(json_array_get(nt, 3)), -85);
+    }
+    json_decref(r);
+    r = load_record(w, "out-rec/record/shape-0@1.1");
+    assert_null(json_object_get(r, "key"));
+    assert_true(json_is_array(json_object_get(r, "headers")));
+    assert_int_equal(json_array_size(json_object_get(r, "headers")), 0);
+    assert_string_equal(h_json_str(r, "value"), "cGxhaW4=");
+    json_decref(r);
+    r = load_record(w, "out-rec/record/shape-0@2.1");
+    assert_null(json_object_get(r, "value"));
+    assert_string_equal(h_json_str(r, "key"), "Z29uZQ==");
+    json_decref(r);
+    r = load_record(w, "out-rec/record/shape-0@3.1");
+    assert_string_equal(h_json_str(r, "key"), "/wE=");
+    assert_string_equal(h_json_str(r, "value"), "/v8=");
+    json_decref(r);
+    free(out);
+    free(order);
+    rworld_end(w);
+}
+
+static void test_filter_on_value(void **state)
+{
+    struct rworld *w = *state;
+    char *out = dir_of(w, "out-filter/record");
+    json_t *m;
+
+    for (int i = 0; i < 40; i++) {
+        char v[64];
+
+        snprintf(v, sizeof(v), "{\"type\": \"%s\", \"i\": %d}", i % 4 == 0 ? "order" : "other", i);
+        produce(w, "filtered", i % 2, v);
+    }
+    rworld_await_files(out, 10, 60000);
+    await_committed(w, GROUP("filtered"), "filtered", 20000);
+    assert_int_equal(rworld_count_files(out, NULL), 10);
+    m = rworld_mapping_json(w, "filtered");
+    assert_int_equal(
+        json_integer_value(json_object_get(
+            json_object_get(json_object_get(m, "Switchyard"), "counters"), "filtered")),
+        30);
+    json_decref(m);
+    free(out);
+    rworld_end(w);
+}
+
+static void test_partial_failure_retries_the_rest_in_order(void **state)
+{
+    struct rworld *w = *state;
+    char *out = dir_of(w, "out-partial/partial"), *order = dir_of(w, "out-partial/partial.order");
+    size_t all;
+
+    for (int i = 0; i < 10; i++)
+        produce(w, "partial", 0, i == 3 ? "{\"fail\": true}" : "{\"ok\": true}");
+    rworld_await_files(out, 10, 60000);
+    await_committed(w, GROUP("partial"), "partial", 20000);
+    assert_int_equal(rworld_count_files(out, &all), 10);
+    fprintf(stderr, "partial: %zu deliveries of 10 records\n", all);
+    /* 0..2 once; 3 twice (failed, then again); what came after 3 in its batch again too. */
+    for (int i = 0; i < 3; i++) {
+        char *p = h_strfmt("%s/partial-0@%d.2", out, i);
+
+        assert_false(file_exists(p));
+        free(p);
+    }
+    {
+        char *p = h_strfmt("%s/partial-0@3.2", out), *p3 = h_strfmt("%s/partial-0@3.3", out);
+
+        assert_true(file_exists(p));
+        assert_false(file_exists(p3));
+        free(p);
+        free(p3);
+    }
+    check_order(order, "partial-0", 3);
+    free(out);
+    free(order);
+    rworld_end(w);
+}
+
+/* Lines of the order file at PATH whose partition is TP, before the first line of partition
+ * STOP_TP (or all of them). */
+static size_t lines_before(const char *path, const char *tp, const char *stop_tp)
+{
+    size_t len, n = 0;
+    char *s = h_read_file(path, 0, &len), *save = NULL;
+
+    assert_non_null(s);
+    for (char *line = strtok_r(s, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        size_t k = strcspn(line, " ");
+
+        if (stop_tp != NULL && strlen(stop_tp) == k && strncmp(line, stop_tp, k) == 0)
+            break;
+        if (strlen(tp) == k && strncmp(line, tp, k) == 0)
+            n++;
+    }
+    free(s);
+    return n;
+}
+
+struct failed_msgs {
+    int n;
+    json_t *first;
+};
+
+static int on_failed_msg(const rd_kafka_message_t *m, void *arg)
+{
+    struct failed_msgs *f = arg;
+
+    if (f->n++ == 0)
+        f->first = h_json_parse(m->payload, m->len);
+    return 0;
+}
+
+static void test_poison_blocks_only_its_partition(void **state)
+{
+    struct rworld *w = *state;
+    char *out = dir_of(w, "out-poison/poison"), *order = dir_of(w, "out-poison/poison.order");
+    struct failed_msgs f = {0};
+    json_t *info, *ri;
+    int64_t deadline;
+
+    produce(w, "poison", 0, "{\"poison\": true}");
+    for (int i = 0; i < 5; i++)
+        produce(w, "poison", 0, "{\"after\": true}");
+    for (int i = 0; i < 40; i++)
+        produce(w, "poison", 1 + i % 2, "{\"other\": true}");
+    rworld_await_files(out, 45, 60000);
+    await_committed(w, GROUP("poison"), "poison", 20000);
+    /* Partitions 1 and 2 drained while partition 0 was held at its poison record. */
+    assert_int_equal(lines_before(order, "poison-1", "poison-0"), 20);
+    assert_int_equal(lines_before(order, "poison-2", "poison-0"), 20);
+    check_order(order, NULL, 0);
+
+    deadline = h_now_ms() + 20000;
+    while (h_kafka_consume_all(&w->kafka, "failed", 10000, NULL, NULL) < 1) {
+        if (h_now_ms() > deadline)
+            fail_msg("no on-failure record in the topic 'failed'");
+        h_sleep_ms(200);
+    }
+    assert_int_equal(h_kafka_consume_all(&w->kafka, "failed", 10000, on_failed_msg, &f), 1);
+    assert_non_null(f.first);
+    assert_string_equal(h_json_str(json_object_get(f.first, "requestContext"), "condition"),
+                        "RetryAttemptsExhausted");
+    info = json_object_get(f.first, "KafkaBatchInfo");
+    assert_non_null(info);
+    assert_int_equal(json_integer_value(json_object_get(info, "batchSize")), 1);
+    ri = json_object_get(json_object_get(info, "recordsInfo"), "poison-0");
+    assert_non_null(ri);
+    assert_string_equal(h_json_str(ri, "firstRecordOffset"), "0");
+    assert_string_equal(h_json_str(ri, "lastRecordOffset"), "0");
+    json_decref(f.first);
+    free(out);
+    free(order);
+    rworld_end(w);
+}
+
+static void test_kill9_mid_stream(void **state)
+{
+    struct rworld *w = *state;
+    char *out = dir_of(w, "out-kill/record");
+    int64_t deadline;
+    size_t all, uniq;
+
+    for (int i = 0; i < 400; i++)
+        produce(w, "kill", i % 4, "{\"sleep\": 0.01}");
+    rworld_await_files(out, 40, 60000);
+    fprintf(stderr, "kill -9 of the broker with %zu of 400 records delivered\n",
+            rworld_count_files(out, NULL));
+    assert_int_equal(kill(w->b.proc.pid, SIGKILL), 0);
+    deadline = h_now_ms() + 10000;
+    while (h_broker_running(&w->b) && h_now_ms() < deadline)
+        h_sleep_ms(10);
+    assert_false(h_broker_running(&w->b));
+    assert_int_equal(rworld_start_broker(w), 0);
+    w->mark = 0;
+
+    rworld_await_files(out, 400, 90000);
+    await_committed(w, GROUP("kill"), "kill", 30000);
+    uniq = rworld_count_files(out, &all);
+    fprintf(stderr, "after the restart: %zu records, %zu deliveries\n", uniq, all);
+    assert_int_equal(uniq, 400);
+    /* Duplicates only from what was in flight or not yet committed at the kill. */
+    assert_true(all - uniq <= 1000);
+    free(out);
+    rworld_end(w);
+}
+
+/* (The mock creates any topic a client asks about, so a missing topic cannot be shown here.) */
+static void test_unreachable_servers_are_a_problem(void **state)
+{
+    struct rworld *w = *state;
+    int64_t deadline = h_now_ms() + 30000;
+    json_t *m;
+
+    for (;;) {
+        m = rworld_mapping_json(w, "nowhere");
+        if (strncmp(h_json_str(m, "LastProcessingResult"), "PROBLEM", 7) == 0)
+            break;
+        json_decref(m);
+        if (h_now_ms() > deadline)
+            fail_msg("the mapping on unreachable servers never said so");
+        h_sleep_ms(100);
+    }
+    assert_string_equal(h_json_str(m, "State"), "Enabled");
+    fprintf(stderr, "unreachable: %s\n", h_json_str(m, "LastProcessingResult"));
+    json_decref(m);
+    rworld_end(w);
+}
+
+static void test_server_down_and_back(void **state)
+{
+    struct rworld *w = *state;
+    char *out = dir_of(w, "out-rec/record");
+    size_t before = rworld_count_files(out, NULL);
+    int64_t deadline;
+    json_t *m;
+
+    assert_int_equal(h_kafka_cmd(&w->kafka, "down 1"), 0);
+    deadline = h_now_ms() + 30000;
+    for (;;) {
+        m = rworld_mapping_json(w, "orders");
+        if (strncmp(h_json_str(m, "LastProcessingResult"), "PROBLEM", 7) == 0)
+            break;
+        json_decref(m);
+        if (h_now_ms() > deadline)
+            fail_msg("the mapping never reported the lost server");
+        h_sleep_ms(100);
+    }
+    fprintf(stderr, "while Kafka is down: %s\n", h_json_str(m, "LastProcessingResult"));
+    json_decref(m);
+    assert_int_equal(h_kafka_cmd(&w->kafka, "up 1"), 0);
+    for (int i = 0; i < 30; i++)
+        produce(w, "orders", i % 3, "{\"after\": true}");
+    rworld_await_files(out, before + 30, 60000);
+    await_committed(w, GROUP("orders"), "orders", 30000);
+    free(out);
+    rworld_end(w);
+}
+
+static int group_setup(void **state)
+{
+    return rworld_group_setup_kafka(state, "esm-kafka", config, 1, topics);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shape_and_order, rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_filter_on_value, rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_partial_failure_retries_the_rest_in_order,
+                                        rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_poison_blocks_only_its_partition, rworld_setup,
+                                        rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_mid_stream, rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable_servers_are_a_problem, rworld_setup,
+                                        rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_server_down_and_back, rworld_setup, rworld_teardown),
+    };
+    int rc;
+
+    itest_filter_from_env();
+    rc = cmocka_run_group_tests_name("esm_kafka", tests, group_setup, rworld_group_teardown);
+    return rworld_exit_code(rc);
+}
