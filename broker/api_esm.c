@@ -84,7 +84,15 @@ static json_t *counters_json(const struct mapping_counters *c)
  * EventSourceMappingConfiguration of the mapping MI describes, as a new object (NULL when out
  * of memory). MI's strings are copied.
  */
-static json_t *esm_json(const struct api *api, const struct mapping_info *mi)
+static void partition_json(void *arg, const struct source_partition_stat *st)
+{
+    json_array_append_new(arg,
+                          json_pack("{s:s,s:I,s:I,s:I}", "partition", st->name, "lag",
+                                    (json_int_t)st->lag, "committed", (json_int_t)st->committed,
+                                    "in_flight", (json_int_t)st->in_flight));
+}
+
+static json_t *esm_json(const struct api *api, struct mapping *map, const struct mapping_info *mi)
 {
     const struct cfg_broker *bc = &api->cfg->broker;
     json_t *o = json_object();
@@ -128,6 +136,37 @@ static json_t *esm_json(const struct api *api, const struct mapping_info *mi)
                                                        : json_array());
     json_object_set_new(o, "ScalingConfig",
                         json_pack("{s:i}", "MaximumConcurrency", mi->maximum_concurrency));
+    if (mi->desc.n_topics > 0) {
+        json_t *t = json_array();
+
+        for (size_t i = 0; t != NULL && i < mi->desc.n_topics; i++)
+            json_array_append_new(t, json_string(mi->desc.topics[i]));
+        json_object_set_new(o, "Topics", t);
+    }
+    if (mi->desc.endpoints != NULL) {
+        json_t *eps = json_array();
+        const char *p = mi->desc.endpoints;
+
+        while (eps != NULL && *p != '\0') {
+            size_t n = strcspn(p, ",");
+
+            if (n > 0)
+                json_array_append_new(eps, json_stringn(p, n));
+            p += n;
+            if (*p == ',')
+                p++;
+        }
+        json_object_set_new(o, "SelfManagedEventSource",
+                            json_pack("{s:{s:o*}}", "Endpoints", "KAFKA_BOOTSTRAP_SERVERS", eps));
+    }
+    if (mi->desc.consumer_group[0] != '\0')
+        json_object_set_new(o, "SelfManagedKafkaEventSourceConfig",
+                            json_pack("{s:s}", "ConsumerGroupId", mi->desc.consumer_group));
+    if (mi->desc.starting_position != NULL)
+        json_object_set_new(o, "StartingPosition", json_string(mi->desc.starting_position));
+    if (mi->desc.starting_position_timestamp > 0)
+        json_object_set_new(o, "StartingPositionTimestamp",
+                            json_integer(mi->desc.starting_position_timestamp));
 
     sy = json_object();
     if (sy != NULL) {
@@ -140,6 +179,13 @@ static json_t *esm_json(const struct api *api, const struct mapping_info *mi)
         json_object_set_new(sy, "maximum_batching_window_ms",
                             json_integer(mi->maximum_batching_window_ms));
         json_object_set_new(sy, "counters", counters_json(&mi->c));
+        if (mi->desc.self_managed) {
+            json_t *parts = json_array();
+
+            if (parts != NULL)
+                mapping_partitions(map, partition_json, parts);
+            json_object_set_new(sy, "partitions", parts);
+        }
     }
     json_object_set_new(o, "Switchyard", sy);
     return o;
@@ -266,7 +312,7 @@ void api_esm_list(struct api_call *call, const char *arg)
             json_object_set_new(root, "NextMarker", json_string(mi.uuid));
             break;
         }
-        json_array_append_new(arr, esm_json(api, &mi));
+        json_array_append_new(arr, esm_json(api, mappings_at(api->ms, i), &mi));
         count++;
     }
     reply_json(call, 200, root);
@@ -282,7 +328,7 @@ void api_esm_get(struct api_call *call, const char *arg)
     if (map == NULL)
         return;
     mapping_info(map, &mi);
-    reply_json(call, 200, esm_json(call->api, &mi));
+    reply_json(call, 200, esm_json(call->api, map, &mi));
 }
 
 /* ---- UpdateEventSourceMapping ------------------------------------------------------------- */
@@ -335,8 +381,7 @@ static int get_int(struct api_call *call, json_t *body, const char *key, int *se
     }
     x = json_integer_value(v);
     if (x < INT_MIN || x > INT_MAX) {
-        api_reply_error(call, API_E_BAD_PARAM, "%s is out of range (got %lld).", key,
-                        (long long)x);
+        api_reply_error(call, API_E_BAD_PARAM, "%s is out of range (got %lld).", key, (long long)x);
         return -1;
     }
     *set = 1;
@@ -351,8 +396,7 @@ static int get_bool(struct api_call *call, json_t *body, const char *key, int *s
     if (v == NULL)
         return 0;
     if (!json_is_boolean(v)) {
-        api_reply_error(call, API_E_BAD_PARAM, "%s must be a boolean (got %s).", key,
-                        json_kind(v));
+        api_reply_error(call, API_E_BAD_PARAM, "%s must be a boolean (got %s).", key, json_kind(v));
         return -1;
     }
     *set = 1;
@@ -494,8 +538,7 @@ static int check_destination(struct api_call *call, json_t *body, const struct m
     of = json_is_object(dc) ? member(dc, "OnFailure") : NULL;
     dst = json_is_object(of) ? member(of, "Destination") : NULL;
     want = json_string_value(dst);
-    if (json_is_object(dc) && (of == NULL || json_is_object(of)) &&
-        (dst == NULL || want != NULL) &&
+    if (json_is_object(dc) && (of == NULL || json_is_object(of)) && (dst == NULL || want != NULL) &&
         ((want == NULL && mi->on_failure == NULL) ||
          (want != NULL && mi->on_failure != NULL && strcmp(want, mi->on_failure) == 0)))
         return 0;
@@ -589,7 +632,7 @@ void api_esm_update(struct api_call *call, const char *arg)
     }
     /* The answer shows the state the update led to (Enabling, Disabling...). */
     mapping_info(map, &mi);
-    reply_json(call, 202, esm_json(call->api, &mi));
+    reply_json(call, 202, esm_json(call->api, map, &mi));
 out:
     free(patterns);
     json_decref(body);

@@ -145,6 +145,44 @@ struct map_snap {
     struct mapping_counters c;
 };
 
+struct part_metrics {
+    struct buf *b;
+    const char *mapping;
+    int header;
+};
+
+static void partition_metric(void *arg, const struct source_partition_stat *st)
+{
+    struct part_metrics *pm = arg;
+
+    if (st->lag < 0)
+        return;
+    if (!pm->header) {
+        pm->header = 1;
+        buf_puts(pm->b, "# HELP switchyard_mapping_partition_lag Records of the partition not "
+                        "yet committed by the mapping (high watermark minus the commit "
+                        "position: Lambda's OffsetLag)\n# TYPE switchyard_mapping_partition_lag "
+                        "gauge\n");
+    }
+    /* Partition names are topic names ([a-zA-Z0-9._-]) and a number: no escaping. */
+    buf_printf(pm->b, "switchyard_mapping_partition_lag{mapping=\"%s\",partition=\"%s\"} %lld\n",
+               pm->mapping, st->name, (long long)st->lag);
+}
+
+/* switchyard_mapping_partition_lag{mapping,partition} for the ordered sources' partitions. */
+static void partition_metrics(struct buf *b, struct mappings *ms)
+{
+    struct part_metrics pm = {.b = b};
+
+    for (size_t i = 0; i < mappings_count(ms); i++) {
+        struct mapping_info mi;
+
+        mapping_info(mappings_at(ms, i), &mi);
+        pm.mapping = mi.name;
+        mapping_partitions(mappings_at(ms, i), partition_metric, &pm);
+    }
+}
+
 /*
  * The METRICS_MAPPING families, labelled {mapping,function}. One snapshot of every mapping
  * first, so that all families of one scrape describe the same moment.
@@ -175,13 +213,14 @@ static void mapping_metrics(struct buf *b, struct mappings *ms)
             long long v = (long long)snap[i].c.field;                                              \
                                                                                                    \
             if (v >= 0)                                                                            \
-                buf_printf(b, "%s{mapping=\"%s\",function=\"%s\"} %lld\n", metric, snap[i].name,  \
+                buf_printf(b, "%s{mapping=\"%s\",function=\"%s\"} %lld\n", metric, snap[i].name,   \
                            snap[i].function, v);                                                   \
         }                                                                                          \
     } while (0);
     METRICS_MAPPING(MAPPING_METRIC)
 #undef MAPPING_METRIC
     free(snap);
+    partition_metrics(b, ms);
 }
 
 void api_metrics(struct api_call *call, const char *arg)
@@ -221,7 +260,7 @@ void api_metrics(struct api_call *call, const char *arg)
             struct function_stats fs;                                                              \
                                                                                                    \
             function_stats(fn, &fs);                                                               \
-            buf_printf(&b, "%s{function=\"%s\"} %llu\n", metric, function_cfg(fn)->name,          \
+            buf_printf(&b, "%s{function=\"%s\"} %llu\n", metric, function_cfg(fn)->name,           \
                        (unsigned long long)fs.field);                                              \
         }                                                                                          \
     } while (0);
@@ -235,7 +274,7 @@ void api_metrics(struct api_call *call, const char *arg)
 
         asyncq_stats(api->aq, &as);
 #define ASYNC_LINE(field, metric, type, help)                                                      \
-    buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", metric, help, metric, type, metric,  \
+    buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", metric, help, metric, type, metric,    \
                (unsigned long long)as.field);
         METRICS_ASYNC(ASYNC_LINE)
 #undef ASYNC_LINE

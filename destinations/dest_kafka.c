@@ -37,7 +37,9 @@
  *
  * Closing: destroy() sets `closed` first; from then on our events and librdkafka's callbacks
  * re-arm nothing and start no recovery, and a DONE run by destroy() that sends (SY_ECLOSED) or
- * destroys (a no-op) again is harmless.
+ * destroys (a no-op) again is harmless. After a bounded flush the producer itself is destroyed
+ * on a detached thread (core/detach.h), as a retired one is: with a broker that went away,
+ * rd_kafka_destroy() blocked a draining broker for more than 15 s (seen in test_esm_kafka).
  *
  * Completion: librdkafka's callbacks never call DONE themselves; they record the outcome in
  * the send and activate the send's event, and that event's callback calls DONE as the last
@@ -49,7 +51,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "core/detach.h"
 #include "core/log.h"
 
 #define DEST_KAFKA_MAGIC 0x6b61666bU      /* "kafk" */
@@ -106,15 +108,15 @@ struct dest_kafka_send;
 struct dest_kafka {
     struct dest dst; /* first: the core sees a struct dest */
     unsigned magic;
-    struct event_base *base; /* borrowed */
-    char *topic;             /* owned */
-    char *scope;             /* owned: "[dest:kafka:URI]" for log lines */
-    char *servers;           /* owned: bootstrap.servers, for every producer */
-    rd_kafka_t *rk;          /* owned; NULL between a retired producer and the next one */
-    rd_kafka_queue_t *mainq; /* owned handle on rk's main queue (the io event is on it) */
-    int wake_rd, wake_wr;    /* the io-event pipe; librdkafka writes to wake_wr */
-    struct event *ev_wake;   /* read event on wake_rd */
-    struct event *ev_tick;   /* DEST_KAFKA_POLL_MS safety-net poll */
+    struct event_base *base;  /* borrowed */
+    char *topic;              /* owned */
+    char *scope;              /* owned: "[dest:kafka:URI]" for log lines */
+    char *servers;            /* owned: bootstrap.servers, for every producer */
+    rd_kafka_t *rk;           /* owned; NULL between a retired producer and the next one */
+    rd_kafka_queue_t *mainq;  /* owned handle on rk's main queue (the io event is on it) */
+    int wake_rd, wake_wr;     /* the io-event pipe; librdkafka writes to wake_wr */
+    struct event *ev_wake;    /* read event on wake_rd */
+    struct event *ev_tick;    /* DEST_KAFKA_POLL_MS safety-net poll */
     struct event *ev_recover; /* after a fatal error: retire the producer, then make a new one */
     int recreate_backoff_ms;  /* the next wait before a fresh producer */
     int64_t recreate_at_ms;   /* when the next producer is made (monotonic), rk == NULL */
@@ -473,14 +475,12 @@ static int producer_new(struct dest_kafka *dk, struct sy_error *err)
     return 0;
 }
 
-/* Runs on a short-lived detached thread: rd_kafka_destroy() joins librdkafka's threads. */
-static void *producer_destroy_main(void *arg)
+/* rd_kafka_destroy() joins librdkafka's threads: run on a detached thread (core/detach.h). */
+static void producer_destroy(void *rk)
 {
-    pthread_setname_np(pthread_self(), "sy-kafka-close"); /* top -H, perf */
     /* The main queue was handed back already: librdkafka purges it without calling back, so
-     * nothing of the destination is touched from this thread. */
-    rd_kafka_destroy(arg);
-    return NULL;
+     * nothing of the destination is touched from that thread. */
+    rd_kafka_destroy(rk);
 }
 
 /*
@@ -491,9 +491,6 @@ static void producer_retire(struct dest_kafka *dk, const char *why)
 {
     rd_kafka_t *rk = dk->rk;
     struct dest_kafka_send *s, *next;
-    pthread_attr_t attr;
-    pthread_t t;
-    int rc;
 
     if (rk == NULL)
         return;
@@ -511,18 +508,8 @@ static void producer_retire(struct dest_kafka *dk, const char *why)
         else
             dest_util_outcome_settle(&s->o, SY_EIO, why); /* reported from its event */
     }
-    rc = pthread_attr_init(&attr);
-    if (rc == 0) {
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        rc = pthread_create(&t, &attr, producer_destroy_main, rk);
-        pthread_attr_destroy(&attr);
-    }
-    if (rc != 0) {
-        log_warn("%s cannot start a thread to close the failed producer (%s); closing it on the "
-                 "loop",
-                 dk->scope, strerror(rc));
-        rd_kafka_destroy(rk);
-    }
+    if (detach_run("sy-kafka-close", producer_destroy, rk) != 0)
+        log_warn("%s no thread to close the failed producer: closed on the loop", dk->scope);
 }
 
 /*
@@ -780,7 +767,9 @@ static void kafka_destroy(struct dest *d)
             rd_kafka_queue_destroy(dk->mainq);
             dk->mainq = NULL;
         }
-        rd_kafka_destroy(dk->rk);
+        /* Its queue is gone and every send was purged: nothing of ours is left in it. With a
+         * broker that went away, rd_kafka_destroy() can block for seconds: not on the loop. */
+        detach_run("sy-kafka-close", producer_destroy, dk->rk);
         dk->rk = NULL;
     }
     dest_util_ev_free(&dk->ev_wake);

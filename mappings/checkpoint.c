@@ -412,6 +412,11 @@ static void fail_records(struct mapping *map, struct source_record **recs, size_
     map->c.retries += retry->n;
     retry->due_ms = time_mono_ms() + backoff_ms(max_attempts);
     if (map->src != NULL && map->src->ordered)
+        snprintf(map->last_result, sizeof(map->last_result),
+                 "PROBLEM: Function call failed: partition blocked at record %.100s after %u "
+                 "attempt(s): %.100s",
+                 retry->recs[0]->id, max_attempts, error_msg != NULL ? error_msg : "");
+    if (map->src != NULL && map->src->ordered)
         log_warn("[mapping:%s] partition blocked at record %s: %u attempt(s) failed (%s); the "
                  "next in %lld ms",
                  map->cfg->name, retry->recs[0]->id, max_attempts,

@@ -911,6 +911,20 @@ void mapping_info(struct mapping *map, struct mapping_info *out)
     }
     if (out->event_source_arn == NULL)
         out->event_source_arn = map->arn;
+    {
+        const struct source_ops *ops = source_find(map->cfg->source_kind->sec.name);
+
+        if (ops != NULL && ops->describe != NULL)
+            ops->describe(map->cfg->source, map->cfg->name, &out->desc);
+        if (out->desc.self_managed)
+            out->event_source_arn = NULL;
+    }
+}
+
+void mapping_partitions(struct mapping *map, source_partition_fn *fn, void *arg)
+{
+    if (map->src != NULL && map->src->ops->partitions != NULL)
+        map->src->ops->partitions(map->src, fn, arg);
 }
 
 int mapping_update(struct mapping *map, const struct mapping_update *up, struct sy_error *err)

@@ -20,6 +20,7 @@
 
 #include "config/config.h"
 #include "core/errors.h"
+#include "sources/source.h"
 
 struct dispatcher;
 struct event_base;
@@ -104,9 +105,13 @@ struct mapping_info {
     const char *const *filters;
     size_t n_filters;
     struct mapping_counters c;
+    struct source_desc desc; /* Lambda's fields of the source (Topics, endpoints...) */
 };
 
 void mapping_info(struct mapping *map, struct mapping_info *out);
+
+/* FN(ARG, ...) for each partition MAP's source holds now (ordered sources; none when disabled). */
+void mapping_partitions(struct mapping *map, source_partition_fn *fn, void *arg);
 
 /* What UpdateEventSourceMapping may change; `set_X` says whether X is given. */
 struct mapping_update {

@@ -157,6 +157,32 @@ struct source_stats {
     uint64_t acks_pending; /* acknowledgements not yet confirmed by the server */
 };
 
+/*
+ * What the mapping API shows of a source's configuration, in Lambda's terms (for
+ * List/GetEventSourceMapping). Filled by ops->describe() from the config alone (a disabled
+ * mapping has no source object). Strings are borrowed from the config or held in the buffers.
+ */
+struct source_desc {
+    int self_managed;          /* no EventSourceArn (Lambda's self-managed event sources) */
+    const char *const *topics; /* Topics */
+    size_t n_topics;
+    const char *endpoints;         /* SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS,
+                                      comma-separated; NULL: none */
+    char consumer_group[256];      /* SelfManagedKafkaEventSourceConfig.ConsumerGroupId; "" none */
+    const char *starting_position; /* StartingPosition, or NULL */
+    int64_t starting_position_timestamp; /* StartingPositionTimestamp (s), 0: none */
+};
+
+/* One partition of an ordered source, for status and /metrics. */
+struct source_partition_stat {
+    const char *name;  /* "orders-0" (borrowed for the callback) */
+    int64_t lag;       /* high watermark minus the commit position; -1 unknown */
+    int64_t committed; /* the commit position (the next offset to read); -1 none yet */
+    size_t in_flight;  /* records of it with the host */
+};
+
+typedef void source_partition_fn(void *arg, const struct source_partition_stat *st);
+
 /* Called once when stop() has finished. */
 typedef void source_stopped_fn(void *arg);
 
@@ -197,6 +223,10 @@ struct source_ops {
     const char *(*dead_letter)(const struct source *src);
     /* Optional gauges. */
     void (*stats)(const struct source *src, struct source_stats *out);
+    /* Optional, ordered sources: FN(ARG, ...) for each partition assigned to this broker. */
+    void (*partitions)(const struct source *src, source_partition_fn *fn, void *arg);
+    /* Optional: CFG (this kind's typed config) for the mapping API; MAPPING is its name. */
+    void (*describe)(const void *cfg, const char *mapping, struct source_desc *out);
 };
 
 /* --- helpers for adapters (sources/source.c) ------------------------------------------- */

@@ -50,6 +50,7 @@
 
 #include <event2/event.h>
 
+#include "core/detach.h"
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -468,8 +469,15 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     (void)rk;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         sk->commit_errors++;
-        log_warn("%s commit of %d partition(s) failed: %s (sent again with the next one)",
-                 sk->prefix, offsets != NULL ? offsets->cnt : 0, rd_kafka_err2str(err));
+        /* During a rebalance every commit fails (ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS)
+         * until the group settles: one line per 5 s, with the count. */
+        if (time_mono_ms() - sk->commit_warned_ms >= 5000) {
+            log_warn("%s commit of %d partition(s) failed: %s (sent again with the next one; "
+                     "%llu failed commits so far)",
+                     sk->prefix, offsets != NULL ? offsets->cnt : 0, rd_kafka_err2str(err),
+                     (unsigned long long)sk->commit_errors);
+            sk->commit_warned_ms = time_mono_ms();
+        }
         /* Send the positions again with the next commit. */
         for (int i = 0; offsets != NULL && i < offsets->cnt; i++) {
             int32_t idx = part_find(sk, offsets->elems[i].topic, offsets->elems[i].partition);
@@ -812,8 +820,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
     case RD_KAFKA_RESP_ERR__TRANSPORT:
     case RD_KAFKA_RESP_ERR__RESOLVE:
-        if (sk->base.state != SOURCE_RECONNECTING)
-            sk->reconnects++;
+        /* The first reason stays: librdkafka repeats these every reconnect.backoff. */
+        if (sk->base.state == SOURCE_RECONNECTING)
+            return;
+        sk->reconnects++;
         set_state(sk, SOURCE_RECONNECTING, "%s", reason);
         return;
     default:
@@ -1010,12 +1020,14 @@ static void tick_cb(int fd, short what, void *arg)
 /* ---------------------------------------------------------------------------------------- */
 /* The source_ops                                                                            */
 
+static void kafka_describe(const void *cfgp, const char *mapping, struct source_desc *out);
+
 static int kafka_create(const struct source_ctx *ctx, const void *cfgp, struct source **out,
                         struct sy_error *err)
 {
     const struct src_kafka_cfg *c = cfgp;
     struct src_kafka *sk = calloc(1, sizeof(*sk));
-    char group[256];
+    struct source_desc desc = {0};
 
     if (sk == NULL) {
         sy_error_set(err, "out of memory");
@@ -1025,8 +1037,8 @@ static int kafka_create(const struct source_ctx *ctx, const void *cfgp, struct s
     sk->cfg = c;
     sk->pipefd[0] = sk->pipefd[1] = -1;
     snprintf(sk->prefix, sizeof(sk->prefix), "[source:kafka:%.64s]", ctx->mapping);
-    snprintf(group, sizeof(group), "switchyard-%.200s", ctx->mapping);
-    sk->group = strdup(c->consumer_group != NULL ? c->consumer_group : group);
+    kafka_describe(c, ctx->mapping, &desc);
+    sk->group = strdup(desc.consumer_group);
     snprintf(sk->arn, sizeof(sk->arn), "arn:aws:kafka:%s:%s:cluster/switchyard/%.64s/%.160s",
              ctx->region, ctx->account, ctx->mapping, c->topics.n > 0 ? c->topics.v[0] : "");
     *out = &sk->base;
@@ -1233,19 +1245,17 @@ static void kafka_stop(struct source *src, source_stopped_fn *done, void *arg)
     stop_check(sk);
 }
 
-/* rd_kafka_destroy() joins librdkafka's threads: done off the loop, by a thread that owns RK. */
-static void *destroy_main(void *arg)
+/* rd_kafka_destroy() joins librdkafka's threads: run off the loop (core/detach.h), by a thread
+ * that owns RK from then on. */
+static void consumer_destroy(void *rk)
 {
-    rd_kafka_destroy_flags(arg, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    return NULL;
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
 
 static void kafka_destroy(struct source *src)
 {
     struct src_kafka *sk = (struct src_kafka *)src;
     struct event *evs[7];
-    pthread_t tid;
-    pthread_attr_t attr;
 
     if (sk == NULL)
         return;
@@ -1272,15 +1282,8 @@ static void kafka_destroy(struct source *src)
         rd_kafka_queue_io_event_enable(sk->q, -1, NULL, 0);
         rd_kafka_queue_destroy(sk->q);
     }
-    if (sk->rk != NULL) {
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&tid, &attr, destroy_main, sk->rk) == 0)
-            pthread_setname_np(tid, "sy-kafka-close");
-        else
-            destroy_main(sk->rk);
-        pthread_attr_destroy(&attr);
-    }
+    if (sk->rk != NULL)
+        detach_run("sy-kafka-close", consumer_destroy, sk->rk);
     if (sk->pipefd[0] >= 0)
         close(sk->pipefd[0]);
     if (sk->pipefd[1] >= 0)
@@ -1296,34 +1299,82 @@ static const char *kafka_arn(const struct source *src)
     return ((const struct src_kafka *)src)->arn;
 }
 
+/* KP's lag (Lambda's OffsetLag: high watermark minus the commit position), or -1 unknown; its
+ * commit position in *POS (-1 none). librdkafka's cached watermarks: no request. */
+static int64_t part_lag(const struct src_kafka *sk, struct kpart *kp, int64_t *pos)
+{
+    int64_t lo, hi;
+
+    *pos = part_position(kp);
+    if (*pos < 0)
+        *pos = kp->committed;
+    if (sk->rk == NULL ||
+        rd_kafka_get_watermark_offsets(sk->rk, kp->topic, kp->partition, &lo, &hi) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        hi < 0)
+        return -1;
+    if (*pos < 0)
+        return lo >= 0 ? hi - lo : -1;
+    return hi > *pos ? hi - *pos : 0;
+}
+
+static void kafka_partitions(const struct source *src, source_partition_fn *fn, void *arg)
+{
+    const struct src_kafka *sk = (const struct src_kafka *)src;
+
+    for (size_t i = 0; i < sk->n_parts; i++) {
+        struct kpart *kp = &sk->parts[i];
+        struct source_partition_stat st;
+
+        if (kp->state != KP_ASSIGNED && kp->state != KP_REVOKING)
+            continue;
+        st.name = kp->key;
+        st.lag = part_lag(sk, kp, &st.committed);
+        st.in_flight = kp->open;
+        fn(arg, &st);
+    }
+}
+
 static void kafka_stats(const struct source *src, struct source_stats *out)
 {
     const struct src_kafka *sk = (const struct src_kafka *)src;
     int64_t lag = 0;
     int known = 0;
 
-    for (size_t i = 0; sk->rk != NULL && i < sk->n_parts; i++) {
+    for (size_t i = 0; i < sk->n_parts; i++) {
         struct kpart *kp = &sk->parts[i];
-        int64_t lo, hi, pos;
+        int64_t pos, l;
 
         if (kp->state != KP_ASSIGNED)
             continue;
-        if (rd_kafka_get_watermark_offsets(sk->rk, kp->topic, kp->partition, &lo, &hi) !=
-                RD_KAFKA_RESP_ERR_NO_ERROR ||
-            hi < 0)
-            continue;
-        pos = part_position(kp);
-        if (pos < 0)
-            pos = kp->committed >= 0 ? kp->committed : lo;
-        if (pos >= 0 && hi > pos)
-            lag += hi - pos;
-        known = 1;
+        l = part_lag(sk, kp, &pos);
+        if (l >= 0) {
+            lag += l;
+            known = 1;
+        }
     }
     out->lag = known ? lag : -1;
     out->reconnects = sk->reconnects;
     out->acks_pending = 0;
     for (size_t i = 0; i < sk->n_parts; i++)
         out->acks_pending += sk->parts[i].n - sk->parts[i].open;
+}
+
+static void kafka_describe(const void *cfgp, const char *mapping, struct source_desc *out)
+{
+    const struct src_kafka_cfg *c = cfgp;
+
+    out->self_managed = 1;
+    out->topics = (const char *const *)c->topics.v;
+    out->n_topics = c->topics.n;
+    out->endpoints = c->bootstrap_servers;
+    if (c->consumer_group != NULL)
+        snprintf(out->consumer_group, sizeof(out->consumer_group), "%s", c->consumer_group);
+    else
+        snprintf(out->consumer_group, sizeof(out->consumer_group), "switchyard-%.200s", mapping);
+    out->starting_position = start_names[c->starting_position];
+    if (c->starting_position == SRC_KAFKA_AT_TIMESTAMP)
+        out->starting_position_timestamp = c->starting_position_timestamp;
 }
 
 const struct source_ops src_kafka_ops = {
@@ -1341,4 +1392,6 @@ const struct source_ops src_kafka_ops = {
     .batch_info = src_kafka_batch_info,
     .arn = kafka_arn,
     .stats = kafka_stats,
+    .describe = kafka_describe,
+    .partitions = kafka_partitions,
 };

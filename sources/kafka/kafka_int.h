@@ -112,6 +112,7 @@ struct src_kafka {
     void *stop_arg;
     /* Counters. */
     uint64_t commits, commit_errors, reconnects;
+    int64_t commit_warned_ms;
     struct buf scratch;         /* one record's JSON while it is built */
     struct source_record **out; /* a poll's records, for one deliver() */
     size_t n_out, cap_out;

@@ -456,8 +456,15 @@ int bg_invoke_join(struct bg_invoke *bg, struct h_http_resp *resp)
     return rc;
 }
 
-void itest_aws(const struct h_broker *b, const char *key, const char *const args[],
-               struct h_run *r)
+bool itest_have_aws(void)
+{
+    if (access("/usr/bin/aws", X_OK) == 0)
+        return true;
+    print_message("/usr/bin/aws is not installed (apt-get install awscli); skipping\n");
+    return false;
+}
+
+void itest_aws(const struct h_broker *b, const char *key, const char *const args[], struct h_run *r)
 {
     char *url = h_broker_url(b);
     char *home = h_strfmt("HOME=%s", b->dir);

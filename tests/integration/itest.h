@@ -211,4 +211,7 @@ int bg_invoke_join(struct bg_invoke *bg, struct h_http_resp *resp);
 void itest_aws(const struct h_broker *b, const char *key, const char *const args[],
                struct h_run *r);
 
+/* Whether Debian's AWS CLI (/usr/bin/aws) is there; when not, says so (the test skips). */
+bool itest_have_aws(void);
+
 #endif

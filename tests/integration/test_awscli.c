@@ -71,15 +71,6 @@ static void test_auth_required(void **state)
     itest_end(t);
 }
 
-/* Skip (cleanly, with a reason) when the Debian AWS CLI is not installed. */
-static bool have_aws(void)
-{
-    if (access(AWS, X_OK) == 0)
-        return true;
-    print_message("%s is not installed (apt-get install awscli); skipping\n", AWS);
-    return false;
-}
-
 /* `aws lambda ARGS...` against T's broker with access key id KEY (see itest_aws()). */
 static void aws(struct itest *t, const char *key, const char *const args[], struct h_run *r)
 {
@@ -115,7 +106,7 @@ static void test_aws_invoke(void **state)
     json_t *j, *out;
     char *text, *log;
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         free(outfile);
         itest_end(t);
         skip();
@@ -160,7 +151,7 @@ static void test_aws_invoke_function_error(void **state)
     json_t *j;
     char *text;
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         free(outfile);
         itest_end(t);
         skip();
@@ -191,7 +182,7 @@ static void test_aws_list_and_get_functions(void **state)
     size_t i;
     int seen = 0;
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         itest_end(t);
         skip();
     }
@@ -242,7 +233,7 @@ static void test_aws_errors(void **state)
     struct h_health h0, h1;
     struct h_run r;
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         free(outfile);
         itest_end(t);
         skip();

@@ -69,7 +69,6 @@ static const char config[] =
 
 static const char *const names[N_MAPPINGS] = {"jobs", "m2", "m3", "m4", "m5"};
 
-
 /* ---- helpers ------------------------------------------------------------------------------- */
 
 /* Fail unless ACTUAL (may be NULL: an absent member) equals WANT. */
@@ -88,14 +87,6 @@ static const char *state_of(const json_t *j)
     const char *s = h_json_str(j, "State");
 
     return s != NULL ? s : "";
-}
-
-static bool have_aws(void)
-{
-    if (access(AWS, X_OK) == 0)
-        return true;
-    print_message("%s is not installed (apt-get install awscli); skipping\n", AWS);
-    return false;
 }
 
 /* `aws lambda ARGS...` against the broker (see itest_aws()); R filled. */
@@ -307,7 +298,7 @@ static void test_aws_list(void **state)
     char *want_arn, *src_arn;
     size_t i;
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         rworld_end(w);
         skip();
     }
@@ -344,8 +335,7 @@ static void test_aws_list(void **state)
     assert_non_null(arn);
     expect_str(arn, want_arn);
     free(want_arn);
-    expect_str(h_json_str(e, "FunctionArn"),
-                        "arn:aws:lambda:us-east-1:000000000000:function:rec");
+    expect_str(h_json_str(e, "FunctionArn"), "arn:aws:lambda:us-east-1:000000000000:function:rec");
     expect_str(h_json_str(e, "State"), "Enabled");
     assert_non_null(h_json_str(e, "EventSourceArn"));
     assert_non_null(json_object_get(e, "LastModified"));
@@ -367,13 +357,12 @@ static void test_aws_list(void **state)
     e = json_array_get(arr, 4);
     k = json_array_get(json_object_get(json_object_get(e, "FilterCriteria"), "Filters"), 0);
     expect_contains(h_json_str(k, "Pattern"), "order");
-    expect_contains(h_json_str(json_object_get(json_object_get(e, "DestinationConfig"),
-                                               "OnFailure"),
-                               "Destination"),
-                    "file:");
-    expect_str(json_string_value(
-                            json_array_get(json_object_get(e, "FunctionResponseTypes"), 0)),
-                        "ReportBatchItemFailures");
+    expect_contains(
+        h_json_str(json_object_get(json_object_get(e, "DestinationConfig"), "OnFailure"),
+                   "Destination"),
+        "file:");
+    expect_str(json_string_value(json_array_get(json_object_get(e, "FunctionResponseTypes"), 0)),
+               "ReportBatchItemFailures");
     src_arn = strdup(h_json_str(json_array_get(arr, 1), "EventSourceArn"));
     json_decref(j);
 
@@ -382,7 +371,7 @@ static void test_aws_list(void **state)
     arr = json_object_get(j, "EventSourceMappings");
     assert_int_equal(json_array_size(arr), 1);
     expect_str(h_json_str(json_array_get(arr, 0), "UUID"),
-                        h_json_str(json_array_get(api, 4), "UUID"));
+               h_json_str(json_array_get(api, 4), "UUID"));
     json_decref(j);
     j = aws_json(w, by_arn);
     assert_int_equal(json_array_size(json_object_get(j, "EventSourceMappings")), 4);
@@ -410,7 +399,7 @@ static void test_aws_paging(void **state)
     json_t *j, *arr, *e, *api;
     int pages = 0;
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         rworld_end(w);
         skip();
     }
@@ -426,8 +415,7 @@ static void test_aws_paging(void **state)
         json_array_foreach(arr, i, e)
         {
             assert_true(seen < N_MAPPINGS);
-            expect_str(h_json_str(e, "UUID"),
-                                h_json_str(json_array_get(api, seen), "UUID"));
+            expect_str(h_json_str(e, "UUID"), h_json_str(json_array_get(api, seen), "UUID"));
             seen++;
         }
         free(token);
@@ -467,15 +455,14 @@ static void test_aws_get(void **state)
                              "00000000-0000-4000-8000-000000000000", NULL};
     json_t *j;
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         free(uuid);
         rworld_end(w);
         skip();
     }
     j = aws_json(w, get);
     expect_str(h_json_str(j, "UUID"), uuid);
-    expect_str(h_json_str(j, "FunctionArn"),
-                        "arn:aws:lambda:us-east-1:000000000000:function:rec");
+    expect_str(h_json_str(j, "FunctionArn"), "arn:aws:lambda:us-east-1:000000000000:function:rec");
     json_decref(j);
     aws_error(w, unknown, "ResourceNotFoundException",
               "The resource you requested does not exist.");
@@ -495,7 +482,7 @@ static void test_aws_disable_enable(void **state)
     int64_t until;
     json_t *j;
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         free(uuid);
         free(out);
         rworld_end(w);
@@ -559,26 +546,32 @@ static void test_aws_update_values(void **state)
                             "--function-response-types",
                             "ReportBatchItemFailures",
                             NULL};
-    const char *filter[] = {"update-event-source-mapping", "--uuid", uuid, "--filter-criteria",
+    const char *filter[] = {"update-event-source-mapping",
+                            "--uuid",
+                            uuid,
+                            "--filter-criteria",
                             "{\"Filters\": [{\"Pattern\": \"{\\\"body\\\": {\\\"k\\\": [1]}}\"}]}",
                             NULL};
-    const char *unfilter[] = {"update-event-source-mapping", "--uuid", uuid, "--filter-criteria",
-                              "{}", NULL};
+    const char *unfilter[] = {"update-event-source-mapping", "--uuid", uuid,
+                              "--filter-criteria",           "{}",     NULL};
     /* (0 would be refused by the CLI itself: botocore checks minimums, not maximums.) */
-    const char *bad_size[] = {"update-event-source-mapping", "--uuid", uuid, "--batch-size",
-                              "10001", NULL};
-    const char *bad_window[] = {"update-event-source-mapping", "--uuid", uuid,
-                                "--maximum-batching-window-in-seconds", "301", NULL};
-    const char *bad_pattern[] = {"update-event-source-mapping", "--uuid", uuid,
+    const char *bad_size[] = {
+        "update-event-source-mapping", "--uuid", uuid, "--batch-size", "10001", NULL};
+    const char *bad_window[] = {"update-event-source-mapping",          "--uuid", uuid,
+                                "--maximum-batching-window-in-seconds", "301",    NULL};
+    const char *bad_pattern[] = {"update-event-source-mapping",
+                                 "--uuid",
+                                 uuid,
                                  "--filter-criteria",
-                                 "{\"Filters\": [{\"Pattern\": \"not json\"}]}", NULL};
-    const char *other_fn[] = {"update-event-source-mapping", "--uuid", uuid, "--function-name",
-                              "other", NULL};
-    const char *same_fn[] = {"update-event-source-mapping", "--uuid", uuid, "--function-name",
-                             "rec", NULL};
+                                 "{\"Filters\": [{\"Pattern\": \"not json\"}]}",
+                                 NULL};
+    const char *other_fn[] = {
+        "update-event-source-mapping", "--uuid", uuid, "--function-name", "other", NULL};
+    const char *same_fn[] = {
+        "update-event-source-mapping", "--uuid", uuid, "--function-name", "rec", NULL};
     json_t *j;
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         free(uuid);
         rworld_end(w);
         skip();
@@ -586,9 +579,8 @@ static void test_aws_update_values(void **state)
     j = aws_json(w, values);
     assert_int_equal(h_json_int(j, "BatchSize", -1), 5);
     assert_int_equal(h_json_int(j, "MaximumBatchingWindowInSeconds", -1), 2);
-    expect_str(json_string_value(
-                            json_array_get(json_object_get(j, "FunctionResponseTypes"), 0)),
-                        "ReportBatchItemFailures");
+    expect_str(json_string_value(json_array_get(json_object_get(j, "FunctionResponseTypes"), 0)),
+               "ReportBatchItemFailures");
     json_decref(j);
     j = get_esm(w, uuid);
     assert_int_equal(h_json_int(j, "BatchSize", -1), 5);
@@ -597,12 +589,11 @@ static void test_aws_update_values(void **state)
     json_decref(j);
 
     j = aws_json(w, filter);
-    expect_contains(h_json_str(json_array_get(json_object_get(json_object_get(j,
-                                                                              "FilterCriteria"),
-                                                              "Filters"),
-                                              0),
-                               "Pattern"),
-                    "\"k\"");
+    expect_contains(
+        h_json_str(
+            json_array_get(json_object_get(json_object_get(j, "FilterCriteria"), "Filters"), 0),
+            "Pattern"),
+        "\"k\"");
     json_decref(j);
     j = aws_json(w, unfilter);
     assert_null(json_object_get(j, "FilterCriteria"));
@@ -648,11 +639,15 @@ static void test_aws_create_delete_refused(void **state)
 {
     struct rworld *w = *state;
     char *uuid = uuid_of(w, "m4");
-    const char *create[] = {"create-event-source-mapping", "--function-name", "rec",
-                            "--event-source-arn", "arn:aws:sqs:us-east-1:000000000000:q", NULL};
+    const char *create[] = {"create-event-source-mapping",
+                            "--function-name",
+                            "rec",
+                            "--event-source-arn",
+                            "arn:aws:sqs:us-east-1:000000000000:q",
+                            NULL};
     const char *del[] = {"delete-event-source-mapping", "--uuid", uuid, NULL};
 
-    if (!have_aws()) {
+    if (!itest_have_aws()) {
         free(uuid);
         rworld_end(w);
         skip();
@@ -746,10 +741,11 @@ static void test_cli_mappings(void **state)
     const char *nope[] = {"mappings", "enable", "nope", "--endpoint", url, NULL};
     const char *bad[] = {"mappings", "stop", "m4", "--endpoint", url, NULL};
     const char *ft_none[] = {"filter", "test", NULL};
-    const char *ft_both[] = {"filter", "test", "--config", w->b.config_path, "--mapping", "m5",
-                             "--pattern", "{\"a\": [1]}", NULL};
-    const char *ft_unknown[] = {"filter", "test", "--config", w->b.config_path, "--mapping",
-                                "nope", NULL};
+    const char *ft_both[] = {"filter",         "test",         "--config",
+                             w->b.config_path, "--mapping",    "m5",
+                             "--pattern",      "{\"a\": [1]}", NULL};
+    const char *ft_unknown[] = {"filter",    "test", "--config", w->b.config_path,
+                                "--mapping", "nope", NULL};
     struct h_run r;
 
     sy(w, table, &r);

@@ -16,12 +16,18 @@
  *   - kill -9 of the broker mid-stream: after a restart every record is delivered, duplicates
  *     stay within the in-flight window, and the committed offsets reach the end;
  *   - bootstrap servers that nobody listens on show as a problem in LastProcessingResult;
+ *   - a record too large for one invocation goes to on-failure (MaximumPayloadSizeExceeded)
+ *     and is committed;
+ *   - two brokers in one consumer group (cooperative-sticky) split the partitions; kill -9 of
+ *     one: the other takes its partitions over and nothing is lost;
+ *   - the AWS CLI gets the mapping in Lambda's self-managed Kafka shape and updates it;
  *   - the Kafka server going down and coming back: the problem shows, then new records flow.
  *
  * Every wait polls with a deadline.
  */
 #include "itest.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +37,20 @@
 #include "rworld.h"
 
 /* clang-format off */
+/* The mapping two brokers share (one consumer group, cooperative-sticky). */
+#define SHARED_FN(dir, name) \
+    "  rec-shared: {runtime: python3, handler: kafka_app.record, code: @FIXTURES@/esm,\n" \
+    "               environment: {OUT: '" dir "/out-shared', NAME: '" name "',\n" \
+    "                             PYTHONDONTWRITEBYTECODE: '1'}}\n"
+#define SHARED_MAPPING \
+    "  - name: shared\n" \
+    "    function: rec-shared\n" \
+    "    batch_size: 10\n" \
+    "    maximum_batching_window_ms: 20\n" \
+    "    maximum_concurrency: 6\n" \
+    "    source: {kafka: {bootstrap_servers: '@BOOTSTRAP@', topics: [shared], consumer_group: sy-shared,\n" \
+    "             properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500,\n" \
+    "                          partition.assignment.strategy: cooperative-sticky}}}\n"
 #define KPROPS "properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500}"
 static const char config[] =
     "broker:\n"
@@ -49,7 +69,9 @@ static const char config[] =
     "            environment: {OUT: '@DIR@/out-partial', PYTHONDONTWRITEBYTECODE: '1'}}\n"
     "  poison: {runtime: python3, handler: kafka_app.poison, code: @FIXTURES@/esm,\n"
     "           environment: {OUT: '@DIR@/out-poison', PYTHONDONTWRITEBYTECODE: '1'}}\n"
+    SHARED_FN("@DIR@", "record")
     "mappings:\n"
+    SHARED_MAPPING
     "  - name: orders\n"
     "    function: rec\n"
     "    batch_size: 20\n"
@@ -80,13 +102,26 @@ static const char config[] =
     "    maximum_batching_window_ms: 20\n"
     "    maximum_concurrency: 4\n"
     "    source: {kafka: {bootstrap_servers: '@BOOTSTRAP@', topics: [kill], " KPROPS "}}\n"
+    "  - name: big\n"
+    "    function: rec\n"
+    "    on_failure: 'kafka://@BOOTSTRAP@/failed-big'\n"
+    "    source: {kafka: {bootstrap_servers: '@BOOTSTRAP@', topics: [big], " KPROPS "}}\n"
     "  - name: nowhere\n"
     "    function: rec\n"
     "    source: {kafka: {bootstrap_servers: '127.0.0.1:1', topics: [orders], " KPROPS "}}\n";
 /* clang-format on */
 
-static const char *const topics[] = {"orders:3", "shape:1",  "filtered:2", "partial:1",
-                                     "poison:3", "failed:1", "kill:4",     NULL};
+static const char *const topics[] = {"orders:3", "shape:1",      "filtered:2", "partial:1",
+                                     "poison:3", "failed:1",     "kill:4",     "shared:6",
+                                     "big:1",    "failed-big:1", NULL};
+
+/* The second broker of the shared group: only the shared mapping, writing beside the first. */
+static const char config_b[] =
+    "broker:\n"
+    "  listen: 127.0.0.1:0\n"
+    "  data_dir: @DATA@\n"
+    "  shutdown_grace_ms: 2000\n"
+    "functions:\n" SHARED_FN("@FIRST@", "record-b") "mappings:\n" SHARED_MAPPING;
 
 #define GROUP(name) "switchyard-" name
 
@@ -475,6 +510,224 @@ static void test_server_down_and_back(void **state)
     rworld_end(w);
 }
 
+/*
+ * A record whose event would exceed the 6 MB invoke limit (4.8 MB of value, base64 in the
+ * event) is not invoked: its on-failure record (MaximumPayloadSizeExceeded) goes to the topic,
+ * the offset is committed, and the next record of the partition is delivered.
+ */
+static void test_too_large_record_to_on_failure(void **state)
+{
+    struct rworld *w = *state;
+    const char *props[] = {"message.max.bytes", "10000000", NULL};
+    rd_kafka_conf_t *conf = h_kafka_conf(&w->kafka, props);
+    char err[512], *big = malloc(4800000), *out = dir_of(w, "out-rec/record"), *p;
+    rd_kafka_t *rk;
+    struct failed_msgs f = {0};
+    int64_t deadline;
+
+    assert_non_null(conf);
+    assert_non_null(big);
+    memset(big, 'x', 4800000);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("big"), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE(big, 4800000), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_flush(rk, 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(rk);
+    free(big);
+    produce(w, "big", 0, "{\"small\": true}");
+    p = h_strfmt("%s/big-0@1.1", out);
+    deadline = h_now_ms() + 60000;
+    while (access(p, F_OK) != 0) {
+        if (h_now_ms() > deadline)
+            fail_msg("the record after the large one was never delivered");
+        h_sleep_ms(100);
+    }
+    free(p);
+    p = h_strfmt("%s/big-0@0.1", out);
+    assert_int_not_equal(access(p, F_OK), 0);
+    await_committed(w, GROUP("big"), "big", 20000);
+    assert_int_equal(h_kafka_consume_all(&w->kafka, "failed-big", 20000, on_failed_msg, &f), 1);
+    assert_string_equal(h_json_str(json_object_get(f.first, "requestContext"), "condition"),
+                        "MaximumPayloadSizeExceeded");
+    assert_string_equal(
+        h_json_str(json_object_get(
+                       json_object_get(json_object_get(f.first, "KafkaBatchInfo"), "recordsInfo"),
+                       "big-0"),
+                   "firstRecordOffset"),
+        "0");
+    json_decref(f.first);
+    free(p);
+    free(out);
+    rworld_end(w);
+}
+
+/* Whether B's log holds NEEDLE. */
+static bool log_has(const struct h_broker *b, const char *needle)
+{
+    size_t len;
+    char *s = h_read_file(b->log_path, 0, &len);
+    bool yes = s != NULL && strstr(s, needle) != NULL;
+
+    free(s);
+    return yes;
+}
+
+/* Distinct record ids in the files of DIRS (NULL-terminated). */
+static size_t union_ids(const char *const *dirs)
+{
+    size_t n = 0, cap = 0;
+    char **ids = NULL;
+
+    for (size_t d = 0; dirs[d] != NULL; d++) {
+        DIR *dh = opendir(dirs[d]);
+        struct dirent *de;
+
+        while (dh != NULL && (de = readdir(dh)) != NULL) {
+            char *dot = strrchr(de->d_name, '.');
+            size_t k, len;
+
+            if (de->d_name[0] == '.' || dot == NULL || strcmp(dot, ".tmp") == 0)
+                continue;
+            len = (size_t)(dot - de->d_name);
+            for (k = 0; k < n; k++)
+                if (strlen(ids[k]) == len && strncmp(ids[k], de->d_name, len) == 0)
+                    break;
+            if (k < n)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 256;
+                ids = realloc(ids, cap * sizeof(*ids));
+                assert_non_null(ids);
+            }
+            ids[n++] = strndup(de->d_name, len);
+        }
+        if (dh != NULL)
+            closedir(dh);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return n;
+}
+
+/*
+ * Two brokers in one consumer group (cooperative-sticky) split the partitions of `shared`; the
+ * second is killed with -9 mid-stream; the first takes its partitions over (after the session
+ * timeout) and every record is delivered, the group's offsets reaching the end.
+ */
+static void test_two_brokers_one_group(void **state)
+{
+    struct rworld *w = *state;
+    struct h_broker b2;
+    char *ya = dir_of(w, "out-shared/record"), *yb = dir_of(w, "out-shared/record-b");
+    const char *dirs[] = {ya, yb, NULL};
+    char *cfg, *cfg2;
+    int64_t deadline;
+    size_t got;
+
+    assert_int_equal(h_broker_init(&b2, "esm-kafka-b"), 0);
+    cfg = rworld_config(w, config_b);
+    cfg2 = h_str_replace(cfg, "@FIRST@", w->b.dir);
+    assert_int_equal(h_broker_write_config(&b2, cfg2), 0);
+    assert_int_equal(h_broker_start(&b2, NULL, ITEST_READY_MS), 0);
+    free(cfg);
+    free(cfg2);
+    /* The group splits the partitions once the second broker has joined. */
+    deadline = h_now_ms() + 60000;
+    while (!log_has(&b2, "[source:kafka:shared] assigned")) {
+        if (h_now_ms() > deadline)
+            fail_msg("the second broker was never assigned partitions of 'shared'");
+        h_sleep_ms(50);
+    }
+    for (int i = 0; i < 600; i++)
+        produce(w, "shared", i % 6, "{\"sleep\": 0.02}");
+    /* Both brokers get records. */
+    deadline = h_now_ms() + 60000;
+    while (rworld_count_files(ya, NULL) < 20 || rworld_count_files(yb, NULL) < 20) {
+        if (h_now_ms() > deadline)
+            fail_msg("the two brokers did not share the partitions (%zu and %zu records)",
+                     rworld_count_files(ya, NULL), rworld_count_files(yb, NULL));
+        h_sleep_ms(50);
+    }
+    fprintf(stderr, "shared: first broker %zu, second %zu records; kill -9 of the second\n",
+            rworld_count_files(ya, NULL), rworld_count_files(yb, NULL));
+    assert_int_equal(kill(b2.proc.pid, SIGKILL), 0);
+    deadline = h_now_ms() + 10000;
+    while (h_broker_running(&b2) && h_now_ms() < deadline)
+        h_sleep_ms(10);
+    assert_false(h_broker_running(&b2));
+
+    deadline = h_now_ms() + 90000;
+    while ((got = union_ids(dirs)) < 600) {
+        if (h_now_ms() > deadline)
+            fail_msg("%zu of 600 records delivered after the kill", got);
+        h_sleep_ms(100);
+    }
+    await_committed(w, "sy-shared", "shared", 30000);
+    fprintf(stderr, "shared: all 600 delivered (first broker %zu files, second %zu)\n",
+            rworld_count_files(ya, NULL), rworld_count_files(yb, NULL));
+    b2.failed = false;
+    h_broker_destroy(&b2);
+    free(ya);
+    free(yb);
+    rworld_end(w);
+}
+
+/* The AWS CLI sees a Kafka mapping in Lambda's self-managed Kafka shape, and updates it. */
+static void test_aws_cli_get_update(void **state)
+{
+    struct rworld *w = *state;
+    json_t *m = rworld_mapping_json(w, "orders"), *j, *eps;
+    char *uuid = strdup(h_json_str(m, "UUID"));
+    const char *get[] = {"get-event-source-mapping", "--uuid", uuid, NULL};
+    const char *upd[] = {"update-event-source-mapping", "--uuid", uuid, "--batch-size", "50", NULL};
+    struct h_run r;
+
+    json_decref(m);
+    if (!itest_have_aws()) {
+        fprintf(stderr, "no /usr/bin/aws: skipped\n");
+        free(uuid);
+        rworld_end(w);
+        return;
+    }
+    itest_aws(&w->b, "test", get, &r);
+    expect_run_code(&r, 0);
+    j = h_json_parse(r.out, r.out_len);
+    assert_non_null(j);
+    h_run_free(&r);
+    assert_null(json_object_get(j, "EventSourceArn"));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "Topics"), 0)),
+                        "orders");
+    eps =
+        json_object_get(json_object_get(json_object_get(j, "SelfManagedEventSource"), "Endpoints"),
+                        "KAFKA_BOOTSTRAP_SERVERS");
+    assert_int_equal(json_array_size(eps), 1);
+    assert_string_equal(json_string_value(json_array_get(eps, 0)), w->kafka.bootstrap);
+    assert_string_equal(
+        h_json_str(json_object_get(j, "SelfManagedKafkaEventSourceConfig"), "ConsumerGroupId"),
+        "switchyard-orders");
+    assert_string_equal(h_json_str(j, "StartingPosition"), "TRIM_HORIZON");
+    assert_int_equal(json_integer_value(json_object_get(j, "BatchSize")), 20);
+    json_decref(j);
+    /* The extension (the AWS CLI drops what it does not model): one entry per partition. */
+    m = rworld_mapping_json(w, "orders");
+    assert_int_equal(
+        json_array_size(json_object_get(json_object_get(m, "Switchyard"), "partitions")),
+        4); /* orders-0..2 and shape-0 */
+    json_decref(m);
+    itest_aws(&w->b, "test", upd, &r);
+    expect_run_code(&r, 0);
+    j = h_json_parse(r.out, r.out_len);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "BatchSize")), 50);
+    json_decref(j);
+    h_run_free(&r);
+    free(uuid);
+    rworld_end(w);
+}
+
 static int group_setup(void **state)
 {
     return rworld_group_setup_kafka(state, "esm-kafka", config, 1, topics);
@@ -492,6 +745,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill9_mid_stream, rworld_setup, rworld_teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_servers_are_a_problem, rworld_setup,
                                         rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_too_large_record_to_on_failure, rworld_setup,
+                                        rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_two_brokers_one_group, rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_aws_cli_get_update, rworld_setup, rworld_teardown),
         cmocka_unit_test_setup_teardown(test_server_down_and_back, rworld_setup, rworld_teardown),
     };
     int rc;
