@@ -135,7 +135,7 @@ void bc_print_machine(const char *title);
 
 #define BC_MAXCOL 9
 #define BC_CELL 96
-#define BC_MAXROWS 32
+#define BC_MAXROWS 48
 
 struct bc_row {
     char c[BC_MAXCOL][BC_CELL];

@@ -102,22 +102,24 @@ static const struct {
 };
 
 /*
- * Our defaults, under the user's properties. librdkafka 2.0.2 fetches a partition again only
- * once its local queue is below queued.min.messages (100000) and stops at
- * queued.max.messages.kbytes (65536 KB): with a backlog, the defaults let the queue fill to
- * 64 MB and then stall. These keep its footprint small and fetches flowing (bench_esm, Kafka
- * rows; docs/kafka.md has the measurements).
+ * Our defaults, under the user's properties. Each partition's messages wait in a queue of their
+ * own (see "Flow" above), and librdkafka 2.0.2 applies queued.min.messages (default 100000) and
+ * queued.max.messages.kbytes (default 65536 KB) to each of those queues: with its defaults a
+ * backlog on 48 partitions filled 382 MB (bench_esm). Per partition, these keep about a
+ * thousand records (one megabyte at most) fetched ahead, refilled by fetches of at most 64 KB
+ * per partition (a broker still hands out a larger producer batch whole). A partition whose
+ * queue was full is fetched again only when its broker thread wakes up, which 2.0.2 does on
+ * I/O, on an op, or after a second (2.2.0 added fetch.queue.backoff.ms for this): the metadata
+ * refresh every 100 ms is such an op, and took the 6-partition drain from 78 k to the rates of
+ * docs/mappings.md. docs/mappings.md has the measurements.
  */
 static const char *const default_props[][2] = {
-    {"queued.min.messages", "20000"},
-    {"queued.max.messages.kbytes", "16384"},
-    {"fetch.wait.max.ms", "100"},
-    {"fetch.error.backoff.ms", "100"},
-    {"reconnect.backoff.ms", "100"},
-    {"reconnect.backoff.max.ms", "5000"},
-    {"enable.partition.eof", "false"},
-    {"log.connection.close", "false"},
-    {"log.queue", "true"},
+    {"queued.min.messages", "1000"},      {"queued.max.messages.kbytes", "1024"},
+    {"fetch.message.max.bytes", "65536"}, {"fetch.max.bytes", "1048576"},
+    {"fetch.wait.max.ms", "100"},         {"topic.metadata.refresh.interval.ms", "100"},
+    {"fetch.error.backoff.ms", "100"},    {"reconnect.backoff.ms", "100"},
+    {"reconnect.backoff.max.ms", "5000"}, {"enable.partition.eof", "false"},
+    {"log.connection.close", "false"},    {"log.queue", "true"},
 };
 
 /* A conf with the defaults and CFG's properties; NULL with WHY (librdkafka's text). */

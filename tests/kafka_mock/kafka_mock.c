@@ -37,22 +37,27 @@
  *     gets OFFSET_OUT_OF_RANGE and follows its auto.offset.reset. A 1,000,000-record backlog
  *     of 100-byte values (~110 MB uncompressed) therefore fits in 48 partitions but not in 6;
  *     produce compressed (compression.codec=lz4 and compressible values) for those.
- *   - Unknown topics: a Metadata request that allows auto-creation (a producer's, by default;
- *     consumers send allow.auto.create.topics=false) creates the topic with 4 partitions, and
- *     2.0.2 has no API to change that default. A consumer subscribing to an unknown topic gets
- *     UNKNOWN_TOPIC_OR_PART; Produce to an unknown topic fails the same way until the producer's
- *     metadata created it. CreateTopics (the Admin API) is not implemented: use --topic or
- *     `topic`.
+ *   - Unknown topics: a Metadata request that allows auto-creation (a producer's, by default)
+ *     creates the topic with 4 partitions, so a producer's first record to an unknown topic
+ *     creates it; 2.0.2 has no API to change that default. Consumers send
+ *     allow.auto.create.topics=false and get UNKNOWN_TOPIC_OR_PART. CreateTopics (the Admin
+ *     API) is not implemented: use --topic or `topic`.
  *   - Leaders: each partition's leader is picked at random among the first min(3, N) brokers,
  *     whatever the replication factor asked for; nothing moves leaders when a broker goes down.
- *   - Fetch returns at most one record batch per partition per request, and waits
- *     fetch.wait.max.ms only when no partition had data.
- *   - Consumer groups: the first join waits 3 s (group.initial.rebalance.delay.ms); the first
- *     member to join leads and its first protocol wins for everybody (the mock asserts that
- *     all members list it first). OffsetFetch answers for any group id, member or not.
+ *   - Fetch returns at most one record batch (as produced) per partition per request, and
+ *     waits fetch.wait.max.ms only when no partition had data; fetch.min.bytes is ignored.
+ *   - Consumer groups: the coordinator elects only when its timer fires: 3 s after the first
+ *     join into an empty group, but session.timeout.ms - 1 s (44 s with librdkafka's default
+ *     45 s) after any later join or leave, even when every member has already rejoined. Tests
+ *     with more than one member, or members leaving, want session.timeout.ms around 6000.
+ *     The first member to join leads and its first protocol wins for everybody (the mock
+ *     asserts that every member lists it first). The coordinator does not care which
+ *     protocol: cooperative-sticky works (incremental revoke, then assign, one timer period
+ *     each). OffsetCommit is not checked against the assignment, and is taken from any client
+ *     for a group the mock has no members of; OffsetFetch answers for any group, member or
+ *     not.
  */
 #include <errno.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
