@@ -61,6 +61,25 @@ void batch_free(struct batch *b)
     free(b);
 }
 
+/*
+ * Whether a batch that is not FULL should wait for more records: the batching window (started
+ * by the oldest pending record) has not passed yet. Then the window's timer is armed.
+ */
+static int window_open(struct mapping *map, int full, int64_t now)
+{
+    struct timeval tv;
+    int64_t left;
+
+    if (full || map->window_ms <= 0 || now - map->pend_first_ms >= map->window_ms)
+        return 0;
+    left = map->pend_first_ms + map->window_ms - now;
+    tv.tv_sec = (time_t)(left / 1000);
+    tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+    if (!evtimer_pending(map->window_ev, NULL))
+        evtimer_add(map->window_ev, &tv);
+    return 1;
+}
+
 /* Take the next batch off the pending FIFO, or NULL (nothing due yet, or out of memory). */
 static struct batch *form(struct mapping *map, int64_t now)
 {
@@ -70,16 +89,8 @@ static struct batch *form(struct mapping *map, int64_t now)
 
     if (map->pend_n == 0)
         return NULL;
-    if (!full && map->window_ms > 0 && now - map->pend_first_ms < map->window_ms) {
-        struct timeval tv;
-        int64_t left = map->pend_first_ms + map->window_ms - now;
-
-        tv.tv_sec = (time_t)(left / 1000);
-        tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
-        if (!evtimer_pending(map->window_ev, NULL))
-            evtimer_add(map->window_ev, &tv);
+    if (window_open(map, full, now))
         return NULL;
-    }
     b = batch_new(map, want);
     if (b == NULL)
         return NULL;
@@ -157,16 +168,8 @@ static struct batch *form_ordered(struct mapping *map, int64_t now)
     if (want == 0)
         return NULL;
     full = want >= (size_t)map->batch_size || bytes >= BATCH_MAX_BYTES;
-    if (!full && map->window_ms > 0 && now - map->pend_first_ms < map->window_ms) {
-        struct timeval tv;
-        int64_t left = map->pend_first_ms + map->window_ms - now;
-
-        tv.tv_sec = (time_t)(left / 1000);
-        tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
-        if (!evtimer_pending(map->window_ev, NULL))
-            evtimer_add(map->window_ev, &tv);
+    if (window_open(map, full, now))
         return NULL;
-    }
     b = batch_new(map, want);
     if (b == NULL)
         return NULL;

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,19 @@ int rworld_start_broker(struct rworld *w)
     if (rc != 0)
         world_failed = true;
     return rc;
+}
+
+void rworld_kill9_restart(struct rworld *w)
+{
+    int64_t deadline;
+
+    assert_int_equal(kill(w->b.proc.pid, SIGKILL), 0);
+    deadline = h_now_ms() + 10000;
+    while (h_broker_running(&w->b) && h_now_ms() < deadline)
+        h_sleep_ms(10);
+    assert_false(h_broker_running(&w->b));
+    assert_int_equal(rworld_start_broker(w), 0);
+    w->mark = 0;
 }
 
 int rworld_group_setup(void **state, const char *tag, const char *config)

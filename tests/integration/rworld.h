@@ -47,6 +47,10 @@ char *rworld_config(const struct rworld *w, const char *config);
 /* Stop the broker (SIGTERM: it must exit 0), scan its log, stop the server, free. 0 or -1. */
 int rworld_group_teardown(void **state);
 
+/* Kill the broker with SIGKILL, wait (bounded) until it is gone, start it again on the same
+ * config; the log mark goes back to 0 (the new broker's log). Fails the test when it cannot. */
+void rworld_kill9_restart(struct rworld *w);
+
 /* (Re)start the broker on the same config (after a kill -9). 0 or -1 (log dumped). */
 int rworld_start_broker(struct rworld *w);
 

@@ -431,7 +431,6 @@ static void test_kill9_mid_stream(void **state)
 {
     struct rworld *w = *state;
     char *out = dir_of(w, "out-kill/record");
-    int64_t deadline;
     size_t all, uniq;
 
     for (int i = 0; i < 400; i++)
@@ -439,13 +438,7 @@ static void test_kill9_mid_stream(void **state)
     rworld_await_files(out, 40, 60000);
     fprintf(stderr, "kill -9 of the broker with %zu of 400 records delivered\n",
             rworld_count_files(out, NULL));
-    assert_int_equal(kill(w->b.proc.pid, SIGKILL), 0);
-    deadline = h_now_ms() + 10000;
-    while (h_broker_running(&w->b) && h_now_ms() < deadline)
-        h_sleep_ms(10);
-    assert_false(h_broker_running(&w->b));
-    assert_int_equal(rworld_start_broker(w), 0);
-    w->mark = 0;
+    rworld_kill9_restart(w);
 
     rworld_await_files(out, 400, 90000);
     await_committed(w, GROUP("kill"), "kill", 30000);

@@ -445,20 +445,13 @@ static void test_kill9_mid_drain(void **state)
 {
     struct rworld *w = *state;
     char *out = dir_of(w, "out-slow/record");
-    int64_t deadline;
     size_t all, uniq;
 
     push(w, "q-slow", 200, "{\"sleep\": 0.01, \"n\": ", "}");
     rworld_await_files(out, 20, 30000);
     fprintf(stderr, "kill -9 of the broker with %zu of 200 records delivered\n",
             rworld_count_files(out, NULL));
-    assert_int_equal(kill(w->b.proc.pid, SIGKILL), 0);
-    deadline = h_now_ms() + 10000;
-    while (h_broker_running(&w->b) && h_now_ms() < deadline)
-        h_sleep_ms(10);
-    assert_false(h_broker_running(&w->b));
-    assert_int_equal(rworld_start_broker(w), 0);
-    w->mark = 0;
+    rworld_kill9_restart(w);
 
     rworld_await_files(out, 200, 60000);
     await_list_drained(w, "q-slow", 20000);
