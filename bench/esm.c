@@ -1590,19 +1590,12 @@ static struct h_kafka g_kafka = H_KAFKA_INIT;
 /* The raw consumer's settings: what served a plain librdkafka 2.0.2 consumer best (its
  * partitions share one queue, so these bound it as a whole; the metadata refresh wakes its
  * broker threads, which otherwise sleep up to 1 s once that queue was full). */
-static const char *const g_kafka_props[] = {"queued.min.messages",
-                                            "50000",
-                                            "queued.max.messages.kbytes",
-                                            "8192",
-                                            "fetch.max.bytes",
-                                            "65536",
-                                            "message.max.bytes",
-                                            "65536",
-                                            "max.partition.fetch.bytes",
-                                            "65536",
-                                            "topic.metadata.refresh.interval.ms",
-                                            "100",
-                                            NULL};
+static const char *const g_kafka_props[] = {
+    "queued.min.messages", "50000", "queued.max.messages.kbytes", "8192", "fetch.max.bytes",
+    "65536", "message.max.bytes", "65536", "max.partition.fetch.bytes", "65536",
+    "topic.metadata.refresh.interval.ms", "100",
+    /* the mock makes a rejoin wait session.timeout */
+    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500", NULL};
 
 /* Records per producer batch (batch.num.messages): a Java producer's default 16 KB batch.size
  * holds about 100 such records; librdkafka's own default (10000) makes 1 MB batches, which the
@@ -1669,7 +1662,9 @@ static void kafka_write_configs(void)
                      "    batch_size: %d\n"
                      "    maximum_batching_window_ms: 0\n"
                      "    maximum_concurrency: %d\n"
-                     "    source: {kafka: {bootstrap_servers: '%s', topics: [kb%d-r%d]}}\n",
+                     "    source: {kafka: {bootstrap_servers: '%s', topics: [kb%d-r%d],\n"
+                     "             properties: {session.timeout.ms: 6000, heartbeat.interval.ms: "
+                     "500}}}\n",
                      batch_sizes[b], r, batch_sizes[b], MAP_CONC, g_kafka.bootstrap, batch_sizes[b],
                      r);
     snprintf(path, sizeof(path), "%s/config-kafka.yaml", bc_workdir);
@@ -1687,7 +1682,8 @@ static void kafka_write_configs(void)
              "    batch_size: 100\n"
              "    maximum_batching_window_ms: 0\n"
              "    maximum_concurrency: %d\n"
-             "    source: {kafka: {bootstrap_servers: '%s', topics: [kbacklog]}}\n",
+             "    source: {kafka: {bootstrap_servers: '%s', topics: [kbacklog],\n"
+             "             properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500}}}\n",
              K_BACKLOG_PARTS, MAP_CONC, g_kafka.bootstrap);
 #undef KCFG_ADD
     snprintf(path, sizeof(path), "%s/config-krss.yaml", bc_workdir);
