@@ -161,24 +161,51 @@ void mapping_held_sub(struct mapping *map, const struct source_record *rec)
     map->held_bytes -= rec->json_len + rec->data_len;
 }
 
-/* Keep REC for the next kick (ACKS: filtered; else a dead letter). */
+/*
+ * Append REC to V for the next kick. Without memory REC is dropped unacknowledged: the source
+ * delivers it again (a redelivery, or a read from the last commit after a restart).
+ */
+static void recvec_push(struct mapping *map, struct recvec *v, struct source_record *rec)
+{
+    if (v->n == v->cap) {
+        size_t nc = v->cap ? v->cap * 2 : 64;
+        struct source_record **nv = realloc(v->v, nc * sizeof(*nv));
+
+        if (nv == NULL) {
+            mapping_held_sub(map, rec);
+            source_record_free(rec);
+            return;
+        }
+        v->v = nv;
+        v->cap = nc;
+    }
+    v->v[v->n++] = rec;
+}
+
+/* Take V's records (the caller frees the array, returned; *N set) and leave V empty. */
+static struct source_record **recvec_take(struct recvec *v, size_t *n)
+{
+    struct source_record **out = v->v;
+
+    *n = v->n;
+    *v = (struct recvec){0};
+    return out;
+}
+
+/* Free V and the records still in it. */
+static void recvec_free(struct recvec *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        source_record_free(v->v[i]);
+    free(v->v);
+    *v = (struct recvec){0};
+}
+
+/* Keep REC for the next kick (IS_ACK: filtered, to acknowledge; else a dead letter). */
 static void defer(struct mapping *map, struct source_record *rec, int is_ack)
 {
     if (is_ack) {
-        if (map->n_acks == map->cap_acks) {
-            size_t nc = map->cap_acks ? map->cap_acks * 2 : 64;
-            struct source_record **nv = realloc(map->acks, nc * sizeof(*nv));
-
-            if (nv == NULL) {
-                /* Not acknowledged: the source redelivers it, and it is filtered again. */
-                mapping_held_sub(map, rec);
-                source_record_free(rec);
-                return;
-            }
-            map->acks = nv;
-            map->cap_acks = nc;
-        }
-        map->acks[map->n_acks++] = rec;
+        recvec_push(map, &map->acks, rec);
         return;
     }
     rec->next = NULL;
@@ -272,23 +299,16 @@ static void host_state(void *arg, enum source_state st, const char *reason)
     }
 }
 
-/* Take REC (of a revoked partition) out of the mapping, to be released on the next kick. */
-static void revoke_one(struct mapping *map, struct source_record *rec)
+/* Release V[0..N) to the source (visible again at once), then free them and V (may be NULL). */
+static void give_back(struct mapping *map, struct source_record **v, size_t n)
 {
-    if (map->n_revoked == map->cap_revoked) {
-        size_t nc = map->cap_revoked ? map->cap_revoked * 2 : 64;
-        struct source_record **nv = realloc(map->revoked, nc * sizeof(*nv));
-
-        if (nv == NULL) {
-            /* Not released: the partition's new owner reads it from the last commit anyway. */
-            mapping_held_sub(map, rec);
-            source_record_free(rec);
-            return;
-        }
-        map->revoked = nv;
-        map->cap_revoked = nc;
+    if (n > 0 && map->src != NULL && map->src->ops->release != NULL)
+        map->src->ops->release(map->src, v, n);
+    for (size_t i = 0; i < n; i++) {
+        mapping_held_sub(map, v[i]);
+        source_record_free(v[i]);
     }
-    map->revoked[map->n_revoked++] = rec;
+    free(v);
 }
 
 static void host_revoke(void *arg, int32_t partition)
@@ -311,7 +331,7 @@ static void host_revoke(void *arg, int32_t partition)
         rec->next = NULL;
         map->pend_n--;
         map->pend_bytes -= rec->json_len;
-        revoke_one(map, rec);
+        recvec_push(map, &map->revoked, rec);
     }
     map->pend_tail = prev;
     for (size_t l = 0; l < 2; l++) {
@@ -322,7 +342,7 @@ static void host_revoke(void *arg, int32_t partition)
             for (size_t i = 0; i < b->n; i++) {
                 if (b->recs[i]->partition == partition) {
                     b->bytes -= b->recs[i]->json_len + 1;
-                    revoke_one(map, b->recs[i]);
+                    recvec_push(map, &map->revoked, b->recs[i]);
                 } else {
                     b->recs[k++] = b->recs[i];
                 }
@@ -360,28 +380,18 @@ static void kick_cb(int fd, short what, void *arg)
         mapping_stopped(map);
         return;
     }
-    if (map->n_acks > 0) {
-        struct source_record **acks = map->acks;
-        size_t n = map->n_acks;
+    if (map->acks.n > 0) {
+        size_t n;
+        struct source_record **acks = recvec_take(&map->acks, &n);
 
-        map->acks = NULL;
-        map->n_acks = map->cap_acks = 0;
         checkpoint_ack(map, acks, n, SOURCE_DONE);
         free(acks);
     }
-    if (map->n_revoked > 0) {
-        struct source_record **v = map->revoked;
-        size_t n = map->n_revoked;
+    if (map->revoked.n > 0) {
+        size_t n;
+        struct source_record **v = recvec_take(&map->revoked, &n);
 
-        map->revoked = NULL;
-        map->n_revoked = map->cap_revoked = 0;
-        if (map->src != NULL && map->src->ops->release != NULL)
-            map->src->ops->release(map->src, v, n);
-        for (size_t i = 0; i < n; i++) {
-            mapping_held_sub(map, v[i]);
-            source_record_free(v[i]);
-        }
-        free(v);
+        give_back(map, v, n);
     }
     while (map->dl_head != NULL) {
         struct source_record *rec = map->dl_head;
@@ -454,13 +464,7 @@ static void release_held(struct mapping *map)
             batch_free(b); /* frees what it still holds (only without V) */
         }
     }
-    if (n > 0 && map->src != NULL && map->src->ops->release != NULL)
-        map->src->ops->release(map->src, v, n);
-    for (size_t i = 0; i < n; i++) {
-        mapping_held_sub(map, v[i]);
-        source_record_free(v[i]);
-    }
-    free(v);
+    give_back(map, v, n);
 }
 
 /* The source's stop() is done: finish on the next kick, off the adapter's own stack. */
@@ -509,7 +513,7 @@ void mapping_maybe_stopped(struct mapping *map)
 {
     if (!map->stopping || map->src_stopping)
         return;
-    if (!TAILQ_EMPTY(&map->running) || !TAILQ_EMPTY(&map->out) || map->n_acks > 0 ||
+    if (!TAILQ_EMPTY(&map->running) || !TAILQ_EMPTY(&map->out) || map->acks.n > 0 ||
         map->dl_head != NULL)
         return;
     release_held(map);
@@ -809,16 +813,12 @@ static void mapping_fini(struct mapping *map)
         next = rec->next;
         source_record_free(rec);
     }
-    for (size_t i = 0; i < map->n_acks; i++)
-        source_record_free(map->acks[i]);
+    recvec_free(&map->acks);
+    recvec_free(&map->revoked);
     for (struct source_record *rec = map->dl_head, *next; rec != NULL; rec = next) {
         next = rec->next;
         source_record_free(rec);
     }
-    for (size_t i = 0; i < map->n_revoked; i++)
-        source_record_free(map->revoked[i]);
-    free(map->acks);
-    free(map->revoked);
     free(map->blk);
     source_destroy(map->src);
     dest_destroy(map->on_failure);

@@ -68,6 +68,12 @@ struct outmsg {
 };
 TAILQ_HEAD(outmsg_list, outmsg);
 
+/* Records set aside for the mapping's next turn (owned: the array and the records). */
+struct recvec {
+    struct source_record **v;
+    size_t n, cap;
+};
+
 enum map_state {
     MAP_DISABLED,
     MAP_ENABLING,
@@ -120,11 +126,9 @@ struct mapping {
     size_t held_n, held_bytes;
     size_t max_held, max_held_bytes;
     struct source_record *dl_head, *dl_tail; /* for the dead letter, next kick */
-    struct source_record **acks;             /* filtered records to acknowledge (DONE), next turn */
-    size_t n_acks, cap_acks;
-    struct source_record **revoked; /* records of revoked partitions to release, next turn */
-    size_t n_revoked, cap_revoked;
-    unsigned char *blk; /* ordered sources: per partition, 1 when a batch holds it (batcher) */
+    struct recvec acks;                      /* filtered records to acknowledge (DONE), next turn */
+    struct recvec revoked; /* records of revoked partitions to release, next turn */
+    unsigned char *blk;    /* ordered sources: per partition, 1 when a batch holds it (batcher) */
     size_t n_blk;
 
     struct event *kick_ev; /* deferred dispatch (manual activation) */

@@ -119,8 +119,8 @@ struct source_ctx {
     const struct source_host *host;
     void *host_arg;
     /* Ordered sources: records of one partition the host wants at most, delivered and not yet
-     * acknowledged; above it the adapter stops fetching that partition (so a partition whose
-     * records fail blocks only itself) and resumes below half of it. */
+     * acknowledged; at it the adapter stops taking records of that partition (so a partition
+     * whose records fail blocks only itself) until acknowledgements bring it below again. */
     size_t partition_window;
     /* How long a revoked partition's running batches may take (the function's timeout, ms);
      * after it the adapter gives the partition up without waiting for them. */

@@ -56,6 +56,7 @@
 #include "core/time.h"
 
 #define COMMIT_DELAY_MS 20    /* acks collected into one commit */
+#define COMMIT_RETRY_MS 500   /* after a failed commit */
 #define POLL_BATCH 512        /* messages taken from librdkafka per call */
 #define POLL_TURN_MAX 8192    /* messages per loop turn before yielding */
 #define STOP_WAIT_MS 10000    /* commit + close at stop, at most */
@@ -324,6 +325,7 @@ static int32_t part_add(struct src_kafka *sk, const char *topic, int32_t partiti
     kp->partition = partition;
     kp->next = -1;
     kp->committed = -1;
+    kp->hold = -1;
     kp->state = KP_ASSIGNED;
     return (int32_t)i;
 }
@@ -384,30 +386,40 @@ static size_t ring_find(const struct kpart *kp, int64_t off)
     return SIZE_MAX;
 }
 
-/* The commit position: the first offset not done, else the one after the last delivered;
- * done entries before it leave the ring. -1: nothing delivered yet. */
+/* The commit position: the first offset not done, else the one after the last delivered,
+ * never past a record that could not be delivered (kp->hold); done entries before it leave the
+ * ring. -1: nothing delivered yet. */
 static int64_t part_position(struct kpart *kp)
 {
+    int64_t pos;
+
     while (kp->n > 0 && kp->st[kp->head] == KE_DONE) {
         kp->head = (kp->head + 1) % kp->cap;
         kp->n--;
     }
-    if (kp->n > 0)
-        return kp->offs[kp->head];
-    return kp->next;
+    pos = kp->n > 0 ? kp->offs[kp->head] : kp->next;
+    if (kp->hold >= 0 && (pos < 0 || pos > kp->hold))
+        pos = kp->hold;
+    return pos;
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Commits                                                                                    */
 
-static void commit_arm(struct src_kafka *sk)
+/* Commit what finished in MS (unless a commit is already due sooner or as soon). */
+static void commit_arm_in(struct src_kafka *sk, int ms)
 {
-    struct timeval tv = {0, COMMIT_DELAY_MS * 1000};
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
     if (sk->commit_armed)
         return;
     sk->commit_armed = 1;
     evtimer_add(sk->commit_ev, &tv);
+}
+
+static void commit_arm(struct src_kafka *sk)
+{
+    commit_arm_in(sk, COMMIT_DELAY_MS);
 }
 
 /*
@@ -487,7 +499,8 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (idx >= 0)
                 sk->parts[idx].committed = -1;
         }
-        commit_arm(sk);
+        /* Not at once: during a rebalance every commit fails until the group settles. */
+        commit_arm_in(sk, COMMIT_RETRY_MS);
     }
     if (sk->revoke_committing) {
         sk->revoke_committing = 0;
@@ -803,7 +816,6 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     struct src_kafka *sk = opaque;
     rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)err;
 
-    snprintf(sk->last_err, sizeof(sk->last_err), "%s", reason);
     switch (e) {
     case RD_KAFKA_RESP_ERR__AUTHENTICATION:
     case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
@@ -920,9 +932,14 @@ static void message(struct src_kafka *sk, rd_kafka_message_t *m)
         set_state(sk, SOURCE_RUNNING, NULL);
     return;
 nomem:
-    /* Not delivered and not committed past: read again after a restart or a rebalance. */
-    log_err("%s out of memory: %s-%d offset %lld not delivered", sk->prefix,
-            rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset);
+    /* Not delivered, so never committed past: the records after it are delivered, but the
+     * partition's commits stop before it, and it is read again after a restart or a
+     * rebalance. */
+    if (kp->hold < 0 || m->offset < kp->hold)
+        kp->hold = m->offset;
+    log_err("%s out of memory: %s offset %lld not delivered; commits of the partition stop "
+            "before it until it is read again (restart or rebalance)",
+            sk->prefix, kp->key, (long long)m->offset);
 }
 
 /* Serve the consumer queue: rebalances, commit results, errors and logs run from here. */

@@ -69,6 +69,8 @@ struct kpart {
     size_t open;         /* entries KE_OPEN */
     int64_t next;        /* the offset after the last one delivered; -1 before the first */
     int64_t committed;   /* the last offset committed (sent); -1 none */
+    int64_t hold;        /* a record that could not be delivered (out of memory): commits
+                            stop at it; -1 none */
     rd_kafka_queue_t *q; /* its own message queue (owned reference) */
 };
 
@@ -116,7 +118,6 @@ struct src_kafka {
     struct buf scratch;         /* one record's JSON while it is built */
     struct source_record **out; /* a poll's records, for one deliver() */
     size_t n_out, cap_out;
-    char last_err[256];
 };
 
 /* kafka_event.c */

@@ -230,3 +230,19 @@ void rworld_set_enabled(struct rworld *w, const char *name, bool on, const char 
     }
     json_decref(m);
 }
+
+json_t *rworld_await_problem(struct rworld *w, const char *name, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+
+    for (;;) {
+        json_t *m = rworld_mapping_json(w, name);
+
+        if (strncmp(h_json_str(m, "LastProcessingResult"), "PROBLEM", 7) == 0)
+            return m;
+        json_decref(m);
+        if (h_now_ms() > deadline)
+            fail_msg("mapping %s never reported a problem within %d ms", name, timeout_ms);
+        h_sleep_ms(50);
+    }
+}

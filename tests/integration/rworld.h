@@ -76,6 +76,10 @@ void rworld_await_files(const char *dir, size_t want, int timeout_ms);
 /* The mapping named NAME as ListEventSourceMappings shows it (new); fails the test if absent. */
 json_t *rworld_mapping_json(struct rworld *w, const char *name);
 
+/* Wait (bounded by TIMEOUT_MS, else the test fails) until the mapping NAME's
+ * LastProcessingResult starts with "PROBLEM"; returns the mapping then (new). */
+json_t *rworld_await_problem(struct rworld *w, const char *name, int timeout_ms);
+
 /* PUT Enabled ON on the mapping NAME through the API, then wait until its State is WANT. */
 void rworld_set_enabled(struct rworld *w, const char *name, bool on, const char *want);
 

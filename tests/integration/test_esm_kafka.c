@@ -455,18 +455,8 @@ static void test_kill9_mid_stream(void **state)
 static void test_unreachable_servers_are_a_problem(void **state)
 {
     struct rworld *w = *state;
-    int64_t deadline = h_now_ms() + 30000;
-    json_t *m;
+    json_t *m = rworld_await_problem(w, "nowhere", 30000);
 
-    for (;;) {
-        m = rworld_mapping_json(w, "nowhere");
-        if (strncmp(h_json_str(m, "LastProcessingResult"), "PROBLEM", 7) == 0)
-            break;
-        json_decref(m);
-        if (h_now_ms() > deadline)
-            fail_msg("the mapping on unreachable servers never said so");
-        h_sleep_ms(100);
-    }
     assert_string_equal(h_json_str(m, "State"), "Enabled");
     fprintf(stderr, "unreachable: %s\n", h_json_str(m, "LastProcessingResult"));
     json_decref(m);
@@ -478,20 +468,10 @@ static void test_server_down_and_back(void **state)
     struct rworld *w = *state;
     char *out = dir_of(w, "out-rec/record");
     size_t before = rworld_count_files(out, NULL);
-    int64_t deadline;
     json_t *m;
 
     assert_int_equal(h_kafka_cmd(&w->kafka, "down 1"), 0);
-    deadline = h_now_ms() + 30000;
-    for (;;) {
-        m = rworld_mapping_json(w, "orders");
-        if (strncmp(h_json_str(m, "LastProcessingResult"), "PROBLEM", 7) == 0)
-            break;
-        json_decref(m);
-        if (h_now_ms() > deadline)
-            fail_msg("the mapping never reported the lost server");
-        h_sleep_ms(100);
-    }
+    m = rworld_await_problem(w, "orders", 30000);
     fprintf(stderr, "while Kafka is down: %s\n", h_json_str(m, "LastProcessingResult"));
     json_decref(m);
     assert_int_equal(h_kafka_cmd(&w->kafka, "up 1"), 0);

@@ -479,20 +479,10 @@ static void test_redis_restart(void **state)
     struct rworld *w = *state;
     char *out = dir_of(w, "out-list/record");
     size_t before = rworld_count_files(out, NULL);
-    int64_t deadline;
     json_t *m;
 
     assert_int_equal(h_redis_stop(&w->redis), 0);
-    deadline = h_now_ms() + 20000;
-    for (;;) {
-        m = rworld_mapping_json(w, "list");
-        if (strncmp(h_json_str(m, "LastProcessingResult"), "PROBLEM", 7) == 0)
-            break;
-        json_decref(m);
-        if (h_now_ms() > deadline)
-            fail_msg("the mapping never reported the lost server");
-        h_sleep_ms(50);
-    }
+    m = rworld_await_problem(w, "list", 20000);
     fprintf(stderr, "while Redis is down: %s\n", h_json_str(m, "LastProcessingResult"));
     json_decref(m);
     assert_int_equal(h_redis_start(&w->redis), 0);
