@@ -256,10 +256,13 @@ static int failure_record(struct mapping *map, struct source_record **recs, size
                             "\"$LATEST\"");
         if (error_type != NULL)
             rc |= buf_puts(out, ",\"functionError\":\"Unhandled\"");
-        rc |= buf_puts(out, ",\"errorType\":\"");
-        if (error_type != NULL)
+        /* errorType only when the function raised one (a partial batch failure has none). */
+        if (error_type != NULL) {
+            rc |= buf_puts(out, ",\"errorType\":\"");
             rc |= buf_json_escape(out, error_type, strlen(error_type));
-        rc |= buf_puts(out, "\",\"errorMessage\":\"");
+            rc |= buf_puts(out, "\"");
+        }
+        rc |= buf_puts(out, ",\"errorMessage\":\"");
         if (error_msg != NULL)
             rc |= buf_json_escape(out, error_msg, strlen(error_msg));
         rc |= buf_puts(out, "\"}");

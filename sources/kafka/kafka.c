@@ -963,11 +963,13 @@ static void poll_queue(struct src_kafka *sk)
     if (sk->rk == NULL)
         return;
     poll_events(sk);
-    /* Round robin over the partitions with room, one read each per round. */
+    /* Round robin over the partitions with room, one read each per round, starting one
+     * further at each poll: when the mapping has room for little, no partition starves. */
+    sk->rr = sk->n_parts > 0 ? (sk->rr + 1) % sk->n_parts : 0;
     while (progress && !sk->host_paused && !sk->stopping && turn < POLL_TURN_MAX) {
         progress = 0;
-        for (size_t i = 0; i < sk->n_parts; i++) {
-            struct kpart *kp = &sk->parts[i];
+        for (size_t k = 0; k < sk->n_parts; k++) {
+            struct kpart *kp = &sk->parts[(sk->rr + k) % sk->n_parts];
             size_t room = source_room(&sk->base), want;
             ssize_t n;
 

@@ -94,6 +94,7 @@ struct src_kafka {
     int stop_finished;
     struct kpart *parts;
     size_t n_parts;
+    size_t rr;                  /* the partition the last poll started with */
     int cooperative;            /* the group's rebalance protocol is COOPERATIVE */
     int host_paused;            /* pause() from the host */
     struct event *keepalive_ev; /* periodic: serve the consumer queue */
