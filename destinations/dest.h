@@ -50,7 +50,13 @@ struct dest_attr {
 struct dest_msg {
     const char *body; /* JSON text (a destination record, or the original event) */
     size_t len;
-    const char *key;  /* the request id: Kafka key, file name stem, for logs */
+    const char *key; /* the request id: Kafka key, file name stem, for logs */
+    /* Keyed kinds (dest_ops.keyed) use these as the message key instead of KEY when
+     * USE_PKEY is set: PKEY[0..PKEY_LEN) (any bytes), or no key at all when PKEY is NULL (the
+     * default partitioner picks the partition). */
+    const void *pkey;
+    size_t pkey_len;
+    int use_pkey;
     const struct dest_attr *attrs; /* NULL/0 for destination records */
     size_t n_attrs;
 };
@@ -68,6 +74,10 @@ typedef void dest_done_fn(void *arg, int rc, const char *errmsg);
 /* The vtable every kind implements (dest_<kind>.c exports one `const struct dest_ops`). */
 struct dest_ops {
     const char *scheme; /* "file", "redis", "kafka", "mqtt", "http", "https" */
+    /* Messages have a partitioning key (Kafka): a mapping whose source can name a record's own
+     * key sends its on-failure records one per failed record, keyed by it (Lambda's Kafka-topic
+     * on-failure destination). */
+    int keyed;
     /* Parse URI (already validated by config/) and set up; connecting may continue later. */
     int (*create)(struct event_base *base, const char *uri, struct dest **out,
                   struct sy_error *err);

@@ -650,7 +650,8 @@ static int kafka_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *
     struct dest_kafka_send *s;
     rd_kafka_headers_t *hdrs = NULL;
     rd_kafka_resp_err_t kerr;
-    size_t key_len = msg->key != NULL ? strlen(msg->key) : 0;
+    const void *key = msg->use_pkey ? msg->pkey : msg->key;
+    size_t key_len = key == NULL ? 0 : msg->use_pkey ? msg->pkey_len : strlen(msg->key);
     struct timeval tv;
 
     if (dk->magic != DEST_KAFKA_MAGIC)
@@ -695,10 +696,10 @@ static int kafka_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *
     }
     /* F_COPY: librdkafka copies the value (the key and the headers are always its own);
      * producev() takes HDRS only when it succeeds. */
-    kerr = rd_kafka_producev(
-        dk->rk, RD_KAFKA_V_TOPIC(dk->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(msg->key, key_len), RD_KAFKA_V_VALUE((void *)msg->body, msg->len),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
+    kerr = rd_kafka_producev(dk->rk, RD_KAFKA_V_TOPIC(dk->topic),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+                             RD_KAFKA_V_VALUE((void *)msg->body, msg->len),
+                             RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
     if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
         log_warn("%s produce failed: %s", dk->scope, rd_kafka_err2str(kerr));
         if (hdrs != NULL)
@@ -793,6 +794,7 @@ static void kafka_destroy(struct dest *d)
 
 const struct dest_ops dest_kafka_ops = {
     .scheme = "kafka",
+    .keyed = 1,
     .create = kafka_create,
     .send = kafka_send,
     .state = kafka_state,

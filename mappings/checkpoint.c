@@ -15,7 +15,9 @@
  * source's max_receive_count (the host counts its retries as receives) sends it to the source's
  * dead letter; more attempts than maximum_retry_attempts (condition RetryAttemptsExhausted) or
  * older than maximum_record_age_s (RecordAgeExceeded) sends the on-failure record of the group to
- * on_failure (or each record to the dead letter when only that is configured). A record is
+ * on_failure (or each record to the dead letter when only that is configured; a keyed
+ * destination, a Kafka topic, gets one message per record, keyed by the record's own key, when
+ * the source can name it: Lambda's Kafka-topic on-failure destination). A record is
  * acknowledged (DISCARD) only once that message is stored; a destination that is down is
  * retried every few seconds, so nothing is lost, and while the mapping stops, what could not be
  * sent is given back to the source unacknowledged.
@@ -38,6 +40,10 @@
 #define RETRY_BASE_MS 500
 #define RETRY_MAX_MS 30000
 #define OUT_RETRY_MAX_MS 5000
+/* A keyed destination's per-record message carries the record's event as "payload" only up to
+ * this size: below Kafka's default message.max.bytes (1,000,000), so that a record too large to
+ * invoke with is still reported (by its offset) rather than refused by the topic forever. */
+#define KEYED_PAYLOAD_MAX (1000u * 1000u - 16u * 1024u)
 
 /* ---- acknowledgements ----------------------------------------------------------------------- */
 
@@ -66,6 +72,7 @@ void outmsg_free(struct outmsg *om)
     }
     free(om->recs);
     free(om->body);
+    free(om->pkey);
     if (om->retry_ev != NULL)
         event_free(om->retry_ev);
     om->magic = 0;
@@ -135,7 +142,12 @@ static void out_done(void *arg, int rc, const char *errmsg)
 static void out_send(struct outmsg *om)
 {
     struct dest_attr attrs[2];
-    struct dest_msg msg = {.body = om->body, .len = om->len, .key = om->key};
+    struct dest_msg msg = {.body = om->body,
+                           .len = om->len,
+                           .key = om->key,
+                           .pkey = om->pkey,
+                           .pkey_len = om->pkey_len,
+                           .use_pkey = om->use_pkey};
     int rc;
 
     if (om->is_dead_letter) {
@@ -149,15 +161,18 @@ static void out_send(struct outmsg *om)
         out_failed(om, sy_strerror(rc));
 }
 
-/* Queue BODY (taken) for DST, acknowledging RECS (taken; the array too) once it is stored. */
-static void out_queue(struct mapping *map, struct dest *dst, char *body, size_t len,
-                      const char *key, const char *reason, int is_dead_letter,
-                      struct source_record **recs, size_t n)
+/*
+ * A message of BODY (taken) for DST, acknowledging RECS (taken; the array too) once it is
+ * stored, in the mapping's list but not sent yet; NULL when out of memory (then everything is
+ * freed and the records are not acknowledged, so the source redelivers them later).
+ */
+static struct outmsg *out_new(struct mapping *map, struct dest *dst, char *body, size_t len,
+                              const char *key, const char *reason, int is_dead_letter,
+                              struct source_record **recs, size_t n)
 {
     struct outmsg *om = calloc(1, sizeof(*om));
 
     if (om == NULL || (om->retry_ev = evtimer_new(map->ms->base, out_retry_cb, om)) == NULL) {
-        /* Out of memory: not acknowledged, so the source redelivers them later. */
         free(om);
         free(body);
         for (size_t i = 0; i < n; i++) {
@@ -165,7 +180,7 @@ static void out_queue(struct mapping *map, struct dest *dst, char *body, size_t 
             source_record_free(recs[i]);
         }
         free(recs);
-        return;
+        return NULL;
     }
     om->magic = OUTMSG_MAGIC;
     om->map = map;
@@ -178,7 +193,18 @@ static void out_queue(struct mapping *map, struct dest *dst, char *body, size_t 
     snprintf(om->key, sizeof(om->key), "%s", key);
     snprintf(om->reason, sizeof(om->reason), "%s", reason);
     TAILQ_INSERT_TAIL(&map->out, om, link);
-    out_send(om);
+    return om;
+}
+
+/* out_new(), then send it. */
+static void out_queue(struct mapping *map, struct dest *dst, char *body, size_t len,
+                      const char *key, const char *reason, int is_dead_letter,
+                      struct source_record **recs, size_t n)
+{
+    struct outmsg *om = out_new(map, dst, body, len, key, reason, is_dead_letter, recs, n);
+
+    if (om != NULL)
+        out_send(om);
 }
 
 static struct source_record **take_one(struct source_record *rec)
@@ -232,10 +258,15 @@ out_drop:
     source_record_free(rec);
 }
 
-/* The on-failure record of RECS (Lambda's stream shape, plus the error) into OUT. */
+/*
+ * The on-failure record of RECS (Lambda's stream shape, plus the error) into OUT. With KEY
+ * non-NULL, RECS is one record for a keyed destination: its own identity member
+ * (ops->record_info, which sets *KEY and *KEY_LEN) and the record's event as "payload".
+ */
 static int failure_record(struct mapping *map, struct source_record **recs, size_t n,
                           const char *condition, const char *request_id, const char *error_type,
-                          const char *error_msg, unsigned attempts, struct buf *out)
+                          const char *error_msg, unsigned attempts, struct buf *out, char **key,
+                          size_t *key_len)
 {
     char ts[32], rid[37];
     int rc = 0;
@@ -268,10 +299,50 @@ static int failure_record(struct mapping *map, struct source_record **recs, size
         rc |= buf_puts(out, "\"}");
     }
     rc |= buf_printf(out, ",\"version\":\"1.0\",\"timestamp\":\"%s\",", ts);
-    if (rc == 0 && map->src != NULL)
+    if (rc == 0 && map->src != NULL && key != NULL) {
+        rc = map->src->ops->record_info(map->src, recs[0], out, key, key_len);
+        if (rc == 0 && recs[0]->json_len <= KEYED_PAYLOAD_MAX) {
+            rc |= buf_puts(out, ",\"payload\":");
+            rc |= map->src->ops->encode_batch(map->src, recs, 1, out);
+        }
+    } else if (rc == 0 && map->src != NULL) {
         rc = map->src->ops->batch_info(map->src, recs, n, out);
+    }
     rc |= buf_puts(out, "}");
     return rc != 0 ? SY_ENOMEM : 0;
+}
+
+/* One failed record's own on-failure message to a keyed destination, keyed by its key. */
+static void give_up_one(struct mapping *map, struct source_record *rec, const char *condition,
+                        const char *request_id, const char *error_type, const char *error_msg,
+                        unsigned attempts)
+{
+    struct buf b = {0};
+    struct source_record **v = take_one(rec);
+    char *key = NULL;
+    size_t key_len = 0, len;
+    struct outmsg *om;
+
+    if (v == NULL || failure_record(map, &rec, 1, condition, request_id, error_type, error_msg,
+                                    attempts, &b, &key, &key_len) != 0) {
+        /* Out of memory: not acknowledged; the source redelivers it. */
+        free(v);
+        free(key);
+        buf_free(&b);
+        mapping_held_sub(map, rec);
+        source_record_free(rec);
+        return;
+    }
+    len = b.len;
+    om = out_new(map, map->on_failure, buf_take(&b, NULL), len, rec->id, condition, 0, v, 1);
+    if (om == NULL) {
+        free(key);
+        return;
+    }
+    om->use_pkey = 1;
+    om->pkey = key;
+    om->pkey_len = key_len;
+    out_send(om);
 }
 
 void checkpoint_give_up(struct mapping *map, struct source_record **recs, size_t n,
@@ -302,9 +373,17 @@ void checkpoint_give_up(struct mapping *map, struct source_record **recs, size_t
         checkpoint_ack(map, recs, n, SOURCE_DISCARD);
         return;
     }
+    if (map->on_failure->ops->keyed && map->src != NULL && map->src->ops->record_info != NULL) {
+        log_warn("[mapping:%s] %zu record(s) (first %s) to on_failure, one message each: %s "
+                 "after %u attempt(s)",
+                 map->cfg->name, n, recs[0]->id, condition, attempts);
+        for (size_t i = 0; i < n; i++)
+            give_up_one(map, recs[i], condition, request_id, error_type, error_msg, attempts);
+        return;
+    }
     v = malloc(n * sizeof(*v));
     if (v == NULL || failure_record(map, recs, n, condition, request_id, error_type, error_msg,
-                                    attempts, &b) != 0) {
+                                    attempts, &b, NULL, NULL) != 0) {
         free(v);
         buf_free(&b);
         for (size_t i = 0; i < n; i++) {

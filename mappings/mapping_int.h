@@ -60,6 +60,9 @@ struct outmsg {
     char key[64];
     char reason[512];
     int is_dead_letter;
+    int use_pkey; /* a keyed destination's message key is PKEY (the record's own key) */
+    char *pkey;   /* owned; NULL: the record has no key */
+    size_t pkey_len;
     struct source_record **recs; /* acknowledged (DISCARD) once stored */
     size_t n;
     unsigned tries;

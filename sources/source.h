@@ -217,6 +217,13 @@ struct source_ops {
      * (e.g. "RedisBatchInfo"), for RECS[0..N) in delivery order. Returns 0 or SY_ENOMEM. */
     int (*batch_info)(struct source *src, struct source_record *const *recs, size_t n,
                       struct buf *out);
+    /* Optional: the identity member of the on-failure record of ONE record, for a keyed
+     * destination (a Kafka topic) that takes one message per failed record: appends
+     * `"Key":{...}` for REC alone to OUT (Kafka: KafkaBatchInfo with recordInfo) and sets *KEY
+     * to a copy of the record's own key (*KEY_LEN bytes; caller frees), or NULL when it has
+     * none. Returns 0 or SY_ENOMEM (then *KEY is NULL). */
+    int (*record_info)(struct source *src, const struct source_record *rec, struct buf *out,
+                       char **key, size_t *key_len);
     /* The event source ARN (EventSourceArn); borrowed, valid for the source's life. */
     const char *(*arn)(const struct source *src);
     /* The source's dead-letter destination URI (borrowed), or NULL. */

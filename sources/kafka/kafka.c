@@ -1411,6 +1411,7 @@ const struct source_ops src_kafka_ops = {
     .destroy = kafka_destroy,
     .encode_batch = src_kafka_encode_batch,
     .batch_info = src_kafka_batch_info,
+    .record_info = src_kafka_record_info,
     .arn = kafka_arn,
     .stats = kafka_stats,
     .describe = kafka_describe,

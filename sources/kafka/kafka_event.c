@@ -16,6 +16,11 @@
  *             "records": {"orders-0": [records in offset order], "orders-1": [...]}}
  * with the topic-partitions in the order their first record came in the batch.
  *
+ * The on-failure record of one record for a Kafka-topic destination (src_kafka_record_info):
+ * "KafkaBatchInfo": {"batchSize": 1, "eventSourceArn", "bootstrapServers", "payloadSize",
+ *                    "recordInfo": {"offset": "15", "timestamp": ISO-8601}}, and the record's
+ * own key (decoded from the record's JSON) as the message key.
+ *
  * The record's `data` (what filters read, under the key `value`) is the value's bytes; a
  * tombstone's is empty, which filters treat as non-JSON.
  */
@@ -243,4 +248,43 @@ int src_kafka_batch_info(struct source *src, struct source_record *const *recs, 
     rc |= buf_puts(out, "}}");
     free(done);
     return rc != 0 ? SY_ENOMEM : 0;
+}
+
+int src_kafka_record_info(struct source *src, const struct source_record *rec, struct buf *out,
+                          char **key, size_t *key_len)
+{
+    struct src_kafka *sk = (struct src_kafka *)src;
+    static const char tag[] = "\"timestampType\":\"";
+    const char *p = memmem(rec->json, rec->json_len, tag, sizeof(tag) - 1);
+    const char *end = rec->json + rec->json_len;
+    size_t payload = 96 + strlen(sk->cfg->bootstrap_servers) + rec->json_len;
+    char ts[32];
+    int rc = 0;
+
+    *key = NULL;
+    *key_len = 0;
+    /* The key is the base64 "key" member right after timestampType (record_json's order). */
+    if (p != NULL)
+        p = memchr(p + sizeof(tag) - 1, '"', (size_t)(end - (p + sizeof(tag) - 1)));
+    if (p != NULL && (size_t)(end - p) > 9 && memcmp(p, "\",\"key\":\"", 9) == 0) {
+        const char *k = p + 9, *q = memchr(k, '"', (size_t)(end - k));
+
+        if (q != NULL && (*key = b64_decode_new(k, (size_t)(q - k), key_len)) == NULL)
+            return SY_ENOMEM;
+    }
+    time_iso8601(ts, (uint64_t)rec->sent_ms);
+    rc |= buf_puts(out, "\"KafkaBatchInfo\":{\"batchSize\":1,\"eventSourceArn\":\"");
+    rc |= buf_json_escape(out, sk->arn, strlen(sk->arn));
+    rc |= buf_puts(out, "\",\"bootstrapServers\":\"");
+    rc |= buf_json_escape(out, sk->cfg->bootstrap_servers, strlen(sk->cfg->bootstrap_servers));
+    rc |= buf_printf(out,
+                     "\",\"payloadSize\":%zu,\"recordInfo\":{\"offset\":\"%llu\","
+                     "\"timestamp\":\"%s\"}}",
+                     payload, (unsigned long long)rec->seq, ts);
+    if (rc != 0) {
+        free(*key);
+        *key = NULL;
+        return SY_ENOMEM;
+    }
+    return 0;
 }

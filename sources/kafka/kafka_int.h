@@ -4,7 +4,8 @@
  *   kafka.c        the config table, the consumer on the loop (woken through librdkafka's queue
  *                  event fd), partitions and their offsets, commits, pauses, rebalances, stop
  *   kafka_event.c  the record JSON (Lambda's self-managed Kafka record), encode_batch,
- *                  batch_info (KafkaBatchInfo)
+ *                  batch_info (KafkaBatchInfo), record_info (one record's, for a Kafka
+ *                  topic on-failure destination)
  *
  * Partitions are slots (struct kpart) whose index is the records' `partition`: a slot is made
  * when a topic-partition is assigned and freed only once no record of it is held by the host any
@@ -131,6 +132,8 @@ struct source_record *src_kafka_record_new(struct src_kafka *sk, const struct kp
                                            int32_t idx, const rd_kafka_message_t *m);
 int src_kafka_encode_batch(struct source *src, struct source_record *const *recs, size_t n,
                            struct buf *out);
+int src_kafka_record_info(struct source *src, const struct source_record *rec, struct buf *out,
+                          char **key, size_t *key_len);
 int src_kafka_batch_info(struct source *src, struct source_record *const *recs, size_t n,
                          struct buf *out);
 

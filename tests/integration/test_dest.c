@@ -104,7 +104,8 @@ static bool is_done(void *arg)
 static int send_msg(struct dest *d, const char *body, const char *key,
                     const struct dest_attr *attrs, size_t n_attrs, struct result *r)
 {
-    struct dest_msg m = {body, strlen(body), key, attrs, n_attrs};
+    struct dest_msg m = {
+        .body = body, .len = strlen(body), .key = key, .attrs = attrs, .n_attrs = n_attrs};
     int rc;
 
     memset(r, 0, sizeof(*r));
@@ -420,7 +421,7 @@ static void test_file_destroy_in_done(void **state)
 {
     char *uri = h_strfmt("file:%s/x", tmp);
     struct destroy_in_done x = {open_dest(uri), 0};
-    struct dest_msg m = {"{}", 2, "k", NULL, 0};
+    struct dest_msg m = {.body = "{}", .len = 2, .key = "k"};
 
     for (int i = 0; i < 5; i++)
         assert_int_equal(dest_send(x.d, &m, on_done_destroy, &x), 0);

@@ -373,14 +373,22 @@ static size_t lines_before(const char *path, const char *tp, const char *stop_tp
 struct failed_msgs {
     int n;
     json_t *first;
+    char key[16]; /* the first message's key */
+    size_t key_len;
+    int has_key;
 };
 
 static int on_failed_msg(const rd_kafka_message_t *m, void *arg)
 {
     struct failed_msgs *f = arg;
 
-    if (f->n++ == 0)
+    if (f->n++ == 0) {
         f->first = h_json_parse(m->payload, m->len);
+        f->has_key = m->key != NULL;
+        f->key_len = m->key_len < sizeof(f->key) ? m->key_len : sizeof(f->key);
+        if (m->key != NULL)
+            memcpy(f->key, m->key, f->key_len);
+    }
     return 0;
 }
 
@@ -389,10 +397,14 @@ static void test_poison_blocks_only_its_partition(void **state)
     struct rworld *w = *state;
     char *out = dir_of(w, "out-poison/poison"), *order = dir_of(w, "out-poison/poison.order");
     struct failed_msgs f = {0};
-    json_t *info, *ri;
+    json_t *info, *ri, *recs;
     int64_t deadline;
 
-    produce(w, "poison", 0, "{\"poison\": true}");
+    /* A key that is not UTF-8: the on-failure message carries the same bytes as its key. */
+    assert_true(h_kafka_produce(&w->kafka, "poison", 0,
+                                "k\xff"
+                                "1",
+                                3, "{\"poison\": true}", 16, NULL, NULL, 0) >= 0);
     for (int i = 0; i < 5; i++)
         produce(w, "poison", 0, "{\"after\": true}");
     for (int i = 0; i < 40; i++)
@@ -414,13 +426,30 @@ static void test_poison_blocks_only_its_partition(void **state)
     assert_non_null(f.first);
     assert_string_equal(h_json_str(json_object_get(f.first, "requestContext"), "condition"),
                         "RetryAttemptsExhausted");
+    /* Lambda's Kafka-topic shape: one message per failed record, keyed by the record's key,
+     * with recordInfo and the record's own event as payload. */
+    assert_true(f.has_key);
+    assert_int_equal(f.key_len, 3);
+    assert_memory_equal(f.key,
+                        "k\xff"
+                        "1",
+                        3);
     info = json_object_get(f.first, "KafkaBatchInfo");
     assert_non_null(info);
     assert_int_equal(json_integer_value(json_object_get(info, "batchSize")), 1);
-    ri = json_object_get(json_object_get(info, "recordsInfo"), "poison-0");
+    assert_non_null(json_object_get(info, "eventSourceArn"));
+    assert_true(json_integer_value(json_object_get(info, "payloadSize")) > 0);
+    ri = json_object_get(info, "recordInfo");
     assert_non_null(ri);
-    assert_string_equal(h_json_str(ri, "firstRecordOffset"), "0");
-    assert_string_equal(h_json_str(ri, "lastRecordOffset"), "0");
+    assert_string_equal(h_json_str(ri, "offset"), "0");
+    assert_non_null(strchr(h_json_str(ri, "timestamp"), 'Z'));
+    assert_string_equal(h_json_str(json_object_get(f.first, "payload"), "eventSource"),
+                        "SelfManagedKafka");
+    recs = json_object_get(json_object_get(json_object_get(f.first, "payload"), "records"),
+                           "poison-0");
+    assert_int_equal(json_array_size(recs), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(recs, 0), "offset")), 0);
+    assert_string_equal(h_json_str(json_array_get(recs, 0), "key"), "a/8x");
     json_decref(f.first);
     free(out);
     free(order);
@@ -524,12 +553,14 @@ static void test_too_large_record_to_on_failure(void **state)
     assert_int_equal(h_kafka_consume_all(&w->kafka, "failed-big", 20000, on_failed_msg, &f), 1);
     assert_string_equal(h_json_str(json_object_get(f.first, "requestContext"), "condition"),
                         "MaximumPayloadSizeExceeded");
+    /* One message for the record, without a key (it had none) and without its 4.8 MB as
+     * payload (larger than a Kafka message may be). */
+    assert_false(f.has_key);
     assert_string_equal(
-        h_json_str(json_object_get(
-                       json_object_get(json_object_get(f.first, "KafkaBatchInfo"), "recordsInfo"),
-                       "big-0"),
-                   "firstRecordOffset"),
+        h_json_str(json_object_get(json_object_get(f.first, "KafkaBatchInfo"), "recordInfo"),
+                   "offset"),
         "0");
+    assert_null(json_object_get(f.first, "payload"));
     json_decref(f.first);
     free(p);
     free(out);
