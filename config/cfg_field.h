@@ -103,6 +103,12 @@ void cfg_check_error(struct cfg_check *chk, const char *key, const char *fmt, ..
 /* 1 when KEY was given in the YAML (not defaulted), else 0. */
 int cfg_check_given(const struct cfg_check *chk, const char *key);
 
+/*
+ * The directory of the config file (absolute): what a section's relative paths are relative to.
+ * Borrowed for the call. A validate() that takes paths makes them absolute against it.
+ */
+const char *cfg_check_base_dir(const struct cfg_check *chk);
+
 /* A section declared outside config/. */
 struct cfg_section {
     const char *name; /* its key in the YAML */

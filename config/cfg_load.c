@@ -1823,6 +1823,11 @@ void cfg_check_error(struct cfg_check *chk, const char *key, const char *fmt, ..
     ld_err_at(chk->ld, at->start_mark, kp, "%s", reason);
 }
 
+const char *cfg_check_base_dir(const struct cfg_check *chk)
+{
+    return chk->ld->cfg->base_dir;
+}
+
 int cfg_check_given(const struct cfg_check *chk, const char *key)
 {
     size_t i = check_field(chk, key);

@@ -8,13 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
+
 extern const struct source_ops src_kafka_ops;
 extern const struct source_ops src_redis_ops;
+extern const struct source_ops src_fs_ops;
 
 /* Every adapter, in the order `switchyard validate` lists them. */
 static const struct source_ops *const registry[] = {
     &src_kafka_ops,
     &src_redis_ops,
+    &src_fs_ops,
 };
 
 #define N_SOURCES (sizeof(registry) / sizeof(registry[0]))
@@ -67,6 +71,21 @@ void source_deliver(struct source *src, struct source_record **recs, size_t n)
     if (n == 0)
         return;
     src->ctx->host->deliver(src->ctx->host_arg, recs, n);
+}
+
+int source_encode_records(struct source_record *const *recs, size_t n, struct buf *out)
+{
+    size_t total = 16;
+
+    for (size_t i = 0; i < n; i++)
+        total += recs[i]->json_len + 1;
+    if (buf_reserve(out, total) != 0 || buf_puts(out, "{\"Records\":[") != 0)
+        return SY_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if ((i > 0 && buf_append(out, ",", 1) != 0) ||
+            buf_append(out, recs[i]->json, recs[i]->json_len) != 0)
+            return SY_ENOMEM;
+    return buf_puts(out, "]}");
 }
 
 size_t source_room(const struct source *src)

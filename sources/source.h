@@ -244,6 +244,11 @@ void source_deliver(struct source *src, struct source_record **recs, size_t n);
 /* How many records the host takes now. */
 size_t source_room(const struct source *src);
 
+/* {"Records":[json,json,...]} of RECS[0..N) appended to OUT: the batch event of the sources
+ * whose event is Lambda's `Records` list (SQS, S3). Returns 0 or SY_ENOMEM. */
+int source_encode_records(struct source_record *const *recs, size_t n, struct buf *out);
+
+
 /* Record a state change and tell the host (REASON may be NULL; formatted, cut at 255). */
 void source_set_state(struct source *src, enum source_state st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -413,17 +413,8 @@ static int put(struct buf *b, const char *s)
 int src_redis_encode_batch(struct source *src, struct source_record *const *recs, size_t n,
                            struct buf *out)
 {
-    size_t total = 16;
-
-    for (size_t i = 0; i < n; i++)
-        total += recs[i]->json_len + 1;
-    if (buf_reserve(out, total) != 0 || put(out, "{\"Records\":[") != 0)
-        return SY_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if ((i > 0 && buf_append(out, ",", 1) != 0) ||
-            buf_append(out, recs[i]->json, recs[i]->json_len) != 0)
-            return SY_ENOMEM;
-    return put(out, "]}");
+    (void)src;
+    return source_encode_records(recs, n, out);
 }
 
 static int put_str(struct buf *b, const char *s)

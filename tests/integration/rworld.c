@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -68,6 +69,31 @@ int rworld_group_setup(void **state, const char *tag, const char *config)
     return rworld_start_broker(w);
 }
 
+int rworld_group_setup_local(void **state, const char *tag, const char *config,
+                             const char *const *dirs)
+{
+    struct rworld *w = calloc(1, sizeof(*w));
+
+    *state = w;
+    if (w == NULL || h_broker_init(&w->b, tag) != 0) {
+        world_failed = true;
+        return -1;
+    }
+    for (size_t i = 0; dirs != NULL && dirs[i] != NULL; i++) {
+        char *p = h_strfmt("%s/%s", w->b.dir, dirs[i]);
+
+        if (p == NULL || mkdir(p, 0755) != 0) {
+            free(p);
+            world_failed = true;
+            return -1;
+        }
+        free(p);
+    }
+    w->no_server = true;
+    w->config = config;
+    return rworld_start_broker(w);
+}
+
 int rworld_group_setup_kafka(void **state, const char *tag, const char *config, int brokers,
                              const char *const *topics)
 {
@@ -106,7 +132,7 @@ int rworld_group_teardown(void **state)
     h_broker_destroy(&w->b);
     if (w->use_kafka)
         h_kafka_free(&w->kafka);
-    else
+    else if (!w->no_server)
         h_redis_free(&w->redis);
     free(w);
     if (rc != 0)

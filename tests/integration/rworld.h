@@ -27,6 +27,7 @@ struct rworld {
     struct h_redis redis; /* unused with Kafka */
     struct h_kafka kafka; /* used when `use_kafka` */
     bool use_kafka;
+    bool no_server; /* rworld_group_setup_local(): the broker alone */
     struct h_broker b;
     const char *config; /* borrowed: the YAML with @PORT@ */
     size_t mark;        /* broker log size when the current test started */
@@ -40,6 +41,11 @@ int rworld_group_setup(void **state, const char *tag, const char *config);
  * terminated) instead of a redis-server. */
 int rworld_group_setup_kafka(void **state, const char *tag, const char *config, int brokers,
                              const char *const *topics);
+
+/* The broker alone on CONFIG, no server (sources that need none: fs); DIRS (NULL-terminated,
+ * may be NULL): subdirectories of the temp dir made before the broker starts. */
+int rworld_group_setup_local(void **state, const char *tag, const char *config,
+                             const char *const *dirs);
 
 /* CONFIG with this world's @PORT@ / @BOOTSTRAP@ filled in (new). */
 char *rworld_config(const struct rworld *w, const char *config);

@@ -25,6 +25,7 @@
 
 #include "config/config.h"
 #include "mappings/mapping.h"
+#include "sources/fs/fs_int.h"
 #include "sources/kafka/kafka_int.h"
 #include "sources/redis/redis_int.h"
 
@@ -423,6 +424,52 @@ static void test_good_mappings(void **state)
     cfg_destroy(cfg);
 }
 
+/* File-drop sources: S3's one record per event by default, paths made absolute against the
+ * config file, the default ignore patterns filled in, actions kept as written (move: made
+ * absolute). */
+static void test_good_fs(void **state)
+{
+    struct cfg *cfg = load_good("fs.yaml");
+    const struct cfg_mapping *d = cfg_mapping_find(cfg, "fs-defaults");
+    const struct cfg_mapping *e = cfg_mapping_find(cfg, "fs-everything");
+    const struct src_fs_cfg *dc, *ec;
+    char want[PATH_MAX + 64];
+
+    assert_non_null(d);
+    assert_non_null(e);
+    assert_string_equal(d->source_kind->sec.name, "fs");
+    assert_int_equal(d->batch_size, 1);
+    assert_int_equal(d->maximum_batching_window_ms, 0);
+    dc = d->source;
+    snprintf(want, sizeof(want), "%s/inbox", cfg->base_dir);
+    assert_string_equal(dc->path, want);
+    assert_int_equal(dc->recursive, 0);
+    assert_string_equal(dc->prefix, "");
+    assert_string_equal(dc->suffix, "");
+    assert_null(dc->bucket);
+    assert_string_equal(dc->on_success, "keep");
+    assert_string_equal(dc->on_failure, "keep");
+    assert_int_equal(dc->min_age_ms, 0);
+    assert_int_equal(dc->ignore.n, 4);
+    assert_string_equal(dc->ignore.v[0], ".*");
+    assert_string_equal(dc->ignore.v[3], "*.swp");
+    assert_int_equal(e->batch_size, 10);
+    ec = e->source;
+    assert_string_equal(ec->path, "/srv/landing");
+    assert_int_equal(ec->recursive, 1);
+    assert_string_equal(ec->prefix, "uploads/");
+    assert_string_equal(ec->suffix, ".csv");
+    assert_int_equal(ec->ignore.n, 2);
+    assert_string_equal(ec->ignore.v[1], "tmp/*");
+    assert_string_equal(ec->bucket, "landing-zone");
+    snprintf(want, sizeof(want), "move:%s/done", cfg->base_dir);
+    assert_string_equal(ec->on_success, want);
+    assert_string_equal(ec->on_failure, "move:/srv/failed");
+    assert_int_equal(ec->min_age_ms, 5000);
+    assert_int_equal(ec->scan_interval_ms, 250);
+    cfg_destroy(cfg);
+}
+
 /* The example shipped with the repository keeps loading. */
 static void test_good_quickstart_example(void **state)
 {
@@ -448,7 +495,8 @@ static void test_good_quickstart_example(void **state)
 /* Every NAME under bad/, each run as its own test; test_bad_all_listed finds any left out. */
 static const char *const bad_names[] = {
     "bad_name",     "bad_runtime",     "broker_values", "destinations",    "duplicates",
-    "env_names",    "env_too_big",     "interpolation", "listen_forms",    "mappings",
+    "env_names",    "env_too_big",     "fs_source",     "interpolation",   "listen_forms",
+    "mappings",
     "missing_code", "missing_handler", "non_loopback",  "non_loopback_v6", "provided_bootstrap",
     "ranges",       "ranges_broker",   "reserved_sum",  "sections",        "several",
     "syntax",       "syntax_quote",    "syntax_utf8",   "toplevel",        "unknown_key",
@@ -610,7 +658,8 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_good_minimal),   cmocka_unit_test(test_good_empty),
     cmocka_unit_test(test_good_full),      cmocka_unit_test(test_good_interpolation),
     cmocka_unit_test(test_good_ipv6),      cmocka_unit_test(test_good_localhost),
-    cmocka_unit_test(test_good_mappings),  cmocka_unit_test(test_good_quickstart_example),
+    cmocka_unit_test(test_good_mappings),  cmocka_unit_test(test_good_fs),
+    cmocka_unit_test(test_good_quickstart_example),
     cmocka_unit_test(test_missing_file),   cmocka_unit_test(test_errors_accumulate),
     cmocka_unit_test(test_relative_path),  cmocka_unit_test(test_runtime_names),
     cmocka_unit_test(test_bad_all_listed),
