@@ -97,6 +97,7 @@ struct opts {
     const char *bootstrap;
     const char *redis;
     int quick;
+    int kafka_only; /* --only kafka: the Kafka rows alone */
     int rounds;
     int keep;
     long n[N_BATCH];  /* records per throughput run, by batch size */
@@ -1507,7 +1508,7 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: bench_esm [--quick] [--rounds N] [--broker PATH] [--bootstrap PATH]\n"
-        "                 [--redis PATH] [--backlog N] [--keep]\n"
+        "                 [--redis PATH] [--backlog N] [--only kafka] [--keep]\n"
         "  --quick           smaller runs, 1 round (a smoke run of about half a minute)\n"
         "  --rounds N        rounds of each throughput row; the table shows medians (default "
         "3)\n"
@@ -1517,7 +1518,10 @@ static void usage(FILE *f)
         "                    default %s)\n"
         "  --redis PATH      redis-server binary (default: redis-server from PATH)\n"
         "  --backlog N       records of the RSS rows' backlogs (default 1000000; quick 100000)\n"
-        "  --keep            keep the work dir (configs, logs)\n",
+        "  --only kafka      the Kafka rows alone\n"
+        "  --keep            keep the work dir (configs, logs)\n"
+        "env SY_BENCH_KAFKA_PROPS  extra librdkafka properties of the Kafka mappings, as YAML\n"
+        "                    flow pairs: 'queued.min.messages: 5000, fetch.wait.max.ms: 50'\n",
         SY_BINARY, SY_BENCH_ESM_BOOTSTRAP);
 }
 
@@ -1537,6 +1541,11 @@ static void parse_opts(int argc, char **argv)
 
         if (strcmp(a, "--quick") == 0) {
             g_o.quick = 1;
+            continue;
+        }
+        if (strcmp(a, "--only") == 0 && v != NULL && strcmp(v, "kafka") == 0) {
+            g_o.kafka_only = 1;
+            i++;
             continue;
         }
         if (strcmp(a, "--keep") == 0) {
@@ -1636,7 +1645,11 @@ static void kafka_fill(const char *topic, long n)
 static void kafka_write_configs(void)
 {
     char path[BC_WORKDIR_MAX + 64], *cfg;
-    size_t cap = 32768, off = 0;
+    size_t cap = 65536, off = 0;
+    /* Extra librdkafka properties of every Kafka mapping, as YAML flow pairs ("a: 1, b: 2"),
+     * for trying other settings against the same run's ceiling. */
+    const char *xprops =
+        getenv("SY_BENCH_KAFKA_PROPS") != NULL ? getenv("SY_BENCH_KAFKA_PROPS") : "";
 
     cfg = malloc(cap);
     if (cfg == NULL)
@@ -1664,27 +1677,28 @@ static void kafka_write_configs(void)
                      "    maximum_concurrency: %d\n"
                      "    source: {kafka: {bootstrap_servers: '%s', topics: [kb%d-r%d],\n"
                      "             properties: {session.timeout.ms: 6000, heartbeat.interval.ms: "
-                     "500}}}\n",
+                     "500%s%s}}}\n",
                      batch_sizes[b], r, batch_sizes[b], MAP_CONC, g_kafka.bootstrap, batch_sizes[b],
-                     r);
+                     r, xprops[0] ? ", " : "", xprops);
     snprintf(path, sizeof(path), "%s/config-kafka.yaml", bc_workdir);
     bc_write_file(path, cfg, 0644);
     off = 0;
-    KCFG_ADD("# Written by bench_esm: one Kafka mapping on a %d-partition backlog (RSS rows).\n"
-             "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-krss, max_concurrency: 100,\n"
-             "         log_level: info}\n"
-             "functions:\n"
-             "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
-             "mappings:\n"
-             "  - name: kafka-backlog\n"
-             "    function: esm-sink\n"
-             "    enabled: false\n"
-             "    batch_size: 100\n"
-             "    maximum_batching_window_ms: 0\n"
-             "    maximum_concurrency: %d\n"
-             "    source: {kafka: {bootstrap_servers: '%s', topics: [kbacklog],\n"
-             "             properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500}}}\n",
-             K_BACKLOG_PARTS, MAP_CONC, g_kafka.bootstrap);
+    KCFG_ADD(
+        "# Written by bench_esm: one Kafka mapping on a %d-partition backlog (RSS rows).\n"
+        "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-krss, max_concurrency: 100,\n"
+        "         log_level: info}\n"
+        "functions:\n"
+        "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
+        "mappings:\n"
+        "  - name: kafka-backlog\n"
+        "    function: esm-sink\n"
+        "    enabled: false\n"
+        "    batch_size: 100\n"
+        "    maximum_batching_window_ms: 0\n"
+        "    maximum_concurrency: %d\n"
+        "    source: {kafka: {bootstrap_servers: '%s', topics: [kbacklog],\n"
+        "             properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500%s%s}}}\n",
+        K_BACKLOG_PARTS, MAP_CONC, g_kafka.bootstrap, xprops[0] ? ", " : "", xprops);
 #undef KCFG_ADD
     snprintf(path, sizeof(path), "%s/config-krss.yaml", bc_workdir);
     bc_write_file(path, cfg, 0644);
@@ -1776,14 +1790,14 @@ int main(int argc, char **argv)
     double kbacklog_rate = 0, krss_after = NAN;
     long kraw_rss_kb = 0;
     struct esm backlog = {.name = "backlog", .key = "esm:backlog", .mode = MODE_LIST, .batch = 100};
-    struct run backlog_run;
+    struct run backlog_run = {0};
     pid_t rss_pid;
     redisContext *rc;
     redisReply *ver;
     char path[BC_WORKDIR_MAX + 64], redis_version[32] = "?", problem[1024];
     const char *tmp = getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
     uint64_t t_begin = bc_now_ns(), t_idle;
-    double rss_after = NAN, bcpu_idle0;
+    double rss_after = NAN, bcpu_idle0 = 0;
     long long extra = 0;
     int lat_fd, R, nmaps = 0;
     struct filter *flt;
@@ -1836,120 +1850,122 @@ int main(int argc, char **argv)
            g_o.n[3], MAP_CONC, g_o.lat_samples, g_o.backlog);
     fflush(stdout);
 
-    /* ---- 1. throughput ---- */
-    broker_start("main", SLOT_MAIN, &api_main);
-    for (int mode = 0; mode < N_MODES; mode++) {
-        for (int b = 0; b < N_BATCH; b++) {
-            static char names[N_MODES * N_BATCH][32];
-            struct esm *m = &maps[nmaps];
+    if (!g_o.kafka_only) {
+        /* ---- 1. throughput ---- */
+        broker_start("main", SLOT_MAIN, &api_main);
+        for (int mode = 0; mode < N_MODES; mode++) {
+            for (int b = 0; b < N_BATCH; b++) {
+                static char names[N_MODES * N_BATCH][32];
+                struct esm *m = &maps[nmaps];
 
-            snprintf(names[nmaps], sizeof(names[nmaps]), "%s-b%d", mode_name[mode], batch_sizes[b]);
-            m->name = names[nmaps];
-            snprintf(m->key, sizeof(m->key), "esm:%s:b%d", mode_name[mode], batch_sizes[b]);
-            m->mode = mode;
-            m->batch = batch_sizes[b];
-            m->api = &api_main;
-            nmaps++;
-        }
-    }
-    for (int mode = 0; mode < N_MODES; mode++) {
-        struct esm *m = &maps[nmaps++];
-
-        m->name = mode == MODE_LIST ? "lat-list" : "lat-stream";
-        snprintf(m->key, sizeof(m->key), "esm:lat:%s", mode_name[mode]);
-        m->mode = mode;
-        m->batch = 10;
-        m->api = &api_main;
-    }
-    maps[nmaps] = (struct esm){.name = "lat-list-small",
-                               .key = "esm:lat:list-small",
-                               .mode = MODE_LIST,
-                               .batch = 10,
-                               .api = &api_main};
-    nmaps++;
-    api_resolve(&api_main, maps, (size_t)nmaps);
-    for (int mode = 0; mode < N_MODES; mode++) {
-        for (int b = 0; b < N_BATCH; b++) {
-            const struct esm *m = &maps[mode * N_BATCH + b];
-            long n = g_o.n[b];
-
-            /* Warm-up: the environments, the source's connections, Redis's key. */
-            fprintf(stderr, "bench_esm: %s batch %d: warm-up\n", mode_name[mode], m->batch);
-            run_mapping(rc, m, m->batch * MAP_CONC * 4 > 400 ? m->batch * MAP_CONC * 4 : 400, NULL,
-                        NULL, 0);
-            for (int r = 0; r < R; r++) {
-                fprintf(stderr,
-                        "bench_esm: %s batch %d, round %d/%d: %ld records, baseline then "
-                        "mapping\n",
-                        mode_name[mode], m->batch, r + 1, R, n);
-                base_rate[mode][b][r] =
-                    mode == MODE_LIST ? base_list(rc, n, m->batch) : base_stream(rc, n, m->batch);
-                runs[mode][b][r] = run_mapping(
-                    rc, m, n, NULL, m->batch == 100 && r == R - 1 ? g_cmdstats[mode] : NULL,
-                    sizeof(g_cmdstats[mode]));
-                map_rate[mode][b][r] = runs[mode][b][r].rate;
-                extra += runs[mode][b][r].extra;
+                snprintf(names[nmaps], sizeof(names[nmaps]), "%s-b%d", mode_name[mode],
+                         batch_sizes[b]);
+                m->name = names[nmaps];
+                snprintf(m->key, sizeof(m->key), "esm:%s:b%d", mode_name[mode], batch_sizes[b]);
+                m->mode = mode;
+                m->batch = batch_sizes[b];
+                m->api = &api_main;
+                nmaps++;
             }
         }
+        for (int mode = 0; mode < N_MODES; mode++) {
+            struct esm *m = &maps[nmaps++];
+
+            m->name = mode == MODE_LIST ? "lat-list" : "lat-stream";
+            snprintf(m->key, sizeof(m->key), "esm:lat:%s", mode_name[mode]);
+            m->mode = mode;
+            m->batch = 10;
+            m->api = &api_main;
+        }
+        maps[nmaps] = (struct esm){.name = "lat-list-small",
+                                   .key = "esm:lat:list-small",
+                                   .mode = MODE_LIST,
+                                   .batch = 10,
+                                   .api = &api_main};
+        nmaps++;
+        api_resolve(&api_main, maps, (size_t)nmaps);
+        for (int mode = 0; mode < N_MODES; mode++) {
+            for (int b = 0; b < N_BATCH; b++) {
+                const struct esm *m = &maps[mode * N_BATCH + b];
+                long n = g_o.n[b];
+
+                /* Warm-up: the environments, the source's connections, Redis's key. */
+                fprintf(stderr, "bench_esm: %s batch %d: warm-up\n", mode_name[mode], m->batch);
+                run_mapping(rc, m, m->batch * MAP_CONC * 4 > 400 ? m->batch * MAP_CONC * 4 : 400,
+                            NULL, NULL, 0);
+                for (int r = 0; r < R; r++) {
+                    fprintf(stderr,
+                            "bench_esm: %s batch %d, round %d/%d: %ld records, baseline then "
+                            "mapping\n",
+                            mode_name[mode], m->batch, r + 1, R, n);
+                    base_rate[mode][b][r] = mode == MODE_LIST ? base_list(rc, n, m->batch)
+                                                              : base_stream(rc, n, m->batch);
+                    runs[mode][b][r] = run_mapping(
+                        rc, m, n, NULL, m->batch == 100 && r == R - 1 ? g_cmdstats[mode] : NULL,
+                        sizeof(g_cmdstats[mode]));
+                    map_rate[mode][b][r] = runs[mode][b][r].rate;
+                    extra += runs[mode][b][r].extra;
+                }
+            }
+        }
+
+        /* ---- 2. idle latency ---- */
+        for (int mode = 0; mode < N_MODES; mode++) {
+            fprintf(stderr, "bench_esm: idle latency, %s: %ld samples (baseline, then mapping)\n",
+                    mode_name[mode], g_o.lat_samples);
+            lat_b[mode] = lat_baseline(rc, mode, g_o.lat_samples);
+            lat_m[mode] = lat_mapping(rc, &maps[N_MODES * N_BATCH + mode], lat_fd, g_o.lat_samples);
+            if (mode == MODE_LIST)
+                lat_small =
+                    lat_mapping(rc, &maps[N_MODES * N_BATCH + N_MODES], lat_fd, g_o.lat_samples);
+        }
+        broker_stop(&api_main);
+
+        /* ---- 3. RSS while a backlog drains ---- */
+        fprintf(stderr, "bench_esm: RSS: idle broker, then a %ld-record backlog at batch 100\n",
+                g_o.backlog);
+        broker_start("rss", SLOT_RSS, &api_rss);
+        rss_pid = api_rss.pid;
+        backlog.api = &api_rss;
+        api_resolve(&api_rss, &backlog, 1);
+        bc_sleep_ms(200); /* the mapping connects and settles into its idle wait */
+        bcpu_idle0 = cpu_secs(rss_pid);
+        t_idle = bc_now_ns();
+        for (int i = 0; i < 10; i++) {
+            vec_push(&idle, rss_mb(rss_pid));
+            bc_sleep_ms(RSS_EVERY_MS);
+        }
+        bcpu_idle0 = (cpu_secs(rss_pid) - bcpu_idle0) / ((double)(bc_now_ns() - t_idle) / 1e9);
+        esm_enable(&backlog, 0);
+        rp.pid = rss_pid;
+        backlog_run = run_mapping(rc, &backlog, g_o.backlog, &rp, NULL, 0);
+        extra += backlog_run.extra;
+        bc_sleep_ms(500);
+        rss_after = rss_mb(rss_pid);
+        broker_stop(&api_rss);
+
+        /* ---- 4. filter matching ---- */
+        fprintf(stderr, "bench_esm: filter matching\n");
+        make_filter_records();
+        flt = filter_compile(&pat, &plen, 1, &fopts, &ferr);
+        if (flt == NULL)
+            bc_fail("filter_compile: %s", ferr.msg);
+        for (int i = 0; i < FILTER_RECORDS; i++) {
+            int d = dom_match(g_frec[i].body, g_frec[i].body_len);
+            int f1 = filter_match(flt, g_frec[i].rec, g_frec[i].rec_len, g_frec[i].body,
+                                  g_frec[i].body_len);
+            int f2 = filter_match(flt, NULL, 0, g_frec[i].body, g_frec[i].body_len);
+
+            if (d != f1 || d != f2)
+                bc_fail("filter record %d: jansson says %d, filter_match %d (with the record) and "
+                        "%d (body only): %s",
+                        i, d, f1, f2, g_frec[i].body);
+        }
+        for (int r = 0; r < R; r++)
+            for (int w = 0; w < N_F; w++)
+                frate[w][r] = time_filter(flt, w, g_o.filter_secs, &fmatch[w]);
+        filter_destroy(flt);
     }
-
-    /* ---- 2. idle latency ---- */
-    for (int mode = 0; mode < N_MODES; mode++) {
-        fprintf(stderr, "bench_esm: idle latency, %s: %ld samples (baseline, then mapping)\n",
-                mode_name[mode], g_o.lat_samples);
-        lat_b[mode] = lat_baseline(rc, mode, g_o.lat_samples);
-        lat_m[mode] = lat_mapping(rc, &maps[N_MODES * N_BATCH + mode], lat_fd, g_o.lat_samples);
-        if (mode == MODE_LIST)
-            lat_small =
-                lat_mapping(rc, &maps[N_MODES * N_BATCH + N_MODES], lat_fd, g_o.lat_samples);
-    }
-    broker_stop(&api_main);
-
-    /* ---- 3. RSS while a backlog drains ---- */
-    fprintf(stderr, "bench_esm: RSS: idle broker, then a %ld-record backlog at batch 100\n",
-            g_o.backlog);
-    broker_start("rss", SLOT_RSS, &api_rss);
-    rss_pid = api_rss.pid;
-    backlog.api = &api_rss;
-    api_resolve(&api_rss, &backlog, 1);
-    bc_sleep_ms(200); /* the mapping connects and settles into its idle wait */
-    bcpu_idle0 = cpu_secs(rss_pid);
-    t_idle = bc_now_ns();
-    for (int i = 0; i < 10; i++) {
-        vec_push(&idle, rss_mb(rss_pid));
-        bc_sleep_ms(RSS_EVERY_MS);
-    }
-    bcpu_idle0 = (cpu_secs(rss_pid) - bcpu_idle0) / ((double)(bc_now_ns() - t_idle) / 1e9);
-    esm_enable(&backlog, 0);
-    rp.pid = rss_pid;
-    backlog_run = run_mapping(rc, &backlog, g_o.backlog, &rp, NULL, 0);
-    extra += backlog_run.extra;
-    bc_sleep_ms(500);
-    rss_after = rss_mb(rss_pid);
-    broker_stop(&api_rss);
-
-    /* ---- 4. filter matching ---- */
-    fprintf(stderr, "bench_esm: filter matching\n");
-    make_filter_records();
-    flt = filter_compile(&pat, &plen, 1, &fopts, &ferr);
-    if (flt == NULL)
-        bc_fail("filter_compile: %s", ferr.msg);
-    for (int i = 0; i < FILTER_RECORDS; i++) {
-        int d = dom_match(g_frec[i].body, g_frec[i].body_len);
-        int f1 =
-            filter_match(flt, g_frec[i].rec, g_frec[i].rec_len, g_frec[i].body, g_frec[i].body_len);
-        int f2 = filter_match(flt, NULL, 0, g_frec[i].body, g_frec[i].body_len);
-
-        if (d != f1 || d != f2)
-            bc_fail("filter record %d: jansson says %d, filter_match %d (with the record) and "
-                    "%d (body only): %s",
-                    i, d, f1, f2, g_frec[i].body);
-    }
-    for (int r = 0; r < R; r++)
-        for (int w = 0; w < N_F; w++)
-            frate[w][r] = time_filter(flt, w, g_o.filter_secs, &fmatch[w]);
-    filter_destroy(flt);
-
     /* ---- 5. Kafka ---- */
     fprintf(stderr, "bench_esm: Kafka: the mock cluster, raw consumer ceiling and mappings\n");
     kafka_start();
@@ -2010,78 +2026,81 @@ int main(int argc, char **argv)
     h_kafka_free(&g_kafka);
     bc_child_pid[SLOT_KMOCK] = -1;
 
-    /* ---- rows ---- */
-    for (int mode = 0; mode < N_MODES; mode++) {
-        for (int b = 0; b < N_BATCH; b++) {
-            double q[MAX_ROUNDS], med;
+    if (!g_o.kafka_only) {
+        /* ---- rows ---- */
+        for (int mode = 0; mode < N_MODES; mode++) {
+            for (int b = 0; b < N_BATCH; b++) {
+                double q[MAX_ROUNDS], med;
+                struct bc_row *row;
+
+                row = bc_row_add(&g_table, "plain hiredis, %s: %s%d%s", mode_name[mode],
+                                 mode == MODE_LIST ? "RPOP COUNT " : "XREADGROUP COUNT ",
+                                 batch_sizes[b], mode == MODE_LIST ? "" : " + XACK");
+                cell_num(row, 1, bc_median(base_rate[mode][b], (size_t)R), 0);
+                cell(row, 6, "(%c%d)", mode == MODE_LIST ? 'L' : 'S', batch_sizes[b]);
+                row = bc_row_add(&g_table, "**%s mapping, batch_size %d**", mode_name[mode],
+                                 batch_sizes[b]);
+                cell_num(row, 1, bc_median(map_rate[mode][b], (size_t)R), 0);
+                for (int r = 0; r < R; r++)
+                    q[r] = map_rate[mode][b][r] / base_rate[mode][b][r];
+                med = bc_median(q, (size_t)R);
+                cell(row, 5, "%.2f×", med);
+                cell(row, 6, "%c%d", mode == MODE_LIST ? 'L' : 'S', batch_sizes[b]);
+                if (batch_sizes[b] == 100) {
+                    cell(row, 7, "≥ 0.50×");
+                    cell(row, 8, "%s", med >= 0.5 ? "yes" : "**no**");
+                } else {
+                    cell(row, 7, "(info)");
+                }
+            }
+        }
+        for (int mode = 0; mode < N_MODES; mode++) {
+            double b50 = vec_pct(&lat_b[mode], 0.5), b99 = vec_pct(&lat_b[mode], 0.99);
+            double m50 = vec_pct(&lat_m[mode], 0.5), m99 = vec_pct(&lat_m[mode], 0.99);
             struct bc_row *row;
 
-            row = bc_row_add(&g_table, "plain hiredis, %s: %s%d%s", mode_name[mode],
-                             mode == MODE_LIST ? "RPOP COUNT " : "XREADGROUP COUNT ",
-                             batch_sizes[b], mode == MODE_LIST ? "" : " + XACK");
-            cell_num(row, 1, bc_median(base_rate[mode][b], (size_t)R), 0);
-            cell(row, 6, "(%c%d)", mode == MODE_LIST ? 'L' : 'S', batch_sizes[b]);
-            row = bc_row_add(&g_table, "**%s mapping, batch_size %d**", mode_name[mode],
-                             batch_sizes[b]);
-            cell_num(row, 1, bc_median(map_rate[mode][b], (size_t)R), 0);
-            for (int r = 0; r < R; r++)
-                q[r] = map_rate[mode][b][r] / base_rate[mode][b][r];
-            med = bc_median(q, (size_t)R);
-            cell(row, 5, "%.2f×", med);
-            cell(row, 6, "%c%d", mode == MODE_LIST ? 'L' : 'S', batch_sizes[b]);
-            if (batch_sizes[b] == 100) {
-                cell(row, 7, "≥ 0.50×");
-                cell(row, 8, "%s", med >= 0.5 ? "yes" : "**no**");
-            } else {
+            row = bc_row_add(&g_table, "plain hiredis, %s",
+                             mode == MODE_LIST ? "LPUSH → BRPOP" : "XADD → XREADGROUP BLOCK");
+            cell_num(row, 2, b50, 0);
+            cell_num(row, 3, b99, 0);
+            cell(row, 6, "(%s)", mode == MODE_LIST ? "LL" : "SL");
+            row = bc_row_add(&g_table, "**idle latency, %s mapping: %s → handler start**",
+                             mode_name[mode], mode == MODE_LIST ? "LPUSH" : "XADD");
+            cell_num(row, 2, m50, 0);
+            cell_num(row, 3, m99, 0);
+            cell(row, 5, "%+.0f / %+.0f µs", m50 - b50, m99 - b99);
+            cell(row, 6, "%s", mode == MODE_LIST ? "LL" : "SL");
+            cell(row, 7, "(info)");
+            if (mode == MODE_LIST) {
+                double s50 = vec_pct(&lat_small, 0.5), s99 = vec_pct(&lat_small, 0.99);
+
+                row = bc_row_add(&g_table, "idle latency, list mapping, max_records_in_flight 10 "
+                                           "(diagnostic)");
+                cell_num(row, 2, s50, 0);
+                cell_num(row, 3, s99, 0);
+                cell(row, 5, "%+.0f / %+.0f µs", s50 - b50, s99 - b99);
+                cell(row, 6, "LL");
                 cell(row, 7, "(info)");
             }
         }
-    }
-    for (int mode = 0; mode < N_MODES; mode++) {
-        double b50 = vec_pct(&lat_b[mode], 0.5), b99 = vec_pct(&lat_b[mode], 0.99);
-        double m50 = vec_pct(&lat_m[mode], 0.5), m99 = vec_pct(&lat_m[mode], 0.99);
-        struct bc_row *row;
+        {
+            double imax = vec_pct(&idle, 1.0), imed = vec_pct(&idle, 0.5);
+            double dmax = vec_pct(&rp.samples, 1.0), dmed = vec_pct(&rp.samples, 0.5);
+            struct bc_row *row;
 
-        row = bc_row_add(&g_table, "plain hiredis, %s",
-                         mode == MODE_LIST ? "LPUSH → BRPOP" : "XADD → XREADGROUP BLOCK");
-        cell_num(row, 2, b50, 0);
-        cell_num(row, 3, b99, 0);
-        cell(row, 6, "(%s)", mode == MODE_LIST ? "LL" : "SL");
-        row = bc_row_add(&g_table, "**idle latency, %s mapping: %s → handler start**",
-                         mode_name[mode], mode == MODE_LIST ? "LPUSH" : "XADD");
-        cell_num(row, 2, m50, 0);
-        cell_num(row, 3, m99, 0);
-        cell(row, 5, "%+.0f / %+.0f µs", m50 - b50, m99 - b99);
-        cell(row, 6, "%s", mode == MODE_LIST ? "LL" : "SL");
-        cell(row, 7, "(info)");
-        if (mode == MODE_LIST) {
-            double s50 = vec_pct(&lat_small, 0.5), s99 = vec_pct(&lat_small, 0.99);
-
-            row = bc_row_add(&g_table, "idle latency, list mapping, max_records_in_flight 10 "
-                                       "(diagnostic)");
-            cell_num(row, 2, s50, 0);
-            cell_num(row, 3, s99, 0);
-            cell(row, 5, "%+.0f / %+.0f µs", s50 - b50, s99 - b99);
-            cell(row, 6, "LL");
-            cell(row, 7, "(info)");
+            row = bc_row_add(&g_table, "broker RSS idle, 1 list mapping, empty list");
+            cell(row, 4, "%.1f / %.1f", imax, imed);
+            cell(row, 6, "(I)");
+            row =
+                bc_row_add(&g_table, "**broker RSS, %ld-record backlog draining, batch_size 100**",
+                           g_o.backlog);
+            cell_num(row, 1, backlog_run.rate, 0);
+            cell(row, 4, "%.1f / %.1f", dmax, dmed);
+            cell(row, 5, "%+.1f MB", dmax - imed);
+            cell(row, 6, "I");
+            cell(row, 7, "≤ 64 MB");
+            cell(row, 8, "%s", dmax <= 64.0 ? "yes" : "**no**");
         }
-    }
-    {
-        double imax = vec_pct(&idle, 1.0), imed = vec_pct(&idle, 0.5);
-        double dmax = vec_pct(&rp.samples, 1.0), dmed = vec_pct(&rp.samples, 0.5);
-        struct bc_row *row;
-
-        row = bc_row_add(&g_table, "broker RSS idle, 1 list mapping, empty list");
-        cell(row, 4, "%.1f / %.1f", imax, imed);
-        cell(row, 6, "(I)");
-        row = bc_row_add(&g_table, "**broker RSS, %ld-record backlog draining, batch_size 100**",
-                         g_o.backlog);
-        cell_num(row, 1, backlog_run.rate, 0);
-        cell(row, 4, "%.1f / %.1f", dmax, dmed);
-        cell(row, 5, "%+.1f MB", dmax - imed);
-        cell(row, 6, "I");
-        cell(row, 7, "≤ 64 MB");
-        cell(row, 8, "%s", dmax <= 64.0 ? "yes" : "**no**");
     }
     for (int b = 0; b < N_BATCH; b++) {
         double q[MAX_ROUNDS], med;
@@ -2127,105 +2146,111 @@ int main(int argc, char **argv)
         cell(row, 7, "≤ 64 MB");
         cell(row, 8, "%s", dmax <= 64.0 ? "yes" : "**no**");
     }
-    {
-        static const char *const fname[N_F] = {
-            "jansson: json_loadb + 3 clauses on the DOM (1 KB body)",
-            "**filter_match(), as the mapping calls it (SQS record + 1 KB body)**",
-            "filter_match(), body only (no record metadata)",
-        };
-        for (int w = 0; w < N_F; w++) {
-            struct bc_row *row = bc_row_add(&g_table, "%s", fname[w]);
-            double q[MAX_ROUNDS], med;
+    if (!g_o.kafka_only) {
+        {
+            static const char *const fname[N_F] = {
+                "jansson: json_loadb + 3 clauses on the DOM (1 KB body)",
+                "**filter_match(), as the mapping calls it (SQS record + 1 KB body)**",
+                "filter_match(), body only (no record metadata)",
+            };
+            for (int w = 0; w < N_F; w++) {
+                struct bc_row *row = bc_row_add(&g_table, "%s", fname[w]);
+                double q[MAX_ROUNDS], med;
 
-            cell_num(row, 1, bc_median(frate[w], (size_t)R), 0);
-            if (w == F_JANSSON) {
-                cell(row, 6, "(J)");
-                continue;
+                cell_num(row, 1, bc_median(frate[w], (size_t)R), 0);
+                if (w == F_JANSSON) {
+                    cell(row, 6, "(J)");
+                    continue;
+                }
+                for (int r = 0; r < R; r++)
+                    q[r] = frate[w][r] / frate[F_JANSSON][r];
+                med = bc_median(q, (size_t)R);
+                cell(row, 5, "%.2f×", med);
+                cell(row, 6, "J");
+                cell(row, 7, w == F_FILTER_REC ? "≥ 5×" : "(info)");
+                if (w == F_FILTER_REC)
+                    cell(row, 8, "%s", med >= 5.0 ? "yes" : "**no**");
             }
-            for (int r = 0; r < R; r++)
-                q[r] = frate[w][r] / frate[F_JANSSON][r];
-            med = bc_median(q, (size_t)R);
-            cell(row, 5, "%.2f×", med);
-            cell(row, 6, "J");
-            cell(row, 7, w == F_FILTER_REC ? "≥ 5×" : "(info)");
-            if (w == F_FILTER_REC)
-                cell(row, 8, "%s", med >= 5.0 ? "yes" : "**no**");
         }
     }
-
     bc_print_table(&g_table);
-    printf("\n- Throughput: medians of %d round(s); `vs baseline` is the median of per-round "
-           "ratios (the baseline runs just before the mapping, on its own key, with the same "
-           "number of %d-byte records at the same batch size). A mapping run: N records "
-           "preloaded (LPUSH / XADD) while it is disabled, then timed from "
-           "UpdateEventSourceMapping Enabled=true until Redis shows nothing left (list: LLEN, "
-           "the in-flight ZSET and body HASH all 0; stream: XINFO GROUPS pending 0 and lag 0), "
-           "polled every %d ms and every %d µs over the last 5%%. The mapping's counters must "
-           "show N deliveries and no failure (deliveries beyond N, i.e. redeliveries: %lld).\n",
-           R, BODY_LEN, POLL_MS, FINE_POLL_US, extra);
-    for (int mode = 0; mode < N_MODES; mode++) {
-        printf("- CPU during the %s mapping runs (medians; cores busy, i.e. CPU seconds per "
-               "second, with µs per record in brackets; the machine has %ld CPUs):",
-               mode_name[mode], sysconf(_SC_NPROCESSORS_ONLN));
-        for (int b = 0; b < N_BATCH; b++) {
-            double v[5][MAX_ROUNDS], med[5], rate = bc_median(map_rate[mode][b], (size_t)R);
+    if (!g_o.kafka_only) {
+        printf("\n- Throughput: medians of %d round(s); `vs baseline` is the median of per-round "
+               "ratios (the baseline runs just before the mapping, on its own key, with the same "
+               "number of %d-byte records at the same batch size). A mapping run: N records "
+               "preloaded (LPUSH / XADD) while it is disabled, then timed from "
+               "UpdateEventSourceMapping Enabled=true until Redis shows nothing left (list: LLEN, "
+               "the in-flight ZSET and body HASH all 0; stream: XINFO GROUPS pending 0 and lag 0), "
+               "polled every %d ms and every %d µs over the last 5%%. The mapping's counters must "
+               "show N deliveries and no failure (deliveries beyond N, i.e. redeliveries: %lld).\n",
+               R, BODY_LEN, POLL_MS, FINE_POLL_US, extra);
+        for (int mode = 0; mode < N_MODES; mode++) {
+            printf("- CPU during the %s mapping runs (medians; cores busy, i.e. CPU seconds per "
+                   "second, with µs per record in brackets; the machine has %ld CPUs):",
+                   mode_name[mode], sysconf(_SC_NPROCESSORS_ONLN));
+            for (int b = 0; b < N_BATCH; b++) {
+                double v[5][MAX_ROUNDS], med[5], rate = bc_median(map_rate[mode][b], (size_t)R);
 
-            for (int r = 0; r < R; r++) {
-                const struct run *u = &runs[mode][b][r];
+                for (int r = 0; r < R; r++) {
+                    const struct run *u = &runs[mode][b][r];
 
-                v[0][r] = u->broker_cpu;
-                v[1][r] = u->redis_cpu;
-                v[2][r] = u->rt_cpu;
-                v[3][r] = u->bench_cpu;
-                /* Everything else the machine ran meanwhile: other tenants, kernel threads, and
-                 * interrupt time (loopback's softirq included), which no process is charged. */
-                v[4][r] = u->all_cpu - u->broker_cpu - u->redis_cpu - u->rt_cpu - u->bench_cpu;
+                    v[0][r] = u->broker_cpu;
+                    v[1][r] = u->redis_cpu;
+                    v[2][r] = u->rt_cpu;
+                    v[3][r] = u->bench_cpu;
+                    /* Everything else the machine ran meanwhile: other tenants, kernel threads, and
+                     * interrupt time (loopback's softirq included), which no process is charged. */
+                    v[4][r] = u->all_cpu - u->broker_cpu - u->redis_cpu - u->rt_cpu - u->bench_cpu;
+                }
+                for (int k = 0; k < 5; k++)
+                    med[k] = bc_median(v[k], (size_t)R);
+                printf("%s batch %d: broker %.2f (%.1f µs), redis-server %.2f (%.1f µs), runtimes "
+                       "%.2f, bench %.2f, everything else (other tenants, interrupts) %.2f",
+                       b ? ";" : "", batch_sizes[b], med[0], med[0] / rate * 1e6, med[1],
+                       med[1] / rate * 1e6, med[2], med[3], med[4]);
             }
-            for (int k = 0; k < 5; k++)
-                med[k] = bc_median(v[k], (size_t)R);
-            printf("%s batch %d: broker %.2f (%.1f µs), redis-server %.2f (%.1f µs), runtimes "
-                   "%.2f, bench %.2f, everything else (other tenants, interrupts) %.2f",
-                   b ? ";" : "", batch_sizes[b], med[0], med[0] / rate * 1e6, med[1],
-                   med[1] / rate * 1e6, med[2], med[3], med[4]);
+            printf(".\n");
         }
-        printf(".\n");
-    }
-    for (int mode = 0; mode < N_MODES; mode++)
-        printf("- Redis time per record in the last %s batch-100 run (INFO commandstats; commands "
-               "run by scripts are also inside evalsha): %s.\n",
-               mode_name[mode], g_cmdstats[mode]);
-    printf("- Idle latency: %ld samples per row after %d warm-up records, one record at a time, "
-           "10-15 ms apart, each pushed only once the previous one was acknowledged (the queue "
-           "is idle at every push). The push time (CLOCK_REALTIME, µs) is in the body; the "
-           "handler (esm_bootstrap) subtracts it from its clock when the `next` response is "
-           "in; the baseline client does the same when its BRPOP / XREADGROUP reply is. "
-           "`vs baseline` is Δp50 / Δp99. The mappings: batch_size 10, window 0; they hold up to "
-           "1000 records (the default max_records_in_flight), so each read of the list "
-           "mapping's move script asks for 1000 records and carries 1000 fresh ids; the "
-           "diagnostic row is the same list mapping with max_records_in_flight 10 (reads ask "
-           "for 10).\n",
-           g_o.lat_samples, LAT_WARMUP);
-    printf("- RSS: VmRSS of the broker pid every %d ms; idle = 10 samples with the mapping "
-           "enabled on an empty list (broker CPU meanwhile %.0f ms/s); the backlog of %ld "
-           "records was preloaded while the mapping was disabled, then drained in %.1f s "
-           "(broker %.2f, redis %.2f cores); %zu samples; RSS %.1f MB 0.5 s after the drain.\n",
-           RSS_EVERY_MS, bcpu_idle0 * 1000.0, g_o.backlog, (double)g_o.backlog / backlog_run.rate,
-           backlog_run.broker_cpu, backlog_run.redis_cpu, rp.samples.n, rss_after);
-    printf("- Filter: pattern `%s` (data key `body`, SQS rule) over %d distinct %d-byte bodies "
-           "(the three fields first, in the middle or last; %ld of %d match); SQS records of "
-           "about %zu bytes; %.1f s per method per round, %d round(s), medians; both methods "
-           "agree on every record.\n",
-           g_pattern, FILTER_RECORDS, FILTER_BODY_LEN, fmatch[F_JANSSON], FILTER_RECORDS,
-           g_frec[0].rec_len, g_o.filter_secs, R);
-    for (int w = 0; w < 2; w++) {
-        const char *name = w == 0 ? "main" : "rss";
-        long n = log_problems(name, problem, sizeof(problem));
+        for (int mode = 0; mode < N_MODES; mode++)
+            printf(
+                "- Redis time per record in the last %s batch-100 run (INFO commandstats; commands "
+                "run by scripts are also inside evalsha): %s.\n",
+                mode_name[mode], g_cmdstats[mode]);
+        printf(
+            "- Idle latency: %ld samples per row after %d warm-up records, one record at a time, "
+            "10-15 ms apart, each pushed only once the previous one was acknowledged (the queue "
+            "is idle at every push). The push time (CLOCK_REALTIME, µs) is in the body; the "
+            "handler (esm_bootstrap) subtracts it from its clock when the `next` response is "
+            "in; the baseline client does the same when its BRPOP / XREADGROUP reply is. "
+            "`vs baseline` is Δp50 / Δp99. The mappings: batch_size 10, window 0; they hold up to "
+            "1000 records (the default max_records_in_flight), so each read of the list "
+            "mapping's move script asks for 1000 records and carries 1000 fresh ids; the "
+            "diagnostic row is the same list mapping with max_records_in_flight 10 (reads ask "
+            "for 10).\n",
+            g_o.lat_samples, LAT_WARMUP);
+        printf("- RSS: VmRSS of the broker pid every %d ms; idle = 10 samples with the mapping "
+               "enabled on an empty list (broker CPU meanwhile %.0f ms/s); the backlog of %ld "
+               "records was preloaded while the mapping was disabled, then drained in %.1f s "
+               "(broker %.2f, redis %.2f cores); %zu samples; RSS %.1f MB 0.5 s after the drain.\n",
+               RSS_EVERY_MS, bcpu_idle0 * 1000.0, g_o.backlog,
+               (double)g_o.backlog / backlog_run.rate, backlog_run.broker_cpu,
+               backlog_run.redis_cpu, rp.samples.n, rss_after);
+        printf("- Filter: pattern `%s` (data key `body`, SQS rule) over %d distinct %d-byte bodies "
+               "(the three fields first, in the middle or last; %ld of %d match); SQS records of "
+               "about %zu bytes; %.1f s per method per round, %d round(s), medians; both methods "
+               "agree on every record.\n",
+               g_pattern, FILTER_RECORDS, FILTER_BODY_LEN, fmatch[F_JANSSON], FILTER_RECORDS,
+               g_frec[0].rec_len, g_o.filter_secs, R);
+        for (int w = 0; w < 2; w++) {
+            const char *name = w == 0 ? "main" : "rss";
+            long n = log_problems(name, problem, sizeof(problem));
 
-        if (n > 0)
-            printf("- Broker log (%s): %ld warning/error line(s); the first: `%s`\n", name, n,
-                   problem);
-        else if (n == 0)
-            printf("- Broker log (%s): no warning or error line.\n", name);
+            if (n > 0)
+                printf("- Broker log (%s): %ld warning/error line(s); the first: `%s`\n", name, n,
+                       problem);
+            else if (n == 0)
+                printf("- Broker log (%s): no warning or error line.\n", name);
+        }
     }
     printf("- Kafka: librdkafka's mock cluster (sy-kafka-mock, 1 broker, its own process) on "
            "loopback; records of %d bytes produced in batches of at most %s records (a Java "

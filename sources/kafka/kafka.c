@@ -21,9 +21,14 @@
  *
  * Flow: each assigned partition's messages stay in a queue of their own (librdkafka's partition
  * queue, not forwarded to the consumer queue), which librdkafka stops fetching into once it holds
- * queued.max.messages.kbytes. We take from a partition's queue only while the host has room and
- * fewer than ctx->partition_window of its records are out with the host: so a partition whose
- * records fail stops fetching while the others go on, and pause() simply stops taking. Nothing is
+ * queued.min.messages (or queued.max.messages.kbytes). We read them into records at once, into
+ * the partition's staging ring, while the consumer as a whole stages fewer than STAGE_MAX
+ * records (STAGE_MAX_BYTES), each partition its share of it: so librdkafka's queues stay below
+ * their threshold and keep being fetched into, and what is fetched ahead is bounded for the
+ * consumer, not per partition (48 partitions stage no more than 6). From the staging ring we
+ * deliver only while the host has room and fewer than ctx->partition_window of the partition's
+ * records are out with the host: so a partition whose records fail stops fetching (its share
+ * fills, then librdkafka's queue) while the others go on, and pause() stops delivering. Nothing is
  * ever paused in librdkafka (2.0.2 can skip messages of a partition paused and resumed while a
  * fetch is in flight, fixed in 2.1.0). The consumer queue then carries only events (rebalances,
  * commit results, errors, logs); it is served at every wakeup and at least every KEEPALIVE_MS
@@ -55,10 +60,16 @@
 #include "core/log.h"
 #include "core/time.h"
 
-#define COMMIT_DELAY_MS 20    /* acks collected into one commit */
-#define COMMIT_RETRY_MS 500   /* after a failed commit */
-#define POLL_BATCH 512        /* messages taken from librdkafka per call */
-#define POLL_TURN_MAX 8192    /* messages per loop turn before yielding */
+#define COMMIT_DELAY_MS 20  /* acks collected into one commit */
+#define COMMIT_RETRY_MS 500 /* after a failed commit */
+#define POLL_BATCH 512      /* messages taken from librdkafka per call */
+#define POLL_TURN_MAX 8192  /* messages per loop turn before yielding */
+/* Records read ahead of the host, over all partitions (see "Flow"). A partition whose queue
+ * filled waits for its broker thread to wake up (2.0.2: on I/O, an op, or after a second) before
+ * it is fetched into again, so what is read ahead must last that long: at the 100 ms metadata
+ * refresh (default_props), 32768 records last 100 ms at 330 k records/s. */
+#define STAGE_MAX 16384
+#define STAGE_MAX_BYTES (24u * 1024u * 1024u)
 #define STOP_WAIT_MS 10000    /* commit + close at stop, at most */
 #define REVOKE_COMMIT_MS 5000 /* the commit of a revocation, at most */
 #define TICK_MS 100
@@ -106,16 +117,19 @@ static const struct {
  * Our defaults, under the user's properties. Each partition's messages wait in a queue of their
  * own (see "Flow" above), and librdkafka 2.0.2 applies queued.min.messages (default 100000) and
  * queued.max.messages.kbytes (default 65536 KB) to each of those queues: with its defaults a
- * backlog on 48 partitions filled 382 MB (bench_esm). Per partition, these keep about a
- * thousand records (one megabyte at most) fetched ahead, refilled by fetches of at most 64 KB
- * per partition (a broker still hands out a larger producer batch whole). A partition whose
- * queue was full is fetched again only when its broker thread wakes up, which 2.0.2 does on
- * I/O, on an op, or after a second (2.2.0 added fetch.queue.backoff.ms for this): the metadata
- * refresh every 100 ms is such an op, and took the 6-partition drain from 78 k to the rates of
- * docs/mappings.md. docs/mappings.md has the measurements.
+ * backlog on 48 partitions filled 382 MB (bench_esm). A partition is fetched into only while
+ * its queue is below both when its broker thread looks, right after the previous fetch was
+ * queued; once it was not, it is looked at again only when that thread wakes up, which 2.0.2
+ * does on I/O, on an op, or after a second (2.1.0 added fetch.queue.backoff.ms for this). So
+ * the thresholds must stay above what one fetch brings (64 KB per partition, or one producer
+ * batch when that is larger, ~1000 records of 100 bytes here), we read each queue out into our
+ * staging at once, and the metadata refresh every 100 ms is an op that wakes a thread that
+ * stopped. 2000 records / 128 KB per partition keep a 48-partition backlog under 64 MB;
+ * 256 KB roughly doubled the 6-partition drain and took that backlog to ~90 MB.
+ * docs/mappings.md has the measurements.
  */
 static const char *const default_props[][2] = {
-    {"queued.min.messages", "1000"},      {"queued.max.messages.kbytes", "1024"},
+    {"queued.min.messages", "2000"},      {"queued.max.messages.kbytes", "128"},
     {"fetch.message.max.bytes", "65536"}, {"fetch.max.bytes", "1048576"},
     {"fetch.wait.max.ms", "100"},         {"topic.metadata.refresh.interval.ms", "100"},
     {"fetch.error.backoff.ms", "100"},    {"reconnect.backoff.ms", "100"},
@@ -268,8 +282,68 @@ static void set_state(struct src_kafka *sk, enum source_state st, const char *fm
         source_set_state(&sk->base, st, NULL);
 }
 
-static void part_clear(struct kpart *kp)
+static size_t ring_find(const struct kpart *kp, int64_t off);
+
+static size_t rec_bytes(const struct source_record *rec)
 {
+    return sizeof(*rec) + rec->data_len + rec->json_len + 64;
+}
+
+/* Drop KP's staged records (not delivered): their offsets stay in the ring, given back, so that
+ * no commit passes them. */
+static void stage_drop(struct src_kafka *sk, struct kpart *kp)
+{
+    for (size_t i = 0; i < kp->stg_n; i++) {
+        struct source_record *rec = kp->stg[(kp->stg_head + i) % kp->stg_cap];
+        size_t at = kp->cap > 0 ? ring_find(kp, (int64_t)rec->seq) : SIZE_MAX;
+
+        if (at != SIZE_MAX)
+            kp->st[at] = KE_RELEASED;
+        sk->staged--;
+        sk->staged_bytes -= rec_bytes(rec);
+        source_record_free(rec);
+    }
+    kp->stg_head = 0;
+    kp->stg_n = 0;
+}
+
+static int stage_push(struct src_kafka *sk, struct kpart *kp, struct source_record *rec)
+{
+    if (kp->stg_n == kp->stg_cap) {
+        size_t nc = kp->stg_cap ? kp->stg_cap * 2 : 64;
+        struct source_record **v = malloc(nc * sizeof(*v));
+
+        if (v == NULL)
+            return SY_ENOMEM;
+        for (size_t i = 0; i < kp->stg_n; i++)
+            v[i] = kp->stg[(kp->stg_head + i) % kp->stg_cap];
+        free(kp->stg);
+        kp->stg = v;
+        kp->stg_cap = nc;
+        kp->stg_head = 0;
+    }
+    kp->stg[(kp->stg_head + kp->stg_n) % kp->stg_cap] = rec;
+    kp->stg_n++;
+    sk->staged++;
+    sk->staged_bytes += rec_bytes(rec);
+    return 0;
+}
+
+static struct source_record *stage_pop(struct src_kafka *sk, struct kpart *kp)
+{
+    struct source_record *rec = kp->stg[kp->stg_head];
+
+    kp->stg_head = (kp->stg_head + 1) % kp->stg_cap;
+    kp->stg_n--;
+    sk->staged--;
+    sk->staged_bytes -= rec_bytes(rec);
+    return rec;
+}
+
+static void part_clear(struct src_kafka *sk, struct kpart *kp)
+{
+    stage_drop(sk, kp);
+    free(kp->stg);
     if (kp->q != NULL) {
         rd_kafka_queue_io_event_enable(kp->q, -1, NULL, 0);
         rd_kafka_queue_destroy(kp->q);
@@ -318,7 +392,7 @@ static int32_t part_add(struct src_kafka *sk, const char *topic, int32_t partiti
     kp->topic = strdup(topic);
     kp->key = strdup(key);
     if (kp->topic == NULL || kp->key == NULL) {
-        part_clear(kp);
+        part_clear(sk, kp);
         return -1;
     }
     kp->key_len = strlen(key);
@@ -331,10 +405,10 @@ static int32_t part_add(struct src_kafka *sk, const char *topic, int32_t partiti
 }
 
 /* A GONE slot whose records are all back: free it. */
-static void part_maybe_free(struct kpart *kp)
+static void part_maybe_free(struct src_kafka *sk, struct kpart *kp)
 {
     if (kp->state == KP_GONE && kp->open == 0)
-        part_clear(kp);
+        part_clear(sk, kp);
 }
 
 static int ring_push(struct kpart *kp, int64_t off)
@@ -363,7 +437,6 @@ static int ring_push(struct kpart *kp, int64_t off)
     kp->offs[(kp->head + kp->n) % kp->cap] = off;
     kp->st[(kp->head + kp->n) % kp->cap] = KE_OPEN;
     kp->n++;
-    kp->open++;
     return 0;
 }
 
@@ -726,6 +799,7 @@ static void on_revoke(struct src_kafka *sk, rd_kafka_topic_partition_list_t *l)
         if (idx < 0)
             continue;
         sk->parts[idx].state = KP_REVOKING;
+        stage_drop(sk, &sk->parts[idx]);
         if (sk->base.ctx->host->revoke != NULL)
             sk->base.ctx->host->revoke(sk->base.ctx->host_arg, idx);
     }
@@ -772,7 +846,7 @@ static void revoke_check(struct src_kafka *sk)
 
         if (kp->state == KP_REVOKING) {
             kp->state = KP_GONE;
-            part_maybe_free(kp);
+            part_maybe_free(sk, kp);
         }
     }
     if (sk->cooperative) {
@@ -864,12 +938,48 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 /* ---------------------------------------------------------------------------------------- */
 /* Polling                                                                                    */
 
-static void flush_out(struct src_kafka *sk)
+/* Deliver staged records of every assigned partition while the host has room and the
+ * partition is below its window, round robin from sk->rr. Returns the number delivered. */
+static size_t deliver_staged(struct src_kafka *sk)
 {
-    if (sk->n_out == 0)
-        return;
-    source_deliver(&sk->base, sk->out, sk->n_out);
-    sk->n_out = 0;
+    size_t window = sk->base.ctx->partition_window, total = 0;
+    int progress = 1;
+
+    while (progress && !sk->host_paused && !sk->stopping) {
+        progress = 0;
+        for (size_t k = 0; k < sk->n_parts; k++) {
+            struct kpart *kp = &sk->parts[(sk->rr + k) % sk->n_parts];
+            size_t room = source_room(&sk->base), want;
+
+            if (room == 0)
+                return total;
+            if (kp->state != KP_ASSIGNED || kp->stg_n == 0 || kp->open >= window)
+                continue;
+            want = window - kp->open;
+            if (want > room)
+                want = room;
+            if (want > kp->stg_n)
+                want = kp->stg_n;
+            if (want > POLL_BATCH)
+                want = POLL_BATCH;
+            if (sk->cap_out < want) {
+                struct source_record **v = realloc(sk->out, POLL_BATCH * sizeof(*v));
+
+                if (v == NULL)
+                    return total; /* they stay staged; the next poll tries again */
+                sk->out = v;
+                sk->cap_out = POLL_BATCH;
+            }
+            for (size_t i = 0; i < want; i++)
+                sk->out[i] = stage_pop(sk, kp);
+            kp->open += want;
+            total += want;
+            progress = 1;
+            /* The host may call back (revoke, room) from inside: nothing is held across. */
+            source_deliver(&sk->base, sk->out, want);
+        }
+    }
+    return total;
 }
 
 /* An error carried by a message (unknown topic, offset out of range...). */
@@ -910,15 +1020,6 @@ static void message(struct src_kafka *sk, rd_kafka_message_t *m)
     kp = &sk->parts[idx];
     if (kp->next >= 0 && m->offset < kp->next)
         return; /* already delivered */
-    if (sk->n_out == sk->cap_out) {
-        size_t nc = sk->cap_out ? sk->cap_out * 2 : POLL_BATCH;
-        struct source_record **v = realloc(sk->out, nc * sizeof(*v));
-
-        if (v == NULL)
-            goto nomem;
-        sk->out = v;
-        sk->cap_out = nc;
-    }
     rec = src_kafka_record_new(sk, kp, idx, m);
     if (rec == NULL)
         goto nomem;
@@ -926,8 +1027,12 @@ static void message(struct src_kafka *sk, rd_kafka_message_t *m)
         source_record_free(rec);
         goto nomem;
     }
+    if (stage_push(sk, kp, rec) != 0) {
+        kp->n--; /* the offset just pushed */
+        source_record_free(rec);
+        goto nomem;
+    }
     kp->next = m->offset + 1;
-    sk->out[sk->n_out++] = rec;
     if (sk->base.state != SOURCE_RUNNING)
         set_state(sk, SOURCE_RUNNING, NULL);
     return;
@@ -951,35 +1056,38 @@ static void poll_events(struct src_kafka *sk)
         message(sk, m);
         rd_kafka_message_destroy(m);
     }
-    flush_out(sk);
 }
 
 static void poll_queue(struct src_kafka *sk)
 {
     rd_kafka_message_t *msgs[POLL_BATCH];
-    size_t turn = 0, window = sk->base.ctx->partition_window;
+    size_t turn = 0, assigned = 0, share;
     int progress = 1;
 
     if (sk->rk == NULL)
         return;
     poll_events(sk);
-    /* Round robin over the partitions with room, one read each per round, starting one
-     * further at each poll: when the mapping has room for little, no partition starves. */
+    for (size_t k = 0; k < sk->n_parts; k++)
+        assigned += sk->parts[k].state == KP_ASSIGNED;
+    /* Each partition's share of the read-ahead: never below its window. */
+    share = assigned > 0 ? STAGE_MAX / assigned : STAGE_MAX;
+    if (share < sk->base.ctx->partition_window)
+        share = sk->base.ctx->partition_window;
+    /* Round robin over the partitions, one read each per round, starting one further at each
+     * poll: when there is room for little, no partition starves. */
     sk->rr = sk->n_parts > 0 ? (sk->rr + 1) % sk->n_parts : 0;
-    while (progress && !sk->host_paused && !sk->stopping && turn < POLL_TURN_MAX) {
+    while (progress && !sk->stopping && turn < POLL_TURN_MAX) {
         progress = 0;
         for (size_t k = 0; k < sk->n_parts; k++) {
             struct kpart *kp = &sk->parts[(sk->rr + k) % sk->n_parts];
-            size_t room = source_room(&sk->base), want;
+            size_t want;
             ssize_t n;
 
-            if (room == 0)
+            if (sk->staged >= STAGE_MAX || sk->staged_bytes >= STAGE_MAX_BYTES)
                 break;
-            if (kp->state != KP_ASSIGNED || kp->q == NULL || kp->open >= window)
+            if (kp->state != KP_ASSIGNED || kp->q == NULL || kp->stg_n >= share)
                 continue;
-            want = window - kp->open;
-            if (want > room)
-                want = room;
+            want = share - kp->stg_n;
             if (want > POLL_BATCH)
                 want = POLL_BATCH;
             n = rd_kafka_consume_batch_queue(kp->q, 0, msgs, want);
@@ -990,9 +1098,10 @@ static void poll_queue(struct src_kafka *sk)
             if (n > 0) {
                 progress = 1;
                 turn += (size_t)n;
-                flush_out(sk);
             }
         }
+        if (deliver_staged(sk) > 0)
+            progress = 1;
     }
     if (turn >= POLL_TURN_MAX)
         event_active(sk->poll_ev, 0, 0); /* let the loop run, then come back */
@@ -1032,6 +1141,7 @@ static void tick_cb(int fd, short what, void *arg)
     (void)fd;
     (void)what;
     poll_events(sk);
+    deliver_staged(sk);
     revoke_check(sk);
     stop_check(sk);
     if (sk->revoking != NULL || (sk->stopping && !sk->stop_finished))
@@ -1154,7 +1264,7 @@ static void mark(struct src_kafka *sk, struct source_record *const *recs, size_t
             continue;
         kp->st[at] = (unsigned char)to;
         kp->open--;
-        part_maybe_free(kp);
+        part_maybe_free(sk, kp);
     }
     if (sk->rk != NULL && !sk->stopping)
         event_active(sk->poll_ev, 0, 0); /* room again, maybe */
@@ -1295,7 +1405,7 @@ static void kafka_destroy(struct source *src)
         if (evs[i] != NULL)
             event_free(evs[i]);
     for (size_t i = 0; i < sk->n_parts; i++)
-        part_clear(&sk->parts[i]);
+        part_clear(sk, &sk->parts[i]);
     free(sk->parts);
     if (sk->revoking != NULL)
         rd_kafka_topic_partition_list_destroy(sk->revoking);

@@ -94,9 +94,15 @@ static int record_json(struct buf *b, const struct kpart *kp, const rd_kafka_mes
     buf_reset(b);
     rc |= buf_puts(b, "{\"topic\":\"");
     rc |= buf_json_escape(b, kp->topic, strlen(kp->topic));
-    rc |= buf_printf(
-        b, "\",\"partition\":%d,\"offset\":%lld,\"timestamp\":%lld,\"timestampType\":\"%s\"",
-        (int)kp->partition, (long long)m->offset, (long long)ts, tsname);
+    rc |= buf_puts(b, "\",\"partition\":");
+    rc |= buf_put_i64(b, kp->partition);
+    rc |= buf_puts(b, ",\"offset\":");
+    rc |= buf_put_i64(b, m->offset);
+    rc |= buf_puts(b, ",\"timestamp\":");
+    rc |= buf_put_i64(b, ts);
+    rc |= buf_puts(b, ",\"timestampType\":\"");
+    rc |= buf_puts(b, tsname);
+    rc |= buf_puts(b, "\"");
     if (m->key != NULL) {
         rc |= buf_puts(b, ",\"key\":\"");
         rc |= put_b64(b, m->key, m->key_len);
@@ -117,15 +123,14 @@ static int record_json(struct buf *b, const struct kpart *kp, const rd_kafka_mes
              rd_kafka_header_get_all(hdrs, i, &name, &val, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR;
              i++) {
             const signed char *v = val;
-            char num[8];
+            char num[24];
 
             rc |= buf_puts(b, i == 0 ? "{\"" : ",{\"");
             rc |= put_name(b, name, strlen(name));
             rc |= buf_puts(b, "\":[");
             for (size_t j = 0; v != NULL && j < vlen; j++) {
-                int k = snprintf(num, sizeof(num), j == 0 ? "%d" : ",%d", (int)v[j]);
-
-                rc |= buf_append(b, num, (size_t)k);
+                num[0] = ',';
+                rc |= buf_append(b, num + (j == 0), fmt_i64(num + 1, v[j]) + (j != 0));
             }
             rc |= buf_puts(b, "]}");
         }
@@ -145,9 +150,11 @@ struct source_record *src_kafka_record_new(struct src_kafka *sk, const struct kp
 
     if (record_json(&sk->scratch, kp, m) != 0)
         return NULL;
-    id_len = snprintf(id, sizeof(id), "%s@%lld", kp->key, (long long)m->offset);
-    if (id_len < 0 || (size_t)id_len >= sizeof(id))
+    if (kp->key_len + 22 > sizeof(id))
         return NULL;
+    memcpy(id, kp->key, kp->key_len);
+    id[kp->key_len] = '@';
+    id_len = (int)(kp->key_len + 1 + fmt_i64(id + kp->key_len + 1, m->offset));
     rec = source_record_new((size_t)id_len, m->payload != NULL ? m->len : 0, sk->scratch.len);
     if (rec == NULL)
         return NULL;

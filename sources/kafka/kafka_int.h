@@ -73,6 +73,10 @@ struct kpart {
     int64_t hold;        /* a record that could not be delivered (out of memory): commits
                             stop at it; -1 none */
     rd_kafka_queue_t *q; /* its own message queue (owned reference) */
+    /* Records read from q and not yet delivered (owned), oldest first: a ring. Their offsets
+     * are in the ring above (KE_OPEN), but not counted in OPEN. */
+    struct source_record **stg;
+    size_t stg_head, stg_n, stg_cap;
 };
 
 struct src_kafka_tsjob;
@@ -118,8 +122,9 @@ struct src_kafka {
     uint64_t commits, commit_errors, reconnects;
     int64_t commit_warned_ms;
     struct buf scratch;         /* one record's JSON while it is built */
-    struct source_record **out; /* a poll's records, for one deliver() */
-    size_t n_out, cap_out;
+    struct source_record **out; /* one deliver()'s records (POLL_BATCH) */
+    size_t cap_out;
+    size_t staged, staged_bytes; /* records in the partitions' stg rings, and their size */
 };
 
 /* kafka_event.c */
