@@ -55,6 +55,7 @@
 #include "bench_common.h"
 #include "harness/kafka.h"
 #include "kafka_raw.h"
+#include "esm_fs.h"
 #include "core/errors.h"
 #include "mappings/filter.h"
 
@@ -85,7 +86,7 @@
 #define FILTER_BODY_LEN 1024   /* bytes of each filter record's body */
 #define MARK "sybench-t="      /* esm_bootstrap.c: the push time in a latency record */
 
-enum { SLOT_REDIS, SLOT_MAIN, SLOT_RSS, SLOT_KMOCK, SLOT_KAFKA, SLOT_KRSS };
+enum { SLOT_REDIS, SLOT_MAIN, SLOT_RSS, SLOT_KMOCK, SLOT_KAFKA, SLOT_KRSS, SLOT_FS };
 enum { MODE_LIST, MODE_STREAM, N_MODES };
 static const char *const mode_name[N_MODES] = {"list", "stream"};
 static const int batch_sizes[N_BATCH] = {1, 10, 100, 1000};
@@ -98,6 +99,8 @@ struct opts {
     const char *redis;
     int quick;
     int kafka_only; /* --only kafka: the Kafka rows alone */
+    int fs_only;    /* --only fs: the file-drop rows alone */
+    long fs_n;      /* files per file-drop throughput run */
     int rounds;
     int keep;
     long n[N_BATCH];  /* records per throughput run, by batch size */
@@ -1508,7 +1511,7 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: bench_esm [--quick] [--rounds N] [--broker PATH] [--bootstrap PATH]\n"
-        "                 [--redis PATH] [--backlog N] [--only kafka] [--keep]\n"
+        "                 [--redis PATH] [--backlog N] [--only kafka|fs] [--keep]\n"
         "  --quick           smaller runs, 1 round (a smoke run of about half a minute)\n"
         "  --rounds N        rounds of each throughput row; the table shows medians (default "
         "3)\n"
@@ -1518,7 +1521,7 @@ static void usage(FILE *f)
         "                    default %s)\n"
         "  --redis PATH      redis-server binary (default: redis-server from PATH)\n"
         "  --backlog N       records of the RSS rows' backlogs (default 1000000; quick 100000)\n"
-        "  --only kafka      the Kafka rows alone\n"
+        "  --only kafka|fs   the Kafka rows, or the file-drop rows, alone\n"
         "  --keep            keep the work dir (configs, logs)\n"
         "env SY_BENCH_KAFKA_PROPS  extra librdkafka properties of the Kafka mappings, as YAML\n"
         "                    flow pairs: 'queued.min.messages: 5000, fetch.wait.max.ms: 50'\n",
@@ -1543,8 +1546,12 @@ static void parse_opts(int argc, char **argv)
             g_o.quick = 1;
             continue;
         }
-        if (strcmp(a, "--only") == 0 && v != NULL && strcmp(v, "kafka") == 0) {
-            g_o.kafka_only = 1;
+        if (strcmp(a, "--only") == 0 && v != NULL &&
+            (strcmp(v, "kafka") == 0 || strcmp(v, "fs") == 0)) {
+            if (strcmp(v, "kafka") == 0)
+                g_o.kafka_only = 1;
+            else
+                g_o.fs_only = 1;
             i++;
             continue;
         }
@@ -1586,6 +1593,7 @@ static void parse_opts(int argc, char **argv)
     g_o.lat_samples = g_o.quick ? 50 : 200;
     g_o.backlog = backlog > 0 ? backlog : g_o.quick ? 100000 : 1000000;
     g_o.filter_secs = g_o.quick ? 0.1 : 0.5;
+    g_o.fs_n = g_o.quick ? 2000 : 20000;
 }
 
 /* ---- Kafka: the mock cluster, the raw consumer ceiling, Kafka mappings ------------------------
@@ -1769,6 +1777,289 @@ static double run_kafka(const struct esm *m, const char *topic, long n, struct r
     return (double)n / ((double)(t1 - t0) / 1e9);
 }
 
+/* ---- file drop: fs mappings beside a plain inotify watcher ---------------------------------- */
+
+#define FS_NB 2
+static const int fs_batches[FS_NB] = {1, 100};
+
+struct fs_results {
+    double raw[FS_NB][MAX_ROUNDS], map[FS_NB][MAX_ROUNDS], cpu[FS_NB][MAX_ROUNDS];
+    struct vec lat_raw, lat_map;
+    int ran;
+};
+
+static void fs_write_config(void)
+{
+    char path[BC_WORKDIR_MAX + 64], cfg[8192];
+    size_t off = 0;
+
+#define FCFG_ADD(...)                                                                              \
+    do {                                                                                           \
+        off += (size_t)snprintf(cfg + off, sizeof(cfg) - off, __VA_ARGS__);                        \
+        if (off >= sizeof(cfg))                                                                    \
+            bc_fail("config too long");                                                            \
+    } while (0)
+    FCFG_ADD("# Written by bench_esm: file-drop mappings, disabled until their run.\n"
+             "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-fs, max_concurrency: 100,\n"
+             "         log_level: info}\n"
+             "functions:\n"
+             "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
+             "  esm-lat: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30,\n"
+             "            environment: {SY_BENCH_LAT_FILE: \"%s/lat-fs.txt\"}}\n"
+             "mappings:\n",
+             bc_workdir);
+    for (int b = 0; b < FS_NB; b++)
+        FCFG_ADD("  - name: fs-b%d\n"
+                 "    function: esm-sink\n"
+                 "    enabled: false\n"
+                 "    batch_size: %d\n"
+                 "    maximum_batching_window_ms: 0\n"
+                 "    maximum_concurrency: %d\n"
+                 "    source: {fs: {path: ./fs-b%d, on_success: delete}}\n",
+                 fs_batches[b], fs_batches[b], MAP_CONC, fs_batches[b]);
+    FCFG_ADD("  - name: fs-lat\n"
+             "    function: esm-lat\n"
+             "    enabled: false\n"
+             "    batch_size: 1\n"
+             "    maximum_batching_window_ms: 0\n"
+             "    source: {fs: {path: ./fs-lat, on_success: delete}}\n");
+#undef FCFG_ADD
+    snprintf(path, sizeof(path), "%s/config-fs.yaml", bc_workdir);
+    bc_write_file(path, cfg, 0644);
+}
+
+/* Entries of DIR other than dot-files. */
+static long fs_count(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    long n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* N files renamed into M's directory while M is enabled: files/s until N were delivered; the
+ * directory must then be empty (on_success: delete) within 10 s. */
+static double fs_run(const struct esm *m, const char *stage, const char *dir, long n, double *cpu)
+{
+    struct counters c0, c;
+    struct fs_mover *mv;
+    uint64_t t0, t1, deadline, last_move;
+    long long last;
+    double cpu0;
+
+    esm_enable(m, 1);
+    deadline = bc_now_ns() + (uint64_t)STATE_TIMEOUT_MS * 1000000u;
+    for (c0 = esm_counters(m); strcmp(c0.source_state, "running") != 0; c0 = esm_counters(m)) {
+        if (bc_now_ns() > deadline)
+            bc_fail("mapping %s: source %s %d ms after Enabled=true", m->name, c0.source_state,
+                    STATE_TIMEOUT_MS);
+        bc_sleep_ms(20);
+    }
+    cpu0 = cpu_secs(m->api->pid);
+    mv = fs_move_start(stage, dir, n);
+    last = c0.delivered;
+    last_move = bc_now_ns();
+    for (;;) {
+        uint64_t now = bc_now_ns();
+
+        c = esm_counters(m);
+        if (c.delivered - c0.delivered >= n)
+            break;
+        if (c.delivered != last) {
+            last = c.delivered;
+            last_move = now;
+        } else if (now - last_move > (uint64_t)STALL_MS * 1000000u) {
+            bc_fail("mapping %s: no progress for %d ms (%lld of %ld delivered, source %s)", m->name,
+                    STALL_MS, c.delivered - c0.delivered, n, c.source_state);
+        }
+        sleep_us((c.delivered - c0.delivered) * 20 >= n * 19 ? FINE_POLL_US : POLL_MS * 1000);
+    }
+    t1 = bc_now_ns();
+    t0 = fs_move_join(mv);
+    if (cpu != NULL)
+        *cpu = (cpu_secs(m->api->pid) - cpu0) / ((double)(t1 - t0) / 1e9);
+    for (deadline = bc_now_ns() + 10000000000ull; fs_count(dir) != 0; bc_sleep_ms(20))
+        if (bc_now_ns() > deadline)
+            bc_fail("mapping %s: %ld files still in %s 10 s after their delivery", m->name,
+                    fs_count(dir), dir);
+    esm_enable(m, 0);
+    if (c.failed != c0.failed)
+        bc_fail("mapping %s: %lld files failed", m->name, c.failed - c0.failed);
+    return (double)n / ((double)(t1 - t0) / 1e9);
+}
+
+/* Idle latency of M: one file at a time renamed in, its name carrying the rename time, seen by
+ * esm_bootstrap (lat-fs.txt), then deleted before the next. */
+static struct vec fs_lat(const struct esm *m, const char *stage, const char *dir, long samples)
+{
+    char path[BC_WORKDIR_MAX + 64], a[BC_WORKDIR_MAX + 160], b[BC_WORKDIR_MAX + 192];
+    struct vec out = {0}, warm = {0};
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/lat-fs.txt", bc_workdir);
+    bc_write_file(path, "", 0644);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        bc_fail("open %s: %s", path, strerror(errno));
+    fs_make(stage, LAT_WARMUP + samples, BODY_LEN, 5);
+    esm_enable(m, 1);
+    for (long i = 0; i < LAT_WARMUP + samples; i++) {
+        struct vec *into = i < LAT_WARMUP ? &warm : &out;
+        size_t before = into->n;
+        uint64_t deadline;
+
+        lat_gap(i);
+        snprintf(a, sizeof(a), "%s/f-%ld", stage, i);
+        snprintf(b, sizeof(b), "%s/" MARK "%" PRId64, dir, realtime_us());
+        if (rename(a, b) != 0)
+            bc_fail("rename %s: %s", a, strerror(errno));
+        deadline = bc_now_ns() + (uint64_t)LAT_WAIT_MS * 1000000u;
+        while (lat_read(fd, into) == 0 && into->n == before) {
+            if (bc_now_ns() > deadline)
+                bc_fail("latency (fs mapping %s): file %ld not seen by the handler within %d ms",
+                        m->name, i, LAT_WAIT_MS);
+            bc_sleep_ms(1);
+        }
+        while (fs_count(dir) != 0) {
+            if (bc_now_ns() > deadline + (uint64_t)LAT_WAIT_MS * 1000000u)
+                bc_fail("latency (fs mapping %s): file %ld not deleted within %d ms", m->name, i,
+                        LAT_WAIT_MS);
+            bc_sleep_ms(1);
+        }
+    }
+    esm_enable(m, 0);
+    close(fd);
+    free(warm.v);
+    return out;
+}
+
+static void fs_bench(struct fs_results *r)
+{
+    struct api api = {.what = "broker (fs)"};
+    static struct esm maps[FS_NB + 1];
+    static char names[FS_NB + 1][32];
+    char stage[BC_WORKDIR_MAX + 64], dir[BC_WORKDIR_MAX + 64];
+    double *raw_lat;
+
+    fprintf(stderr, "bench_esm: file drop: a plain inotify watcher and fs mappings\n");
+    for (int b = 0; b <= FS_NB; b++) {
+        if (b < FS_NB)
+            snprintf(names[b], sizeof(names[b]), "fs-b%d", fs_batches[b]);
+        else
+            snprintf(names[b], sizeof(names[b]), "fs-lat");
+        snprintf(dir, sizeof(dir), "%s/%s", bc_workdir, names[b]);
+        bc_mkdir(dir);
+        maps[b] =
+            (struct esm){.name = names[b], .batch = b < FS_NB ? fs_batches[b] : 1, .api = &api};
+    }
+    fs_write_config();
+    broker_start("fs", SLOT_FS, &api);
+    api_resolve(&api, maps, FS_NB + 1);
+    for (int b = 0; b < FS_NB; b++) {
+        for (int k = 0; k <= g_o.rounds; k++) { /* k == 0: the warm-up */
+            long n = k == 0 ? 500 : g_o.fs_n;
+
+            fprintf(stderr, "bench_esm: fs batch %d, %s: %ld files, watcher then mapping\n",
+                    fs_batches[b], k == 0 ? "warm-up" : "round", n);
+            snprintf(stage, sizeof(stage), "%s/fs-stage", bc_workdir);
+            snprintf(dir, sizeof(dir), "%s/fs-raw", bc_workdir);
+            fs_make(stage, n, BODY_LEN, 5);
+            if (k > 0)
+                r->raw[b][k - 1] = fs_raw(stage, dir, n);
+            else
+                fs_raw(stage, dir, n);
+            fs_make(stage, n, BODY_LEN, 5);
+            snprintf(dir, sizeof(dir), "%s/fs-b%d", bc_workdir, fs_batches[b]);
+            if (k > 0)
+                r->map[b][k - 1] = fs_run(&maps[b], stage, dir, n, &r->cpu[b][k - 1]);
+            else
+                fs_run(&maps[b], stage, dir, n, NULL);
+        }
+    }
+    fprintf(stderr, "bench_esm: fs idle latency: %ld samples (watcher, then mapping)\n",
+            g_o.lat_samples);
+    snprintf(stage, sizeof(stage), "%s/fs-stage-lat-raw", bc_workdir);
+    snprintf(dir, sizeof(dir), "%s/fs-raw-lat", bc_workdir);
+    raw_lat = fs_raw_latency(stage, dir, g_o.lat_samples);
+    for (long i = 0; i < g_o.lat_samples; i++)
+        vec_push(&r->lat_raw, raw_lat[i]);
+    free(raw_lat);
+    snprintf(stage, sizeof(stage), "%s/fs-stage-lat", bc_workdir);
+    snprintf(dir, sizeof(dir), "%s/fs-lat", bc_workdir);
+    r->lat_map = fs_lat(&maps[FS_NB], stage, dir, g_o.lat_samples);
+    broker_stop(&api);
+    r->ran = 1;
+}
+
+static void fs_rows(struct fs_results *r)
+{
+    const int R = g_o.rounds;
+
+    for (int b = 0; b < FS_NB; b++) {
+        double q[MAX_ROUNDS], med;
+        struct bc_row *row;
+
+        row = bc_row_add(&g_table,
+                         "plain inotify watcher: stat + read + delete each file (batch %d run)",
+                         fs_batches[b]);
+        cell_num(row, 1, bc_median(r->raw[b], (size_t)R), 0);
+        cell(row, 6, "(F%d)", fs_batches[b]);
+        row = bc_row_add(&g_table, "**fs mapping, batch_size %d (files/s)**", fs_batches[b]);
+        cell_num(row, 1, bc_median(r->map[b], (size_t)R), 0);
+        for (int k = 0; k < R; k++)
+            q[k] = r->map[b][k] / r->raw[b][k];
+        med = bc_median(q, (size_t)R);
+        cell(row, 5, "%.2f×", med);
+        cell(row, 6, "F%d", fs_batches[b]);
+        if (fs_batches[b] == 100) {
+            cell(row, 7, "≥ 0.50×");
+            cell(row, 8, "%s", med >= 0.5 ? "yes" : "**no**");
+        } else {
+            cell(row, 7, "(info)");
+        }
+    }
+    {
+        double b50 = vec_pct(&r->lat_raw, 0.5), b99 = vec_pct(&r->lat_raw, 0.99);
+        double m50 = vec_pct(&r->lat_map, 0.5), m99 = vec_pct(&r->lat_map, 0.99);
+        struct bc_row *row = bc_row_add(&g_table, "plain inotify watcher, rename → event read");
+
+        cell_num(row, 2, b50, 0);
+        cell_num(row, 3, b99, 0);
+        cell(row, 6, "(FL)");
+        row = bc_row_add(&g_table, "**idle latency, fs mapping: rename → handler start**");
+        cell_num(row, 2, m50, 0);
+        cell_num(row, 3, m99, 0);
+        cell(row, 5, "%+.0f / %+.0f µs", m50 - b50, m99 - b99);
+        cell(row, 6, "FL");
+        cell(row, 7, "p50 ≤ 5000 µs");
+        cell(row, 8, "%s", m50 <= 5000.0 ? "yes" : "**no**");
+    }
+}
+
+static void fs_notes(const struct fs_results *r)
+{
+    printf("- File drop: %ld files of %d bytes per round (%d round(s), medians), made in a staging "
+           "directory of the same file system with their mtime 5 s back, then renamed into the "
+           "watched directory by a thread of the bench as fast as it goes; timed from the first "
+           "rename until the last file was deleted (the watcher, F) or until the mapping's "
+           "counters show every file delivered (the mapping, `on_success: delete`, "
+           "maximum_concurrency %d, window 0; its directory must then be empty). The watcher "
+           "(bench/esm_fs.c) is one thread on inotify (IN_MOVED_TO, IN_CLOSE_WRITE; an overflow "
+           "rescans) that opens, fstats, reads and unlinks each file. Broker CPU during the "
+           "batch-100 mapping runs: %.2f cores. Idle latency: %ld samples, 10-15 ms apart; the "
+           "file's name carries CLOCK_REALTIME (µs) taken just before the rename, which "
+           "esm_bootstrap reads from the record's path; the watcher row is rename → its event "
+           "read and the file taken.\n",
+           g_o.fs_n, BODY_LEN, g_o.rounds, MAP_CONC,
+           bc_median((double *)r->cpu[1], (size_t)g_o.rounds), g_o.lat_samples);
+}
+
 int main(int argc, char **argv)
 {
     static char broker_path[PATH_MAX], boot_path[PATH_MAX];
@@ -1787,6 +2078,7 @@ int main(int argc, char **argv)
     struct esm kbacklog = {.name = "kafka-backlog", .batch = 100};
     struct rss_probe krp = {0};
     struct vec kidle = {0};
+    struct fs_results fs = {0};
     double kbacklog_rate = 0, krss_after = NAN;
     long kraw_rss_kb = 0;
     struct esm backlog = {.name = "backlog", .key = "esm:backlog", .mode = MODE_LIST, .batch = 100};
@@ -1850,7 +2142,7 @@ int main(int argc, char **argv)
            g_o.n[3], MAP_CONC, g_o.lat_samples, g_o.backlog);
     fflush(stdout);
 
-    if (!g_o.kafka_only) {
+    if (!g_o.kafka_only && !g_o.fs_only) {
         /* ---- 1. throughput ---- */
         broker_start("main", SLOT_MAIN, &api_main);
         for (int mode = 0; mode < N_MODES; mode++) {
@@ -1966,67 +2258,71 @@ int main(int argc, char **argv)
                 frate[w][r] = time_filter(flt, w, g_o.filter_secs, &fmatch[w]);
         filter_destroy(flt);
     }
-    /* ---- 5. Kafka ---- */
-    fprintf(stderr, "bench_esm: Kafka: the mock cluster, raw consumer ceiling and mappings\n");
-    kafka_start();
-    kafka_write_configs();
-    broker_start("kafka", SLOT_KAFKA, &api_kafka);
-    for (int b = 0; b < N_BATCH; b++)
-        for (int r = 0; r <= R; r++) {
-            snprintf(knames[b][r], sizeof(knames[b][r]), "kafka-b%d-r%d", batch_sizes[b], r);
-            kmaps[b][r] =
-                (struct esm){.name = knames[b][r], .batch = batch_sizes[b], .api = &api_kafka};
-            api_resolve(&api_kafka, &kmaps[b][r], 1);
+    if (!g_o.fs_only) {
+        /* ---- 5. Kafka ---- */
+        fprintf(stderr, "bench_esm: Kafka: the mock cluster, raw consumer ceiling and mappings\n");
+        kafka_start();
+        kafka_write_configs();
+        broker_start("kafka", SLOT_KAFKA, &api_kafka);
+        for (int b = 0; b < N_BATCH; b++)
+            for (int r = 0; r <= R; r++) {
+                snprintf(knames[b][r], sizeof(knames[b][r]), "kafka-b%d-r%d", batch_sizes[b], r);
+                kmaps[b][r] =
+                    (struct esm){.name = knames[b][r], .batch = batch_sizes[b], .api = &api_kafka};
+                api_resolve(&api_kafka, &kmaps[b][r], 1);
+            }
+        for (int b = 0; b < N_BATCH; b++) {
+            long n = g_o.kn[b],
+                 warm = batch_sizes[b] * MAP_CONC * 4 > 400 ? batch_sizes[b] * MAP_CONC * 4 : 400;
+            char topic[48];
+
+            fprintf(stderr, "bench_esm: kafka batch %d: warm-up\n", batch_sizes[b]);
+            snprintf(topic, sizeof(topic), "kb%d-r0", batch_sizes[b]);
+            kafka_fill(topic, warm);
+            run_kafka(&kmaps[b][0], topic, warm, NULL, NULL);
+            for (int r = 0; r < R; r++) {
+                char group[48];
+                long rss_kb = 0;
+
+                fprintf(stderr,
+                        "bench_esm: kafka batch %d, round %d/%d: %ld records, raw consumer "
+                        "then mapping\n",
+                        batch_sizes[b], r + 1, R, n);
+                snprintf(topic, sizeof(topic), "kb%d-r%d", batch_sizes[b], r + 1);
+                snprintf(group, sizeof(group), "raw-b%d-r%d", batch_sizes[b], r + 1);
+                kafka_fill(topic, n);
+                if (bench_kafka_raw(g_kafka.bootstrap, topic, group, n, g_kafka_props, &kraw[b][r],
+                                    &rss_kb) != 0)
+                    bc_fail("the raw consumer failed on %s", topic);
+                if (rss_kb > kraw_rss_kb)
+                    kraw_rss_kb = rss_kb;
+                kmap[b][r] = run_kafka(&kmaps[b][r + 1], topic, n, NULL, &kcpu[b][r]);
+            }
         }
-    for (int b = 0; b < N_BATCH; b++) {
-        long n = g_o.kn[b],
-             warm = batch_sizes[b] * MAP_CONC * 4 > 400 ? batch_sizes[b] * MAP_CONC * 4 : 400;
-        char topic[48];
-
-        fprintf(stderr, "bench_esm: kafka batch %d: warm-up\n", batch_sizes[b]);
-        snprintf(topic, sizeof(topic), "kb%d-r0", batch_sizes[b]);
-        kafka_fill(topic, warm);
-        run_kafka(&kmaps[b][0], topic, warm, NULL, NULL);
-        for (int r = 0; r < R; r++) {
-            char group[48];
-            long rss_kb = 0;
-
-            fprintf(stderr,
-                    "bench_esm: kafka batch %d, round %d/%d: %ld records, raw consumer "
-                    "then mapping\n",
-                    batch_sizes[b], r + 1, R, n);
-            snprintf(topic, sizeof(topic), "kb%d-r%d", batch_sizes[b], r + 1);
-            snprintf(group, sizeof(group), "raw-b%d-r%d", batch_sizes[b], r + 1);
-            kafka_fill(topic, n);
-            if (bench_kafka_raw(g_kafka.bootstrap, topic, group, n, g_kafka_props, &kraw[b][r],
-                                &rss_kb) != 0)
-                bc_fail("the raw consumer failed on %s", topic);
-            if (rss_kb > kraw_rss_kb)
-                kraw_rss_kb = rss_kb;
-            kmap[b][r] = run_kafka(&kmaps[b][r + 1], topic, n, NULL, &kcpu[b][r]);
+        broker_stop(&api_kafka);
+        fprintf(stderr, "bench_esm: Kafka RSS: a %ld-record backlog over %d partitions\n",
+                g_o.backlog, K_BACKLOG_PARTS);
+        kafka_fill("kbacklog", g_o.backlog);
+        broker_start("krss", SLOT_KRSS, &api_krss);
+        kbacklog.api = &api_krss;
+        api_resolve(&api_krss, &kbacklog, 1);
+        bc_sleep_ms(200);
+        for (int i = 0; i < 10; i++) {
+            vec_push(&kidle, rss_mb(api_krss.pid));
+            bc_sleep_ms(RSS_EVERY_MS);
         }
+        krp.pid = api_krss.pid;
+        kbacklog_rate = run_kafka(&kbacklog, "kbacklog", g_o.backlog, &krp, NULL);
+        bc_sleep_ms(500);
+        krss_after = rss_mb(api_krss.pid);
+        broker_stop(&api_krss);
+        h_kafka_free(&g_kafka);
+        bc_child_pid[SLOT_KMOCK] = -1;
     }
-    broker_stop(&api_kafka);
-    fprintf(stderr, "bench_esm: Kafka RSS: a %ld-record backlog over %d partitions\n", g_o.backlog,
-            K_BACKLOG_PARTS);
-    kafka_fill("kbacklog", g_o.backlog);
-    broker_start("krss", SLOT_KRSS, &api_krss);
-    kbacklog.api = &api_krss;
-    api_resolve(&api_krss, &kbacklog, 1);
-    bc_sleep_ms(200);
-    for (int i = 0; i < 10; i++) {
-        vec_push(&kidle, rss_mb(api_krss.pid));
-        bc_sleep_ms(RSS_EVERY_MS);
-    }
-    krp.pid = api_krss.pid;
-    kbacklog_rate = run_kafka(&kbacklog, "kbacklog", g_o.backlog, &krp, NULL);
-    bc_sleep_ms(500);
-    krss_after = rss_mb(api_krss.pid);
-    broker_stop(&api_krss);
-    h_kafka_free(&g_kafka);
-    bc_child_pid[SLOT_KMOCK] = -1;
+    if (!g_o.kafka_only)
+        fs_bench(&fs);
 
-    if (!g_o.kafka_only) {
+    if (!g_o.kafka_only && !g_o.fs_only) {
         /* ---- rows ---- */
         for (int mode = 0; mode < N_MODES; mode++) {
             for (int b = 0; b < N_BATCH; b++) {
@@ -2102,51 +2398,55 @@ int main(int argc, char **argv)
             cell(row, 8, "%s", dmax <= 64.0 ? "yes" : "**no**");
         }
     }
-    for (int b = 0; b < N_BATCH; b++) {
-        double q[MAX_ROUNDS], med;
-        struct bc_row *row;
+    if (!g_o.fs_only) {
+        for (int b = 0; b < N_BATCH; b++) {
+            double q[MAX_ROUNDS], med;
+            struct bc_row *row;
 
-        row = bc_row_add(&g_table,
-                         "plain librdkafka consumer: read + commit, %d partitions (batch "
-                         "%d run)",
-                         K_PARTS, batch_sizes[b]);
-        cell_num(row, 1, bc_median(kraw[b], (size_t)R), 0);
-        cell(row, 6, "(K%d)", batch_sizes[b]);
-        row = bc_row_add(&g_table, "**kafka mapping, batch_size %d**", batch_sizes[b]);
-        cell_num(row, 1, bc_median(kmap[b], (size_t)R), 0);
-        for (int r = 0; r < R; r++)
-            q[r] = kmap[b][r] / kraw[b][r];
-        med = bc_median(q, (size_t)R);
-        cell(row, 5, "%.2f×", med);
-        cell(row, 6, "K%d", batch_sizes[b]);
-        if (batch_sizes[b] == 100) {
-            cell(row, 7, "≥ 0.50×");
-            cell(row, 8, "%s", med >= 0.5 ? "yes" : "**no**");
-        } else {
-            cell(row, 7, "(info)");
+            row = bc_row_add(&g_table,
+                             "plain librdkafka consumer: read + commit, %d partitions (batch "
+                             "%d run)",
+                             K_PARTS, batch_sizes[b]);
+            cell_num(row, 1, bc_median(kraw[b], (size_t)R), 0);
+            cell(row, 6, "(K%d)", batch_sizes[b]);
+            row = bc_row_add(&g_table, "**kafka mapping, batch_size %d**", batch_sizes[b]);
+            cell_num(row, 1, bc_median(kmap[b], (size_t)R), 0);
+            for (int r = 0; r < R; r++)
+                q[r] = kmap[b][r] / kraw[b][r];
+            med = bc_median(q, (size_t)R);
+            cell(row, 5, "%.2f×", med);
+            cell(row, 6, "K%d", batch_sizes[b]);
+            if (batch_sizes[b] == 100) {
+                cell(row, 7, "≥ 0.50×");
+                cell(row, 8, "%s", med >= 0.5 ? "yes" : "**no**");
+            } else {
+                cell(row, 7, "(info)");
+            }
+        }
+        {
+            double imed = vec_pct(&kidle, 0.5), imax = vec_pct(&kidle, 1.0);
+            double dmax = vec_pct(&krp.samples, 1.0), dmed = vec_pct(&krp.samples, 0.5);
+            struct bc_row *row;
+
+            row = bc_row_add(&g_table, "broker RSS idle, 1 Kafka mapping (%d partitions assigned)",
+                             K_BACKLOG_PARTS);
+            cell(row, 4, "%.1f / %.1f", imax, imed);
+            cell(row, 6, "(KI)");
+            row = bc_row_add(&g_table,
+                             "**broker RSS, %ld-record Kafka backlog (%d partitions) draining, "
+                             "batch_size 100**",
+                             g_o.backlog, K_BACKLOG_PARTS);
+            cell_num(row, 1, kbacklog_rate, 0);
+            cell(row, 4, "%.1f / %.1f", dmax, dmed);
+            cell(row, 5, "%+.1f MB", dmax - imed);
+            cell(row, 6, "KI");
+            cell(row, 7, "≤ 64 MB");
+            cell(row, 8, "%s", dmax <= 64.0 ? "yes" : "**no**");
         }
     }
-    {
-        double imed = vec_pct(&kidle, 0.5), imax = vec_pct(&kidle, 1.0);
-        double dmax = vec_pct(&krp.samples, 1.0), dmed = vec_pct(&krp.samples, 0.5);
-        struct bc_row *row;
-
-        row = bc_row_add(&g_table, "broker RSS idle, 1 Kafka mapping (%d partitions assigned)",
-                         K_BACKLOG_PARTS);
-        cell(row, 4, "%.1f / %.1f", imax, imed);
-        cell(row, 6, "(KI)");
-        row = bc_row_add(&g_table,
-                         "**broker RSS, %ld-record Kafka backlog (%d partitions) draining, "
-                         "batch_size 100**",
-                         g_o.backlog, K_BACKLOG_PARTS);
-        cell_num(row, 1, kbacklog_rate, 0);
-        cell(row, 4, "%.1f / %.1f", dmax, dmed);
-        cell(row, 5, "%+.1f MB", dmax - imed);
-        cell(row, 6, "KI");
-        cell(row, 7, "≤ 64 MB");
-        cell(row, 8, "%s", dmax <= 64.0 ? "yes" : "**no**");
-    }
-    if (!g_o.kafka_only) {
+    if (!g_o.kafka_only)
+        fs_rows(&fs);
+    if (!g_o.kafka_only && !g_o.fs_only) {
         {
             static const char *const fname[N_F] = {
                 "jansson: json_loadb + 3 clauses on the DOM (1 KB body)",
@@ -2174,7 +2474,7 @@ int main(int argc, char **argv)
         }
     }
     bc_print_table(&g_table);
-    if (!g_o.kafka_only) {
+    if (!g_o.kafka_only && !g_o.fs_only) {
         printf("\n- Throughput: medians of %d round(s); `vs baseline` is the median of per-round "
                "ratios (the baseline runs just before the mapping, on its own key, with the same "
                "number of %d-byte records at the same batch size). A mapping run: N records "
@@ -2252,27 +2552,32 @@ int main(int argc, char **argv)
                 printf("- Broker log (%s): no warning or error line.\n", name);
         }
     }
-    printf("- Kafka: librdkafka's mock cluster (sy-kafka-mock, 1 broker, its own process) on "
-           "loopback; records of %d bytes produced in batches of at most %s records (a Java "
-           "producer's 16 KB batch.size holds about 100), %d partitions per throughput topic, N "
-           "= %ld / %ld / %ld / %ld at batch 1 / 10 / 100 / 1000 (the mock keeps 5 MiB per "
-           "partition). The ceiling (K) is a plain librdkafka high-level consumer in this "
-           "process (bench/kafka_raw.c: subscribe, read, commit what it read every 10,000 "
-           "records and at the end) with the settings that served it best in the measurements "
-           "of docs/mappings.md (queued.min.messages 50000, queued.max.messages.kbytes 8192, "
-           "64 KB fetches, topic.metadata.refresh.interval.ms 100), on the same records just "
-           "before the mapping reads them in a group of its own. Both are timed from the first "
-           "record (the group join, ~3 s on the mock, is not counted); the mapping until its "
-           "counters show N deliveries, then the group's committed offsets must reach every "
-           "partition's end. Broker CPU during the batch-100 mapping runs: %.2f cores. Raw "
-           "consumer peak RSS (this process): %.1f MB.\n",
-           BODY_LEN, K_PRODUCER_BATCH, K_PARTS, g_o.kn[0], g_o.kn[1], g_o.kn[2], g_o.kn[3],
-           bc_median(kcpu[2], (size_t)R), (double)kraw_rss_kb / 1024.0);
-    printf("- Kafka RSS: VmRSS of a broker with one Kafka mapping (batch 100, concurrency %d) "
-           "every %d ms while a backlog of %ld records over %d partitions drains (produced "
-           "before the mapping is enabled); idle = 10 samples with the mapping disabled; RSS "
-           "%.1f MB 0.5 s after the drain.\n",
-           MAP_CONC, RSS_EVERY_MS, g_o.backlog, K_BACKLOG_PARTS, krss_after);
+    if (!g_o.fs_only) {
+        printf(
+            "- Kafka: librdkafka's mock cluster (sy-kafka-mock, 1 broker, its own process) on "
+            "loopback; records of %d bytes produced in batches of at most %s records (a Java "
+            "producer's 16 KB batch.size holds about 100), %d partitions per throughput topic, N "
+            "= %ld / %ld / %ld / %ld at batch 1 / 10 / 100 / 1000 (the mock keeps 5 MiB per "
+            "partition). The ceiling (K) is a plain librdkafka high-level consumer in this "
+            "process (bench/kafka_raw.c: subscribe, read, commit what it read every 10,000 "
+            "records and at the end) with the settings that served it best in the measurements "
+            "of docs/mappings.md (queued.min.messages 50000, queued.max.messages.kbytes 8192, "
+            "64 KB fetches, topic.metadata.refresh.interval.ms 100), on the same records just "
+            "before the mapping reads them in a group of its own. Both are timed from the first "
+            "record (the group join, ~3 s on the mock, is not counted); the mapping until its "
+            "counters show N deliveries, then the group's committed offsets must reach every "
+            "partition's end. Broker CPU during the batch-100 mapping runs: %.2f cores. Raw "
+            "consumer peak RSS (this process): %.1f MB.\n",
+            BODY_LEN, K_PRODUCER_BATCH, K_PARTS, g_o.kn[0], g_o.kn[1], g_o.kn[2], g_o.kn[3],
+            bc_median(kcpu[2], (size_t)R), (double)kraw_rss_kb / 1024.0);
+        printf("- Kafka RSS: VmRSS of a broker with one Kafka mapping (batch 100, concurrency %d) "
+               "every %d ms while a backlog of %ld records over %d partitions drains (produced "
+               "before the mapping is enabled); idle = 10 samples with the mapping disabled; RSS "
+               "%.1f MB 0.5 s after the drain.\n",
+               MAP_CONC, RSS_EVERY_MS, g_o.backlog, K_BACKLOG_PARTS, krss_after);
+    }
+    if (!g_o.kafka_only)
+        fs_notes(&fs);
     printf("- Total bench time %.1f s.\n", (double)(bc_now_ns() - t_begin) / 1e9);
 
     for (int mode = 0; mode < N_MODES; mode++) {
