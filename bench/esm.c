@@ -1504,6 +1504,29 @@ static void cell_num(struct bc_row *r, int col, double v, int decimals)
     bc_fmt_num(r->c[col], sizeof(r->c[col]), v, decimals);
 }
 
+/*
+ * Column 5 of ROW: the median over R rounds of NUM[r] / DEN[r]; with TARGET > 0 also the target
+ * (column 7, "≥ TARGET×") and whether the median meets it (column 8), else "(info)". Returns
+ * the median.
+ */
+static double cell_ratio(struct bc_row *row, const double *num, const double *den, int R,
+                         double target)
+{
+    double q[MAX_ROUNDS], med;
+
+    for (int r = 0; r < R; r++)
+        q[r] = num[r] / den[r];
+    med = bc_median(q, (size_t)R);
+    cell(row, 5, "%.2f×", med);
+    if (target > 0) {
+        cell(row, 7, "≥ %.2f×", target);
+        cell(row, 8, "%s", med >= target ? "yes" : "**no**");
+    } else {
+        cell(row, 7, "(info)");
+    }
+    return med;
+}
+
 /* ---- main ---------------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -2002,7 +2025,6 @@ static void fs_rows(struct fs_results *r)
     const int R = g_o.rounds;
 
     for (int b = 0; b < FS_NB; b++) {
-        double q[MAX_ROUNDS], med;
         struct bc_row *row;
 
         row = bc_row_add(&g_table,
@@ -2012,17 +2034,8 @@ static void fs_rows(struct fs_results *r)
         cell(row, 6, "(F%d)", fs_batches[b]);
         row = bc_row_add(&g_table, "**fs mapping, batch_size %d (files/s)**", fs_batches[b]);
         cell_num(row, 1, bc_median(r->map[b], (size_t)R), 0);
-        for (int k = 0; k < R; k++)
-            q[k] = r->map[b][k] / r->raw[b][k];
-        med = bc_median(q, (size_t)R);
-        cell(row, 5, "%.2f×", med);
         cell(row, 6, "F%d", fs_batches[b]);
-        if (fs_batches[b] == 100) {
-            cell(row, 7, "≥ 0.50×");
-            cell(row, 8, "%s", med >= 0.5 ? "yes" : "**no**");
-        } else {
-            cell(row, 7, "(info)");
-        }
+        cell_ratio(row, r->map[b], r->raw[b], R, fs_batches[b] == 100 ? 0.5 : 0);
     }
     {
         double b50 = vec_pct(&r->lat_raw, 0.5), b99 = vec_pct(&r->lat_raw, 0.99);
@@ -2326,7 +2339,6 @@ int main(int argc, char **argv)
         /* ---- rows ---- */
         for (int mode = 0; mode < N_MODES; mode++) {
             for (int b = 0; b < N_BATCH; b++) {
-                double q[MAX_ROUNDS], med;
                 struct bc_row *row;
 
                 row = bc_row_add(&g_table, "plain hiredis, %s: %s%d%s", mode_name[mode],
@@ -2337,17 +2349,9 @@ int main(int argc, char **argv)
                 row = bc_row_add(&g_table, "**%s mapping, batch_size %d**", mode_name[mode],
                                  batch_sizes[b]);
                 cell_num(row, 1, bc_median(map_rate[mode][b], (size_t)R), 0);
-                for (int r = 0; r < R; r++)
-                    q[r] = map_rate[mode][b][r] / base_rate[mode][b][r];
-                med = bc_median(q, (size_t)R);
-                cell(row, 5, "%.2f×", med);
                 cell(row, 6, "%c%d", mode == MODE_LIST ? 'L' : 'S', batch_sizes[b]);
-                if (batch_sizes[b] == 100) {
-                    cell(row, 7, "≥ 0.50×");
-                    cell(row, 8, "%s", med >= 0.5 ? "yes" : "**no**");
-                } else {
-                    cell(row, 7, "(info)");
-                }
+                cell_ratio(row, map_rate[mode][b], base_rate[mode][b], R,
+                           batch_sizes[b] == 100 ? 0.5 : 0);
             }
         }
         for (int mode = 0; mode < N_MODES; mode++) {
@@ -2400,7 +2404,6 @@ int main(int argc, char **argv)
     }
     if (!g_o.fs_only) {
         for (int b = 0; b < N_BATCH; b++) {
-            double q[MAX_ROUNDS], med;
             struct bc_row *row;
 
             row = bc_row_add(&g_table,
@@ -2411,17 +2414,8 @@ int main(int argc, char **argv)
             cell(row, 6, "(K%d)", batch_sizes[b]);
             row = bc_row_add(&g_table, "**kafka mapping, batch_size %d**", batch_sizes[b]);
             cell_num(row, 1, bc_median(kmap[b], (size_t)R), 0);
-            for (int r = 0; r < R; r++)
-                q[r] = kmap[b][r] / kraw[b][r];
-            med = bc_median(q, (size_t)R);
-            cell(row, 5, "%.2f×", med);
             cell(row, 6, "K%d", batch_sizes[b]);
-            if (batch_sizes[b] == 100) {
-                cell(row, 7, "≥ 0.50×");
-                cell(row, 8, "%s", med >= 0.5 ? "yes" : "**no**");
-            } else {
-                cell(row, 7, "(info)");
-            }
+            cell_ratio(row, kmap[b], kraw[b], R, batch_sizes[b] == 100 ? 0.5 : 0);
         }
         {
             double imed = vec_pct(&kidle, 0.5), imax = vec_pct(&kidle, 1.0);
@@ -2455,21 +2449,14 @@ int main(int argc, char **argv)
             };
             for (int w = 0; w < N_F; w++) {
                 struct bc_row *row = bc_row_add(&g_table, "%s", fname[w]);
-                double q[MAX_ROUNDS], med;
 
                 cell_num(row, 1, bc_median(frate[w], (size_t)R), 0);
                 if (w == F_JANSSON) {
                     cell(row, 6, "(J)");
                     continue;
                 }
-                for (int r = 0; r < R; r++)
-                    q[r] = frate[w][r] / frate[F_JANSSON][r];
-                med = bc_median(q, (size_t)R);
-                cell(row, 5, "%.2f×", med);
                 cell(row, 6, "J");
-                cell(row, 7, w == F_FILTER_REC ? "≥ 5×" : "(info)");
-                if (w == F_FILTER_REC)
-                    cell(row, 8, "%s", med >= 5.0 ? "yes" : "**no**");
+                cell_ratio(row, frate[w], frate[F_JANSSON], R, w == F_FILTER_REC ? 5.0 : 0);
             }
         }
     }
