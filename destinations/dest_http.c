@@ -19,7 +19,7 @@
  * transport failure the destination is "down" for a backoff (100 ms doubling to 5 s), during
  * which sends fail fast with "not connected: <reason>"; the first send after it tries again.
  *
- * Host names are looked up on a short-lived detached thread (dest_util_lookup_start(), it
+ * Host names are looked up on a short-lived detached thread (resolve_start(), it
  * blocks; the loop must not) which hands the address back to the loop. evhttp then connects to the
  * numeric address, while Host, SNI and certificate checks use the name. Sends made during a lookup
  * wait for it.
@@ -122,7 +122,7 @@ struct dest_http {
     SSL_CTX *ssl_ctx; /* owned; https only */
 
     char addr[INET6_ADDRSTRLEN]; /* the numeric address to connect to; "" when unknown */
-    struct dest_util_lookup *lookup;
+    struct resolve *lookup;
     struct dest_http_conn *conn;    /* the connection new requests go to, or NULL */
     struct dest_http_connq retired; /* connections draining their last requests */
 
@@ -551,7 +551,7 @@ static void on_send_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Host name lookup (dest_util_lookup_start())                                              */
+/* Host name lookup (resolve_start())                                              */
 
 /* The lookup is done (on the loop): send what waited for it, or fail it. */
 static void on_lookup_done(void *arg, int rc, const char (*addrs)[INET6_ADDRSTRLEN], int n_addrs)
@@ -582,7 +582,7 @@ static void on_lookup_done(void *arg, int rc, const char (*addrs)[INET6_ADDRSTRL
 /* Start looking up dh->host. Returns 0, or -1 (then nothing was started). */
 static int start_lookup(struct dest_http *dh)
 {
-    return dest_util_lookup_start(dh->evb, dh->host, on_lookup_done, dh, &dh->lookup) == 0 ? 0 : -1;
+    return resolve_start(dh->evb, dh->host, on_lookup_done, dh, &dh->lookup) == 0 ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -807,7 +807,7 @@ static void dest_http_destroy(struct dest *d)
     if (dh->closed)
         return;
     dh->closed = true;
-    dest_util_lookup_cancel(dh->lookup); /* the thread finishes on its own and frees it */
+    resolve_cancel(dh->lookup); /* the thread finishes on its own and frees it */
     dh->lookup = NULL;
     while ((s = TAILQ_FIRST(&dh->waiting)) != NULL) {
         TAILQ_REMOVE(&dh->waiting, s, link);

@@ -10,8 +10,7 @@
  *   - a deferred-DONE queue (dest_util_doneq) for kinds that keep their sends on lists:
  *     completed sends wait there until the kind's completion event runs DONE on a clean stack;
  *     and per-send outcomes (dest_util_outcome) for kinds whose sends each own an event;
- *   - a host-name lookup on a short-lived detached thread, handing its result back to a
- *     callback on the loop.
+ *   - (host-name lookups off the loop are core/resolve.h, shared with the sources).
  */
 #ifndef SY_DEST_INT_H
 #define SY_DEST_INT_H
@@ -26,6 +25,7 @@
 
 #include <event2/event.h>
 
+#include "core/resolve.h"
 #include "dest.h"
 
 /* The struct of type TYPE whose member MEMBER is at PTR. */
@@ -163,33 +163,6 @@ void dest_util_outcome_report(struct dest *d, struct dest_util_outcome *o,
  */
 void dest_util_outcome_close(struct dest *d, struct dest_util_outcome *o,
                              void (*release)(void *obj), void *obj);
-
-/* ---- host-name lookup ------------------------------------------------------------------- */
-
-/* Addresses kept from one lookup. */
-#define DEST_UTIL_MAX_ADDRS 8
-
-/*
- * The lookup is over (on the loop). GAI_RC is getaddrinfo()'s result (EAI_NONAME when it found
- * no IPv4/IPv6 address); ADDRS holds N_ADDRS numeric addresses (borrowed). The lookup handle
- * is already gone: forget it first.
- */
-typedef void dest_util_lookup_fn(void *arg, int gai_rc, const char (*addrs)[INET6_ADDRSTRLEN],
-                                 int n_addrs);
-
-struct dest_util_lookup;
-
-/*
- * Look HOST up with getaddrinfo() on a short-lived detached thread (it blocks; the loop must
- * not). The result comes back through a socketpair watched on EVB, so this needs no libevent
- * threading support. Returns 0 with *OUT set, SY_ENOMEM, or SY_EIO (no socketpair, event or
- * thread); then CB is never called.
- */
-int dest_util_lookup_start(struct event_base *evb, const char *host, dest_util_lookup_fn *cb,
-                           void *arg, struct dest_util_lookup **out);
-
-/* Forget LK (its thread may still run, and frees the rest): CB is never called. */
-void dest_util_lookup_cancel(struct dest_util_lookup *lk);
 
 /* ---- test hooks (tests only; never called by the broker) -------------------------------- */
 

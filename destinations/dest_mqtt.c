@@ -9,11 +9,11 @@
  * accepted send. Everything runs on the loop thread; the only other thread is a short-lived
  * resolver for host names (see below).
  *
- * Driving libmosquitto without its threads: a persistent read event on mosquitto_socket()
- * calls mosquitto_loop_read(); a one-shot write event, armed whenever mosquitto_want_write()
- * says so after any library call, calls mosquitto_loop_write(); a DEST_MQTT_MISC_MS timer calls
- * mosquitto_loop_misc() (keepalive PINGREQ and its timeout). mosquitto_loop() and
- * mosquitto_loop_start() are never used.
+ * Driving libmosquitto without its threads is core/mosqloop (shared with the MQTT source): a
+ * persistent read event on mosquitto_socket() calls mosquitto_loop_read(); a one-shot write
+ * event, armed whenever mosquitto_want_write() says so after any library call, calls
+ * mosquitto_loop_write(); a DEST_MQTT_MISC_MS timer calls mosquitto_loop_misc() (keepalive
+ * PINGREQ and its timeout). mosquitto_loop() and mosquitto_loop_start() are never used.
  *
  * Connections: each attempt uses a fresh client. On a lost connection we drop the client and
  * fail every pending send (SY_EIO); after a backoff (DEST_MQTT_BACKOFF_MIN_MS doubling to
@@ -26,7 +26,7 @@
  *
  * Names: libmosquitto resolves host names with a blocking getaddrinfo(). A numeric HOST is
  * passed straight through; any other name is looked up on a short-lived detached thread
- * (dest_util_lookup_start()), which hands the addresses back to the loop. Each attempt tries the
+ * (core/resolve.h), which hands the addresses back to the loop. Each attempt tries the
  * next address of that lookup; a new lookup starts when all were tried or after a connection
  * that worked was lost.
  *
@@ -59,6 +59,7 @@
 #include <mqtt_protocol.h>
 
 #include "core/log.h"
+#include "core/mosqloop.h"
 
 #define DEST_MQTT_MAGIC 0x6d717474U      /* "mqtt" */
 #define DEST_MQTT_SEND_MAGIC 0x6d73656eU /* "msen" */
@@ -78,7 +79,7 @@
 
 #define DEST_MQTT_ERRLEN 256
 /* Addresses kept from one lookup; each attempt tries the next one. */
-#define DEST_MQTT_MAX_ADDRS DEST_UTIL_MAX_ADDRS
+#define DEST_MQTT_MAX_ADDRS RESOLVE_MAX_ADDRS
 
 enum dest_mqtt_conn {
     DEST_MQTT_RESOLVING,  /* the resolver thread is looking up HOST */
@@ -100,20 +101,17 @@ struct dest_mqtt {
     char *topic;            /* owned */
     char *scope;            /* owned: "[dest:mqtt:URI]" for log lines */
     struct mosquitto *mosq; /* owned; NULL outside an attempt */
-    int fd;                 /* the socket ev_read/ev_write watch, -1 for none */
-    struct event *ev_read, *ev_write;
-    struct event *ev_misc;        /* DEST_MQTT_MISC_MS persistent timer */
+    struct mosqloop ml;     /* drives mosq: socket events, loop_misc timer, `lost` */
     struct event *ev_timer;       /* WAITING: the backoff; RESOLVING/CONNECTING: attempt timeout */
-    struct dest_util_lookup *res; /* the lookup of the current attempt */
+    struct resolve *res; /* the lookup of the current attempt */
     char addrs[DEST_MQTT_MAX_ADDRS][INET6_ADDRSTRLEN]; /* the last lookup of HOST */
     int n_addrs, next_addr; /* addresses not tried yet: [next_addr, n_addrs) */
     enum dest_mqtt_conn conn;
     bool closed;                   /* destroy() has started: callbacks do nothing */
-    bool lost;                     /* set inside a library callback: tear down after it returns */
     bool ever_connected;           /* a CONNACK was seen once ("connected" vs "connected again") */
     int backoff_ms;                /* the delay before the next attempt */
     int64_t retry_at_ms;           /* WAITING: when the next attempt starts (monotonic) */
-    char reason[DEST_MQTT_ERRLEN]; /* why we are not connected */
+    char reason[DEST_MQTT_ERRLEN]; /* why we are not connected (ml.reason: why it was lost) */
     char state_buf[DEST_MQTT_ERRLEN + 48];
     struct dest_mqtt_send *sends; /* every send not reported yet (doubly linked) */
 };
@@ -127,22 +125,6 @@ struct dest_mqtt_send {
     int mid;                    /* the PUBLISH message id, once published */
     bool published;
 };
-
-/* mosquitto_lib_init() is not thread-safe and must run once per process. */
-static pthread_once_t dest_mqtt_lib_once = PTHREAD_ONCE_INIT;
-
-static void lib_init_once(void)
-{
-    mosquitto_lib_init();
-}
-
-/* Text for a libmosquitto return code (MOSQ_ERR_ERRNO means errno). */
-static const char *mosq_errstr(int rc, int saved_errno)
-{
-    if (rc == MOSQ_ERR_ERRNO)
-        return strerror(saved_errno);
-    return mosquitto_strerror(rc);
-}
 
 static int mosq_to_sy(int rc)
 {
@@ -216,20 +198,11 @@ static void send_event_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- the connection ----------------------------------------------------------------------- */
 
 static void attempt_start(struct dest_mqtt *dm);
-static void sync_events(struct dest_mqtt *dm);
-
-/* Stop watching the client's socket (it is closed, or about to be). */
-static void unwatch_fd(struct dest_mqtt *dm)
-{
-    dest_util_ev_free(&dm->ev_read);
-    dest_util_ev_free(&dm->ev_write);
-    dm->fd = -1;
-}
 
 /* Forget the resolver of the current attempt (its thread may still be running). */
 static void resolve_drop(struct dest_mqtt *dm)
 {
-    dest_util_lookup_cancel(dm->res);
+    resolve_cancel(dm->res);
     dm->res = NULL;
 }
 
@@ -247,12 +220,11 @@ static void conn_drop(struct dest_mqtt *dm, const char *reason)
     if (dm->closed) /* destroy() tears the client down itself and re-arms nothing */
         return;
     dest_util_str_copy(dm->reason, sizeof(dm->reason), reason);
-    unwatch_fd(dm);
+    mosqloop_detach(&dm->ml);
     resolve_drop(dm);
     if (dm->mosq != NULL)
         mosquitto_destroy(dm->mosq);
     dm->mosq = NULL;
-    dm->lost = false;
 
     /* Whether the broker got them is unknown; the core retries, and the next client starts
      * empty, so nothing is published twice by us. */
@@ -276,87 +248,26 @@ static void conn_drop(struct dest_mqtt *dm, const char *reason)
 }
 
 /*
- * After every library call: tear down if a callback saw the connection go (or the library
- * closed the socket without saying so), else re-arm the socket events.
+ * After every library call (ours, or the driver's through after_io()): re-arm the socket
+ * events, and tear down if a callback saw the connection go or the socket went away.
  */
 static void after_lib(struct dest_mqtt *dm, int rc, int saved_errno)
 {
     if (dm->mosq == NULL || dm->closed)
         return;
-    if (!dm->lost && mosquitto_socket(dm->mosq) < 0) {
-        dm->lost = true;
-        dest_util_str_copy(dm->reason, sizeof(dm->reason),
-                           rc != MOSQ_ERR_SUCCESS ? mosq_errstr(rc, saved_errno)
-                                                  : "connection closed");
-    }
-    if (!dm->lost)
-        sync_events(dm); /* may find the socket cannot be watched: lost too */
-    if (dm->lost) {
+    mosqloop_sync(&dm->ml, rc, saved_errno);
+    if (dm->ml.lost) {
         char reason[DEST_MQTT_ERRLEN];
 
-        dest_util_str_copy(reason, sizeof(reason), dm->reason);
+        dest_util_str_copy(reason, sizeof(reason), dm->ml.reason);
         conn_drop(dm, reason);
     }
 }
 
-static void on_read(evutil_socket_t fd, short what, void *arg)
+/* After each read, write or loop_misc of the driver (never inside libmosquitto). */
+static void after_io(void *arg)
 {
-    struct dest_mqtt *dm = arg;
-    int rc;
-
-    if (dm->mosq == NULL || dm->closed)
-        return;
-    rc = mosquitto_loop_read(dm->mosq, 1);
-    after_lib(dm, rc, errno);
-}
-
-static void on_write(evutil_socket_t fd, short what, void *arg)
-{
-    struct dest_mqtt *dm = arg;
-    int rc;
-
-    if (dm->mosq == NULL || dm->closed)
-        return;
-    rc = mosquitto_loop_write(dm->mosq, 1);
-    after_lib(dm, rc, errno);
-}
-
-static void on_misc(evutil_socket_t fd, short what, void *arg)
-{
-    struct dest_mqtt *dm = arg;
-    int rc;
-
-    if (dm->mosq == NULL || dm->fd < 0 || dm->closed)
-        return;
-    rc = mosquitto_loop_misc(dm->mosq);
-    after_lib(dm, rc, errno);
-}
-
-/*
- * Watch the client's current socket: the read event always, the write event when the library
- * has output queued. The socket changes with every attempt (a new client), and unwatch_fd()
- * runs before a client is dropped, so a reused descriptor number never inherits old events.
- */
-static void sync_events(struct dest_mqtt *dm)
-{
-    int fd = dm->mosq != NULL ? mosquitto_socket(dm->mosq) : -1;
-
-    if (fd != dm->fd) {
-        unwatch_fd(dm);
-        if (fd < 0)
-            return;
-        dm->ev_read = event_new(dm->base, fd, EV_READ | EV_PERSIST, on_read, dm);
-        dm->ev_write = event_new(dm->base, fd, EV_WRITE, on_write, dm);
-        if (dm->ev_read == NULL || dm->ev_write == NULL || event_add(dm->ev_read, NULL) != 0) {
-            unwatch_fd(dm);
-            dm->lost = true;
-            snprintf(dm->reason, sizeof(dm->reason), "cannot watch the socket");
-            return;
-        }
-        dm->fd = fd;
-    }
-    if (mosquitto_want_write(dm->mosq) && !event_pending(dm->ev_write, EV_WRITE, NULL))
-        event_add(dm->ev_write, NULL);
+    after_lib(arg, MOSQ_ERR_SUCCESS, 0);
 }
 
 /* CONNACK (REASON 0 is success, anything else a refusal). Inside loop_read. */
@@ -368,11 +279,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int reason, int flags,
     if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq || dm->closed)
         return;
     if (reason != 0) {
-        if (!dm->lost) {
-            dm->lost = true;
-            snprintf(dm->reason, sizeof(dm->reason), "connection refused: %s",
-                     mosquitto_reason_string(reason));
-        }
+        mosqloop_lose(&dm->ml, "connection refused: %s", mosquitto_reason_string(reason));
         return;
     }
     evtimer_del(dm->ev_timer);       /* the attempt timeout */
@@ -394,11 +301,9 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
     struct dest_mqtt *dm = obj;
     int saved_errno = errno;
 
-    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq || dm->lost || dm->closed)
+    if (dm == NULL || dm->magic != DEST_MQTT_MAGIC || mosq != dm->mosq || dm->closed)
         return;
-    dm->lost = true;
-    dest_util_str_copy(dm->reason, sizeof(dm->reason),
-                       rc == 0 ? "disconnected" : mosq_errstr(rc, saved_errno));
+    mosqloop_lose(&dm->ml, "%s", rc == 0 ? "disconnected" : mosqloop_strerror(rc, saved_errno));
 }
 
 /* PUBACK for MID (REASON >= 0x80 is a failure). Inside loop_read. */
@@ -441,6 +346,7 @@ static void connect_to(struct dest_mqtt *dm, const char *addr)
     mosquitto_disconnect_v5_callback_set(dm->mosq, on_disconnect);
     mosquitto_publish_v5_callback_set(dm->mosq, on_publish);
     dm->conn = DEST_MQTT_CONNECTING;
+    mosqloop_attach(&dm->ml, dm->mosq);
     /* ADDR is numeric, so libmosquitto's getaddrinfo() does not block; the connect is
      * non-blocking and the CONNECT packet waits in the library until the socket is
      * writable (the write event). */
@@ -448,7 +354,7 @@ static void connect_to(struct dest_mqtt *dm, const char *addr)
     saved_errno = errno;
     if (rc != MOSQ_ERR_SUCCESS) {
         snprintf(reason, sizeof(reason), "connect to %s:%d: %s", addr, dm->port,
-                 mosq_errstr(rc, saved_errno));
+                 mosqloop_strerror(rc, saved_errno));
         conn_drop(dm, reason);
         return;
     }
@@ -476,9 +382,9 @@ static void on_resolved(void *arg, int gai_rc, const char (*addrs)[INET6_ADDRSTR
 }
 
 /* Start resolving HOST on a thread. */
-static void resolve_start(struct dest_mqtt *dm)
+static void resolve_host(struct dest_mqtt *dm)
 {
-    if (dest_util_lookup_start(dm->base, dm->host, on_resolved, dm, &dm->res) != 0) {
+    if (resolve_start(dm->base, dm->host, on_resolved, dm, &dm->res) != 0) {
         conn_drop(dm, "cannot start resolving the host name");
         return;
     }
@@ -501,7 +407,7 @@ static void attempt_start(struct dest_mqtt *dm)
     else if (dm->next_addr < dm->n_addrs)
         connect_to(dm, dm->addrs[dm->next_addr++]);
     else
-        resolve_start(dm);
+        resolve_host(dm);
 }
 
 /* ev_timer: the backoff is over (WAITING), or the attempt took too long. */
@@ -577,7 +483,6 @@ static int mqtt_create(struct event_base *base, const char *uri, struct dest **o
 {
     static const char prefix[] = "mqtt://";
     struct dest_mqtt *dm;
-    struct timeval tv;
     int rc;
 
     *out = NULL;
@@ -585,7 +490,7 @@ static int mqtt_create(struct event_base *base, const char *uri, struct dest **o
         sy_error_set(err, "%s: not an mqtt:// URI", uri);
         return SY_EINVAL;
     }
-    pthread_once(&dest_mqtt_lib_once, lib_init_once);
+    mosqloop_lib_init();
 
     dm = calloc(1, sizeof(*dm));
     if (dm == NULL) {
@@ -595,7 +500,6 @@ static int mqtt_create(struct event_base *base, const char *uri, struct dest **o
     dm->magic = DEST_MQTT_MAGIC;
     dm->dst.ops = &dest_mqtt_ops;
     dm->base = base;
-    dm->fd = -1;
     dm->backoff_ms = DEST_MQTT_BACKOFF_MIN_MS;
     dm->conn = DEST_MQTT_WAITING;
     snprintf(dm->reason, sizeof(dm->reason), "not started");
@@ -612,10 +516,9 @@ static int mqtt_create(struct event_base *base, const char *uri, struct dest **o
                      rc == SY_ENOMEM ? "out of memory" : "expected mqtt://HOST:PORT/TOPIC");
         goto fail;
     }
-    dm->ev_misc = event_new(base, -1, EV_PERSIST, on_misc, dm);
     dm->ev_timer = evtimer_new(base, on_timer, dm);
-    tv = dest_util_tv(DEST_MQTT_MISC_MS);
-    if (dm->ev_misc == NULL || dm->ev_timer == NULL || event_add(dm->ev_misc, &tv) != 0) {
+    if (mosqloop_init(&dm->ml, base, DEST_MQTT_MISC_MS, after_io, dm) != 0 ||
+        dm->ev_timer == NULL) {
         rc = SY_ENOMEM;
         sy_error_set(err, "%s: cannot register events", uri);
         goto fail;
@@ -687,7 +590,7 @@ static int mqtt_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *d
     saved_errno = errno;
     mosquitto_property_free_all(&props);
     if (rc != MOSQ_ERR_SUCCESS) {
-        log_warn("%s publish failed: %s", dm->scope, mosq_errstr(rc, saved_errno));
+        log_warn("%s publish failed: %s", dm->scope, mosqloop_strerror(rc, saved_errno));
         send_free(s);
         dm->dst.failures++;
         after_lib(dm, rc, saved_errno);
@@ -733,9 +636,8 @@ static void mqtt_destroy(struct dest *d)
     if (dm == NULL || dm->closed)
         return;
     dm->closed = true;
-    unwatch_fd(dm);
+    mosqloop_free(&dm->ml);
     resolve_drop(dm);
-    dest_util_ev_free(&dm->ev_misc);
     dest_util_ev_free(&dm->ev_timer);
     if (dm->mosq != NULL) {
         /* A polite DISCONNECT if the socket takes it now; never waited for. Its callbacks

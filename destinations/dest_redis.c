@@ -13,7 +13,7 @@
  * connects (bounded by the connect timeout); while a host name is being looked up, or while
  * waiting to retry, they fail fast.
  *
- * Host names are looked up on a short-lived detached thread (dest_util_lookup_start(), it
+ * Host names are looked up on a short-lived detached thread (resolve_start(), it
  * blocks; the loop must not), which hands the address back to the loop. Numeric addresses need
  * no lookup.
  *
@@ -106,7 +106,7 @@ struct dest_redis {
 
     enum dest_redis_conn conn;
     redisAsyncContext *ac;           /* the connection, or NULL; hiredis owns it, we free it */
-    struct dest_util_lookup *lookup; /* the lookup in progress, or NULL */
+    struct resolve *lookup; /* the lookup in progress, or NULL */
     struct event *connect_timer;     /* owned; armed while CONN_LOOKUP / CONN_CONNECTING */
     struct event *retry_timer;       /* owned; armed while CONN_BACKOFF */
     int backoff_ms;                  /* the next backoff */
@@ -203,7 +203,7 @@ static void schedule_reconnect(struct dest_redis *dr, const char *reason)
     struct timeval tv = dest_util_tv(delay);
 
     event_del(dr->connect_timer);
-    dest_util_lookup_cancel(dr->lookup);
+    resolve_cancel(dr->lookup);
     dr->lookup = NULL;
     if (strcmp(reason, dr->last_err) != 0)
         log_warn("[dest:%s] %s; reconnecting in %d ms (then backing off up to %d ms)", dr->base.uri,
@@ -340,7 +340,7 @@ static void on_lookup_done(void *arg, int gai_rc, const char (*addrs)[INET6_ADDR
 /* Start a lookup of dr->host on a thread. Failures go to schedule_reconnect(). */
 static void start_lookup(struct dest_redis *dr)
 {
-    int rc = dest_util_lookup_start(dr->evb, dr->host, on_lookup_done, dr, &dr->lookup);
+    int rc = resolve_start(dr->evb, dr->host, on_lookup_done, dr, &dr->lookup);
 
     if (rc != 0) {
         schedule_reconnect(dr, rc == SY_ENOMEM ? "out of memory"
@@ -648,7 +648,7 @@ static void dest_redis_destroy(struct dest *d)
     dr->conn = CONN_CLOSED;
     event_del(dr->connect_timer);
     event_del(dr->retry_timer);
-    dest_util_lookup_cancel(dr->lookup); /* the thread finishes on its own and frees it */
+    resolve_cancel(dr->lookup); /* the thread finishes on its own and frees it */
     dr->lookup = NULL;
     drop_connection(dr, "destination closed");        /* pending sends -> completed, SY_ECANCELED */
     while ((s = TAILQ_FIRST(&dr->pending)) != NULL) { /* cannot happen; never leak one */

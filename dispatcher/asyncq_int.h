@@ -12,7 +12,8 @@
  * Write jobs other than INSERT never fail for good: when a transaction fails (disk full, I/O
  * error), INSERT jobs come back with the error (the caller answers 5xx, nothing was promised)
  * and the other write jobs are retried by the store thread after STORE_RETRY_MS, so a recorded
- * outcome is never lost while the broker runs.
+ * outcome is never lost while the broker runs. The SQLite backend's thread is core/sqlq.c (the
+ * same machinery as the MQTT source's spool); the Redis backend keeps its own on aq_mailbox.
  */
 #ifndef SY_ASYNCQ_INT_H
 #define SY_ASYNCQ_INT_H
@@ -24,6 +25,7 @@
 #include <jansson.h>
 
 #include "core/errors.h"
+#include "core/sqlq.h"
 
 struct asyncq;
 struct aq_store;
@@ -74,6 +76,7 @@ struct aq_dead {
 struct aq_job {
     enum aq_job_kind kind;
     struct aq_job *next;
+    struct sqlq_job sj;     /* SQLite store: how the job travels through core/sqlq.c */
     struct aq_row ev;       /* INSERT/RETRY/OUTCOME/DELETE: the event (id always) */
     struct aq_dead *dead;   /* OUTCOME/DELETE: also keep a dead letter, or NULL */
     char *q_fn, *q_id;      /* DLQ ops: filter by function / id (NULL: any) */

@@ -23,6 +23,13 @@
  *
  * One broker per data_dir: queue.lock holds an flock for as long as the store is open (released
  * by the kernel when the process dies, even by kill -9).
+ *
+ * The store thread is core/sqlq.c (`sy-store`): its mailbox, its group-commit transaction loop,
+ * and its retry of failed transactions every STORE_RETRY_MS. This file opens and sets up the
+ * connection (unix-excl VFS, WAL hook, schema, recovery read) before the loop runs and hands it
+ * over; then each aq_job travels through sqlq as the `sj` it embeds: writes other than INSERT
+ * never fail for good (sqlq keeps and retries them), INSERTs are SQLQ_MAY_FAIL (they come back
+ * with the error: the caller answers 5xx, nothing was promised).
  */
 #include "asyncq_int.h"
 
@@ -40,6 +47,7 @@
 
 #include "core/errors.h"
 #include "core/log.h"
+#include "core/sqlq.h"
 #include "core/time.h"
 #include "config/config.h"
 
@@ -51,13 +59,10 @@
 
 struct aq_store {
     unsigned magic;
-    sqlite3 *db;
-    struct aq_mailbox mb; /* jobs in and out; mb.mu also guards stopping and cv */
-    pthread_cond_t cv;
+    sqlite3 *db;     /* the store thread's connection (owned by sq once sq exists) */
+    struct sqlq *sq; /* the store thread: jobs in and out, group commit, retries */
     int fsync;       /* durability: fsync (synchronous=FULL for transactions that promise) */
-    int full_now;    /* synchronous is FULL right now */
-    int stopping;
-    int64_t stop_deadline_ms;
+    int full_now;    /* synchronous is FULL right now (store thread) */
     int lock_fd;     /* queue.lock, flocked while the store is open; -1 */
     /* The checkpointer: its own connection and thread; ck_mu guards the three flags. */
     sqlite3 *ck_db;
@@ -120,22 +125,6 @@ void aq_job_free(struct aq_job *job)
         aq_row_clear(&job->rows[i]);
     free(job->rows);
     free(job);
-}
-
-/* SY_E* for an SQLite result code. */
-static int sqlite_to_sy(int rc)
-{
-    switch (rc & 0xff) {
-    case SQLITE_FULL:
-        return SY_ENOSPC;
-    case SQLITE_NOMEM:
-        return SY_ENOMEM;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return SY_EBUSY;
-    default:
-        return SY_EIO;
-    }
 }
 
 static char *col_text(sqlite3_stmt *s, int i)
@@ -333,6 +322,9 @@ static void ckpt_stop(struct aq_store *st)
 }
 
 static void sqlite_destroy(struct aq_store *st);
+static void before_txn(struct sqlq *q, sqlite3 *db, struct sqlq_job *writes, void *arg);
+static int run_writes(struct sqlq *q, sqlite3 *db, struct sqlq_job *writes, void *arg);
+static void free_sj(struct sqlq_job *sj, void *arg);
 
 static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
                                     size_t *n_rows, struct sy_error *err)
@@ -356,8 +348,6 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
     }
     st->magic = STORE_MAGIC;
     st->lock_fd = -1;
-    aq_mailbox_init(&st->mb);
-    pthread_cond_init(&st->cv, NULL);
     pthread_mutex_init(&st->ck_mu, NULL);
     pthread_cond_init(&st->ck_cv, NULL);
     pthread_cond_init(&st->ck_idle_cv, NULL);
@@ -466,6 +456,26 @@ static struct aq_store *sqlite_open(const struct cfg *cfg, struct aq_row **rows,
         goto fail;
     }
     sqlite3_finalize(s);
+    s = NULL;
+    /* From here on the store thread owns the connection (sqlq closes it at destroy). */
+    {
+        struct sqlq_conf conf = {
+            .path = path,
+            .db = st->db,
+            .tag = "[asyncq] queue.db:",
+            .thread = "sy-store", /* top -H, perf */
+            .fsync = fsync,
+            .retry_ms = STORE_RETRY_MS,
+            .before_txn = before_txn,
+            .run_writes = run_writes,
+            .free_job = free_sj,
+            .arg = st,
+        };
+
+        st->sq = sqlq_create(&conf, err);
+        if (st->sq == NULL)
+            goto fail;
+    }
     *rows = out;
     *n_rows = n;
     return st;
@@ -525,19 +535,6 @@ static void stmt_put(struct aq_store *st, sqlite3_stmt *s)
     sqlite3_finalize(s);
 }
 
-/* Run one cached statement without parameters (BEGIN, COMMIT). */
-static int exec_cached(struct aq_store *st, const char *sql)
-{
-    int rc = SQLITE_OK;
-    sqlite3_stmt *s = stmt_get(st, sql, &rc);
-
-    if (s == NULL)
-        return rc;
-    rc = sqlite3_step(s);
-    stmt_put(st, s);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
 /* Run SQL with the binders below; returns an SQLite code. */
 static const char sql_insert_event[] =
     "INSERT INTO events(id, fn, payload, trace_id, enqueued_ms, next_ms, attempts,"
@@ -545,8 +542,6 @@ static const char sql_insert_event[] =
 static const char sql_insert_dead[] =
     "INSERT OR REPLACE INTO dead(id, fn, payload, trace_id, enqueued_ms, failed_ms, attempts,"
     " condition, error_type, error_message, history) VALUES(?,?,?,?,?,?,?,?,?,?,?)";
-static const char sql_begin[] = "BEGIN IMMEDIATE";
-static const char sql_commit[] = "COMMIT";
 
 /* Insert R as an event; R->rowid is set to its rowid. */
 static int exec_insert_event(struct aq_store *st, struct aq_row *r)
@@ -1022,144 +1017,77 @@ redrive_fail:
     }
 }
 
-/* ---- the thread --------------------------------------------------------------------------- */
+/* ---- the thread (core/sqlq.c) --------------------------------------------------------------- */
 
-/*
- * Run one batch: every write job in one transaction, then the others one by one. Write jobs
- * that must not fail (all but INSERT) come back in *RETRY when the transaction failed.
- */
-static void run_batch(struct aq_store *st, struct aq_job *batch, struct aq_job **retry)
+#define AQ_OF(sjp) ((struct aq_job *)((char *)(sjp)-offsetof(struct aq_job, sj)))
+
+/* The aq_jobs of the sqlq list SJ, linked by their own ->next in the same order (store thread:
+ * while the store holds them, their ->next is free). */
+static struct aq_job *aq_list(struct sqlq_job *sj)
 {
-    struct aq_job *writes = NULL, **wtail = &writes, *others = NULL, **otail = &others;
-    struct aq_job *done = NULL, **dtail = &done;
-    int rc = SQLITE_OK, any_write = 0;
+    struct aq_job *head = NULL, **tail = &head;
 
-    *retry = NULL;
-    while (batch != NULL) {
-        struct aq_job *j = batch;
-
-        batch = j->next;
-        j->next = NULL;
-        if (is_write(j)) {
-            *wtail = j;
-            wtail = &j->next;
-            any_write = 1;
-        } else {
-            *otail = j;
-            otail = &j->next;
-        }
-    }
-    if (any_write) {
-        /*
-         * durability: fsync promises only what a 202 promised: a transaction with a new event
-         * is fsynced (synchronous=FULL); one with only retries, outcomes and removals is not
-         * (NORMAL): it becomes durable with the next fsynced commit, as the WAL is synced in
-         * order, and losing it to a power cut only runs an event again (at-least-once).
-         */
-        if (st->fsync) {
-            int want_full = 0;
-
-            for (struct aq_job *j = writes; j != NULL; j = j->next)
-                want_full |= j->kind == AQJ_INSERT;
-            if (want_full != st->full_now &&
-                sqlite3_exec(st->db,
-                             want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-                             NULL, NULL, NULL) == SQLITE_OK)
-                st->full_now = want_full;
-        }
-        rc = exec_cached(st, sql_begin);
-        if (rc == SQLITE_OK)
-            rc = run_deletes(st, writes);
-        for (struct aq_job *j = writes; j != NULL && rc == SQLITE_OK; j = j->next) {
-            if (!is_plain_delete(j))
-                rc = run_write(st, j);
-        }
-        if (rc == SQLITE_OK)
-            rc = exec_cached(st, sql_commit);
-        if (rc != SQLITE_OK) {
-            const char *msg = sqlite3_errmsg(st->db);
-            struct aq_job **rtail = retry;
-
-            log_err("[asyncq] store transaction of %s failed: %s", "queued changes", msg);
-            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-            while (writes != NULL) {
-                struct aq_job *j = writes;
-
-                writes = j->next;
-                j->next = NULL;
-                if (j->kind == AQJ_INSERT) {
-                    j->rc = sqlite_to_sy(rc);
-                    snprintf(j->errmsg, sizeof(j->errmsg),
-                             "cannot store the event: %s; nothing was queued", msg);
-                    *dtail = j;
-                    dtail = &j->next;
-                } else {
-                    *rtail = j;
-                    rtail = &j->next;
-                }
-            }
-        }
-        *dtail = writes;
-        while (*dtail != NULL)
-            dtail = &(*dtail)->next;
-    }
-    for (struct aq_job *j = others; j != NULL;) {
-        struct aq_job *next = j->next;
+    for (; sj != NULL; sj = sj->next) {
+        struct aq_job *j = AQ_OF(sj);
 
         j->next = NULL;
-        rc = run_other(st, j);
-        if (rc != SQLITE_OK && j->rc == 0) {
-            j->rc = sqlite_to_sy(rc);
-            snprintf(j->errmsg, sizeof(j->errmsg), "dead-letter store: %s",
-                     sqlite3_errmsg(st->db));
-        }
-        *dtail = j;
-        dtail = &j->next;
-        j = next;
+        *tail = j;
+        tail = &j->next;
     }
-    aq_mailbox_hand_back(&st->mb, done);
+    return head;
 }
 
-static void *store_main(void *arg)
+/*
+ * durability: fsync promises only what a 202 promised: a transaction with a new event is
+ * fsynced (synchronous=FULL); one with only retries, outcomes and removals is not (NORMAL): it
+ * becomes durable with the next fsynced commit, as the WAL is synced in order, and losing it to
+ * a power cut only runs an event again (at-least-once). Before BEGIN: a transaction cannot
+ * change it.
+ */
+static void before_txn(struct sqlq *q, sqlite3 *db, struct sqlq_job *writes, void *arg)
 {
     struct aq_store *st = arg;
-    struct aq_job *retry = NULL;
+    int want_full = 0;
 
-    pthread_setname_np(pthread_self(), "sy-store"); /* top -H, perf */
+    (void)q;
+    if (!st->fsync)
+        return;
+    for (struct sqlq_job *sj = writes; sj != NULL; sj = sj->next)
+        want_full |= AQ_OF(sj)->kind == AQJ_INSERT;
+    if (want_full != st->full_now &&
+        sqlite3_exec(db, want_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                     NULL, NULL, NULL) == SQLITE_OK)
+        st->full_now = want_full;
+}
 
-    for (;;) {
-        struct aq_job *batch;
+/* Every write job of the transaction: the plain deletes merged, then the others in order. */
+static int run_writes(struct sqlq *q, sqlite3 *db, struct sqlq_job *writes, void *arg)
+{
+    struct aq_store *st = arg;
+    struct aq_job *list = aq_list(writes);
+    int rc = run_deletes(st, list);
 
-        pthread_mutex_lock(&st->mb.mu);
-        if (retry != NULL) {
-            /* The disk failed: wait a little (or until asked to stop) before trying again. */
-            struct timespec until;
-
-            time_deadline(&until, CLOCK_REALTIME, STORE_RETRY_MS);
-            if (!st->stopping)
-                pthread_cond_timedwait(&st->cv, &st->mb.mu, &until);
-            if (st->stopping && time_mono_ms() > st->stop_deadline_ms) {
-                pthread_mutex_unlock(&st->mb.mu);
-                log_err("[asyncq] giving up on store writes at shutdown; the affected events "
-                        "run again after the restart (at-least-once)");
-                aq_mailbox_hand_back(&st->mb, retry);
-                retry = NULL;
-                pthread_mutex_lock(&st->mb.mu);
-            }
-        } else {
-            while (st->mb.in_head == NULL && !st->stopping)
-                pthread_cond_wait(&st->cv, &st->mb.mu);
-        }
-        batch = aq_mailbox_take_in_locked(&st->mb);
-        if (batch == NULL && retry == NULL && st->stopping) {
-            pthread_mutex_unlock(&st->mb.mu);
-            break;
-        }
-        pthread_mutex_unlock(&st->mb.mu);
-        batch = aq_job_list_join(retry, batch);
-        run_batch(st, batch, &retry);
+    (void)q;
+    (void)db;
+    for (struct aq_job *j = list; j != NULL && rc == SQLITE_OK; j = j->next) {
+        if (!is_plain_delete(j))
+            rc = run_write(st, j);
     }
-    return NULL;
+    return rc;
+}
+
+/* A job outside the write transaction (dead-letter reads and changes, refills). */
+static int run_read(struct sqlq *q, sqlite3 *db, struct sqlq_job *sj, void *arg)
+{
+    (void)q;
+    (void)db;
+    return run_other(arg, AQ_OF(sj));
+}
+
+static void free_sj(struct sqlq_job *sj, void *arg)
+{
+    (void)arg;
+    aq_job_free(AQ_OF(sj));
 }
 
 static int sqlite_start(struct aq_store *st, int notify_fd, struct sy_error *err)
@@ -1171,31 +1099,61 @@ static int sqlite_start(struct aq_store *st, int notify_fd, struct sy_error *err
         return SY_EIO;
     }
     st->ck_started = 1;
-    return aq_mailbox_start(&st->mb, store_main, st, notify_fd, err);
+    return sqlq_start(st->sq, notify_fd, err);
 }
 
 static void sqlite_submit(struct aq_store *st, struct aq_job *job)
 {
-    aq_mailbox_push(&st->mb, job);
-    /* Signalled after unlocking: the woken thread does not block on the mutex we hold. */
-    pthread_cond_signal(&st->cv);
+    struct sqlq_job *head = NULL, **tail = &head;
+
+    while (job != NULL) {
+        struct aq_job *next = job->next;
+
+        job->next = NULL;
+        job->sj.next = NULL;
+        job->sj.flags = 0;
+        if (is_write(job))
+            job->sj.flags = SQLQ_WRITE | (job->kind == AQJ_INSERT ? SQLQ_MAY_FAIL : 0u);
+        job->sj.run = run_read; /* writes go through run_writes() */
+        *tail = &job->sj;
+        tail = &job->sj.next;
+        job = next;
+    }
+    if (head != NULL)
+        sqlq_submit(st->sq, head);
 }
 
+/* The finished jobs, with sqlq's result turned into the job's (asyncq_int.h's contract). */
 static struct aq_job *sqlite_take_done(struct aq_store *st)
 {
-    return aq_mailbox_take_done(&st->mb);
+    struct sqlq_job *done = sqlq_take_done(st->sq);
+    struct aq_job *head = aq_list(done);
+
+    for (struct aq_job *j = head; j != NULL; j = j->next) {
+        if (j->sj.rc == 0 || j->rc != 0)
+            continue;
+        if (j->kind == AQJ_INSERT) {
+            j->rc = j->sj.rc;
+            snprintf(j->errmsg, sizeof(j->errmsg),
+                     "cannot store the event: %.200s; nothing was queued", j->sj.errmsg);
+        } else if (!is_write(j)) {
+            j->rc = j->sj.rc;
+            snprintf(j->errmsg, sizeof(j->errmsg), "dead-letter store: %.200s", j->sj.errmsg);
+        } else {
+            /* A change given up on at shutdown (the disk kept failing): the event runs again
+             * after the restart (at-least-once); the job itself reports no error. */
+            log_err("[asyncq] giving up on store writes at shutdown; the affected events run "
+                    "again after the restart (at-least-once)");
+        }
+    }
+    return head;
 }
 
 static void sqlite_stop(struct aq_store *st, int timeout_ms)
 {
-    if (st == NULL || !st->mb.started)
+    if (st == NULL || st->sq == NULL)
         return;
-    pthread_mutex_lock(&st->mb.mu);
-    st->stopping = 1;
-    st->stop_deadline_ms = time_mono_ms() + timeout_ms;
-    pthread_cond_signal(&st->cv);
-    pthread_mutex_unlock(&st->mb.mu);
-    aq_mailbox_join(&st->mb);
+    sqlq_stop(st->sq, timeout_ms);
     ckpt_stop(st);
 }
 
@@ -1204,18 +1162,19 @@ static void sqlite_destroy(struct aq_store *st)
     if (st == NULL)
         return;
     ckpt_stop(st); /* normally stopped by sqlite_stop() already */
+    sqlq_stop(st->sq, 0);
+    /* Our statements before the connection goes (sqlq closes it); the checkpointer's
+     * connection first: closing the last one checkpoints and removes the WAL. */
     for (size_t i = 0; i < st->n_cache; i++)
         sqlite3_finalize(st->cache[i].stmt);
-    /* The checkpointer's connection first: closing the last one checkpoints and removes the
-     * WAL. */
     if (st->ck_db != NULL)
         sqlite3_close(st->ck_db);
-    if (st->db != NULL)
+    if (st->sq != NULL)
+        sqlq_destroy(st->sq); /* frees the jobs never taken back, closes st->db */
+    else if (st->db != NULL)
         sqlite3_close(st->db);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* releases the flock */
-    aq_mailbox_destroy(&st->mb);
-    pthread_cond_destroy(&st->cv);
     pthread_mutex_destroy(&st->ck_mu);
     pthread_cond_destroy(&st->ck_cv);
     pthread_cond_destroy(&st->ck_idle_cv);

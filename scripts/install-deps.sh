@@ -16,8 +16,8 @@ PACKAGES=(
     librdkafka-dev libhiredis-dev libmosquitto-dev
     # tests
     libcmocka-dev redis-server mosquitto python3 python3-boto3 nodejs awscli curl procps
-    # examples (examples/kafka produces with kcat)
-    kcat
+    # examples (examples/kafka produces with kcat, examples/mqtt with mosquitto_pub)
+    kcat mosquitto-clients
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -13,12 +13,14 @@
 extern const struct source_ops src_kafka_ops;
 extern const struct source_ops src_redis_ops;
 extern const struct source_ops src_fs_ops;
+extern const struct source_ops src_mqtt_ops;
 
 /* Every adapter, in the order `switchyard validate` lists them. */
 static const struct source_ops *const registry[] = {
     &src_kafka_ops,
     &src_redis_ops,
     &src_fs_ops,
+    &src_mqtt_ops,
 };
 
 #define N_SOURCES (sizeof(registry) / sizeof(registry[0]))
@@ -73,19 +75,32 @@ void source_deliver(struct source *src, struct source_record **recs, size_t n)
     src->ctx->host->deliver(src->ctx->host_arg, recs, n);
 }
 
-int source_encode_records(struct source_record *const *recs, size_t n, struct buf *out)
+int source_encode_records_as(const char *event_source, struct source_record *const *recs, size_t n,
+                             struct buf *out)
 {
-    size_t total = 16;
+    size_t total = 16 + (event_source != NULL ? 20 + strlen(event_source) : 0);
 
     for (size_t i = 0; i < n; i++)
         total += recs[i]->json_len + 1;
-    if (buf_reserve(out, total) != 0 || buf_puts(out, "{\"Records\":[") != 0)
+    if (buf_reserve(out, total) != 0 || buf_puts(out, "{") != 0)
+        return SY_ENOMEM;
+    if (event_source != NULL &&
+        (buf_puts(out, "\"eventSource\":\"") != 0 ||
+         buf_json_escape(out, event_source, strlen(event_source)) != 0 ||
+         buf_puts(out, "\",") != 0))
+        return SY_ENOMEM;
+    if (buf_puts(out, "\"Records\":[") != 0)
         return SY_ENOMEM;
     for (size_t i = 0; i < n; i++)
         if ((i > 0 && buf_append(out, ",", 1) != 0) ||
             buf_append(out, recs[i]->json, recs[i]->json_len) != 0)
             return SY_ENOMEM;
     return buf_puts(out, "]}");
+}
+
+int source_encode_records(struct source_record *const *recs, size_t n, struct buf *out)
+{
+    return source_encode_records_as(NULL, recs, n, out);
 }
 
 size_t source_room(const struct source *src)

@@ -248,6 +248,10 @@ size_t source_room(const struct source *src);
  * whose event is Lambda's `Records` list (SQS, S3). Returns 0 or SY_ENOMEM. */
 int source_encode_records(struct source_record *const *recs, size_t n, struct buf *out);
 
+/* The same with a top-level `"eventSource": EVENT_SOURCE` member first (NULL: none):
+ * {"eventSource":"switchyard:mqtt","Records":[...]}. Returns 0 or SY_ENOMEM. */
+int source_encode_records_as(const char *event_source, struct source_record *const *recs, size_t n,
+                             struct buf *out);
 
 /* Record a state change and tell the host (REASON may be NULL; formatted, cut at 255). */
 void source_set_state(struct source *src, enum source_state st, const char *fmt, ...)

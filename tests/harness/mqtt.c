@@ -123,11 +123,42 @@ void h_mosquitto_dump_log(const struct h_mosquitto *m)
     free(log);
 }
 
+/* <dir>/passwd with M's one user, hashed by mosquitto_passwd (next to the mosquitto binary). */
+static int write_passwd(struct h_mosquitto *m)
+{
+    const char *bin = access("/usr/bin/mosquitto_passwd", X_OK) == 0 ? "/usr/bin/mosquitto_passwd"
+                                                                     : "mosquitto_passwd";
+    char *path = h_strfmt("%s/passwd", m->dir);
+    char *argv[] = {(char *)bin, "-c", "-b", path, (char *)m->user, (char *)m->password, NULL};
+    struct h_proc p = {0};
+    int rc = -1;
+
+    if (access(path, F_OK) == 0) {
+        rc = 0; /* made by an earlier start */
+        goto out;
+    }
+    if (h_proc_spawn(&p, argv, NULL, m->dir, m->log_path) != 0)
+        goto out;
+    if (h_proc_wait(&p, 10000) == 0 && h_proc_exit_code(&p) == 0 && access(path, F_OK) == 0)
+        rc = 0;
+    else
+        fprintf(stderr, "harness: mosquitto_passwd failed (see %s)\n", m->log_path);
+out:
+    free(path);
+    return rc;
+}
+
 /* Spawn mosquitto on PORT and wait for it. 0: ready; 1: it exited (port taken?); -1: else. */
 static int start_once(struct h_mosquitto *m, int port)
 {
     char *conf_path = h_strfmt("%s/mosquitto.conf", m->dir);
-    char *conf = h_strfmt("listener %d 127.0.0.1\nallow_anonymous true\n", port);
+    char *extra = m->extra_conf != NULL ? h_str_replace(m->extra_conf, "@DIR@", m->dir) : NULL;
+    char *pw = m->user != NULL ? h_strfmt("password_file %s/passwd\n", m->dir) : NULL;
+    /* Started as root, mosquitto switches to the user `mosquitto`, which cannot read our
+     * 0700 temp dir (password file, persistence): stay root then. */
+    char *conf = h_strfmt("listener %d 127.0.0.1\nallow_anonymous true\n%s%s%s", port,
+                          geteuid() == 0 ? "user root\n" : "", pw != NULL ? pw : "",
+                          extra != NULL ? extra : "");
     char *argv[] = {(char *)mosquitto_binary(), "-c", conf_path, NULL};
     int64_t deadline;
     int rc = -1;
@@ -136,6 +167,8 @@ static int start_once(struct h_mosquitto *m, int port)
         fprintf(stderr, "harness: cannot write %s\n", conf_path);
         goto out;
     }
+    if (m->user != NULL && write_passwd(m) != 0)
+        goto out;
     if (h_proc_spawn(&m->proc, argv, NULL, m->dir, m->log_path) != 0)
         goto out;
     deadline = h_now_ms() + H_MOSQUITTO_READY_MS;
@@ -157,6 +190,8 @@ static int start_once(struct h_mosquitto *m, int port)
         h_sleep_ms(H_MOSQUITTO_POLL_MS);
     }
 out:
+    free(pw);
+    free(extra);
     free(conf);
     free(conf_path);
     return rc;

@@ -1,6 +1,7 @@
 /*
  * tests/harness/mqtt.h - a real `mosquitto` broker for the integration tests: a temp dir with
- * a two-line config (`listener PORT 127.0.0.1`, `allow_anonymous true`), the process spawned
+ * a two-line config (`listener PORT 127.0.0.1`, `allow_anonymous true`) plus the caller's
+ * `extra_conf` (persistence, a password file), the process spawned
  * with its output in <dir>/mosquitto.log, readiness by protocol (an MQTT CONNECT answered with
  * CONNACK), stop by PID. The same struct can be stopped and started again on the same port,
  * which is how tests take the broker away from a client and give it back.
@@ -22,6 +23,11 @@ struct h_mosquitto {
     char *dir;      /* temp dir "sy-mqtt-*", owned; created by the first start */
     char *log_path; /* <dir>/mosquitto.log: stdout and stderr of every run (appended) */
     int port;       /* the loopback port; kept across stop/start */
+    const char *extra_conf; /* borrowed: lines appended to the config at each start (NULL:
+                               none), e.g. "persistence true\n"; "@DIR@" is replaced by dir */
+    const char *user, *password; /* borrowed: when set, <dir>/passwd holds this one user
+                                    (mosquitto_passwd) and the config names it; anonymous
+                                    clients are still allowed */
     struct h_proc proc;
 };
 

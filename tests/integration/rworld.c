@@ -23,7 +23,7 @@ char *rworld_config(const struct rworld *w, const char *config)
 
     if (w->use_kafka)
         return h_str_replace(config, "@BOOTSTRAP@", w->kafka.bootstrap);
-    snprintf(port, sizeof(port), "%d", w->redis.port);
+    snprintf(port, sizeof(port), "%d", w->use_mqtt ? w->mqtt.port : w->redis.port);
     return h_str_replace(config, "@PORT@", port);
 }
 
@@ -62,6 +62,28 @@ int rworld_group_setup(void **state, const char *tag, const char *config)
 
     *state = w;
     if (w == NULL || h_redis_start(&w->redis) != 0 || h_broker_init(&w->b, tag) != 0) {
+        world_failed = true;
+        return -1;
+    }
+    w->config = config;
+    return rworld_start_broker(w);
+}
+
+int rworld_group_setup_mqtt(void **state, const char *tag, const char *config,
+                            const char *m_extra, const char *m_user, const char *m_password)
+{
+    struct rworld *w = calloc(1, sizeof(*w));
+
+    *state = w;
+    if (w == NULL) {
+        world_failed = true;
+        return -1;
+    }
+    w->use_mqtt = true;
+    w->mqtt.extra_conf = m_extra;
+    w->mqtt.user = m_user;
+    w->mqtt.password = m_password;
+    if (h_mosquitto_start(&w->mqtt, 0) != 0 || h_broker_init(&w->b, tag) != 0) {
         world_failed = true;
         return -1;
     }
@@ -132,6 +154,8 @@ int rworld_group_teardown(void **state)
     h_broker_destroy(&w->b);
     if (w->use_kafka)
         h_kafka_free(&w->kafka);
+    else if (w->use_mqtt)
+        h_mosquitto_destroy(&w->mqtt, rc != 0 || world_failed);
     else if (!w->no_server)
         h_redis_free(&w->redis);
     free(w);

@@ -1,6 +1,6 @@
 /*
  * tests/integration/rworld.h - the fixture of the tests that run one broker against one real
- * server: a redis-server on a free port (the config's `@PORT@`), or a Kafka mock cluster
+ * server: a redis-server or a mosquitto on a free port (the config's `@PORT@`), or a Kafka mock cluster
  * (rworld_group_setup_kafka(); the config's `@BOOTSTRAP@`), the broker on that config,
  * the per-test log marks, and the end-of-test invariants (broker still running, no sanitizer
  * line since the test started).
@@ -21,12 +21,15 @@
 
 #include "harness/broker.h"
 #include "harness/kafka.h"
+#include "harness/mqtt.h"
 #include "harness/redis.h"
 
 struct rworld {
     struct h_redis redis; /* unused with Kafka */
     struct h_kafka kafka; /* used when `use_kafka` */
     bool use_kafka;
+    struct h_mosquitto mqtt; /* used when `use_mqtt` (the config's @PORT@) */
+    bool use_mqtt;
     bool no_server; /* rworld_group_setup_local(): the broker alone */
     struct h_broker b;
     const char *config; /* borrowed: the YAML with @PORT@ */
@@ -41,6 +44,12 @@ int rworld_group_setup(void **state, const char *tag, const char *config);
  * terminated) instead of a redis-server. */
 int rworld_group_setup_kafka(void **state, const char *tag, const char *config, int brokers,
                              const char *const *topics);
+
+/* The same with a mosquitto instead of a redis-server: @PORT@ is its port. M_EXTRA: lines for
+ * its config (h_mosquitto.extra_conf); M_USER / M_PASSWORD: its one user (may be NULL).
+ * Borrowed for the world's life. */
+int rworld_group_setup_mqtt(void **state, const char *tag, const char *config,
+                            const char *m_extra, const char *m_user, const char *m_password);
 
 /* The broker alone on CONFIG, no server (sources that need none: fs); DIRS (NULL-terminated,
  * may be NULL): subdirectories of the temp dir made before the broker starts. */

@@ -27,6 +27,7 @@
 #include "mappings/mapping.h"
 #include "sources/fs/fs_int.h"
 #include "sources/kafka/kafka_int.h"
+#include "sources/mqtt/mqtt_int.h"
 #include "sources/redis/redis_int.h"
 
 /* The repository root: $SY_SOURCE_DIR (set by ctest), else the current directory. */
@@ -470,6 +471,60 @@ static void test_good_fs(void **state)
     cfg_destroy(cfg);
 }
 
+/* MQTT sources: Amazon MQ's batch defaults, QoS 1 and a persistent 3.1.1 session by default,
+ * TLS paths made absolute against the config file. */
+static void test_good_mqtt(void **state)
+{
+    struct cfg *cfg = load_good("mqtt.yaml");
+    const struct cfg_mapping *d = cfg_mapping_find(cfg, "mqtt-defaults");
+    const struct cfg_mapping *e = cfg_mapping_find(cfg, "mqtt-everything");
+    const struct src_mqtt_cfg *dc, *ec;
+    char want[PATH_MAX + 64];
+
+    (void)state;
+    assert_non_null(d);
+    assert_non_null(e);
+    assert_string_equal(d->source_kind->sec.name, "mqtt");
+    assert_string_equal(d->source_kind->data_key, "payload");
+    assert_int_equal(d->batch_size, 100);
+    assert_int_equal(d->maximum_batching_window_ms, 500);
+    dc = d->source;
+    assert_string_equal(dc->url, "mqtt://127.0.0.1");
+    assert_int_equal(dc->topics.n, 1);
+    assert_string_equal(dc->topics.v[0], "sensors/#");
+    assert_int_equal(dc->qos, 1);
+    assert_null(dc->client_id);
+    assert_null(dc->username);
+    assert_int_equal(dc->clean_session, 0);
+    assert_int_equal(dc->session_expiry_s, 86400);
+    assert_int_equal(dc->protocol, SRC_MQTT_V311);
+    assert_null(dc->shared_group);
+    assert_int_equal(dc->keepalive_s, 30);
+    assert_int_equal(dc->spool_max_messages, 10000);
+    assert_int_equal(dc->spool_max_mb, 256);
+    ec = e->source;
+    assert_int_equal(e->batch_size, 10);
+    assert_string_equal(ec->url, "mqtts://[::1]:8884");
+    assert_string_equal(ec->username, "sy");
+    assert_string_equal(ec->password, "secret");
+    assert_int_equal(ec->topics.n, 2);
+    assert_string_equal(ec->topics.v[1], "alarms/#");
+    assert_int_equal(ec->qos, 2);
+    assert_string_equal(ec->client_id, "edge-1");
+    assert_int_equal(ec->clean_session, 1);
+    assert_int_equal(ec->session_expiry_s, 600);
+    assert_int_equal(ec->protocol, SRC_MQTT_V5);
+    assert_string_equal(ec->shared_group, "workers");
+    assert_int_equal(ec->keepalive_s, 10);
+    snprintf(want, sizeof(want), "%s/certs/ca.pem", cfg->base_dir);
+    assert_string_equal(ec->ca_file, want);
+    assert_string_equal(ec->cert_file, "/etc/sy/client.pem");
+    assert_string_equal(ec->key_file, "/etc/sy/client.key");
+    assert_int_equal(ec->spool_max_messages, 500);
+    assert_int_equal(ec->spool_max_mb, 8);
+    cfg_destroy(cfg);
+}
+
 /* The example shipped with the repository keeps loading. */
 static void test_good_quickstart_example(void **state)
 {
@@ -482,7 +537,8 @@ static void test_good_quickstart_example(void **state)
     for (size_t i = 0; i < errs.n; i++)
         print_error("%s\n", errs.msgs[i]);
     assert_non_null(cfg);
-    assert_int_equal(cfg->n_functions, 2);
+    assert_int_equal(cfg->n_functions, 3); /* hello-python, hello-node, csv-summary */
+    assert_int_equal(cfg->n_mappings, 1);  /* csv-drop: the file drop */
     assert_int_equal(must_find(cfg, "hello-node")->provisioned_concurrency, 1);
     cfg_destroy(cfg);
     cfg_errors_clear(&errs);
@@ -496,7 +552,7 @@ static void test_good_quickstart_example(void **state)
 static const char *const bad_names[] = {
     "bad_name",     "bad_runtime",     "broker_values", "destinations",    "duplicates",
     "env_names",    "env_too_big",     "fs_source",     "interpolation",   "listen_forms",
-    "mappings",
+    "mappings",     "mqtt_source",
     "missing_code", "missing_handler", "non_loopback",  "non_loopback_v6", "provided_bootstrap",
     "ranges",       "ranges_broker",   "reserved_sum",  "sections",        "several",
     "syntax",       "syntax_quote",    "syntax_utf8",   "toplevel",        "unknown_key",
@@ -659,6 +715,7 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_good_full),      cmocka_unit_test(test_good_interpolation),
     cmocka_unit_test(test_good_ipv6),      cmocka_unit_test(test_good_localhost),
     cmocka_unit_test(test_good_mappings),  cmocka_unit_test(test_good_fs),
+    cmocka_unit_test(test_good_mqtt),
     cmocka_unit_test(test_good_quickstart_example),
     cmocka_unit_test(test_missing_file),   cmocka_unit_test(test_errors_accumulate),
     cmocka_unit_test(test_relative_path),  cmocka_unit_test(test_runtime_names),
