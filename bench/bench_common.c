@@ -26,7 +26,7 @@
 
 const char *bc_prog = "bench";
 char bc_workdir[BC_WORKDIR_MAX];
-pid_t bc_child_pid[BC_MAX_CHILDREN] = {-1, -1, -1, -1, -1, -1, -1, -1};
+pid_t bc_child_pid[BC_MAX_CHILDREN] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
 char bc_child_log[BC_MAX_CHILDREN][BC_WORKDIR_MAX + 64];
 
 /* ---- small helpers ---------------------------------------------------------------------- */

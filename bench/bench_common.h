@@ -24,7 +24,7 @@
 #define BC_EXIT_TIMEOUT_MS 10000  /* SIGTERM until exit; then SIGKILL */
 #define BC_CONN_BUF 65536         /* a whole response must fit */
 #define BC_WORKDIR_MAX 1024       /* bc_workdir */
-#define BC_MAX_CHILDREN 8         /* slots of bc_child_pid[] / bc_child_log[] */
+#define BC_MAX_CHILDREN 10        /* slots of bc_child_pid[] / bc_child_log[] */
 
 /* The program name that prefixes every message (set by main()). */
 extern const char *bc_prog;

@@ -56,6 +56,8 @@
 #include "harness/kafka.h"
 #include "kafka_raw.h"
 #include "esm_fs.h"
+#include "esm_mqtt.h"
+#include "harness/mqtt.h"
 #include "core/errors.h"
 #include "mappings/filter.h"
 
@@ -86,7 +88,17 @@
 #define FILTER_BODY_LEN 1024   /* bytes of each filter record's body */
 #define MARK "sybench-t="      /* esm_bootstrap.c: the push time in a latency record */
 
-enum { SLOT_REDIS, SLOT_MAIN, SLOT_RSS, SLOT_KMOCK, SLOT_KAFKA, SLOT_KRSS, SLOT_FS };
+enum {
+    SLOT_REDIS,
+    SLOT_MAIN,
+    SLOT_RSS,
+    SLOT_KMOCK,
+    SLOT_KAFKA,
+    SLOT_KRSS,
+    SLOT_FS,
+    SLOT_MQTT,
+    SLOT_MQB
+};
 enum { MODE_LIST, MODE_STREAM, N_MODES };
 static const char *const mode_name[N_MODES] = {"list", "stream"};
 static const int batch_sizes[N_BATCH] = {1, 10, 100, 1000};
@@ -100,6 +112,8 @@ struct opts {
     int quick;
     int kafka_only; /* --only kafka: the Kafka rows alone */
     int fs_only;    /* --only fs: the file-drop rows alone */
+    int mqtt_only;  /* --only mqtt: the MQTT rows alone */
+    long mqtt_n;    /* messages per MQTT throughput run */
     long fs_n;      /* files per file-drop throughput run */
     int rounds;
     int keep;
@@ -1534,7 +1548,8 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: bench_esm [--quick] [--rounds N] [--broker PATH] [--bootstrap PATH]\n"
-        "                 [--redis PATH] [--backlog N] [--only kafka|fs] [--keep]\n"
+        "                 [--redis PATH] [--backlog N] [--only kafka|fs|mqtt]\n"
+        "                 [--keep]\n"
         "  --quick           smaller runs, 1 round (a smoke run of about half a minute)\n"
         "  --rounds N        rounds of each throughput row; the table shows medians (default "
         "3)\n"
@@ -1544,7 +1559,7 @@ static void usage(FILE *f)
         "                    default %s)\n"
         "  --redis PATH      redis-server binary (default: redis-server from PATH)\n"
         "  --backlog N       records of the RSS rows' backlogs (default 1000000; quick 100000)\n"
-        "  --only kafka|fs   the Kafka rows, or the file-drop rows, alone\n"
+        "  --only kafka|fs|mqtt  the Kafka, the file-drop or the MQTT rows alone\n"
         "  --keep            keep the work dir (configs, logs)\n"
         "env SY_BENCH_KAFKA_PROPS  extra librdkafka properties of the Kafka mappings, as YAML\n"
         "                    flow pairs: 'queued.min.messages: 5000, fetch.wait.max.ms: 50'\n",
@@ -1570,11 +1585,13 @@ static void parse_opts(int argc, char **argv)
             continue;
         }
         if (strcmp(a, "--only") == 0 && v != NULL &&
-            (strcmp(v, "kafka") == 0 || strcmp(v, "fs") == 0)) {
+            (strcmp(v, "kafka") == 0 || strcmp(v, "fs") == 0 || strcmp(v, "mqtt") == 0)) {
             if (strcmp(v, "kafka") == 0)
                 g_o.kafka_only = 1;
-            else
+            else if (strcmp(v, "fs") == 0)
                 g_o.fs_only = 1;
+            else
+                g_o.mqtt_only = 1;
             i++;
             continue;
         }
@@ -1617,6 +1634,7 @@ static void parse_opts(int argc, char **argv)
     g_o.backlog = backlog > 0 ? backlog : g_o.quick ? 100000 : 1000000;
     g_o.filter_secs = g_o.quick ? 0.1 : 0.5;
     g_o.fs_n = g_o.quick ? 2000 : 20000;
+    g_o.mqtt_n = g_o.quick ? 5000 : 50000;
 }
 
 /* ---- Kafka: the mock cluster, the raw consumer ceiling, Kafka mappings ------------------------
@@ -2073,6 +2091,261 @@ static void fs_notes(const struct fs_results *r)
            bc_median((double *)r->cpu[1], (size_t)g_o.rounds), g_o.lat_samples);
 }
 
+/* ---- MQTT: mappings beside a plain libmosquitto subscriber ---------------------------------- */
+
+#define MQ_NQ 2 /* QoS 0 and 1, batch 100 */
+#define MQ_WARM 500
+
+struct mqtt_results {
+    double raw[MQ_NQ][MAX_ROUNDS], map[MQ_NQ][MAX_ROUNDS], cpu[MQ_NQ][MAX_ROUNDS];
+    struct vec lat_raw, lat_map;
+};
+
+static void mqtt_write_config(int port)
+{
+    char path[BC_WORKDIR_MAX + 64], cfg[8192];
+    size_t off = 0;
+
+#define MCFG_ADD(...)                                                                              \
+    do {                                                                                           \
+        off += (size_t)snprintf(cfg + off, sizeof(cfg) - off, __VA_ARGS__);                        \
+        if (off >= sizeof(cfg))                                                                    \
+            bc_fail("config too long");                                                            \
+    } while (0)
+    MCFG_ADD("# Written by bench_esm: MQTT mappings, disabled until their run.\n"
+             "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-mqtt, max_concurrency: 100,\n"
+             "         log_level: info}\n"
+             "functions:\n"
+             "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
+             "  esm-lat: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30,\n"
+             "            environment: {SY_BENCH_LAT_FILE: \"%s/lat-mqtt.txt\"}}\n"
+             "mappings:\n",
+             bc_workdir);
+    for (int q = 0; q < MQ_NQ; q++)
+        MCFG_ADD("  - name: mqtt-q%d\n"
+                 "    function: esm-sink\n"
+                 "    enabled: false\n"
+                 "    batch_size: 100\n"
+                 "    maximum_batching_window_ms: 0\n"
+                 "    maximum_concurrency: %d\n"
+                 "    source: {mqtt: {url: 'mqtt://127.0.0.1:%d', topics: ['bench/q%d'], qos: %d,\n"
+                 "             client_id: sy-bench-q%d}}\n",
+                 q, MAP_CONC, port, q, q, q);
+    MCFG_ADD("  - name: mqtt-lat\n"
+             "    function: esm-lat\n"
+             "    enabled: false\n"
+             "    batch_size: 1\n"
+             "    maximum_batching_window_ms: 0\n"
+             "    source: {mqtt: {url: 'mqtt://127.0.0.1:%d', topics: ['bench/lat/#'], qos: 1,\n"
+             "             client_id: sy-bench-lat}}\n",
+             port);
+#undef MCFG_ADD
+    snprintf(path, sizeof(path), "%s/config-mqtt.yaml", bc_workdir);
+    bc_write_file(path, cfg, 0644);
+}
+
+/* Wait (bounded) until M has delivered WANT more than BASE; returns its counters. */
+static struct counters mqtt_await(const struct esm *m, long long base, long want)
+{
+    uint64_t last_move = bc_now_ns();
+    long long last = base;
+    struct counters c;
+
+    for (;;) {
+        uint64_t now = bc_now_ns();
+
+        c = esm_counters(m);
+        if (c.delivered - base >= want)
+            return c;
+        if (c.delivered != last) {
+            last = c.delivered;
+            last_move = now;
+        } else if (now - last_move > (uint64_t)STALL_MS * 1000000u) {
+            bc_fail("mapping %s: no progress for %d ms (%lld of %ld delivered, source %s)", m->name,
+                    STALL_MS, c.delivered - base, want, c.source_state);
+        }
+        sleep_us((c.delivered - base) * 20 >= want * 19 ? FINE_POLL_US : POLL_MS * 1000);
+    }
+}
+
+/* Enable M and wait until its source runs and MQ_WARM warm-up messages went through. */
+static void mqtt_enable(const struct esm *m, struct mqtt_pub *p, const char *topic, int qos)
+{
+    uint64_t deadline = bc_now_ns() + (uint64_t)STATE_TIMEOUT_MS * 1000000u;
+    struct counters c;
+
+    esm_enable(m, 1);
+    for (c = esm_counters(m); strcmp(c.source_state, "running") != 0; c = esm_counters(m)) {
+        if (bc_now_ns() > deadline)
+            bc_fail("mapping %s: source %s %d ms after Enabled=true", m->name, c.source_state,
+                    STATE_TIMEOUT_MS);
+        bc_sleep_ms(20);
+    }
+    /* QoS 0 before the SUBACK is lost: publish the warm-up until it all arrives once. */
+    for (int tries = 0;; tries++) {
+        struct counters c0 = esm_counters(m);
+
+        mqtt_pub_run(p, topic, qos, MQ_WARM, BODY_LEN);
+        for (deadline = bc_now_ns() + 2000000000ull; bc_now_ns() < deadline; bc_sleep_ms(10)) {
+            c = esm_counters(m);
+            if (c.delivered - c0.delivered >= MQ_WARM)
+                return;
+        }
+        if (tries == 10)
+            bc_fail("mapping %s: the warm-up messages never all arrived (source %s)", m->name,
+                    c.source_state);
+    }
+}
+
+static void mqtt_bench(struct mqtt_results *r)
+{
+    static struct h_mosquitto mq;
+    struct api api = {.what = "broker (mqtt)"};
+    static struct esm maps[MQ_NQ + 1];
+    static char names[MQ_NQ + 1][32];
+    struct mqtt_pub *p;
+    char path[BC_WORKDIR_MAX + 64], topic[64];
+    double *raw_lat;
+    int fd;
+
+    fprintf(stderr, "bench_esm: MQTT: mosquitto, a plain subscriber and mappings\n");
+    /* The server lets a subscriber have any number of QoS 1 messages in flight (its default
+     * is 20, which would make the rows measure the round trip of 20 acknowledgements) and
+     * queues any number for a session. */
+    mq.extra_conf = "max_inflight_messages 0\nmax_queued_messages 0\n";
+    if (h_mosquitto_start(&mq, 0) != 0)
+        bc_fail("cannot start mosquitto");
+    bc_child_pid[SLOT_MQTT] = mq.proc.pid;
+    mqtt_write_config(mq.port);
+    broker_start("mqtt", SLOT_MQB, &api);
+    for (int k = 0; k <= MQ_NQ; k++) {
+        if (k < MQ_NQ)
+            snprintf(names[k], sizeof(names[k]), "mqtt-q%d", k);
+        else
+            snprintf(names[k], sizeof(names[k]), "mqtt-lat");
+        maps[k] = (struct esm){.name = names[k], .batch = k < MQ_NQ ? 100 : 1, .api = &api};
+    }
+    api_resolve(&api, maps, MQ_NQ + 1);
+    p = mqtt_pub_open(mq.port);
+    for (int q = 0; q < MQ_NQ; q++) {
+        snprintf(topic, sizeof(topic), "bench/q%d", q);
+        mqtt_enable(&maps[q], p, topic, q);
+        for (int k = 0; k < g_o.rounds; k++) {
+            struct counters c0;
+            uint64_t t0, t1;
+            double cpu0;
+
+            fprintf(stderr,
+                    "bench_esm: mqtt QoS %d, round %d/%d: %ld messages, subscriber then "
+                    "mapping\n",
+                    q, k + 1, g_o.rounds, g_o.mqtt_n);
+            snprintf(topic, sizeof(topic), "bench/raw-q%d", q);
+            r->raw[q][k] = mqtt_raw(p, mq.port, topic, q, g_o.mqtt_n, BODY_LEN);
+            snprintf(topic, sizeof(topic), "bench/q%d", q);
+            c0 = esm_counters(&maps[q]);
+            cpu0 = cpu_secs(api.pid);
+            t0 = bc_now_ns();
+            mqtt_pub_run(p, topic, q, g_o.mqtt_n, BODY_LEN);
+            mqtt_await(&maps[q], c0.delivered, g_o.mqtt_n);
+            t1 = bc_now_ns();
+            r->cpu[q][k] = (cpu_secs(api.pid) - cpu0) / ((double)(t1 - t0) / 1e9);
+            r->map[q][k] = (double)g_o.mqtt_n / ((double)(t1 - t0) / 1e9);
+        }
+        esm_enable(&maps[q], 0);
+    }
+    fprintf(stderr, "bench_esm: mqtt idle latency: %ld samples (subscriber, then mapping)\n",
+            g_o.lat_samples);
+    raw_lat = mqtt_raw_latency(p, mq.port, "bench/rawlat", 1, g_o.lat_samples);
+    for (long i = 0; i < g_o.lat_samples; i++)
+        vec_push(&r->lat_raw, raw_lat[i]);
+    free(raw_lat);
+    snprintf(path, sizeof(path), "%s/lat-mqtt.txt", bc_workdir);
+    bc_write_file(path, "", 0644);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        bc_fail("open %s: %s", path, strerror(errno));
+    mqtt_enable(&maps[MQ_NQ], p, "bench/lat/warm", 1);
+    {
+        struct vec drop = {0};
+
+        lat_read(fd, &drop); /* the warm-up's lines (they carry no mark: none) */
+        free(drop.v);
+    }
+    for (long i = 0; i < g_o.lat_samples; i++) {
+        struct counters c0 = esm_counters(&maps[MQ_NQ]);
+        size_t before = r->lat_map.n;
+        uint64_t deadline;
+
+        lat_gap(i);
+        snprintf(topic, sizeof(topic), "bench/lat/" MARK "%" PRId64, realtime_us());
+        mqtt_pub_one(p, topic, 1, "x", 1);
+        deadline = bc_now_ns() + (uint64_t)LAT_WAIT_MS * 1000000u;
+        while (lat_read(fd, &r->lat_map) == 0 && r->lat_map.n == before) {
+            if (bc_now_ns() > deadline)
+                bc_fail("latency (mqtt mapping): message %ld not seen by the handler within %d ms",
+                        i, LAT_WAIT_MS);
+            bc_sleep_ms(1);
+        }
+        mqtt_await(&maps[MQ_NQ], c0.delivered, 1);
+    }
+    esm_enable(&maps[MQ_NQ], 0);
+    close(fd);
+    mqtt_pub_close(p);
+    broker_stop(&api);
+    h_mosquitto_destroy(&mq, g_o.keep);
+    bc_child_pid[SLOT_MQTT] = -1;
+}
+
+static void mqtt_rows(struct mqtt_results *r)
+{
+    const int R = g_o.rounds;
+
+    for (int q = 0; q < MQ_NQ; q++) {
+        struct bc_row *row;
+
+        row = bc_row_add(&g_table, "plain libmosquitto subscriber, QoS %d", q);
+        cell_num(row, 1, bc_median(r->raw[q], (size_t)R), 0);
+        cell(row, 6, "(M%d)", q);
+        row = bc_row_add(&g_table, "**mqtt mapping, QoS %d, batch_size 100 (msgs/s)**", q);
+        cell_num(row, 1, bc_median(r->map[q], (size_t)R), 0);
+        cell(row, 6, "M%d", q);
+        cell_ratio(row, r->map[q], r->raw[q], R, q == 1 ? 0.5 : 0);
+    }
+    {
+        double b50 = vec_pct(&r->lat_raw, 0.5), b99 = vec_pct(&r->lat_raw, 0.99);
+        double m50 = vec_pct(&r->lat_map, 0.5), m99 = vec_pct(&r->lat_map, 0.99);
+        struct bc_row *row = bc_row_add(&g_table, "plain subscriber, publish → message (QoS 1)");
+
+        cell_num(row, 2, b50, 0);
+        cell_num(row, 3, b99, 0);
+        cell(row, 6, "(ML)");
+        row = bc_row_add(&g_table, "**idle latency, mqtt mapping: publish → handler start**");
+        cell_num(row, 2, m50, 0);
+        cell_num(row, 3, m99, 0);
+        cell(row, 5, "%+.0f / %+.0f µs", m50 - b50, m99 - b99);
+        cell(row, 6, "ML");
+        cell(row, 7, "p50 ≤ 5000 µs");
+        cell(row, 8, "%s", m50 <= 5000.0 ? "yes" : "**no**");
+    }
+}
+
+static void mqtt_notes(const struct mqtt_results *r)
+{
+    printf("- MQTT: mosquitto on loopback (the bench's own, `max_inflight_messages 0`, "
+           "`max_queued_messages 0`); %ld messages of %d bytes per round (%d round(s), medians), "
+           "published by one libmosquitto client (no in-flight limit) as fast as it is "
+           "acknowledged; the ceiling (M) is a plain libmosquitto subscriber (clean session, "
+           "automatic acknowledgements) timed from the first publish to the last message; the "
+           "mapping (persistent session, batch 100, window 0, maximum_concurrency %d, "
+           "acknowledging each message only once it is in the durable spool) from the first "
+           "publish until its counters show every message delivered. Broker CPU during the "
+           "QoS 1 mapping runs: %.2f cores. Idle latency: %ld samples 10-15 ms apart, QoS 1, "
+           "the publish time (CLOCK_REALTIME µs) in the topic name, which esm_bootstrap reads "
+           "from the record.\n",
+           g_o.mqtt_n, BODY_LEN, g_o.rounds, MAP_CONC,
+           bc_median((double *)r->cpu[1], (size_t)g_o.rounds), g_o.lat_samples);
+}
+
 int main(int argc, char **argv)
 {
     static char broker_path[PATH_MAX], boot_path[PATH_MAX];
@@ -2092,6 +2365,7 @@ int main(int argc, char **argv)
     struct rss_probe krp = {0};
     struct vec kidle = {0};
     struct fs_results fs = {0};
+    struct mqtt_results mq = {0};
     double kbacklog_rate = 0, krss_after = NAN;
     long kraw_rss_kb = 0;
     struct esm backlog = {.name = "backlog", .key = "esm:backlog", .mode = MODE_LIST, .batch = 100};
@@ -2155,7 +2429,7 @@ int main(int argc, char **argv)
            g_o.n[3], MAP_CONC, g_o.lat_samples, g_o.backlog);
     fflush(stdout);
 
-    if (!g_o.kafka_only && !g_o.fs_only) {
+    if (!g_o.kafka_only && !g_o.fs_only && !g_o.mqtt_only) {
         /* ---- 1. throughput ---- */
         broker_start("main", SLOT_MAIN, &api_main);
         for (int mode = 0; mode < N_MODES; mode++) {
@@ -2271,7 +2545,7 @@ int main(int argc, char **argv)
                 frate[w][r] = time_filter(flt, w, g_o.filter_secs, &fmatch[w]);
         filter_destroy(flt);
     }
-    if (!g_o.fs_only) {
+    if (!g_o.fs_only && !g_o.mqtt_only) {
         /* ---- 5. Kafka ---- */
         fprintf(stderr, "bench_esm: Kafka: the mock cluster, raw consumer ceiling and mappings\n");
         kafka_start();
@@ -2332,10 +2606,12 @@ int main(int argc, char **argv)
         h_kafka_free(&g_kafka);
         bc_child_pid[SLOT_KMOCK] = -1;
     }
-    if (!g_o.kafka_only)
+    if (!g_o.kafka_only && !g_o.mqtt_only)
         fs_bench(&fs);
+    if (!g_o.kafka_only && !g_o.fs_only)
+        mqtt_bench(&mq);
 
-    if (!g_o.kafka_only && !g_o.fs_only) {
+    if (!g_o.kafka_only && !g_o.fs_only && !g_o.mqtt_only) {
         /* ---- rows ---- */
         for (int mode = 0; mode < N_MODES; mode++) {
             for (int b = 0; b < N_BATCH; b++) {
@@ -2402,7 +2678,7 @@ int main(int argc, char **argv)
             cell(row, 8, "%s", dmax <= 64.0 ? "yes" : "**no**");
         }
     }
-    if (!g_o.fs_only) {
+    if (!g_o.fs_only && !g_o.mqtt_only) {
         for (int b = 0; b < N_BATCH; b++) {
             struct bc_row *row;
 
@@ -2438,9 +2714,11 @@ int main(int argc, char **argv)
             cell(row, 8, "%s", dmax <= 64.0 ? "yes" : "**no**");
         }
     }
-    if (!g_o.kafka_only)
+    if (!g_o.kafka_only && !g_o.mqtt_only)
         fs_rows(&fs);
-    if (!g_o.kafka_only && !g_o.fs_only) {
+    if (!g_o.kafka_only && !g_o.fs_only)
+        mqtt_rows(&mq);
+    if (!g_o.kafka_only && !g_o.fs_only && !g_o.mqtt_only) {
         {
             static const char *const fname[N_F] = {
                 "jansson: json_loadb + 3 clauses on the DOM (1 KB body)",
@@ -2461,7 +2739,7 @@ int main(int argc, char **argv)
         }
     }
     bc_print_table(&g_table);
-    if (!g_o.kafka_only && !g_o.fs_only) {
+    if (!g_o.kafka_only && !g_o.fs_only && !g_o.mqtt_only) {
         printf("\n- Throughput: medians of %d round(s); `vs baseline` is the median of per-round "
                "ratios (the baseline runs just before the mapping, on its own key, with the same "
                "number of %d-byte records at the same batch size). A mapping run: N records "
@@ -2539,7 +2817,7 @@ int main(int argc, char **argv)
                 printf("- Broker log (%s): no warning or error line.\n", name);
         }
     }
-    if (!g_o.fs_only) {
+    if (!g_o.fs_only && !g_o.mqtt_only) {
         printf(
             "- Kafka: librdkafka's mock cluster (sy-kafka-mock, 1 broker, its own process) on "
             "loopback; records of %d bytes produced in batches of at most %s records (a Java "
@@ -2563,8 +2841,10 @@ int main(int argc, char **argv)
                "%.1f MB 0.5 s after the drain.\n",
                MAP_CONC, RSS_EVERY_MS, g_o.backlog, K_BACKLOG_PARTS, krss_after);
     }
-    if (!g_o.kafka_only)
+    if (!g_o.kafka_only && !g_o.mqtt_only)
         fs_notes(&fs);
+    if (!g_o.kafka_only && !g_o.fs_only)
+        mqtt_notes(&mq);
     printf("- Total bench time %.1f s.\n", (double)(bc_now_ns() - t_begin) / 1e9);
 
     for (int mode = 0; mode < N_MODES; mode++) {
