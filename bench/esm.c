@@ -1541,6 +1541,34 @@ static double cell_ratio(struct bc_row *row, const double *num, const double *de
     return med;
 }
 
+/*
+ * Two latency rows: the baseline BASE (its label, ref "(REF)") and the measured M (label, ref
+ * REF, Δp50 / Δp99 against BASE); with TARGET_P50_US > 0 the p50 target and whether it is met,
+ * else "(info)".
+ */
+static void lat_rows(const char *base_label, struct vec *base, const char *m_label, struct vec *m,
+                     const char *ref, double target_p50_us)
+{
+    double b50 = vec_pct(base, 0.5), b99 = vec_pct(base, 0.99);
+    double m50 = vec_pct(m, 0.5), m99 = vec_pct(m, 0.99);
+    struct bc_row *row = bc_row_add(&g_table, "%s", base_label);
+
+    cell_num(row, 2, b50, 0);
+    cell_num(row, 3, b99, 0);
+    cell(row, 6, "(%s)", ref);
+    row = bc_row_add(&g_table, "%s", m_label);
+    cell_num(row, 2, m50, 0);
+    cell_num(row, 3, m99, 0);
+    cell(row, 5, "%+.0f / %+.0f µs", m50 - b50, m99 - b99);
+    cell(row, 6, "%s", ref);
+    if (target_p50_us > 0) {
+        cell(row, 7, "p50 ≤ %.0f µs", target_p50_us);
+        cell(row, 8, "%s", m50 <= target_p50_us ? "yes" : "**no**");
+    } else {
+        cell(row, 7, "(info)");
+    }
+}
+
 /* ---- main ---------------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -2055,22 +2083,8 @@ static void fs_rows(struct fs_results *r)
         cell(row, 6, "F%d", fs_batches[b]);
         cell_ratio(row, r->map[b], r->raw[b], R, fs_batches[b] == 100 ? 0.5 : 0);
     }
-    {
-        double b50 = vec_pct(&r->lat_raw, 0.5), b99 = vec_pct(&r->lat_raw, 0.99);
-        double m50 = vec_pct(&r->lat_map, 0.5), m99 = vec_pct(&r->lat_map, 0.99);
-        struct bc_row *row = bc_row_add(&g_table, "plain inotify watcher, rename → event read");
-
-        cell_num(row, 2, b50, 0);
-        cell_num(row, 3, b99, 0);
-        cell(row, 6, "(FL)");
-        row = bc_row_add(&g_table, "**idle latency, fs mapping: rename → handler start**");
-        cell_num(row, 2, m50, 0);
-        cell_num(row, 3, m99, 0);
-        cell(row, 5, "%+.0f / %+.0f µs", m50 - b50, m99 - b99);
-        cell(row, 6, "FL");
-        cell(row, 7, "p50 ≤ 5000 µs");
-        cell(row, 8, "%s", m50 <= 5000.0 ? "yes" : "**no**");
-    }
+    lat_rows("plain inotify watcher, rename → event read", &r->lat_raw,
+             "**idle latency, fs mapping: rename → handler start**", &r->lat_map, "FL", 5000.0);
 }
 
 static void fs_notes(const struct fs_results *r)
@@ -2311,22 +2325,8 @@ static void mqtt_rows(struct mqtt_results *r)
         cell(row, 6, "M%d", q);
         cell_ratio(row, r->map[q], r->raw[q], R, q == 1 ? 0.5 : 0);
     }
-    {
-        double b50 = vec_pct(&r->lat_raw, 0.5), b99 = vec_pct(&r->lat_raw, 0.99);
-        double m50 = vec_pct(&r->lat_map, 0.5), m99 = vec_pct(&r->lat_map, 0.99);
-        struct bc_row *row = bc_row_add(&g_table, "plain subscriber, publish → message (QoS 1)");
-
-        cell_num(row, 2, b50, 0);
-        cell_num(row, 3, b99, 0);
-        cell(row, 6, "(ML)");
-        row = bc_row_add(&g_table, "**idle latency, mqtt mapping: publish → handler start**");
-        cell_num(row, 2, m50, 0);
-        cell_num(row, 3, m99, 0);
-        cell(row, 5, "%+.0f / %+.0f µs", m50 - b50, m99 - b99);
-        cell(row, 6, "ML");
-        cell(row, 7, "p50 ≤ 5000 µs");
-        cell(row, 8, "%s", m50 <= 5000.0 ? "yes" : "**no**");
-    }
+    lat_rows("plain subscriber, publish → message (QoS 1)", &r->lat_raw,
+             "**idle latency, mqtt mapping: publish → handler start**", &r->lat_map, "ML", 5000.0);
 }
 
 static void mqtt_notes(const struct mqtt_results *r)
@@ -2632,21 +2632,14 @@ int main(int argc, char **argv)
         }
         for (int mode = 0; mode < N_MODES; mode++) {
             double b50 = vec_pct(&lat_b[mode], 0.5), b99 = vec_pct(&lat_b[mode], 0.99);
-            double m50 = vec_pct(&lat_m[mode], 0.5), m99 = vec_pct(&lat_m[mode], 0.99);
+            char lb[64], lm[96];
             struct bc_row *row;
 
-            row = bc_row_add(&g_table, "plain hiredis, %s",
-                             mode == MODE_LIST ? "LPUSH → BRPOP" : "XADD → XREADGROUP BLOCK");
-            cell_num(row, 2, b50, 0);
-            cell_num(row, 3, b99, 0);
-            cell(row, 6, "(%s)", mode == MODE_LIST ? "LL" : "SL");
-            row = bc_row_add(&g_table, "**idle latency, %s mapping: %s → handler start**",
-                             mode_name[mode], mode == MODE_LIST ? "LPUSH" : "XADD");
-            cell_num(row, 2, m50, 0);
-            cell_num(row, 3, m99, 0);
-            cell(row, 5, "%+.0f / %+.0f µs", m50 - b50, m99 - b99);
-            cell(row, 6, "%s", mode == MODE_LIST ? "LL" : "SL");
-            cell(row, 7, "(info)");
+            snprintf(lb, sizeof(lb), "plain hiredis, %s",
+                     mode == MODE_LIST ? "LPUSH → BRPOP" : "XADD → XREADGROUP BLOCK");
+            snprintf(lm, sizeof(lm), "**idle latency, %s mapping: %s → handler start**",
+                     mode_name[mode], mode == MODE_LIST ? "LPUSH" : "XADD");
+            lat_rows(lb, &lat_b[mode], lm, &lat_m[mode], mode == MODE_LIST ? "LL" : "SL", 0);
             if (mode == MODE_LIST) {
                 double s50 = vec_pct(&lat_small, 0.5), s99 = vec_pct(&lat_small, 0.99);
 

@@ -166,28 +166,46 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, cons
     pthread_mutex_unlock(&s->mu);
 }
 
-double mqtt_raw(struct mqtt_pub *p, int port, const char *topic, int qos, long n, size_t len)
+/* A plain subscriber counting into S, subscribed (SUBACK seen, bounded by 30 s) to TOPIC. */
+static struct mosquitto *sub_open(struct sub *s, int port, const char *topic, int qos)
 {
-    struct sub s = {.got = 0};
+    uint64_t deadline = bc_now_ns() + 30000000000ull;
     struct mosquitto *m;
-    uint64_t t0, deadline = bc_now_ns() + 30000000000ull;
     int rc, ready = 0;
 
-    pthread_mutex_init(&s.mu, NULL);
-    m = client(port, &s);
+    pthread_mutex_init(&s->mu, NULL);
+    m = client(port, s);
     mosquitto_message_callback_set(m, on_message);
     mosquitto_subscribe_callback_set(m, on_subscribe);
     rc = mosquitto_subscribe(m, NULL, topic, qos);
     if (rc != MOSQ_ERR_SUCCESS)
         bc_fail("subscribe %s: %s", topic, mosquitto_strerror(rc));
     while (!ready) {
-        pthread_mutex_lock(&s.mu);
-        ready = s.subscribed;
-        pthread_mutex_unlock(&s.mu);
+        pthread_mutex_lock(&s->mu);
+        ready = s->subscribed;
+        pthread_mutex_unlock(&s->mu);
         if (bc_now_ns() > deadline)
             bc_fail("plain subscriber: no SUBACK within 30 s");
         bc_sleep_ms(1);
     }
+    return m;
+}
+
+static void sub_close(struct sub *s, struct mosquitto *m)
+{
+    mosquitto_disconnect(m);
+    mosquitto_loop_stop(m, false);
+    mosquitto_destroy(m);
+    pthread_mutex_destroy(&s->mu);
+}
+
+double mqtt_raw(struct mqtt_pub *p, int port, const char *topic, int qos, long n, size_t len)
+{
+    struct sub s = {.got = 0};
+    struct mosquitto *m;
+    uint64_t t0, deadline;
+
+    m = sub_open(&s, port, topic, qos);
     t0 = bc_now_ns();
     mqtt_pub_run(p, topic, qos, n, len);
     for (deadline = bc_now_ns() + 120000000000ull;;) {
@@ -202,10 +220,7 @@ double mqtt_raw(struct mqtt_pub *p, int port, const char *topic, int qos, long n
             bc_fail("plain subscriber: %ld of %ld messages after 120 s", got, n);
         bc_sleep_ms(1);
     }
-    mosquitto_disconnect(m);
-    mosquitto_loop_stop(m, false);
-    mosquitto_destroy(m);
-    pthread_mutex_destroy(&s.mu);
+    sub_close(&s, m);
     return (double)n / ((double)(s.t_last - t0) / 1e9);
 }
 
@@ -214,26 +229,11 @@ double *mqtt_raw_latency(struct mqtt_pub *p, int port, const char *topic, int qo
     double *out = malloc((size_t)(samples ? samples : 1) * sizeof(*out));
     struct sub s = {.got = 0};
     struct mosquitto *m;
-    uint64_t deadline = bc_now_ns() + 30000000000ull;
-    int rc, ready = 0;
+    uint64_t deadline;
 
     if (out == NULL)
         bc_fail("out of memory");
-    pthread_mutex_init(&s.mu, NULL);
-    m = client(port, &s);
-    mosquitto_message_callback_set(m, on_message);
-    mosquitto_subscribe_callback_set(m, on_subscribe);
-    rc = mosquitto_subscribe(m, NULL, topic, qos);
-    if (rc != MOSQ_ERR_SUCCESS)
-        bc_fail("subscribe %s: %s", topic, mosquitto_strerror(rc));
-    while (!ready) {
-        pthread_mutex_lock(&s.mu);
-        ready = s.subscribed;
-        pthread_mutex_unlock(&s.mu);
-        if (bc_now_ns() > deadline)
-            bc_fail("plain subscriber: no SUBACK within 30 s");
-        bc_sleep_ms(1);
-    }
+    m = sub_open(&s, port, topic, qos);
     for (long i = 0; i < samples; i++) {
         uint64_t t0, t1 = 0;
         long got = 0;
@@ -253,9 +253,6 @@ double *mqtt_raw_latency(struct mqtt_pub *p, int port, const char *topic, int qo
         }
         out[i] = (double)(t1 - t0) / 1000.0;
     }
-    mosquitto_disconnect(m);
-    mosquitto_loop_stop(m, false);
-    mosquitto_destroy(m);
-    pthread_mutex_destroy(&s.mu);
+    sub_close(&s, m);
     return out;
 }

@@ -84,10 +84,9 @@ int source_encode_records_as(const char *event_source, struct source_record *con
         total += recs[i]->json_len + 1;
     if (buf_reserve(out, total) != 0 || buf_puts(out, "{") != 0)
         return SY_ENOMEM;
-    if (event_source != NULL &&
-        (buf_puts(out, "\"eventSource\":\"") != 0 ||
-         buf_json_escape(out, event_source, strlen(event_source)) != 0 ||
-         buf_puts(out, "\",") != 0))
+    if (event_source != NULL && (buf_puts(out, "\"eventSource\":\"") != 0 ||
+                                 buf_json_escape(out, event_source, strlen(event_source)) != 0 ||
+                                 buf_puts(out, "\",") != 0))
         return SY_ENOMEM;
     if (buf_puts(out, "\"Records\":[") != 0)
         return SY_ENOMEM;
@@ -110,14 +109,17 @@ size_t source_room(const struct source *src)
 
 void source_set_state(struct source *src, enum source_state st, const char *fmt, ...)
 {
+    char reason[sizeof(src->reason)] = "";
     va_list ap;
 
-    src->reason[0] = '\0';
     if (fmt != NULL) {
         va_start(ap, fmt);
-        vsnprintf(src->reason, sizeof(src->reason), fmt, ap);
+        vsnprintf(reason, sizeof(reason), fmt, ap);
         va_end(ap);
     }
+    if (src->state == st && strcmp(src->reason, reason) == 0)
+        return; /* nothing changed: the host hears of changes only */
+    memcpy(src->reason, reason, sizeof(reason));
     src->state = st;
     if (src->ctx->host->state != NULL)
         src->ctx->host->state(src->ctx->host_arg, st, src->reason[0] ? src->reason : NULL);

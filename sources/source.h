@@ -253,7 +253,8 @@ int source_encode_records(struct source_record *const *recs, size_t n, struct bu
 int source_encode_records_as(const char *event_source, struct source_record *const *recs, size_t n,
                              struct buf *out);
 
-/* Record a state change and tell the host (REASON may be NULL; formatted, cut at 255). */
+/* Record a state change and tell the host (REASON may be NULL; formatted, cut at 255). The same
+ * state with the same reason again is no change: the host is not told. */
 void source_set_state(struct source *src, enum source_state st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -245,8 +245,6 @@ const struct cfg_source_kind src_fs_kind = {
 
 static void set_state(struct src_fs *fs, enum source_state st, const char *reason)
 {
-    if (fs->base.state == st && strcmp(fs->base.reason, reason != NULL ? reason : "") == 0)
-        return;
     if (reason != NULL)
         source_set_state(&fs->base, st, "%s", reason);
     else

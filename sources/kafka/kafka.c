@@ -49,7 +49,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,27 +263,6 @@ const struct cfg_source_kind src_kafka_kind = {
 
 /* ---------------------------------------------------------------------------------------- */
 /* State and partitions                                                                       */
-
-static void set_state(struct src_kafka *sk, enum source_state st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_state(struct src_kafka *sk, enum source_state st, const char *fmt, ...)
-{
-    char reason[256] = "";
-    va_list ap;
-
-    if (fmt != NULL) {
-        va_start(ap, fmt);
-        vsnprintf(reason, sizeof(reason), fmt, ap);
-        va_end(ap);
-    }
-    if (sk->base.state == st && strcmp(sk->base.reason, reason) == 0)
-        return;
-    if (fmt != NULL)
-        source_set_state(&sk->base, st, "%s", reason);
-    else
-        source_set_state(&sk->base, st, NULL);
-}
 
 static size_t ring_find(const struct kpart *kp, int64_t off);
 
@@ -656,7 +634,7 @@ static void do_assign(struct src_kafka *sk, rd_kafka_topic_partition_list_t *l)
         log_err("%s cannot take the assignment: %s", sk->prefix, rd_kafka_err2str(err));
     }
     log_parts(sk, "assigned", l);
-    set_state(sk, SOURCE_RUNNING, NULL);
+    source_set_state(&sk->base, SOURCE_RUNNING, NULL);
     event_active(sk->poll_ev, 0, 0);
 }
 
@@ -901,13 +879,13 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR__SSL:
-        set_state(sk, SOURCE_PROBLEM, "%s: %s",
-                  e == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
-                          e == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED
-                      ? "EVENT_SOURCE_AUTHN_ERROR"
-                  : e == RD_KAFKA_RESP_ERR__SSL ? "EVENT_SOURCE_AUTHN_ERROR"
-                                                : "EVENT_SOURCE_AUTHZ_ERROR",
-                  reason);
+        source_set_state(&sk->base, SOURCE_PROBLEM, "%s: %s",
+                         e == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+                                 e == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED
+                             ? "EVENT_SOURCE_AUTHN_ERROR"
+                         : e == RD_KAFKA_RESP_ERR__SSL ? "EVENT_SOURCE_AUTHN_ERROR"
+                                                       : "EVENT_SOURCE_AUTHZ_ERROR",
+                         reason);
         return;
     case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
     case RD_KAFKA_RESP_ERR__TRANSPORT:
@@ -916,13 +894,13 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         if (sk->base.state == SOURCE_RECONNECTING)
             return;
         sk->reconnects++;
-        set_state(sk, SOURCE_RECONNECTING, "%s", reason);
+        source_set_state(&sk->base, SOURCE_RECONNECTING, "%s", reason);
         return;
     default:
         break;
     }
     if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        set_state(sk, SOURCE_PROBLEM, "fatal: %s", reason);
+        source_set_state(&sk->base, SOURCE_PROBLEM, "fatal: %s", reason);
     else
         log_warn("%s %s", sk->prefix, reason);
 }
@@ -1017,12 +995,13 @@ static void message_error(struct src_kafka *sk, const rd_kafka_message_t *m)
     if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
         m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
         m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
-        set_state(sk, SOURCE_PROBLEM, "topic '%s': %s", topic, rd_kafka_message_errstr(m));
+        source_set_state(&sk->base, SOURCE_PROBLEM, "topic '%s': %s", topic,
+                         rd_kafka_message_errstr(m));
         return;
     }
     if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
-        set_state(sk, SOURCE_PROBLEM, "EVENT_SOURCE_AUTHZ_ERROR: topic '%s': %s", topic,
-                  rd_kafka_message_errstr(m));
+        source_set_state(&sk->base, SOURCE_PROBLEM, "EVENT_SOURCE_AUTHZ_ERROR: topic '%s': %s",
+                         topic, rd_kafka_message_errstr(m));
         return;
     }
     log_warn("%s %s%s%s", sk->prefix, topic, topic[0] ? ": " : "", rd_kafka_message_errstr(m));
@@ -1059,7 +1038,7 @@ static void message(struct src_kafka *sk, rd_kafka_message_t *m)
     }
     kp->next = m->offset + 1;
     if (sk->base.state != SOURCE_RUNNING)
-        set_state(sk, SOURCE_RUNNING, NULL);
+        source_set_state(&sk->base, SOURCE_RUNNING, NULL);
     return;
 nomem:
     /* Not delivered, so never committed past: the records after it are delivered, but the
@@ -1265,7 +1244,7 @@ static int kafka_start(struct source *src)
         log_err("%s cannot subscribe: %s", sk->prefix, rd_kafka_err2str(err));
         return SY_EINVAL;
     }
-    set_state(sk, SOURCE_CONNECTING, "joining consumer group %s", sk->group);
+    source_set_state(&sk->base, SOURCE_CONNECTING, "joining consumer group %s", sk->group);
     log_info("%s consumer group %s, topics %s%s, bootstrap %s", sk->prefix, sk->group,
              sk->cfg->topics.v[0], sk->cfg->topics.n > 1 ? ", ..." : "",
              sk->cfg->bootstrap_servers);
@@ -1376,7 +1355,7 @@ static void done_cb(int fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    set_state(sk, SOURCE_STOPPED, NULL);
+    source_set_state(&sk->base, SOURCE_STOPPED, NULL);
     if (sk->stop_done != NULL)
         sk->stop_done(sk->stop_arg);
 }

@@ -42,7 +42,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,28 +80,6 @@ static void ev_free(struct event **evp)
     if (*evp != NULL)
         event_free(*evp);
     *evp = NULL;
-}
-
-/* Report ST (and REASON) to the host when it differs from what it was told last. */
-static void set_state(struct src_mqtt *mq, enum source_state st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_state(struct src_mqtt *mq, enum source_state st, const char *fmt, ...)
-{
-    char reason[256] = "";
-    va_list ap;
-
-    if (fmt != NULL) {
-        va_start(ap, fmt);
-        vsnprintf(reason, sizeof(reason), fmt, ap);
-        va_end(ap);
-    }
-    if (mq->base.state == st && strcmp(mq->base.reason, reason) == 0)
-        return;
-    if (reason[0] != '\0')
-        source_set_state(&mq->base, st, "%s", reason);
-    else
-        source_set_state(&mq->base, st, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -444,13 +421,13 @@ static void conn_drop(struct src_mqtt *mq, const char *reason)
     }
     if (mq->refused) {
         delay = SRC_MQTT_PROBLEM_RETRY_MS;
-        set_state(mq, SOURCE_PROBLEM, "%s; retrying every %d ms", reason, delay);
+        source_set_state(&mq->base, SOURCE_PROBLEM, "%s; retrying every %d ms", reason, delay);
         log_warn("%s %s; retrying in %d ms", mq->prefix, reason, delay);
     } else {
         delay = mq->backoff_ms;
         mq->backoff_ms = mq->backoff_ms * 2 > SRC_MQTT_BACKOFF_MAX_MS ? SRC_MQTT_BACKOFF_MAX_MS
                                                                       : mq->backoff_ms * 2;
-        set_state(mq, SOURCE_RECONNECTING, "%s", reason);
+        source_set_state(&mq->base, SOURCE_RECONNECTING, "%s", reason);
         if (was_up)
             log_warn("%s connection lost: %s; reconnecting in %d ms", mq->prefix, reason, delay);
         else if (delay == SRC_MQTT_BACKOFF_MIN_MS)
@@ -559,7 +536,7 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, cons
              mq->n_subs, mq->cfg->qos);
     mq->ever_up = true;
     if (mq->store_err == 0)
-        set_state(mq, SOURCE_RUNNING, NULL);
+        source_set_state(&mq->base, SOURCE_RUNNING, NULL);
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
@@ -717,7 +694,7 @@ static void attempt_start(struct src_mqtt *mq)
         return;
     }
     if (mq->base.state != SOURCE_PROBLEM && mq->base.state != SOURCE_RECONNECTING)
-        set_state(mq, SOURCE_CONNECTING, NULL);
+        source_set_state(&mq->base, SOURCE_CONNECTING, NULL);
     tv = tv_ms(SRC_MQTT_CONNECT_TIMEOUT_MS);
     evtimer_add(mq->timer, &tv);
     if (mq->host_numeric) {
@@ -776,7 +753,7 @@ static void load_done(struct src_mqtt *mq, struct src_mqtt_job *job)
         /* The store thread keeps trying to open the database; read it again after a while. */
         log_err("%s cannot read the spool %s: %s; trying again in %d ms", mq->prefix,
                 mq->spool_path, job->j.errmsg, SRC_MQTT_PROBLEM_RETRY_MS);
-        set_state(mq, SOURCE_PROBLEM, "cannot read the spool: %s", job->j.errmsg);
+        source_set_state(&mq->base, SOURCE_PROBLEM, "cannot read the spool: %s", job->j.errmsg);
         for (size_t i = 0; i < job->n; i++) {
             free(job->msgs[i].topic);
             free(job->msgs[i].props);
@@ -863,12 +840,12 @@ void src_mqtt_jobs_done(struct src_mqtt *mq, struct src_mqtt_job *jobs)
     if (err != mq->store_err) {
         mq->store_err = err;
         if (err != 0) {
-            set_state(mq, SOURCE_PROBLEM,
-                      "spool: %s; not reading or acknowledging until it "
-                      "can be written",
-                      mq->store_why);
+            source_set_state(&mq->base, SOURCE_PROBLEM,
+                             "spool: %s; not reading or acknowledging until it "
+                             "can be written",
+                             mq->store_why);
         } else if (mq->conn == SRC_MQTT_UP) {
-            set_state(mq, SOURCE_RUNNING, NULL);
+            source_set_state(&mq->base, SOURCE_RUNNING, NULL);
         }
     }
     if (mq->mosq != NULL) {
@@ -1002,7 +979,7 @@ static int mqtt_start(struct source *src)
         log_err("%s cannot start: %s", mq->prefix, err.msg[0] ? err.msg : sy_strerror(rc));
         return rc;
     }
-    set_state(mq, SOURCE_CONNECTING, NULL);
+    source_set_state(&mq->base, SOURCE_CONNECTING, NULL);
     return 0;
 }
 
@@ -1091,7 +1068,7 @@ static void stop_finish(struct src_mqtt *mq)
     src_mqtt_spool_close(mq, remaining > 0 ? remaining : 0);
     ready_free(mq);
     mosqloop_free(&mq->ml);
-    set_state(mq, SOURCE_STOPPED, NULL);
+    source_set_state(&mq->base, SOURCE_STOPPED, NULL);
     event_active(mq->done_ev, EV_TIMEOUT, 0);
 }
 

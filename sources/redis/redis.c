@@ -119,11 +119,9 @@ void src_redis_sha1(const char *s, char out[41])
     out[40] = '\0';
 }
 
-/* Report ST (and REASON) to the host when it differs from what it was told last. */
+/* Report ST (and REASON) to the host (source_set_state() drops what changes nothing). */
 static void set_state(struct src_redis *sr, enum source_state st, const char *reason)
 {
-    if (sr->base.state == st && strcmp(sr->base.reason, reason != NULL ? reason : "") == 0)
-        return;
     if (reason != NULL)
         source_set_state(&sr->base, st, "%s", reason);
     else
