@@ -2333,7 +2333,7 @@ static void mqtt_notes(const struct mqtt_results *r)
 {
     printf("- MQTT: mosquitto on loopback (the bench's own, `max_inflight_messages 0`, "
            "`max_queued_messages 0`); %ld messages of %d bytes per round (%d round(s), medians), "
-           "published by one libmosquitto client (no in-flight limit) as fast as it is "
+           "published by one libmosquitto client (at most 500 unacknowledged) as fast as it is "
            "acknowledged; the ceiling (M) is a plain libmosquitto subscriber (clean session, "
            "automatic acknowledgements) timed from the first publish to the last message; the "
            "mapping (persistent session, batch 100, window 0, maximum_concurrency %d, "
