@@ -661,6 +661,7 @@ static int mapping_init(struct mappings *ms, struct mapping *map, const struct c
         .region = br->region,
         .account = br->account_id,
         .data_dir = br->data_dir,
+        .fsync = br->durability == CFG_DURABILITY_FSYNC,
         .host = &host_ops,
         .host_arg = map,
         .partition_window = partition_window(mc),

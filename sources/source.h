@@ -116,6 +116,8 @@ struct source_ctx {
     const char *region;   /* for ARNs */
     const char *account;  /* for ARNs */
     const char *data_dir; /* the broker's data_dir */
+    int fsync;            /* broker.durability is fsync: what the adapter stores itself (a
+                             spool) must survive power loss, not only kill -9 */
     const struct source_host *host;
     void *host_arg;
     /* Ordered sources: records of one partition the host wants at most, delivered and not yet

@@ -251,7 +251,7 @@ int src_mqtt_spool_start(struct src_mqtt *mq, struct sy_error *err)
     conf.schema = schema;
     conf.tag = mq->prefix;
     conf.thread = "sy-mqtt-spool";
-    conf.fsync = 0;
+    conf.fsync = mq->base.ctx->fsync;
     conf.retry_ms = SRC_MQTT_SPOOL_RETRY_MS;
     conf.free_job = job_free_cb;
     mq->sq = sqlq_create(&conf, err);
