@@ -13,6 +13,8 @@
 #include <event2/event.h>
 #include <mosquitto.h>
 
+#include "core/evhelp.h"
+
 #include "core/errors.h"
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
@@ -46,17 +48,10 @@ void mosqloop_lose(struct mosqloop *ml, const char *fmt, ...)
     va_end(ap);
 }
 
-static void ev_free(struct event **evp)
-{
-    if (*evp != NULL)
-        event_free(*evp);
-    *evp = NULL;
-}
-
 static void unwatch(struct mosqloop *ml)
 {
-    ev_free(&ml->ev_read);
-    ev_free(&ml->ev_write);
+    evhelp_free(&ml->ev_read);
+    evhelp_free(&ml->ev_write);
     ml->fd = -1;
 }
 
@@ -123,7 +118,7 @@ int mosqloop_init(struct mosqloop *ml, struct event_base *base, int misc_ms, mos
     ml->arg = arg;
     ml->ev_misc = event_new(base, -1, EV_PERSIST, on_misc, ml);
     if (ml->ev_misc == NULL || event_add(ml->ev_misc, &tv) != 0) {
-        ev_free(&ml->ev_misc);
+        evhelp_free(&ml->ev_misc);
         return SY_ENOMEM;
     }
     return 0;
@@ -187,5 +182,5 @@ void mosqloop_sync(struct mosqloop *ml, int rc, int saved_errno)
 void mosqloop_free(struct mosqloop *ml)
 {
     mosqloop_detach(ml);
-    ev_free(&ml->ev_misc);
+    evhelp_free(&ml->ev_misc);
 }

@@ -5,6 +5,7 @@
  * Threads: the loop calls resolve_start()/resolve_cancel() and gets the callback; one detached
  * thread `sy-resolve` per lookup runs getaddrinfo().
  */
+#include "core/evhelp.h"
 #include "core/resolve.h"
 
 #include <arpa/inet.h>
@@ -24,13 +25,6 @@
 #include "core/log.h"
 
 #define RESOLVE_MAGIC 0x444c4b50u /* "DLKP" */
-
-static void ev_free(struct event **evp)
-{
-    if (*evp != NULL)
-        event_free(*evp);
-    *evp = NULL;
-}
 
 /*
  * Shared by the thread and the loop side (refs); the last one to let go closes the socketpair
@@ -171,7 +165,7 @@ int resolve_start(struct event_base *evb, const char *host, resolve_fn *cb, void
     return 0;
 
 fail:
-    ev_free(&lk->ev);
+    evhelp_free(&lk->ev);
     if (lk->sp[0] >= 0)
         close(lk->sp[0]);
     if (lk->sp[1] >= 0)
@@ -186,6 +180,6 @@ void resolve_cancel(struct resolve *lk)
 {
     if (lk == NULL)
         return;
-    ev_free(&lk->ev); /* nobody reads sp[0] from here on */
+    evhelp_free(&lk->ev); /* nobody reads sp[0] from here on */
     lookup_unref(lk);
 }

@@ -528,7 +528,7 @@ static void file_name(struct dest_file *df, const char *key, char *out, size_t n
 static int dest_file_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *done, void *arg)
 {
     struct dest_file *df = (struct dest_file *)d;
-    struct timeval tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
+    struct timeval tv = evhelp_tv_ms(DEST_SEND_TIMEOUT_MS);
     struct dest_file_send *s;
     struct dest_file_job *job;
     char name[DEST_FILE_KEY_MAX + 64];
@@ -612,7 +612,7 @@ static void dest_file_unref(struct dest_file *df)
  */
 static void dest_file_free(struct dest_file *df)
 {
-    dest_util_ev_free(&df->done_ev);
+    evhelp_free(&df->done_ev);
     dest_file_unref(df);
 }
 
@@ -702,8 +702,7 @@ static bool worker_stop(struct dest_file *df)
     /* The worker keeps the job it is writing and a share of DF; its send is reported below. */
     df->orphaned = true;
     df->refs++;
-    for (struct dest_file_send *s = TAILQ_FIRST(&df->pending); s != NULL;
-         s = TAILQ_NEXT(s, link)) {
+    for (struct dest_file_send *s = TAILQ_FIRST(&df->pending); s != NULL; s = TAILQ_NEXT(s, link)) {
         if (s->job != NULL && s->job->state == JOB_BUSY) {
             s->job->send = NULL;
             s->job = NULL;

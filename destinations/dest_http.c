@@ -231,7 +231,7 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 /* A new connection to dh->addr, or NULL (out of memory, TLS setup). */
 static struct dest_http_conn *conn_new(struct dest_http *dh)
 {
-    struct timeval tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
+    struct timeval tv = evhelp_tv_ms(DEST_SEND_TIMEOUT_MS);
     struct dest_http_conn *c = calloc(1, sizeof(*c));
     struct bufferevent *bev = NULL;
     SSL *ssl = NULL;
@@ -609,7 +609,7 @@ static void run_completions(evutil_socket_t fd, short what, void *arg)
 static int dest_http_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *done, void *arg)
 {
     struct dest_http *dh = (struct dest_http *)d;
-    struct timeval tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
+    struct timeval tv = evhelp_tv_ms(DEST_SEND_TIMEOUT_MS);
     struct dest_http_send *s;
 
     DEST_HTTP_CHECK(dh, DEST_HTTP_MAGIC);

@@ -25,6 +25,7 @@
 
 #include <event2/event.h>
 
+#include "core/evhelp.h"
 #include "core/resolve.h"
 #include "dest.h"
 
@@ -36,12 +37,6 @@
 
 /* Copy SRC into DST (SIZE bytes), truncating: error texts are bounded on purpose. */
 void dest_util_str_copy(char *dst, size_t size, const char *src);
-
-/* event_free() that accepts NULL and clears the holder (libevent's does not accept NULL). */
-void dest_util_ev_free(struct event **evp);
-
-/* MS milliseconds as a timeval. */
-struct timeval dest_util_tv(int ms);
 
 /* The monotonic clock in milliseconds. */
 int64_t dest_util_now_ms(void);

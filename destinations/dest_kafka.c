@@ -547,7 +547,7 @@ static void kafka_recover_cb(evutil_socket_t fd, short what, void *arg)
         log_warn("%s %s; retrying in %d ms", dk->scope, dk->reason, delay);
     }
     dk->recreate_at_ms = dest_util_now_ms() + delay;
-    tv = dest_util_tv(delay);
+    tv = evhelp_tv_ms(delay);
     evtimer_add(dk->ev_recover, &tv);
 }
 
@@ -624,7 +624,7 @@ static int kafka_create(struct event_base *base, const char *uri, struct dest **
     if (rc != 0)
         goto fail;
     {
-        struct timeval tv = dest_util_tv(DEST_KAFKA_POLL_MS);
+        struct timeval tv = evhelp_tv_ms(DEST_KAFKA_POLL_MS);
 
         if (event_add(dk->ev_wake, NULL) != 0 || event_add(dk->ev_tick, &tv) != 0) {
             sy_error_set(err, "%s: cannot register events", uri);
@@ -709,7 +709,7 @@ static int kafka_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *
         return kafka_err_to_sy(kerr);
     }
     s->in_rdkafka = true;
-    tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
+    tv = evhelp_tv_ms(DEST_SEND_TIMEOUT_MS);
     evtimer_add(s->o.ev, &tv);
     return 0;
 
@@ -755,7 +755,7 @@ static void kafka_destroy(struct dest *d)
     if (dk == NULL || dk->closed)
         return;
     dk->closed = true;
-    dest_util_ev_free(&dk->ev_recover);
+    evhelp_free(&dk->ev_recover);
     if (dk->rk != NULL) {
         /* Purged messages get reports with __PURGE_QUEUE / __PURGE_INFLIGHT, which settle
          * their sends as SY_ECANCELED; reports of messages acknowledged meanwhile settle them
@@ -773,8 +773,8 @@ static void kafka_destroy(struct dest *d)
         detach_run("sy-kafka-close", producer_destroy, dk->rk);
         dk->rk = NULL;
     }
-    dest_util_ev_free(&dk->ev_wake);
-    dest_util_ev_free(&dk->ev_tick);
+    evhelp_free(&dk->ev_wake);
+    evhelp_free(&dk->ev_tick);
     if (dk->wake_rd >= 0)
         close(dk->wake_rd);
     if (dk->wake_wr >= 0)

@@ -102,8 +102,8 @@ struct dest_mqtt {
     char *scope;            /* owned: "[dest:mqtt:URI]" for log lines */
     struct mosquitto *mosq; /* owned; NULL outside an attempt */
     struct mosqloop ml;     /* drives mosq: socket events, loop_misc timer, `lost` */
-    struct event *ev_timer;       /* WAITING: the backoff; RESOLVING/CONNECTING: attempt timeout */
-    struct resolve *res; /* the lookup of the current attempt */
+    struct event *ev_timer; /* WAITING: the backoff; RESOLVING/CONNECTING: attempt timeout */
+    struct resolve *res;    /* the lookup of the current attempt */
     char addrs[DEST_MQTT_MAX_ADDRS][INET6_ADDRSTRLEN]; /* the last lookup of HOST */
     int n_addrs, next_addr; /* addresses not tried yet: [next_addr, n_addrs) */
     enum dest_mqtt_conn conn;
@@ -187,8 +187,7 @@ static void send_event_cb(evutil_socket_t fd, short what, void *arg)
      */
     if (!timed_out && s->o.rc == 0) {
         dm->puback_timeouts = 0;
-    } else if (timed_out && ++dm->puback_timeouts >= DEST_MQTT_TIMEOUTS_DROP &&
-               dm->mosq != NULL) {
+    } else if (timed_out && ++dm->puback_timeouts >= DEST_MQTT_TIMEOUTS_DROP && dm->mosq != NULL) {
         dm->puback_timeouts = 0;
         conn_drop(dm, "no PUBACK for several publishes in a row");
     }
@@ -235,7 +234,7 @@ static void conn_drop(struct dest_mqtt *dm, const char *reason)
     delay = dest_util_backoff_next(&dm->backoff_ms, DEST_MQTT_BACKOFF_MAX_MS);
     dm->retry_at_ms = dest_util_now_ms() + delay;
     dm->conn = DEST_MQTT_WAITING;
-    tv = dest_util_tv(delay);
+    tv = evhelp_tv_ms(delay);
     evtimer_add(dm->ev_timer, &tv);
     /* One warning per outage; the retries after it only at debug (state() has the reason). */
     if (was_connected)
@@ -400,7 +399,7 @@ static void attempt_start(struct dest_mqtt *dm)
 {
     struct timeval tv;
 
-    tv = dest_util_tv(DEST_MQTT_CONNECT_TIMEOUT_MS);
+    tv = evhelp_tv_ms(DEST_MQTT_CONNECT_TIMEOUT_MS);
     evtimer_add(dm->ev_timer, &tv);
     if (dm->host_numeric)
         connect_to(dm, dm->host);
@@ -597,7 +596,7 @@ static int mqtt_send(struct dest *d, const struct dest_msg *msg, dest_done_fn *d
         return mosq_to_sy(rc);
     }
     s->published = true;
-    tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
+    tv = evhelp_tv_ms(DEST_SEND_TIMEOUT_MS);
     evtimer_add(s->o.ev, &tv);
     /* The PUBLISH may not have been written in full: arm the write event. A connection
      * found dead here fails S (and the others) through their events, not in here. */
@@ -638,7 +637,7 @@ static void mqtt_destroy(struct dest *d)
     dm->closed = true;
     mosqloop_free(&dm->ml);
     resolve_drop(dm);
-    dest_util_ev_free(&dm->ev_timer);
+    evhelp_free(&dm->ev_timer);
     if (dm->mosq != NULL) {
         /* A polite DISCONNECT if the socket takes it now; never waited for. Its callbacks
          * (on_disconnect) see `closed` and do nothing. */

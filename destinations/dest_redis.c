@@ -105,15 +105,15 @@ struct dest_redis {
     size_t key_len;
 
     enum dest_redis_conn conn;
-    redisAsyncContext *ac;           /* the connection, or NULL; hiredis owns it, we free it */
-    struct resolve *lookup; /* the lookup in progress, or NULL */
-    struct event *connect_timer;     /* owned; armed while CONN_LOOKUP / CONN_CONNECTING */
-    struct event *retry_timer;       /* owned; armed while CONN_BACKOFF */
-    int backoff_ms;                  /* the next backoff */
-    uint64_t retry_at_us;            /* time_mono_us() when retry_timer fires */
-    uint64_t up_since_us;            /* time_mono_us() of the last successful connect */
-    char drop_reason[512];           /* why we freed ac ourselves (for its pending sends) */
-    char last_err[512];              /* why the last connection attempt or connection failed */
+    redisAsyncContext *ac;       /* the connection, or NULL; hiredis owns it, we free it */
+    struct resolve *lookup;      /* the lookup in progress, or NULL */
+    struct event *connect_timer; /* owned; armed while CONN_LOOKUP / CONN_CONNECTING */
+    struct event *retry_timer;   /* owned; armed while CONN_BACKOFF */
+    int backoff_ms;              /* the next backoff */
+    uint64_t retry_at_us;        /* time_mono_us() when retry_timer fires */
+    uint64_t up_since_us;        /* time_mono_us() of the last successful connect */
+    char drop_reason[512];       /* why we freed ac ourselves (for its pending sends) */
+    char last_err[512];          /* why the last connection attempt or connection failed */
     bool ever_up;
 
     struct dest_redis_sendq pending; /* queued in hiredis, no reply yet */
@@ -200,7 +200,7 @@ static void drop_connection(struct dest_redis *dr, const char *reason)
 static void schedule_reconnect(struct dest_redis *dr, const char *reason)
 {
     int delay = dest_util_backoff_next(&dr->backoff_ms, DEST_REDIS_BACKOFF_MAX_MS);
-    struct timeval tv = dest_util_tv(delay);
+    struct timeval tv = evhelp_tv_ms(delay);
 
     event_del(dr->connect_timer);
     resolve_cancel(dr->lookup);
@@ -353,7 +353,7 @@ static void start_lookup(struct dest_redis *dr)
 /* One connection attempt: lookup (if HOST is a name), then connect; bounded by connect_timer. */
 static void redis_connect(struct dest_redis *dr)
 {
-    struct timeval tv = dest_util_tv(DEST_REDIS_CONNECT_TIMEOUT_MS);
+    struct timeval tv = evhelp_tv_ms(DEST_REDIS_CONNECT_TIMEOUT_MS);
 
     evtimer_add(dr->connect_timer, &tv);
     if (dest_util_numeric_host(dr->host))
@@ -407,7 +407,7 @@ static int dest_redis_send(struct dest *d, const struct dest_msg *msg, dest_done
                            void *arg)
 {
     struct dest_redis *dr = (struct dest_redis *)d;
-    struct timeval tv = dest_util_tv(DEST_SEND_TIMEOUT_MS);
+    struct timeval tv = evhelp_tv_ms(DEST_SEND_TIMEOUT_MS);
     struct dest_redis_send *s;
     const char **argv = NULL;
     size_t *lens = NULL, env_len = 0;

@@ -28,20 +28,6 @@ void dest_util_str_copy(char *dst, size_t size, const char *src)
     dst[n] = '\0';
 }
 
-void dest_util_ev_free(struct event **evp)
-{
-    if (*evp != NULL)
-        event_free(*evp);
-    *evp = NULL;
-}
-
-struct timeval dest_util_tv(int ms)
-{
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-    return tv;
-}
-
 int64_t dest_util_now_ms(void)
 {
     struct timespec ts;
@@ -106,7 +92,7 @@ void dest_util_doneq_init(struct dest_util_doneq *q, struct dest *d,
 
 void dest_util_doneq_fini(struct dest_util_doneq *q)
 {
-    dest_util_ev_free(&q->ev);
+    evhelp_free(&q->ev);
 }
 
 void dest_util_doneq_vpush(struct dest_util_doneq *q, struct dest_util_send *us, int rc,

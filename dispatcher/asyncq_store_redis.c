@@ -96,6 +96,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "core/evhelp.h"
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -149,7 +150,7 @@ struct aq_store {
     struct aq_mailbox mb; /* jobs in and out; mb.mu also guards stopping */
     int stopping;
     int64_t stop_deadline_ms;
-    int wake_fd;   /* ours: submit()/stop()/note_held() write it */
+    int wake_fd; /* ours: submit()/stop()/note_held() write it */
     atomic_uint loop_held;
     atomic_int throttled; /* the thread stopped reading for flow control */
     /* store thread only */
@@ -522,24 +523,17 @@ static int room_for(struct aq_store *st)
 
 /* ---- connections -------------------------------------------------------------------------- */
 
-static struct timeval ms_tv(int ms)
-{
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-    return tv;
-}
-
 /* A connected context with timeouts set, or NULL with WHY filled. */
 static redisContext *rd_connect(struct aq_store *st, int cmd_timeout_ms, char *why, size_t n)
 {
-    redisContext *c = redisConnectWithTimeout(st->host, st->port, ms_tv(CONNECT_TIMEOUT_MS));
+    redisContext *c = redisConnectWithTimeout(st->host, st->port, evhelp_tv_ms(CONNECT_TIMEOUT_MS));
     int fl;
 
     if (c == NULL) {
         snprintf(why, n, "out of memory");
         return NULL;
     }
-    if (c->err != 0 || redisSetTimeout(c, ms_tv(cmd_timeout_ms)) != REDIS_OK) {
+    if (c->err != 0 || redisSetTimeout(c, evhelp_tv_ms(cmd_timeout_ms)) != REDIS_OK) {
         snprintf(why, n, "%s", c->errstr[0] ? c->errstr : "cannot connect");
         redisFree(c);
         return NULL;
@@ -1735,10 +1729,10 @@ static void *store_main(void *arg)
             batch = aq_job_list_join(retry, batch);
             run_jobs(st, batch, &retry);
             if (retry != NULL)
-                retry_at = st->w != NULL
-                               ? time_mono_ms() + BACKOFF_MAX_MS
-                               : (st->w_retry_at > time_mono_ms() ? st->w_retry_at
-                                                             : time_mono_ms() + BACKOFF_MIN_MS);
+                retry_at = st->w != NULL ? time_mono_ms() + BACKOFF_MAX_MS
+                                         : (st->w_retry_at > time_mono_ms()
+                                                ? st->w_retry_at
+                                                : time_mono_ms() + BACKOFF_MIN_MS);
             now = time_mono_ms();
         }
         if (stopping) {

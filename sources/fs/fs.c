@@ -44,6 +44,7 @@
 
 #include <event2/event.h>
 
+#include "core/evhelp.h"
 #include "core/jsonstr.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -57,20 +58,6 @@
             abort();                                                                               \
         }                                                                                          \
     } while (0)
-
-static struct timeval tv_ms(int ms)
-{
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-    return tv;
-}
-
-static void ev_free(struct event **evp)
-{
-    if (*evp != NULL)
-        event_free(*evp);
-    *evp = NULL;
-}
 
 void src_fs_kick(struct src_fs *fs)
 {
@@ -292,7 +279,7 @@ static void prepare_dir(struct src_fs *fs, const char *dir, int slot)
 /* Open the root, watch it and start the catch-up. On failure: SOURCE_PROBLEM and a retry. */
 static void root_try(struct src_fs *fs)
 {
-    struct timeval tv = tv_ms(SRC_FS_ROOT_RETRY_MS);
+    struct timeval tv = evhelp_tv_ms(SRC_FS_ROOT_RETRY_MS);
     struct stat st;
     int rc;
 
@@ -322,7 +309,7 @@ static void root_try(struct src_fs *fs)
     fs->root_ok = true;
     evtimer_del(fs->root_retry);
     if (fs->periodic_ev != NULL) {
-        tv = tv_ms(fs->cfg->scan_interval_ms);
+        tv = evhelp_tv_ms(fs->cfg->scan_interval_ms);
         evtimer_add(fs->periodic_ev, &tv);
     }
     set_state(fs, SOURCE_RUNNING, NULL);
@@ -333,7 +320,7 @@ static void root_try(struct src_fs *fs)
 
 void src_fs_root_lost(struct src_fs *fs, const char *fmt, ...)
 {
-    struct timeval tv = tv_ms(SRC_FS_ROOT_RETRY_MS);
+    struct timeval tv = evhelp_tv_ms(SRC_FS_ROOT_RETRY_MS);
     char why[256];
     va_list ap;
 
@@ -366,7 +353,7 @@ static void on_root_retry(evutil_socket_t fd, short what, void *arg)
 static void on_periodic(evutil_socket_t fd, short what, void *arg)
 {
     struct src_fs *fs = arg;
-    struct timeval tv = tv_ms(fs->cfg->scan_interval_ms);
+    struct timeval tv = evhelp_tv_ms(fs->cfg->scan_interval_ms);
 
     (void)fd;
     (void)what;
@@ -881,7 +868,7 @@ static void on_stop_done(evutil_socket_t fd, short what, void *arg)
 static void fs_stop(struct source *src, source_stopped_fn *done, void *arg)
 {
     struct src_fs *fs = (struct src_fs *)src;
-    struct timeval tv = tv_ms(SRC_FS_STOP_WAIT_MS);
+    struct timeval tv = evhelp_tv_ms(SRC_FS_STOP_WAIT_MS);
 
     SRC_FS_CHECK(fs);
     if (fs->stopping) {
@@ -914,13 +901,13 @@ static void fs_destroy(struct source *src)
     fs->finished = true;
     src_fs_worker_stop(fs);
     src_fs_watch_stop(fs);
-    ev_free(&fs->scan_ev);
-    ev_free(&fs->rescan_ev);
-    ev_free(&fs->periodic_ev);
-    ev_free(&fs->kick);
-    ev_free(&fs->root_retry);
-    ev_free(&fs->stop_timer);
-    ev_free(&fs->done_ev);
+    evhelp_free(&fs->scan_ev);
+    evhelp_free(&fs->rescan_ev);
+    evhelp_free(&fs->periodic_ev);
+    evhelp_free(&fs->kick);
+    evhelp_free(&fs->root_retry);
+    evhelp_free(&fs->stop_timer);
+    evhelp_free(&fs->done_ev);
     if (fs->rootfd >= 0)
         close(fs->rootfd);
     src_fs_files_free(fs);

@@ -58,6 +58,7 @@
 
 #include "core/detach.h"
 #include "core/errors.h"
+#include "core/evhelp.h"
 #include "core/log.h"
 #include "core/time.h"
 
@@ -464,7 +465,7 @@ static int64_t part_position(struct kpart *kp)
 /* Commit what finished in MS (unless a commit is already due sooner or as soon). */
 static void commit_arm_in(struct src_kafka *sk, int ms)
 {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct timeval tv = evhelp_tv_ms(ms);
 
     if (sk->commit_armed)
         return;

@@ -51,6 +51,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "core/evhelp.h"
 #include "core/log.h"
 #include "core/time.h"
 
@@ -67,20 +68,6 @@
 static void attempt_start(struct src_mqtt *mq);
 static void stop_check(struct src_mqtt *mq);
 static void conn_drop(struct src_mqtt *mq, const char *reason);
-
-static struct timeval tv_ms(int ms)
-{
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-    return tv;
-}
-
-static void ev_free(struct event **evp)
-{
-    if (*evp != NULL)
-        event_free(*evp);
-    *evp = NULL;
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* The config table                                                                          */
@@ -439,7 +426,7 @@ static void conn_drop(struct src_mqtt *mq, const char *reason)
     if (was_up)
         mq->reconnects++;
     mq->conn = SRC_MQTT_WAITING;
-    tv = tv_ms(delay);
+    tv = evhelp_tv_ms(delay);
     evtimer_add(mq->timer, &tv);
 }
 
@@ -689,13 +676,13 @@ static void attempt_start(struct src_mqtt *mq)
     if (mq->store_err != 0) {
         /* Nothing could be stored: do not take messages (the server keeps them). */
         mq->conn = SRC_MQTT_WAITING;
-        tv = tv_ms(SRC_MQTT_SPOOL_RETRY_MS);
+        tv = evhelp_tv_ms(SRC_MQTT_SPOOL_RETRY_MS);
         evtimer_add(mq->timer, &tv);
         return;
     }
     if (mq->base.state != SOURCE_PROBLEM && mq->base.state != SOURCE_RECONNECTING)
         source_set_state(&mq->base, SOURCE_CONNECTING, NULL);
-    tv = tv_ms(SRC_MQTT_CONNECT_TIMEOUT_MS);
+    tv = evhelp_tv_ms(SRC_MQTT_CONNECT_TIMEOUT_MS);
     evtimer_add(mq->timer, &tv);
     if (mq->host_numeric) {
         connect_to(mq, mq->host);
@@ -764,7 +751,7 @@ static void load_done(struct src_mqtt *mq, struct src_mqtt_job *job)
         mq->load_retry = job; /* submitted again by on_timer */
         mq->conn = SRC_MQTT_IDLE;
         {
-            struct timeval tv = tv_ms(SRC_MQTT_PROBLEM_RETRY_MS);
+            struct timeval tv = evhelp_tv_ms(SRC_MQTT_PROBLEM_RETRY_MS);
 
             evtimer_add(mq->timer, &tv);
         }
@@ -1096,7 +1083,7 @@ static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
     if (!mq->finished) {
         /* Jobs still out: look again at the deadline (their completions look too). */
         int64_t left = mq->stop_deadline_ms - time_mono_ms();
-        struct timeval tv = tv_ms(left > 0 ? (int)left + 1 : 1);
+        struct timeval tv = evhelp_tv_ms(left > 0 ? (int)left + 1 : 1);
 
         evtimer_add(mq->stop_timer, &tv);
     }
@@ -1128,8 +1115,8 @@ static void mqtt_stop(struct source *src, source_stopped_fn *done, void *arg)
     if (mq->done_ev == NULL || mq->stop_timer == NULL) {
         /* Cannot wait: finish now, tell the host from a one-shot. */
         log_err("%s out of memory stopping; closing at once", mq->prefix);
-        ev_free(&mq->done_ev);
-        ev_free(&mq->stop_timer);
+        evhelp_free(&mq->done_ev);
+        evhelp_free(&mq->stop_timer);
         mq->stopping = true;
         mq->finished = true;
         client_free(mq);
@@ -1145,7 +1132,7 @@ static void mqtt_stop(struct source *src, source_stopped_fn *done, void *arg)
     }
     src_mqtt_gates(mq);
     /* Checked on the timer's first turn (never finish inside stop()), then at the deadline. */
-    tv = tv_ms(0);
+    tv = evhelp_tv_ms(0);
     evtimer_add(mq->stop_timer, &tv);
 }
 
@@ -1161,10 +1148,10 @@ static void mqtt_destroy(struct source *src)
     src_mqtt_job_free(mq->load_retry);
     ready_free(mq);
     mosqloop_free(&mq->ml);
-    ev_free(&mq->kick);
-    ev_free(&mq->timer);
-    ev_free(&mq->stop_timer);
-    ev_free(&mq->done_ev);
+    evhelp_free(&mq->kick);
+    evhelp_free(&mq->timer);
+    evhelp_free(&mq->stop_timer);
+    evhelp_free(&mq->done_ev);
     for (size_t i = 0; i < mq->n_subs; i++)
         free(mq->subs[i]);
     free(mq->subs);

@@ -53,6 +53,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <openssl/evp.h>
 
+#include "core/evhelp.h"
 #include "core/log.h"
 #include "core/time.h"
 
@@ -76,20 +77,6 @@ static void session_open(struct src_redis *sr, const char *addr);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Small helpers                                                                             */
-
-static struct timeval tv_ms(int ms)
-{
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-    return tv;
-}
-
-static void ev_free(struct event **evp)
-{
-    if (*evp != NULL)
-        event_free(*evp);
-    *evp = NULL;
-}
 
 static void ev_del(struct event *ev)
 {
@@ -737,7 +724,7 @@ static void conn_arm(struct src_redis_conn *c)
         return;
     }
     left = head->deadline_ms - time_mono_ms();
-    tv = tv_ms(left > 0 ? (int)left : 0);
+    tv = evhelp_tv_ms(left > 0 ? (int)left : 0);
     evtimer_add(c->timer, &tv);
 }
 
@@ -907,7 +894,7 @@ void src_redis_read_error(struct src_redis *sr, const char *what, const redisRep
     snprintf(sr->read_reason, sizeof(sr->read_reason), "%s", reason);
     sr->in_problem = true;
     sr->read_problem = true;
-    tv = tv_ms(delay);
+    tv = evhelp_tv_ms(delay);
     evtimer_add(sr->fetch_retry, &tv);
     if (sr->stopping)
         src_redis_kick(sr); /* stop() may be waiting for this read */
@@ -917,7 +904,7 @@ void src_redis_read_error(struct src_redis *sr, const char *what, const redisRep
 
 void src_redis_read_later(struct src_redis *sr, int ms, const char *why)
 {
-    struct timeval tv = tv_ms(ms);
+    struct timeval tv = evhelp_tv_ms(ms);
 
     log_err("%s %s; reading again in %d ms", sr->prefix, why, ms);
     sr->read_problem = true;
@@ -1012,7 +999,7 @@ static void lookup_cancel(struct src_redis_lookup *lk)
 {
     if (lk == NULL)
         return;
-    ev_free(&lk->ev);
+    evhelp_free(&lk->ev);
     lookup_unref(lk);
 }
 
@@ -1071,7 +1058,7 @@ static int lookup_start(struct src_redis *sr)
     return 0;
 
 fail:
-    ev_free(&lk->ev);
+    evhelp_free(&lk->ev);
     atomic_store(&lk->refs, 1);
     lookup_unref(lk);
     return SY_EIO;
@@ -1298,7 +1285,7 @@ static void session_open(struct src_redis *sr, const char *addr)
 /* One attempt: lookup when the host is a name, then connect; bounded by connect_timer. */
 static void session_connect(struct src_redis *sr)
 {
-    struct timeval tv = tv_ms(SRC_REDIS_CONNECT_TIMEOUT_MS);
+    struct timeval tv = evhelp_tv_ms(SRC_REDIS_CONNECT_TIMEOUT_MS);
     unsigned char tmp[sizeof(struct in6_addr)];
     const char *host = sr->url.host;
 
@@ -1397,7 +1384,7 @@ static void session_teardown(struct src_redis *sr)
     if (!sr->stopping)
         set_state(sr, sr->fail_problem ? SOURCE_PROBLEM : SOURCE_RECONNECTING, sr->fail_reason);
     sr->sess = SESS_BACKOFF;
-    tv = tv_ms(delay);
+    tv = evhelp_tv_ms(delay);
     evtimer_add(sr->retry_timer, &tv);
 }
 
@@ -1484,7 +1471,7 @@ static void on_ids_reply(struct src_redis *sr, const redisReply *r, void *arg)
                      b->n, text, SRC_REDIS_ACK_RETRY_MS);
             batch_requeue(sr, b);
             if (!sr->ack_hold) {
-                struct timeval tv = tv_ms(SRC_REDIS_ACK_RETRY_MS);
+                struct timeval tv = evhelp_tv_ms(SRC_REDIS_ACK_RETRY_MS);
 
                 sr->ack_hold = true;
                 evtimer_add(sr->ack_retry, &tv);
@@ -1834,8 +1821,8 @@ fail:
 static int redis_start(struct source *src)
 {
     struct src_redis *sr = (struct src_redis *)src;
-    struct timeval hb = tv_ms(sr->vis_ms / 3 > 100 ? sr->vis_ms / 3 : 100);
-    struct timeval st = tv_ms(SRC_REDIS_STATS_MS);
+    struct timeval hb = evhelp_tv_ms(sr->vis_ms / 3 > 100 ? sr->vis_ms / 3 : 100);
+    struct timeval st = evhelp_tv_ms(SRC_REDIS_STATS_MS);
 
     SRC_REDIS_CHECK(sr, SRC_REDIS_MAGIC);
     if (sr->started || sr->stopping)
@@ -1917,7 +1904,7 @@ static void redis_resume(struct source *src)
 static void redis_stop(struct source *src, source_stopped_fn *done, void *arg)
 {
     struct src_redis *sr = (struct src_redis *)src;
-    struct timeval tv = tv_ms(SRC_REDIS_STOP_WAIT_MS);
+    struct timeval tv = evhelp_tv_ms(SRC_REDIS_STOP_WAIT_MS);
 
     SRC_REDIS_CHECK(sr, SRC_REDIS_MAGIC);
     if (sr->stopping) {
@@ -1946,17 +1933,17 @@ static void redis_destroy(struct source *src)
     /* The NULL replies land on the queues, freed below. */
     conn_drop(&sr->cmd);
     conn_drop(&sr->blk);
-    ev_free(&sr->cmd.timer);
-    ev_free(&sr->blk.timer);
-    ev_free(&sr->kick);
-    ev_free(&sr->done_ev);
-    ev_free(&sr->connect_timer);
-    ev_free(&sr->retry_timer);
-    ev_free(&sr->fetch_retry);
-    ev_free(&sr->ack_retry);
-    ev_free(&sr->stop_timer);
-    ev_free(&sr->hb_timer);
-    ev_free(&sr->stats_timer);
+    evhelp_free(&sr->cmd.timer);
+    evhelp_free(&sr->blk.timer);
+    evhelp_free(&sr->kick);
+    evhelp_free(&sr->done_ev);
+    evhelp_free(&sr->connect_timer);
+    evhelp_free(&sr->retry_timer);
+    evhelp_free(&sr->fetch_retry);
+    evhelp_free(&sr->ack_retry);
+    evhelp_free(&sr->stop_timer);
+    evhelp_free(&sr->hb_timer);
+    evhelp_free(&sr->stats_timer);
     if (sr->mode != NULL && sr->mode->fini != NULL)
         sr->mode->fini(sr);
     held_free(&sr->held);
