@@ -4,6 +4,7 @@
  */
 #include "harness/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -223,6 +224,36 @@ json_t *h_json_parse(const char *s, size_t len)
     if (s == NULL)
         return NULL;
     return json_loadb(s, len, JSON_DECODE_ANY, &err);
+}
+
+json_t *h_json_file(const char *path)
+{
+    size_t len;
+    char *s = h_read_file(path, 0, &len);
+    json_t *j = s != NULL ? h_json_parse(s, len) : NULL;
+
+    free(s);
+    return j;
+}
+
+json_t *h_json_first_file(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    json_t *j = NULL;
+
+    while (d != NULL && j == NULL && (de = readdir(d)) != NULL) {
+        char *p;
+
+        if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp") != NULL)
+            continue;
+        p = h_strfmt("%s/%s", dir, de->d_name);
+        j = h_json_file(p);
+        free(p);
+    }
+    if (d != NULL)
+        closedir(d);
+    return j;
 }
 
 const char *h_json_str(const json_t *obj, const char *key)

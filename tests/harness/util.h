@@ -63,6 +63,13 @@ char *h_b64_decode(const char *in, size_t *len);
 /* Parse LEN bytes of S as JSON. Returns new (json_decref), NULL on a syntax error. */
 json_t *h_json_parse(const char *s, size_t len);
 
+/* The file PATH as JSON: new (json_decref), or NULL when it is missing or not JSON. */
+json_t *h_json_file(const char *path);
+
+/* The first file of DIR (dot-files and *.tmp* skipped, readdir order) that holds JSON, as new
+ * JSON, or NULL (no such file, or no DIR). */
+json_t *h_json_first_file(const char *dir);
+
 /* OBJ[KEY] as a string; borrowed from OBJ; NULL when absent or not a string (or OBJ NULL). */
 const char *h_json_str(const json_t *obj, const char *key);
 

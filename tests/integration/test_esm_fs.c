@@ -131,13 +131,10 @@ static json_t *record_of(const char *out, const char *key, int n)
 {
     char *k = h_str_replace(key, "/", "%2F");
     char *p = h_strfmt("%s/%s.%d", out, k, n);
-    size_t len;
-    char *s = h_read_file(p, 0, &len);
-    json_t *j = s != NULL ? h_json_parse(s, len) : NULL;
+    json_t *j = h_json_file(p);
 
     if (j == NULL)
         fail_msg("no record %s", p);
-    free(s);
     free(p);
     free(k);
     return j;
@@ -475,33 +472,6 @@ static void test_success_delete_and_move(void **state)
     rworld_end(w);
 }
 
-/* The first file of DIR as JSON (new), or NULL. */
-static json_t *first_json(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    json_t *j = NULL;
-
-    while (d != NULL && (de = readdir(d)) != NULL) {
-        char *p;
-        size_t len;
-        char *s;
-
-        if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp") != NULL)
-            continue;
-        p = h_strfmt("%s/%s", dir, de->d_name);
-        s = h_read_file(p, 0, &len);
-        j = s != NULL ? h_json_parse(s, len) : NULL;
-        free(s);
-        free(p);
-        if (j != NULL)
-            break;
-    }
-    if (d != NULL)
-        closedir(d);
-    return j;
-}
-
 static void test_failure_move_and_on_failure(void **state)
 {
     struct rworld *w = *state;
@@ -512,7 +482,7 @@ static void test_failure_move_and_on_failure(void **state)
     drop(in, "bad.txt", "this is poison\n");
     await_exists(failed, "bad.txt", true, 30000);
     assert_false(exists(in, "bad.txt"));
-    while ((j = first_json(dest)) == NULL) {
+    while ((j = h_json_first_file(dest)) == NULL) {
         if (h_now_ms() > deadline)
             fail_msg("no on-failure record in %s", dest);
         h_sleep_ms(50);

@@ -210,15 +210,10 @@ static bool file_exists(const char *path)
 static json_t *load_record(const struct rworld *w, const char *sub)
 {
     char *path = dir_of(w, sub);
-    size_t len;
-    char *s = h_read_file(path, 0, &len);
-    json_t *j;
+    json_t *j = h_json_file(path);
 
-    if (s == NULL)
-        fail_msg("no file %s", path);
-    j = h_json_parse(s, len);
-    assert_non_null(j);
-    free(s);
+    if (j == NULL)
+        fail_msg("no JSON file %s", path);
     free(path);
     return j;
 }

@@ -42,6 +42,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "harness/mqtt_pub.h"
 #include "rworld.h"
 
 /* clang-format off */
@@ -196,80 +197,11 @@ static int make_tls(void)
     return m_persist != NULL && m_volatile != NULL ? 0 : -1;
 }
 
-/* ---- a publisher (libmosquitto in this process, its own blocking loop) ------------------- */
+/* ---- a publisher (tests/harness/mqtt_pub.h) ----------------------------------------------- */
 
-struct pub {
-    struct mosquitto *m;
-    int acked; /* PUBACK / PUBCOMP seen */
-    bool connected;
-};
-
-static void pub_on_connect(struct mosquitto *m, void *obj, int rc)
+static int pub_send(struct h_mqtt_pub *p, const char *topic, const char *payload, int qos)
 {
-    (void)m;
-    if (rc == 0)
-        ((struct pub *)obj)->connected = true;
-}
-
-static void pub_on_publish(struct mosquitto *m, void *obj, int mid)
-{
-    (void)m;
-    (void)mid;
-    ((struct pub *)obj)->acked++;
-}
-
-/* Connect a publisher (MQTT 5) to the world's server. 0 or -1. */
-static int pub_open(struct pub *p, int port)
-{
-    int64_t deadline = h_now_ms() + 10000;
-
-    memset(p, 0, sizeof(*p));
-    p->m = mosquitto_new(NULL, true, p);
-    if (p->m == NULL)
-        return -1;
-    mosquitto_int_option(p->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-    mosquitto_connect_callback_set(p->m, pub_on_connect);
-    mosquitto_publish_callback_set(p->m, pub_on_publish);
-    if (mosquitto_connect(p->m, "127.0.0.1", port, 30) != MOSQ_ERR_SUCCESS)
-        return -1;
-    while (!p->connected && h_now_ms() < deadline)
-        mosquitto_loop(p->m, 50, 1);
-    return p->connected ? 0 : -1;
-}
-
-static void pub_close(struct pub *p)
-{
-    if (p->m != NULL) {
-        mosquitto_disconnect(p->m);
-        mosquitto_loop(p->m, 10, 1);
-        mosquitto_destroy(p->m);
-    }
-    p->m = NULL;
-}
-
-/* Publish and (QoS > 0) wait for the server's acknowledgement. 0 or -1. */
-static int pub_send_props(struct pub *p, const char *topic, const void *payload, size_t len,
-                          int qos, const mosquitto_property *props)
-{
-    int want = p->acked + 1;
-    int64_t deadline = h_now_ms() + 10000;
-
-    if (mosquitto_publish_v5(p->m, NULL, topic, (int)len, payload, qos, false, props) !=
-        MOSQ_ERR_SUCCESS)
-        return -1;
-    if (qos == 0) {
-        mosquitto_loop(p->m, 0, 1);
-        return 0;
-    }
-    while (p->acked < want && h_now_ms() < deadline)
-        if (mosquitto_loop(p->m, 50, 1) != MOSQ_ERR_SUCCESS)
-            return -1;
-    return p->acked >= want ? 0 : -1;
-}
-
-static int pub_send(struct pub *p, const char *topic, const char *payload, int qos)
-{
-    return pub_send_props(p, topic, payload, strlen(payload), qos, NULL);
+    return h_mqtt_pub_send(p, topic, payload, strlen(payload), qos, NULL);
 }
 
 static char *out_dir(const struct rworld *w, const char *sub)
@@ -281,13 +213,10 @@ static char *out_dir(const struct rworld *w, const char *sub)
 static json_t *record_of(const char *dir, const char *key, int n)
 {
     char *p = h_strfmt("%s/%s.%d", dir, key, n);
-    size_t len;
-    char *s = h_read_file(p, 0, &len);
-    json_t *j = s != NULL ? h_json_parse(s, len) : NULL;
+    json_t *j = h_json_file(p);
 
     if (j == NULL)
         fail_msg("no record %s", p);
-    free(s);
     free(p);
     return j;
 }
@@ -329,22 +258,22 @@ static void test_event_shape(void **state)
     char *out = out_dir(w, "out-shape");
     mosquitto_property *props = NULL;
     static const char payload[] = "{\"k\":\"s1\",\"v\":1}";
-    struct pub p;
+    struct h_mqtt_pub p;
     json_t *r, *up, *ev;
     int64_t before = (int64_t)time(NULL) * 1000 - 1000;
     char *b64;
 
     await_running(w, "shape");
 
-    assert_int_equal(pub_open(&p, w->mqtt.port), 0);
+    assert_int_equal(h_mqtt_pub_open(&p, w->mqtt.port), 0);
     mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "a", "1");
     mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "a", "2");
     mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "b", "x y");
-    assert_int_equal(pub_send_props(&p, "t/shape/one", payload, strlen(payload), 1, props), 0);
+    assert_int_equal(h_mqtt_pub_send(&p, "t/shape/one", payload, strlen(payload), 1, props), 0);
     /* A payload that is not JSON (and not UTF-8) too. */
-    assert_int_equal(pub_send_props(&p, "t/shape/two", "\xff\xfe-bin", 6, 0, NULL), 0);
+    assert_int_equal(h_mqtt_pub_send(&p, "t/shape/two", "\xff\xfe-bin", 6, 0, NULL), 0);
     mosquitto_property_free_all(&props);
-    pub_close(&p);
+    h_mqtt_pub_close(&p);
 
     rworld_await_files(out, 2, 20000);
     r = record_of(out, "s1", 1);
@@ -383,15 +312,15 @@ static void test_filter_on_payload(void **state)
 {
     struct rworld *w = *state;
     char *out = out_dir(w, "out-filt");
-    struct pub p;
+    struct h_mqtt_pub p;
 
     await_running(w, "filt");
 
-    assert_int_equal(pub_open(&p, w->mqtt.port), 0);
+    assert_int_equal(h_mqtt_pub_open(&p, w->mqtt.port), 0);
     assert_int_equal(pub_send(&p, "t/filt", "{\"k\":\"f1\",\"kind\":\"keep\"}", 1), 0);
     assert_int_equal(pub_send(&p, "t/filt", "{\"k\":\"f2\",\"kind\":\"drop\"}", 1), 0);
     assert_int_equal(pub_send(&p, "t/filt", "{\"k\":\"f3\",\"kind\":\"keep\"}", 1), 0);
-    pub_close(&p);
+    h_mqtt_pub_close(&p);
     rworld_await_files(out, 2, 20000);
     assert_true(file_exists(out, "f1.1"));
     assert_true(file_exists(out, "f3.1"));
@@ -406,18 +335,18 @@ static void test_qos2(void **state)
     struct rworld *w = *state;
     char *out = out_dir(w, "out-q2");
     size_t all = 0;
-    struct pub p;
+    struct h_mqtt_pub p;
 
     await_running(w, "q2");
 
-    assert_int_equal(pub_open(&p, w->mqtt.port), 0);
+    assert_int_equal(h_mqtt_pub_open(&p, w->mqtt.port), 0);
     for (int i = 0; i < 60; i++) {
         char msg[64];
 
         snprintf(msg, sizeof(msg), "{\"k\":\"q2-%d\"}", i);
         assert_int_equal(pub_send(&p, "t/q2", msg, 2), 0);
     }
-    pub_close(&p);
+    h_mqtt_pub_close(&p);
     rworld_await_files(out, 60, 20000);
     assert_int_equal(rworld_count_files(out, &all), 60);
     assert_int_equal(all, 60); /* no restart: once each */
@@ -438,7 +367,7 @@ static void test_payload_over_cap(void **state)
     size_t len = 6 * 1024 * 1024 + 1000, flen = 0;
     char *big = malloc(len);
     int64_t deadline = h_now_ms() + 20000;
-    struct pub p;
+    struct h_mqtt_pub p;
     char *f = NULL;
 
     await_running(w, "big");
@@ -447,10 +376,10 @@ static void test_payload_over_cap(void **state)
     memset(big, 'x', len);
     memcpy(big, "{\"k\":\"big\",\"pad\":\"", 18);
     memcpy(big + len - 2, "\"}", 2);
-    assert_int_equal(pub_open(&p, w->mqtt.port), 0);
-    assert_int_equal(pub_send_props(&p, "t/big", big, len, 1, NULL), 0);
+    assert_int_equal(h_mqtt_pub_open(&p, w->mqtt.port), 0);
+    assert_int_equal(h_mqtt_pub_send(&p, "t/big", big, len, 1, NULL), 0);
     assert_int_equal(pub_send(&p, "t/big", "{\"k\":\"small\"}", 1), 0);
-    pub_close(&p);
+    h_mqtt_pub_close(&p);
     free(big);
     rworld_await_files(out, 1, 20000);
     assert_true(file_exists(out, "small.1"));
@@ -504,7 +433,7 @@ static void test_shared_subscription(void **state)
     char *y, *out1 = out_dir(w, "out-sh"), *out2;
     size_t all1 = 0, all2 = 0, n1, n2;
     int64_t deadline;
-    struct pub p;
+    struct h_mqtt_pub p;
     char port[16];
 
     assert_int_equal(h_broker_init(&b2, "esmmqtt2"), 0);
@@ -534,7 +463,7 @@ static void test_shared_subscription(void **state)
         }
     }
     /* Both subscribed: publish until each broker handled one (bounded). */
-    assert_int_equal(pub_open(&p, w->mqtt.port), 0);
+    assert_int_equal(h_mqtt_pub_open(&p, w->mqtt.port), 0);
     deadline = h_now_ms() + 20000;
     for (int i = 0; i < 200; i++) {
         char msg[64];
@@ -542,7 +471,7 @@ static void test_shared_subscription(void **state)
         snprintf(msg, sizeof(msg), "{\"k\":\"sh-%d\"}", i);
         assert_int_equal(pub_send(&p, "t/sh", msg, 1), 0);
     }
-    pub_close(&p);
+    h_mqtt_pub_close(&p);
     for (;;) {
         n1 = rworld_count_files(out1, &all1);
         n2 = rworld_count_files(out2, &all2);
@@ -576,9 +505,9 @@ struct flow {
 static void *flow_main(void *arg)
 {
     struct flow *f = arg;
-    struct pub p;
+    struct h_mqtt_pub p;
 
-    if (pub_open(&p, f->port) != 0) {
+    if (h_mqtt_pub_open(&p, f->port) != 0) {
         f->failed = true;
         return NULL;
     }
@@ -594,7 +523,7 @@ static void *flow_main(void *arg)
         if (i % 8 == 0)
             usleep(2000); /* a flow, not one burst */
     }
-    pub_close(&p);
+    h_mqtt_pub_close(&p);
     return NULL;
 }
 
@@ -638,7 +567,7 @@ static void test_v5_session_survives_broker(void **state)
     struct rworld *w = *state;
     char *out = out_dir(w, "out-shape");
     int64_t deadline;
-    struct pub p;
+    struct h_mqtt_pub p;
 
     await_running(w, "shape");
     assert_int_equal(kill(w->b.proc.pid, SIGKILL), 0);
@@ -646,9 +575,9 @@ static void test_v5_session_survives_broker(void **state)
     while (h_broker_running(&w->b) && h_now_ms() < deadline)
         h_sleep_ms(10);
     assert_false(h_broker_running(&w->b));
-    assert_int_equal(pub_open(&p, w->mqtt.port), 0);
+    assert_int_equal(h_mqtt_pub_open(&p, w->mqtt.port), 0);
     assert_int_equal(pub_send(&p, "t/shape/away", "{\"k\":\"away\"}", 1), 0);
-    pub_close(&p);
+    h_mqtt_pub_close(&p);
     assert_int_equal(rworld_start_broker(w), 0);
     w->mark = 0;
     deadline = h_now_ms() + 20000;
@@ -668,7 +597,7 @@ static void test_tls(void **state)
     struct rworld *w = *state;
     struct h_broker b2;
     char port[16], *y, *y2, *out;
-    struct pub p;
+    struct h_mqtt_pub p;
     json_t *m;
 
     assert_int_equal(h_broker_init(&b2, "esmmqtttls"), 0);
@@ -696,9 +625,9 @@ static void test_tls(void **state)
                 fail_msg("the mqtts:// mapping is not running within 20 s");
             h_sleep_ms(20);
         }
-        assert_int_equal(pub_open(&p, w->mqtt.port), 0);
+        assert_int_equal(h_mqtt_pub_open(&p, w->mqtt.port), 0);
         assert_int_equal(pub_send(&p, "t/tls", "{\"k\":\"tls-1\"}", 1), 0);
-        pub_close(&p);
+        h_mqtt_pub_close(&p);
         rworld_await_files(out, 1, 20000);
         m = rworld_await_problem(&w2, "tls-bad-ca", 20000);
         fprintf(stderr, "test_tls: the other CA: %s\n", h_json_str(m, "LastProcessingResult"));
@@ -726,26 +655,26 @@ static void test_server_restart(void **state)
     char *out = out_dir(w, "out-rs");
     int64_t deadline;
     size_t all = 0;
-    struct pub p;
+    struct h_mqtt_pub p;
     int probes = 0;
 
     await_running(w, "rs");
 
     /* 1. With persistence: what the server holds for the session survives its restart. */
-    assert_int_equal(pub_open(&p, w->mqtt.port), 0);
+    assert_int_equal(h_mqtt_pub_open(&p, w->mqtt.port), 0);
     for (int i = 0; i < 300; i++) {
         char msg[64];
 
         snprintf(msg, sizeof(msg), "{\"k\":\"rs-%d\"}", i);
         assert_int_equal(pub_send(&p, "t/rs", msg, 1), 0);
     }
-    pub_close(&p);
+    h_mqtt_pub_close(&p);
     server_restart(w, m_persist); /* SIGTERM: mosquitto saves its store */
     rworld_await_files(out, 300, 30000);
 
     /* 2. Without persistence: the server forgot the subscription; the broker makes it again. */
     server_restart(w, m_volatile);
-    assert_int_equal(pub_open(&p, w->mqtt.port), 0);
+    assert_int_equal(h_mqtt_pub_open(&p, w->mqtt.port), 0);
     deadline = h_now_ms() + 30000;
     for (;;) {
         char msg[64];
@@ -766,7 +695,7 @@ static void test_server_restart(void **state)
         snprintf(msg, sizeof(msg), "{\"k\":\"after-%d\"}", i);
         assert_int_equal(pub_send(&p, "t/rs", msg, 1), 0);
     }
-    pub_close(&p);
+    h_mqtt_pub_close(&p);
     deadline = h_now_ms() + 20000;
     for (;;) {
         size_t n = 0;

@@ -24,6 +24,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "harness/mqtt_pub.h"
 #include "rworld.h"
 
 /* clang-format off */
@@ -45,56 +46,23 @@ static const char config[] =
 static char *mnt; /* the tmpfs mount point, or NULL (skipped) */
 static bool mounted;
 
-struct pub {
-    struct mosquitto *m;
-    int acked;
-    bool connected;
-};
-
-static void pub_on_connect(struct mosquitto *m, void *obj, int rc)
-{
-    (void)m;
-    if (rc == 0)
-        ((struct pub *)obj)->connected = true;
-}
-
-static void pub_on_publish(struct mosquitto *m, void *obj, int mid)
-{
-    (void)m;
-    (void)mid;
-    ((struct pub *)obj)->acked++;
-}
-
 /* Publish N messages "{"k":"PREFIX-i","pad":...}" of about 8 KiB at QoS 1, each acknowledged
  * by the server. */
 static void publish(int port, const char *prefix, int n)
 {
-    struct pub p = {0};
-    int64_t deadline = h_now_ms() + 10000;
+    struct h_mqtt_pub p;
     static char msg[8300];
 
-    p.m = mosquitto_new(NULL, true, &p);
-    assert_non_null(p.m);
-    mosquitto_connect_callback_set(p.m, pub_on_connect);
-    mosquitto_publish_callback_set(p.m, pub_on_publish);
-    assert_int_equal(mosquitto_connect(p.m, "127.0.0.1", port, 30), MOSQ_ERR_SUCCESS);
-    while (!p.connected && h_now_ms() < deadline)
-        mosquitto_loop(p.m, 50, 1);
-    assert_true(p.connected);
+    assert_int_equal(h_mqtt_pub_open(&p, port), 0);
     for (int i = 0; i < n; i++) {
         int k = snprintf(msg, sizeof(msg), "{\"k\":\"%s-%d\",\"pad\":\"", prefix, i);
 
         memset(msg + k, 'p', sizeof(msg) - (size_t)k - 3);
         memcpy(msg + sizeof(msg) - 3, "\"}", 3);
-        assert_int_equal(mosquitto_publish(p.m, NULL, "t/disk", (int)strlen(msg), msg, 1, false),
-                         MOSQ_ERR_SUCCESS);
-        while (p.acked < i + 1 && h_now_ms() < deadline)
-            mosquitto_loop(p.m, 50, 1);
+        assert_int_equal(h_mqtt_pub_send(&p, "t/disk", msg, strlen(msg), 1, NULL), 0);
         assert_int_equal(p.acked, i + 1);
     }
-    mosquitto_disconnect(p.m);
-    mosquitto_loop(p.m, 10, 1);
-    mosquitto_destroy(p.m);
+    h_mqtt_pub_close(&p);
 }
 
 /* Fill the file system of PATH's dir with PATH until it is full. Returns bytes written. */

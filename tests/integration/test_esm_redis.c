@@ -157,17 +157,6 @@ static char *dir_of(const struct rworld *w, const char *sub)
     return h_strfmt("%s/%s", w->b.dir, sub);
 }
 
-/* PATH as JSON (new), or NULL. */
-static json_t *load_json_file(const char *path)
-{
-    size_t len;
-    char *s = h_read_file(path, 0, &len);
-    json_t *j = s != NULL ? h_json_parse(s, len) : NULL;
-
-    free(s);
-    return j;
-}
-
 /* ---- tests --------------------------------------------------------------------------------- */
 
 static void test_list_drains_in_sqs_shape(void **state)
@@ -194,7 +183,7 @@ static void test_list_drains_in_sqs_shape(void **state)
     assert_non_null(de);
     path = h_strfmt("%s/%s", out, de->d_name);
     closedir(d);
-    rec = load_json_file(path);
+    rec = h_json_file(path);
     assert_non_null(rec);
     assert_string_equal(h_json_str(rec, "eventSource"), "aws:sqs");
     assert_non_null(strstr(h_json_str(rec, "eventSourceARN"), "q-list"));
@@ -309,29 +298,6 @@ static void test_poison_to_dead_letter(void **state)
     rworld_end(w);
 }
 
-/* The first file of DIR as JSON (new), or NULL. */
-static json_t *first_json(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    json_t *j = NULL;
-
-    while (d != NULL && (de = readdir(d)) != NULL) {
-        char *p;
-
-        if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp") != NULL)
-            continue;
-        p = h_strfmt("%s/%s", dir, de->d_name);
-        j = load_json_file(p);
-        free(p);
-        if (j != NULL)
-            break;
-    }
-    if (d != NULL)
-        closedir(d);
-    return j;
-}
-
 static void test_retries_then_on_failure(void **state)
 {
     struct rworld *w = *state;
@@ -340,7 +306,7 @@ static void test_retries_then_on_failure(void **state)
     json_t *j = NULL, *ctx, *info;
 
     push(w, "q-onfail", 1, "{\"poison\": ", "}");
-    while ((j = first_json(dest)) == NULL) {
+    while ((j = h_json_first_file(dest)) == NULL) {
         if (h_now_ms() > deadline)
             fail_msg("no on-failure record in %s", dest);
         h_sleep_ms(50);
@@ -374,7 +340,7 @@ static void test_record_age(void **state)
 
     assert_non_null(r);
     freeReplyObject(r);
-    while ((j = first_json(dest)) == NULL) {
+    while ((j = h_json_first_file(dest)) == NULL) {
         if (h_now_ms() > deadline)
             fail_msg("no on-failure record in %s", dest);
         h_sleep_ms(50);
@@ -399,7 +365,7 @@ static void test_malformed_partial_response(void **state)
     json_t *j;
 
     push(w, "q-garbage", 3, "{\"n\": ", "}");
-    while ((j = first_json(dest)) == NULL) {
+    while ((j = h_json_first_file(dest)) == NULL) {
         if (h_now_ms() > deadline)
             fail_msg("no on-failure record in %s", dest);
         h_sleep_ms(50);
