@@ -58,6 +58,7 @@
 #include "esm_fs.h"
 #include "esm_mqtt.h"
 #include "harness/mqtt.h"
+#include "core/buf.h"
 #include "core/errors.h"
 #include "mappings/filter.h"
 
@@ -1348,21 +1349,30 @@ static double time_filter(const struct filter *f, int which, double secs, long *
 
 /* ---- the broker processes ------------------------------------------------------------------ */
 
+/* Append to a config being written (out of memory ends the bench). */
+#define CFG_ADD(b, ...)                                                                            \
+    do {                                                                                           \
+        if (buf_printf((b), __VA_ARGS__) != 0)                                                     \
+            bc_fail("out of memory");                                                              \
+    } while (0)
+
+/* Write B to <work dir>/config-NAME.yaml and empty it for the next config. */
+static void cfg_write(struct buf *b, const char *name)
+{
+    char path[BC_WORKDIR_MAX + 64];
+
+    snprintf(path, sizeof(path), "%s/config-%s.yaml", bc_workdir, name);
+    bc_write_file(path, b->data != NULL ? b->data : "", 0644);
+    buf_free(b);
+}
+
 static void write_configs(void)
 {
-    char path[BC_WORKDIR_MAX + 64], map[512], *cfg;
-    size_t cap = 16384, off = 0;
+    char map[512];
+    struct buf cfg = {0};
 
-    cfg = malloc(cap);
-    if (cfg == NULL)
-        bc_fail("out of memory");
-#define CFG_ADD(...)                                                                               \
-    do {                                                                                           \
-        off += (size_t)snprintf(cfg + off, cap - off, __VA_ARGS__);                                \
-        if (off >= cap)                                                                            \
-            bc_fail("config too long");                                                            \
-    } while (0)
-    CFG_ADD("# Written by bench_esm. Every mapping starts disabled; the bench enables one at a\n"
+    CFG_ADD(&cfg,
+            "# Written by bench_esm. Every mapping starts disabled; the bench enables one at a\n"
             "# time (UpdateEventSourceMapping) and disables it again when its records are gone.\n"
             "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-main, max_concurrency: 100,\n"
             "         log_level: info}\n"
@@ -1392,11 +1402,12 @@ static void write_configs(void)
                      "    source: {redis: {url: 'redis://127.0.0.1:%d', %s: 'esm:%s:b%d'}}\n",
                      mode_name[mode], batch_sizes[b], batch_sizes[b], MAP_CONC, g_redis_port,
                      mode_name[mode], mode_name[mode], batch_sizes[b]);
-            CFG_ADD("%s", map);
+            CFG_ADD(&cfg, "%s", map);
         }
     }
     for (int mode = 0; mode < N_MODES; mode++)
-        CFG_ADD("  - name: lat-%s\n"
+        CFG_ADD(&cfg,
+                "  - name: lat-%s\n"
                 "    function: esm-lat\n"
                 "    enabled: false\n"
                 "    batch_size: 10\n"
@@ -1406,7 +1417,8 @@ static void write_configs(void)
                 mode_name[mode], MAP_CONC, g_redis_port, mode_name[mode], mode_name[mode]);
     /* Diagnostic: the list latency mapping again, but holding at most 10 records, so that
      * every read asks the move script for 10 records instead of 1000. */
-    CFG_ADD("  - name: lat-list-small\n"
+    CFG_ADD(&cfg,
+            "  - name: lat-list-small\n"
             "    function: esm-lat\n"
             "    enabled: false\n"
             "    batch_size: 10\n"
@@ -1415,11 +1427,9 @@ static void write_configs(void)
             "    max_records_in_flight: 10\n"
             "    source: {redis: {url: 'redis://127.0.0.1:%d', list: 'esm:lat:list-small'}}\n",
             MAP_CONC, g_redis_port);
-    snprintf(path, sizeof(path), "%s/config-main.yaml", bc_workdir);
-    bc_write_file(path, cfg, 0644);
-
-    off = 0;
-    CFG_ADD("# Written by bench_esm: one list mapping, enabled, for the RSS rows.\n"
+    cfg_write(&cfg, "main");
+    CFG_ADD(&cfg,
+            "# Written by bench_esm: one list mapping, enabled, for the RSS rows.\n"
             "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-rss, max_concurrency: 100,\n"
             "         log_level: info}\n"
             "functions:\n"
@@ -1436,10 +1446,7 @@ static void write_configs(void)
             "    maximum_concurrency: %d\n"
             "    source: {redis: {url: 'redis://127.0.0.1:%d', list: 'esm:backlog'}}\n",
             MAP_CONC, g_redis_port);
-#undef CFG_ADD
-    snprintf(path, sizeof(path), "%s/config-rss.yaml", bc_workdir);
-    bc_write_file(path, cfg, 0644);
-    free(cfg);
+    cfg_write(&cfg, "rss");
 }
 
 /* Start `switchyard run config-NAME.yaml` (log broker-NAME.log) in child slot SLOT. */
@@ -1721,46 +1728,36 @@ static void kafka_fill(const char *topic, long n)
 
 static void kafka_write_configs(void)
 {
-    char path[BC_WORKDIR_MAX + 64], *cfg;
-    size_t cap = 65536, off = 0;
+    struct buf cfg = {0};
     /* Extra librdkafka properties of every Kafka mapping, as YAML flow pairs ("a: 1, b: 2"),
      * for trying other settings against the same run's ceiling. */
     const char *xprops =
         getenv("SY_BENCH_KAFKA_PROPS") != NULL ? getenv("SY_BENCH_KAFKA_PROPS") : "";
-
-    cfg = malloc(cap);
-    if (cfg == NULL)
-        bc_fail("out of memory");
-#define KCFG_ADD(...)                                                                              \
-    do {                                                                                           \
-        off += (size_t)snprintf(cfg + off, cap - off, __VA_ARGS__);                                \
-        if (off >= cap)                                                                            \
-            bc_fail("config too long");                                                            \
-    } while (0)
-    KCFG_ADD("# Written by bench_esm: Kafka mappings, each on a topic of its own, disabled until\n"
-             "# its run; the r0 ones are the warm-up.\n"
-             "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-kafka, max_concurrency: 100,\n"
-             "         log_level: info}\n"
-             "functions:\n"
-             "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
-             "mappings:\n");
+    CFG_ADD(&cfg,
+            "# Written by bench_esm: Kafka mappings, each on a topic of its own, disabled until\n"
+            "# its run; the r0 ones are the warm-up.\n"
+            "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-kafka, max_concurrency: 100,\n"
+            "         log_level: info}\n"
+            "functions:\n"
+            "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
+            "mappings:\n");
     for (int b = 0; b < N_BATCH; b++)
         for (int r = 0; r <= g_o.rounds; r++)
-            KCFG_ADD("  - name: kafka-b%d-r%d\n"
-                     "    function: esm-sink\n"
-                     "    enabled: false\n"
-                     "    batch_size: %d\n"
-                     "    maximum_batching_window_ms: 0\n"
-                     "    maximum_concurrency: %d\n"
-                     "    source: {kafka: {bootstrap_servers: '%s', topics: [kb%d-r%d],\n"
-                     "             properties: {session.timeout.ms: 6000, heartbeat.interval.ms: "
-                     "500%s%s}}}\n",
-                     batch_sizes[b], r, batch_sizes[b], MAP_CONC, g_kafka.bootstrap, batch_sizes[b],
-                     r, xprops[0] ? ", " : "", xprops);
-    snprintf(path, sizeof(path), "%s/config-kafka.yaml", bc_workdir);
-    bc_write_file(path, cfg, 0644);
-    off = 0;
-    KCFG_ADD(
+            CFG_ADD(&cfg,
+                    "  - name: kafka-b%d-r%d\n"
+                    "    function: esm-sink\n"
+                    "    enabled: false\n"
+                    "    batch_size: %d\n"
+                    "    maximum_batching_window_ms: 0\n"
+                    "    maximum_concurrency: %d\n"
+                    "    source: {kafka: {bootstrap_servers: '%s', topics: [kb%d-r%d],\n"
+                    "             properties: {session.timeout.ms: 6000, heartbeat.interval.ms: "
+                    "500%s%s}}}\n",
+                    batch_sizes[b], r, batch_sizes[b], MAP_CONC, g_kafka.bootstrap, batch_sizes[b],
+                    r, xprops[0] ? ", " : "", xprops);
+    cfg_write(&cfg, "kafka");
+    CFG_ADD(
+        &cfg,
         "# Written by bench_esm: one Kafka mapping on a %d-partition backlog (RSS rows).\n"
         "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-krss, max_concurrency: 100,\n"
         "         log_level: info}\n"
@@ -1776,10 +1773,7 @@ static void kafka_write_configs(void)
         "    source: {kafka: {bootstrap_servers: '%s', topics: [kbacklog],\n"
         "             properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500%s%s}}}\n",
         K_BACKLOG_PARTS, MAP_CONC, g_kafka.bootstrap, xprops[0] ? ", " : "", xprops);
-#undef KCFG_ADD
-    snprintf(path, sizeof(path), "%s/config-krss.yaml", bc_workdir);
-    bc_write_file(path, cfg, 0644);
-    free(cfg);
+    cfg_write(&cfg, "krss");
 }
 
 /*
@@ -1859,42 +1853,35 @@ struct fs_results {
 
 static void fs_write_config(void)
 {
-    char path[BC_WORKDIR_MAX + 64], cfg[8192];
-    size_t off = 0;
+    struct buf cfg = {0};
 
-#define FCFG_ADD(...)                                                                              \
-    do {                                                                                           \
-        off += (size_t)snprintf(cfg + off, sizeof(cfg) - off, __VA_ARGS__);                        \
-        if (off >= sizeof(cfg))                                                                    \
-            bc_fail("config too long");                                                            \
-    } while (0)
-    FCFG_ADD("# Written by bench_esm: file-drop mappings, disabled until their run.\n"
-             "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-fs, max_concurrency: 100,\n"
-             "         log_level: info}\n"
-             "functions:\n"
-             "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
-             "  esm-lat: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30,\n"
-             "            environment: {SY_BENCH_LAT_FILE: \"%s/lat-fs.txt\"}}\n"
-             "mappings:\n",
-             bc_workdir);
+    CFG_ADD(&cfg,
+            "# Written by bench_esm: file-drop mappings, disabled until their run.\n"
+            "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-fs, max_concurrency: 100,\n"
+            "         log_level: info}\n"
+            "functions:\n"
+            "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
+            "  esm-lat: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30,\n"
+            "            environment: {SY_BENCH_LAT_FILE: \"%s/lat-fs.txt\"}}\n"
+            "mappings:\n",
+            bc_workdir);
     for (int b = 0; b < FS_NB; b++)
-        FCFG_ADD("  - name: fs-b%d\n"
-                 "    function: esm-sink\n"
-                 "    enabled: false\n"
-                 "    batch_size: %d\n"
-                 "    maximum_batching_window_ms: 0\n"
-                 "    maximum_concurrency: %d\n"
-                 "    source: {fs: {path: ./fs-b%d, on_success: delete}}\n",
-                 fs_batches[b], fs_batches[b], MAP_CONC, fs_batches[b]);
-    FCFG_ADD("  - name: fs-lat\n"
-             "    function: esm-lat\n"
-             "    enabled: false\n"
-             "    batch_size: 1\n"
-             "    maximum_batching_window_ms: 0\n"
-             "    source: {fs: {path: ./fs-lat, on_success: delete}}\n");
-#undef FCFG_ADD
-    snprintf(path, sizeof(path), "%s/config-fs.yaml", bc_workdir);
-    bc_write_file(path, cfg, 0644);
+        CFG_ADD(&cfg,
+                "  - name: fs-b%d\n"
+                "    function: esm-sink\n"
+                "    enabled: false\n"
+                "    batch_size: %d\n"
+                "    maximum_batching_window_ms: 0\n"
+                "    maximum_concurrency: %d\n"
+                "    source: {fs: {path: ./fs-b%d, on_success: delete}}\n",
+                fs_batches[b], fs_batches[b], MAP_CONC, fs_batches[b]);
+    CFG_ADD(&cfg, "  - name: fs-lat\n"
+                  "    function: esm-lat\n"
+                  "    enabled: false\n"
+                  "    batch_size: 1\n"
+                  "    maximum_batching_window_ms: 0\n"
+                  "    source: {fs: {path: ./fs-lat, on_success: delete}}\n");
+    cfg_write(&cfg, "fs");
 }
 
 /* Entries of DIR other than dot-files. */
@@ -2117,45 +2104,39 @@ struct mqtt_results {
 
 static void mqtt_write_config(int port)
 {
-    char path[BC_WORKDIR_MAX + 64], cfg[8192];
-    size_t off = 0;
+    struct buf cfg = {0};
 
-#define MCFG_ADD(...)                                                                              \
-    do {                                                                                           \
-        off += (size_t)snprintf(cfg + off, sizeof(cfg) - off, __VA_ARGS__);                        \
-        if (off >= sizeof(cfg))                                                                    \
-            bc_fail("config too long");                                                            \
-    } while (0)
-    MCFG_ADD("# Written by bench_esm: MQTT mappings, disabled until their run.\n"
-             "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-mqtt, max_concurrency: 100,\n"
-             "         log_level: info}\n"
-             "functions:\n"
-             "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
-             "  esm-lat: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30,\n"
-             "            environment: {SY_BENCH_LAT_FILE: \"%s/lat-mqtt.txt\"}}\n"
-             "mappings:\n",
-             bc_workdir);
+    CFG_ADD(&cfg,
+            "# Written by bench_esm: MQTT mappings, disabled until their run.\n"
+            "broker: {listen: \"127.0.0.1:0\", data_dir: ./data-mqtt, max_concurrency: 100,\n"
+            "         log_level: info}\n"
+            "functions:\n"
+            "  esm-sink: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30}\n"
+            "  esm-lat: {runtime: provided, code: ./code, memory_mb: 128, timeout_s: 30,\n"
+            "            environment: {SY_BENCH_LAT_FILE: \"%s/lat-mqtt.txt\"}}\n"
+            "mappings:\n",
+            bc_workdir);
     for (int q = 0; q < MQ_NQ; q++)
-        MCFG_ADD("  - name: mqtt-q%d\n"
-                 "    function: esm-sink\n"
-                 "    enabled: false\n"
-                 "    batch_size: 100\n"
-                 "    maximum_batching_window_ms: 0\n"
-                 "    maximum_concurrency: %d\n"
-                 "    source: {mqtt: {url: 'mqtt://127.0.0.1:%d', topics: ['bench/q%d'], qos: %d,\n"
-                 "             client_id: sy-bench-q%d}}\n",
-                 q, MAP_CONC, port, q, q, q);
-    MCFG_ADD("  - name: mqtt-lat\n"
-             "    function: esm-lat\n"
-             "    enabled: false\n"
-             "    batch_size: 1\n"
-             "    maximum_batching_window_ms: 0\n"
-             "    source: {mqtt: {url: 'mqtt://127.0.0.1:%d', topics: ['bench/lat/#'], qos: 1,\n"
-             "             client_id: sy-bench-lat}}\n",
-             port);
-#undef MCFG_ADD
-    snprintf(path, sizeof(path), "%s/config-mqtt.yaml", bc_workdir);
-    bc_write_file(path, cfg, 0644);
+        CFG_ADD(&cfg,
+                "  - name: mqtt-q%d\n"
+                "    function: esm-sink\n"
+                "    enabled: false\n"
+                "    batch_size: 100\n"
+                "    maximum_batching_window_ms: 0\n"
+                "    maximum_concurrency: %d\n"
+                "    source: {mqtt: {url: 'mqtt://127.0.0.1:%d', topics: ['bench/q%d'], qos: %d,\n"
+                "             client_id: sy-bench-q%d}}\n",
+                q, MAP_CONC, port, q, q, q);
+    CFG_ADD(&cfg,
+            "  - name: mqtt-lat\n"
+            "    function: esm-lat\n"
+            "    enabled: false\n"
+            "    batch_size: 1\n"
+            "    maximum_batching_window_ms: 0\n"
+            "    source: {mqtt: {url: 'mqtt://127.0.0.1:%d', topics: ['bench/lat/#'], qos: 1,\n"
+            "             client_id: sy-bench-lat}}\n",
+            port);
+    cfg_write(&cfg, "mqtt");
 }
 
 /* Wait (bounded) until M has delivered WANT more than BASE; returns its counters. */
