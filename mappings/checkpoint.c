@@ -60,6 +60,20 @@ void checkpoint_ack(struct mapping *map, struct source_record **recs, size_t n,
     }
 }
 
+void checkpoint_drop(struct mapping *map, struct source_record **recs, size_t n, const char *what)
+{
+    if (n == 0)
+        return;
+    log_err("[mapping:%s] out of memory %s: %zu record(s) (first %s) left unacknowledged; the "
+            "source gives them again (a Kafka partition's commits wait for them until a restart "
+            "or rebalance)",
+            map->cfg->name, what, n, recs[0]->id);
+    for (size_t i = 0; i < n; i++) {
+        mapping_held_sub(map, recs[i]);
+        source_record_free(recs[i]);
+    }
+}
+
 /* ---- outgoing messages (on-failure records, dead letters) ----------------------------------- */
 
 void outmsg_free(struct outmsg *om)
@@ -175,10 +189,8 @@ static struct outmsg *out_new(struct mapping *map, struct dest *dst, char *body,
     if (om == NULL || (om->retry_ev = evtimer_new(map->ms->base, out_retry_cb, om)) == NULL) {
         free(om);
         free(body);
-        for (size_t i = 0; i < n; i++) {
-            mapping_held_sub(map, recs[i]);
-            source_record_free(recs[i]);
-        }
+        checkpoint_drop(map, recs, n,
+                        is_dead_letter ? "for a dead letter" : "for an on-failure record");
         free(recs);
         return NULL;
     }
@@ -253,9 +265,7 @@ void checkpoint_dead_letter(struct mapping *map, struct source_record *rec, cons
     return;
 
 out_drop:
-    /* Out of memory: not acknowledged; the source redelivers it. */
-    mapping_held_sub(map, rec);
-    source_record_free(rec);
+    checkpoint_drop(map, &rec, 1, "for a dead letter");
 }
 
 /*
@@ -325,12 +335,10 @@ static void give_up_one(struct mapping *map, struct source_record *rec, const ch
 
     if (v == NULL || failure_record(map, &rec, 1, condition, request_id, error_type, error_msg,
                                     attempts, &b, &key, &key_len) != 0) {
-        /* Out of memory: not acknowledged; the source redelivers it. */
         free(v);
         free(key);
         buf_free(&b);
-        mapping_held_sub(map, rec);
-        source_record_free(rec);
+        checkpoint_drop(map, &rec, 1, "for an on-failure record");
         return;
     }
     len = b.len;
@@ -386,10 +394,7 @@ void checkpoint_give_up(struct mapping *map, struct source_record **recs, size_t
                                     attempts, &b, NULL, NULL) != 0) {
         free(v);
         buf_free(&b);
-        for (size_t i = 0; i < n; i++) {
-            mapping_held_sub(map, recs[i]);
-            source_record_free(recs[i]);
-        }
+        checkpoint_drop(map, recs, n, "for an on-failure record");
         return;
     }
     memcpy(v, recs, n * sizeof(*v));
@@ -444,11 +449,7 @@ static void fail_records(struct mapping *map, struct source_record **recs, size_
     unsigned max_attempts = 0, rc_max = map->src != NULL ? map->src->max_receive_count : 0;
 
     if (retry == NULL || exhausted == NULL || aged == NULL) {
-        /* Out of memory: unacknowledged, so the source redelivers them. */
-        for (size_t i = 0; i < n; i++) {
-            mapping_held_sub(map, recs[i]);
-            source_record_free(recs[i]);
-        }
+        checkpoint_drop(map, recs, n, "while failing a batch");
         batch_free(retry);
         free(exhausted);
         free(aged);

@@ -172,8 +172,7 @@ static void recvec_push(struct mapping *map, struct recvec *v, struct source_rec
         struct source_record **nv = realloc(v->v, nc * sizeof(*nv));
 
         if (nv == NULL) {
-            mapping_held_sub(map, rec);
-            source_record_free(rec);
+            checkpoint_drop(map, &rec, 1, "setting a record aside");
             return;
         }
         v->v = nv;

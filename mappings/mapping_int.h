@@ -182,6 +182,9 @@ void batcher_schedule_retry(struct mapping *map);
 void checkpoint_outcome(struct batch *b, const struct invoke_result *res);
 void checkpoint_ack(struct mapping *map, struct source_record **recs, size_t n,
                     enum source_outcome outcome);
+/* Out of memory: free RECS[0..N) without acknowledging them (the source gives them again),
+ * logged once as WHAT ("for a dead letter"). The array is borrowed. */
+void checkpoint_drop(struct mapping *map, struct source_record **recs, size_t n, const char *what);
 void checkpoint_dead_letter(struct mapping *map, struct source_record *rec, const char *reason);
 void checkpoint_give_up(struct mapping *map, struct source_record **recs, size_t n,
                         const char *condition, const char *request_id, const char *error_type,
