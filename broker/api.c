@@ -84,6 +84,7 @@ static const struct {
 static int pattern_match(const char *pattern, const char *path, char *arg, size_t argsz)
 {
     const char *p = pattern, *s = path;
+    size_t used = 0;
 
     if (argsz > 0)
         arg[0] = '\0';
@@ -93,11 +94,15 @@ static int pattern_match(const char *pattern, const char *path, char *arg, size_
 
             if (n == 0)
                 return 0;
-            if (argsz > 0) {
-                size_t k = n < argsz - 1 ? n : argsz - 1;
+            /* A second segment is appended after a '/' (which no segment contains). */
+            if (used > 0 && used + 1 < argsz)
+                arg[used++] = '/';
+            if (argsz > used) {
+                size_t k = n < argsz - used - 1 ? n : argsz - used - 1;
 
-                memcpy(arg, s, k);
-                arg[k] = '\0';
+                memcpy(arg + used, s, k);
+                used += k;
+                arg[used] = '\0';
             }
             s += n;
             p += 2;
@@ -332,8 +337,10 @@ struct function *api_resolve_function(struct api_call *call, const char *raw, co
     f = strcmp(region, cfg->broker.region) == 0 && strcmp(account, cfg->broker.account_id) == 0
             ? dispatcher_function(call->api->dsp, fn.name)
             : NULL;
-    /* Only $LATEST exists here (no versions or aliases): any other qualifier is not found. */
-    if (f == NULL || (qual != NULL && strcmp(qual, "$LATEST") != 0)) {
+    /* A version number or an alias picks that unit (an alias with weights draws one). */
+    if (f != NULL)
+        f = function_route(f, qual);
+    if (f == NULL) {
         api_reply_error(call, API_E_NOT_FOUND,
                         "Function not found: arn:aws:lambda:%s:%s:function:%s%s%s", region, account,
                         fn.name, qual ? ":" : "", qual ? qual : "");

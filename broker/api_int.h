@@ -146,7 +146,8 @@ typedef void api_route_fn(struct api_call *call, const char *arg);
 
 struct api_route {
     const char *method;
-    const char *pattern; /* `{}` matches one non-empty path segment, handed over as ARG */
+    const char *pattern; /* `{}` matches one non-empty path segment, handed over as ARG (two
+                            of them: joined by a `/`) */
     api_route_fn *fn;
     unsigned flags;
     const char *op; /* operation name, for logs */

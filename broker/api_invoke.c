@@ -209,8 +209,9 @@ void api_invoke(struct api_call *call, const char *arg)
     }
     if (itype == INV_TYPE_DRYRUN) {
         free(cc);
-        api_reply(call, 204, (const char *const[]){"X-Amz-Executed-Version", "$LATEST", NULL}, NULL,
-                  0);
+        api_reply(call, 204,
+                  (const char *const[]){"X-Amz-Executed-Version", function_version_name(fn), NULL},
+                  NULL, 0);
         return;
     }
 
@@ -223,7 +224,8 @@ void api_invoke(struct api_call *call, const char *arg)
     ireq.want_log_tail = call->want_tail;
     if (qualifier[0] != '\0') {
         /* context.invoked_function_arn carries the qualifier when the caller gave one. */
-        snprintf(invoked_arn, sizeof(invoked_arn), "%s:%s", function_arn(fn), qualifier);
+        snprintf(invoked_arn, sizeof(invoked_arn), "%s:%s", function_arn(function_head(fn)),
+                 qualifier);
         ireq.invoked_arn = invoked_arn;
     }
     rc = dispatcher_invoke(api->dsp, fn, &ireq, invoke_done, call);

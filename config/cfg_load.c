@@ -1354,27 +1354,6 @@ static const struct cfg_field async_fields[AS__N] = {
 
 static const char *const runtime_names[] = {"python3", "node", "shell", "provided"};
 
-/* The variables the broker sets for every function (Lambda's reserved names). */
-static const char *const reserved_env[] = {
-    "_HANDLER",
-    "_X_AMZN_TRACE_ID",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE",
-    "AWS_LAMBDA_LOG_GROUP_NAME",
-    "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API",
-    "LAMBDA_TASK_ROOT",
-    "LAMBDA_RUNTIME_DIR",
-};
 
 /*
  * `module.function` (python3, node) or `file.function` (shell): a path-like module of
@@ -1439,12 +1418,10 @@ static void parse_environment(struct ld *ld, struct cfg_function *fn, yaml_node_
             ld_err(ld, k, kp, "invalid variable name: must match [A-Za-z_][A-Za-z0-9_]*");
             bad = true;
         } else {
-            for (size_t i = 0; i < sizeof(reserved_env) / sizeof(reserved_env[0]); i++)
-                if (strcmp(name, reserved_env[i]) == 0) {
-                    ld_err(ld, k, kp, "is reserved by the Lambda runtime and cannot be set");
-                    bad = true;
-                    break;
-                }
+            if (cfg_env_reserved(name)) {
+                ld_err(ld, k, kp, "is reserved by the Lambda runtime and cannot be set");
+                bad = true;
+            }
         }
         if (!bad) {
             for (size_t i = 0; i < fn->n_environment; i++)
@@ -2369,33 +2346,14 @@ out:
     return ld.cfg;
 }
 
-static void async_free(struct cfg_async *as)
-{
-    free(as->retry_delays_s);
-    free(as->on_success);
-    free(as->on_failure);
-    free(as->dead_letter);
-}
-
 void cfg_destroy(struct cfg *cfg)
 {
     struct cfg_broker *br;
 
     if (cfg == NULL)
         return;
-    for (size_t i = 0; i < cfg->n_functions; i++) {
-        struct cfg_function *fn = &cfg->functions[i];
-
-        free(fn->name);
-        free(fn->handler);
-        free(fn->code);
-        for (size_t j = 0; j < fn->n_environment; j++) {
-            free(fn->environment[j].name);
-            free(fn->environment[j].value);
-        }
-        free(fn->environment);
-        async_free(&fn->async);
-    }
+    for (size_t i = 0; i < cfg->n_functions; i++)
+        cfg_function_clear(&cfg->functions[i]);
     free(cfg->functions);
     for (size_t i = 0; i < cfg->n_mappings; i++) {
         struct cfg_mapping *mp = &cfg->mappings[i];

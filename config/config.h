@@ -14,6 +14,7 @@
 #define SY_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cfg_field.h"
 
@@ -72,7 +73,16 @@ struct cfg_function {
     int provisioned_concurrency; /* 0..(reserved_concurrency if set, else max_concurrency); default 0 */
     int max_idle_s;              /* 1..86400, default 300 */
     struct cfg_async async;
-    int line;                    /* where the function was declared, for messages */
+    int line;                    /* where the function was declared, for messages (0: API) */
+    /*
+     * Deployment. cfg_load() leaves these NULL/0; the broker fills them once the code is
+     * ready (a zip unpacked, layers merged) and the dispatcher runs from them:
+     */
+    char *task_root;   /* the directory environments run in (LAMBDA_TASK_ROOT); NULL = code */
+    char *opt_dir;     /* the merged layers (Lambda's /opt), or NULL when there are none */
+    char *code_sha256; /* CodeSha256 (base64), or NULL when not known */
+    uint64_t code_size; /* CodeSize */
+    char *description; /* Description (API), or NULL */
 };
 
 /* `broker:` */
@@ -185,6 +195,21 @@ const struct cfg_function *cfg_function_find(const struct cfg *cfg, const char *
 
 /* Look up a mapping by name; borrows from cfg; NULL if absent. */
 const struct cfg_mapping *cfg_mapping_find(const struct cfg *cfg, const char *name);
+
+/*
+ * Deep-copy SRC into DST (all owned strings and arrays duplicated). Returns 0, or -1 when out
+ * of memory (DST is then cleared). DST is overwritten without being freed first.
+ */
+int cfg_function_copy(struct cfg_function *dst, const struct cfg_function *src);
+
+/* Free everything DST owns and zero it. A zeroed struct is a no-op. */
+void cfg_function_clear(struct cfg_function *fn);
+
+/* 1 when NAME is one of the variables Lambda reserves (the broker sets them), else 0. */
+int cfg_env_reserved(const char *name);
+
+/* The directory a function runs from: task_root when set, else code. */
+const char *cfg_function_root(const struct cfg_function *fn);
 
 /* "python3" / "node" / "shell" / "provided". */
 const char *cfg_runtime_name(enum cfg_runtime rt);

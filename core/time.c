@@ -46,3 +46,13 @@ void time_iso8601(char out[32], uint64_t wall_ms)
     strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out + 19, 13, ".%03uZ", (unsigned)(wall_ms % 1000u));
 }
+
+void time_iso8601_lambda(char out[32], uint64_t wall_ms)
+{
+    time_t secs = (time_t)(wall_ms / 1000u);
+    struct tm tm;
+
+    gmtime_r(&secs, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + 19, 13, ".%03u+0000", (unsigned)(wall_ms % 1000u));
+}

@@ -23,4 +23,7 @@ uint64_t time_wall_ms(void);
 /* Format WALL_MS as `2026-11-22T13:45:00.123Z` into OUT (at least 32 bytes). */
 void time_iso8601(char out[32], uint64_t wall_ms);
 
+/* As Lambda's control plane writes LastModified: `2024-05-09T21:05:41.123+0000`. */
+void time_iso8601_lambda(char out[32], uint64_t wall_ms);
+
 #endif

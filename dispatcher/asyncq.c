@@ -79,14 +79,21 @@ enum aq_state {
 
 /* Where one kind of delivery goes: a destination, or an async invoke of another function. */
 struct aq_target {
-    const char *uri;         /* borrowed from the config; NULL: none configured */
+    char *uri;               /* owned copy of the config's; NULL: none configured */
     struct dest *dest;       /* owned by the queue's dest table, or NULL for function: */
     struct aq_fn *fn_target; /* function:NAME */
 };
 
+/*
+ * What the queue keeps per function unit ($LATEST or a version), made the first time the unit
+ * is needed (an Event invoke, a stored row, a function: destination). Its targets and cap
+ * follow the unit's configuration: af_sync() re-opens them when function_generation()
+ * changes. Never freed before the queue (events point at it).
+ */
 struct aq_fn {
     struct function *fn;
-    const struct cfg_function *cfg;
+    char *key;          /* what rows store: NAME for $LATEST, NAME:VERSION for a version */
+    unsigned gen;       /* function_generation() the targets were opened for */
     unsigned cap;       /* async invocations at once */
     unsigned in_flight;
     struct aq_ev *ready_head, *ready_tail;
@@ -132,8 +139,8 @@ struct asyncq {
     int efd;
     struct event *efd_ev;
     struct event *timer_ev;
-    struct aq_fn *fns;
-    size_t n_fns;
+    struct aq_fn **fns;
+    size_t n_fns, cap_fns;
     struct dest **dests; /* one per distinct URI */
     size_t n_dests;
     struct aq_ev **heap; /* WAITING events by row.next_ms */
@@ -214,22 +221,141 @@ static char *error_message_of(const char *s, size_t len)
     return xstrndup(s, n);
 }
 
-static struct aq_fn *aq_fn_by_name(struct asyncq *q, const char *name)
+static int target_open(struct asyncq *q, const char *uri, struct aq_target *tg,
+                       struct sy_error *err);
+static struct aq_fn *aq_fn_of(struct asyncq *q, struct function *fn);
+
+/* The unit's current configuration (never cached: an update replaces it). */
+#define AFC(af) function_cfg((af)->fn)
+
+static void target_clear(struct aq_target *tg)
 {
+    free(tg->uri);
+    memset(tg, 0, sizeof(*tg));
+}
+
+/* Async invocations of AF at once: the function's own setting, else automatic. */
+static unsigned af_cap(const struct asyncq *q, const struct aq_fn *af)
+{
+    const struct cfg_function *fc = AFC(af);
+    int reserved = function_reserved(af->fn);
+    int auto_cap = reserved > 0 ? reserved
+                   : q->cfg->broker.max_concurrency < AUTO_ASYNC_CONCURRENCY
+                       ? q->cfg->broker.max_concurrency
+                       : AUTO_ASYNC_CONCURRENCY;
+
+    return (unsigned)(fc->async.maximum_concurrency > 0 ? fc->async.maximum_concurrency : auto_cap);
+}
+
+/* Bring AF's targets and cap in line with its unit's configuration. 0 or SY_E* (ERR). */
+static int af_sync(struct asyncq *q, struct aq_fn *af, struct sy_error *err)
+{
+    const struct cfg_async *as = &AFC(af)->async;
+    unsigned gen = function_generation(af->fn);
+    struct aq_target t[3];
+    int rc;
+
+    af->cap = af_cap(q, af);
+    if (af->gen == gen)
+        return 0;
+    af->gen = gen; /* first: a function: target naming this unit finds it in sync */
+    memset(t, 0, sizeof(t));
+    if ((rc = target_open(q, as->on_success, &t[0], err)) != 0 ||
+        (rc = target_open(q, as->on_failure, &t[1], err)) != 0 ||
+        (rc = target_open(q, as->dead_letter, &t[2], err)) != 0) {
+        for (int i = 0; i < 3; i++)
+            target_clear(&t[i]);
+        af->gen = 0;
+        return rc;
+    }
+    target_clear(&af->on_success);
+    target_clear(&af->on_failure);
+    target_clear(&af->dead_letter);
+    af->on_success = t[0];
+    af->on_failure = t[1];
+    af->dead_letter = t[2];
+    return 0;
+}
+
+/* As af_sync(), logging a failure (the old targets stay in use). */
+static void af_refresh(struct asyncq *q, struct aq_fn *af)
+{
+    struct sy_error err;
+
+    if (function_generation(af->fn) == af->gen) {
+        af->cap = af_cap(q, af);
+        return;
+    }
+    if (af_sync(q, af, &err) != 0)
+        log_err("[function:%s] async destinations of the new configuration: %s", af->key,
+                err.msg);
+}
+
+/* The unit a stored KEY (NAME or NAME:VERSION) names now, or NULL. */
+static struct function *unit_of_key(struct asyncq *q, const char *key)
+{
+    const char *colon = strchr(key, ':');
+    char name[80];
+    struct function *head;
+
+    if (colon == NULL)
+        return dispatcher_function(q->dsp, key);
+    snprintf(name, sizeof(name), "%.*s", (int)(colon - key), key);
+    head = dispatcher_function(q->dsp, name);
+    return head != NULL ? function_version(head, colon + 1) : NULL;
+}
+
+static struct aq_fn *aq_fn_by_name(struct asyncq *q, const char *key)
+{
+    struct function *fn = unit_of_key(q, key);
+
+    if (fn != NULL)
+        return aq_fn_of(q, fn);
+    /* A deleted function's events: found by the key they were stored under. */
     for (size_t i = 0; i < q->n_fns; i++) {
-        if (strcmp(q->fns[i].cfg->name, name) == 0)
-            return &q->fns[i];
+        if (strcmp(q->fns[i]->key, key) == 0)
+            return q->fns[i];
     }
     return NULL;
 }
 
-static struct aq_fn *aq_fn_of(struct asyncq *q, const struct function *fn)
+/* AF for unit FN, made on first use (NULL when out of memory or its targets cannot open). */
+static struct aq_fn *aq_fn_of(struct asyncq *q, struct function *fn)
 {
+    struct aq_fn *af;
+    struct sy_error err;
+    const char *ver = function_version_name(fn);
+    size_t n;
+
     for (size_t i = 0; i < q->n_fns; i++) {
-        if (q->fns[i].fn == fn)
-            return &q->fns[i];
+        if (q->fns[i]->fn == fn)
+            return q->fns[i];
     }
-    return NULL;
+    if (q->n_fns == q->cap_fns) {
+        size_t cap = q->cap_fns ? q->cap_fns * 2 : 16;
+        struct aq_fn **p = realloc(q->fns, cap * sizeof(*p));
+
+        if (p == NULL)
+            return NULL;
+        q->fns = p;
+        q->cap_fns = cap;
+    }
+    af = calloc(1, sizeof(*af));
+    n = strlen(function_cfg(fn)->name) + strlen(ver) + 2;
+    if (af == NULL || (af->key = malloc(n)) == NULL) {
+        free(af);
+        return NULL;
+    }
+    if (strcmp(ver, "$LATEST") == 0)
+        snprintf(af->key, n, "%s", function_cfg(fn)->name);
+    else
+        snprintf(af->key, n, "%s:%s", function_cfg(fn)->name, ver);
+    af->fn = fn;
+    q->fns[q->n_fns++] = af; /* listed before its targets open: a cycle of function: targets
+                                finds it */
+    if (af_sync(q, af, &err) != 0)
+        log_err("[function:%s] async destinations: %s", af->key, err.msg);
+    return af;
 }
 
 /* ---- the timer heap ----------------------------------------------------------------------- */
@@ -592,8 +718,8 @@ static void slot_cb(void *arg)
     struct asyncq *q = arg;
 
     for (size_t i = 0; i < q->n_fns; i++) {
-        if (q->fns[i].ready_head != NULL)
-            aq_pump(q, &q->fns[i]);
+        if (q->fns[i]->ready_head != NULL)
+            aq_pump(q, q->fns[i]);
     }
 }
 
@@ -674,7 +800,11 @@ static char *build_record(struct aq_ev *ev, const char *condition, int success)
     char *s;
 
     time_iso8601(ts, (uint64_t)wall_ms());
-    snprintf(arn, sizeof(arn), "%s:$LATEST", function_arn(ev->af->fn));
+    /* A version's ARN carries its qualifier already; $LATEST's does not. */
+    if (strcmp(function_version_name(ev->af->fn), "$LATEST") == 0)
+        snprintf(arn, sizeof(arn), "%s:$LATEST", function_arn(ev->af->fn));
+    else
+        snprintf(arn, sizeof(arn), "%s", function_arn(ev->af->fn));
     rec = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:i},s:o}", "version", "1.0", "timestamp", ts,
                     "requestContext", "requestId", ev->row.id, "functionArn", arn, "condition",
                     condition, "approximateInvokeCount", ev->row.attempts, "requestPayload",
@@ -682,7 +812,8 @@ static char *build_record(struct aq_ev *ev, const char *condition, int success)
     if (rec == NULL)
         return NULL;
     if (ev->row.attempts > 0 && ev->last_code == 200) {
-        resp = json_pack("{s:i,s:s}", "statusCode", 200, "executedVersion", "$LATEST");
+        resp = json_pack("{s:i,s:s}", "statusCode", 200, "executedVersion",
+                         function_version_name(ev->af->fn));
         if (!success && resp != NULL)
             json_object_set_new(resp, "functionError", json_string("Unhandled"));
         json_object_set_new(rec, "responseContext", resp);
@@ -746,7 +877,7 @@ static void aq_outcome(struct aq_ev *ev, int success, const char *condition)
         if (af->dead_letter.uri != NULL)
             ev->pending |= AQ_D_DLQ;
         log_warn("[function:%s] event %s failed for good: %s after %d attempt(s)%s%s",
-                 af->cfg->name, ev->row.id, condition, ev->row.attempts,
+                 af->key, ev->row.id, condition, ev->row.attempts,
                  ev->error_message ? ": " : "", ev->error_message ? ev->error_message : "");
         if (q->cfg->broker.keep_dead_letters) {
             dead = calloc(1, sizeof(*dead));
@@ -827,7 +958,7 @@ static void delivery_done(void *arg, int rc, const char *errmsg)
         if (rc != SY_ECANCELED)
             log_warn("[function:%s] event %s: %s delivery failed (attempt %d): %s; kept and "
                      "retried",
-                     ev->af->cfg->name, ev->row.id,
+                     ev->af->key, ev->row.id,
                      bit == AQ_D_SUCCESS   ? "on_success"
                      : bit == AQ_D_FAILURE ? "on_failure"
                                            : "dead_letter",
@@ -935,7 +1066,7 @@ static void invoke_done(const struct invoke_result *res, void *arg)
     struct aq_ev *ev = arg;
     struct aq_fn *af = ev->af;
     struct asyncq *q = ev->q;
-    const struct cfg_async *pol = &af->cfg->async;
+    const struct cfg_async *pol = &AFC(af)->async;
 
     if (ev->magic != AQ_EV_MAGIC)
         abort();
@@ -983,7 +1114,7 @@ static void invoke_done(const struct invoke_result *res, void *arg)
             q->stats.retries++;
             ev->row.next_ms = wall_ms() + jitter((int64_t)delay_s * 1000);
             log_info("[function:%s] event %s: attempt %d failed (%s); retry in %d s",
-                     af->cfg->name, ev->row.id, ev->row.attempts, ev->last_error_type, delay_s);
+                     af->key, ev->row.id, ev->row.attempts, ev->last_error_type, delay_s);
             job = job_for(ev, AQJ_RETRY, 0);
             if (job != NULL)
                 submit(q, job, retry_saved);
@@ -1026,13 +1157,14 @@ static void aq_run(struct aq_ev *ev)
     struct invoke_req req;
     int rc;
 
-    if (wall_ms() - ev->row.enqueued_ms > (int64_t)af->cfg->async.maximum_event_age_s * 1000) {
+    af_refresh(q, af);
+    if (wall_ms() - ev->row.enqueued_ms > (int64_t)AFC(af)->async.maximum_event_age_s * 1000) {
         if (ev->error_message == NULL)
             ev->error_message = strdup("Event age exceeded before the event could be processed");
         aq_outcome(ev, 0, "EventAgeExceeded");
         return;
     }
-    if (af->cfg->reserved_concurrency == 0) {
+    if (function_reserved(af->fn) == 0) {
         /* Lambda: a function throttled to zero sends its events straight to failure handling. */
         ev->last_code = 429;
         free(ev->error_message);
@@ -1050,6 +1182,15 @@ static void aq_run(struct aq_ev *ev)
     af->in_flight++;
     q->stats.in_flight++;
     rc = dispatcher_invoke(q->dsp, af->fn, &req, invoke_done, ev);
+    if (rc == SY_ENOENT) {
+        /* The function (or this version) was deleted: nothing will ever run the event. */
+        af->in_flight--;
+        q->stats.in_flight--;
+        free(ev->error_message);
+        ev->error_message = strdup("The function was deleted before the event could run");
+        aq_outcome(ev, 0, "RetriesExhausted");
+        return;
+    }
     if (rc != 0) {
         af->in_flight--;
         q->stats.in_flight--;
@@ -1064,7 +1205,7 @@ static void aq_pump(struct asyncq *q, struct aq_fn *af)
 {
     while (af->ready_head != NULL && !q->draining && q->started) {
         struct aq_ev *ev = af->ready_head;
-        int needs_slot = af->cfg->reserved_concurrency != 0;
+        int needs_slot = function_reserved(af->fn) != 0;
 
         if (needs_slot && (af->in_flight >= af->cap || dispatcher_capacity(q->dsp, af->fn) == 0))
             return;
@@ -1187,7 +1328,7 @@ static int aq_put_internal(struct asyncq *q, struct aq_fn *af, const char *paylo
         q->parked = 1;
         q->park_gen++;
     }
-    ev->row.fn = strdup(af->cfg->name);
+    ev->row.fn = strdup(af->key);
     ev->row.payload = xstrndup(payload, len);
     ev->row.len = len;
     q->held_bytes += len;
@@ -1406,11 +1547,16 @@ static int target_open(struct asyncq *q, const char *uri, struct aq_target *tg,
     memset(tg, 0, sizeof(*tg));
     if (uri == NULL)
         return 0;
-    tg->uri = uri;
+    tg->uri = strdup(uri);
+    if (tg->uri == NULL) {
+        sy_error_set(err, "out of memory");
+        return SY_ENOMEM;
+    }
     if (strncmp(uri, "function:", 9) == 0) {
         tg->fn_target = aq_fn_by_name(q, uri + 9);
         if (tg->fn_target == NULL) {
             sy_error_set(err, "%s: no such function", uri);
+            target_clear(tg);
             return SY_ENOENT;
         }
         return 0;
@@ -1427,12 +1573,15 @@ static int target_open(struct asyncq *q, const char *uri, struct aq_target *tg,
 
         if (nd == NULL) {
             sy_error_set(err, "out of memory");
+            target_clear(tg);
             return SY_ENOMEM;
         }
         q->dests = nd;
         rc = dest_open(q->base, uri, &q->dests[q->n_dests], err);
-        if (rc != 0)
+        if (rc != 0) {
+            target_clear(tg);
             return rc;
+        }
         tg->dest = q->dests[q->n_dests++];
     }
     return 0;
@@ -1485,33 +1634,16 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
     q->max_held = (unsigned)cfg->broker.async_max_held;
     q->parked = 1; /* the store may hold parked events from an earlier run: look once */
     srandom((unsigned)(wall_ms() ^ getpid()));
-    q->n_fns = dispatcher_function_count(dsp);
-    q->fns = calloc(q->n_fns ? q->n_fns : 1, sizeof(*q->fns));
-    if (q->fns == NULL) {
-        sy_error_set(err, "out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < q->n_fns; i++) {
-        struct aq_fn *af = &q->fns[i];
-        const struct cfg_function *fc;
-        int auto_cap;
+    /* Every function of the file gets its entry now, so a destination that cannot open
+     * stops the start (later ones, made on first use, log it instead). */
+    for (size_t i = 0; i < dispatcher_function_count(dsp); i++) {
+        struct aq_fn *af = aq_fn_of(q, dispatcher_function_at(dsp, i));
 
-        af->fn = dispatcher_function_at(dsp, i);
-        af->cfg = fc = function_cfg(af->fn);
-        auto_cap = fc->reserved_concurrency > 0 ? fc->reserved_concurrency
-                   : cfg->broker.max_concurrency < AUTO_ASYNC_CONCURRENCY
-                       ? cfg->broker.max_concurrency
-                       : AUTO_ASYNC_CONCURRENCY;
-        af->cap = (unsigned)(fc->async.maximum_concurrency > 0 ? fc->async.maximum_concurrency
-                                                                : auto_cap);
-    }
-    for (size_t i = 0; i < q->n_fns; i++) {
-        struct aq_fn *af = &q->fns[i];
-        const struct cfg_async *as = &af->cfg->async;
-
-        if (target_open(q, as->on_success, &af->on_success, err) != 0 ||
-            target_open(q, as->on_failure, &af->on_failure, err) != 0 ||
-            target_open(q, as->dead_letter, &af->dead_letter, err) != 0)
+        if (af == NULL) {
+            sy_error_set(err, "out of memory");
+            goto fail;
+        }
+        if (af->gen == 0 && af_sync(q, af, err) != 0)
             goto fail;
     }
     q->sops = cfg->broker.async_queue != NULL && strncmp(cfg->broker.async_queue, "redis://", 8) == 0
@@ -1574,7 +1706,7 @@ void asyncq_drain(struct asyncq *q, void (*done)(void *arg), void *arg)
         q->sops->note_held(q->store, UINT_MAX);
     /* READY events go back to waiting: they stay stored and run after the restart. */
     for (size_t i = 0; i < q->n_fns; i++) {
-        struct aq_fn *af = &q->fns[i];
+        struct aq_fn *af = q->fns[i];
 
         while (af->ready_head != NULL) {
             struct aq_ev *ev = af->ready_head;
@@ -1664,6 +1796,13 @@ void asyncq_close(struct asyncq *q)
     if (q->efd >= 0)
         close(q->efd);
     free(q->heap);
+    for (size_t i = 0; i < q->n_fns; i++) {
+        target_clear(&q->fns[i]->on_success);
+        target_clear(&q->fns[i]->on_failure);
+        target_clear(&q->fns[i]->dead_letter);
+        free(q->fns[i]->key);
+        free(q->fns[i]);
+    }
     free(q->fns);
     q->magic = 0;
     free(q);

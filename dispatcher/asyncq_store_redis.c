@@ -745,10 +745,13 @@ static int row_apply(struct aq_row *row, const redisReply *kv, int state_only)
     return 0;
 }
 
+/* FN is NAME or NAME:VERSION (an event for a published version): the name decides. */
 static int fn_declared(const struct aq_store *st, const char *fn)
 {
+    size_t len = strcspn(fn, ":");
+
     for (size_t i = 0; i < st->n_fns; i++) {
-        if (strcmp(st->fns[i], fn) == 0)
+        if (strncmp(st->fns[i], fn, len) == 0 && st->fns[i][len] == '\0')
             return 1;
     }
     return 0;

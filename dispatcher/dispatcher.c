@@ -173,9 +173,9 @@ static void inv_complete(struct invocation *inv)
         dsp->stats.errors++;
     else if (inv->res.status == INVOKE_THROTTLED)
         dsp->stats.throttles++;
-    fn_count(inv->fn, inv);
+    fn_count(inv->fn->head, inv); /* per name, as /metrics shows them */
     inv->res.request_id = inv->request_id;
-    inv->res.executed_version = "$LATEST";
+    inv->res.executed_version = inv->fn->version;
     inv->res.content_type = inv->res_ctype;
     inv->res.error_type = inv->res_etype;
     if (inv->res.body == NULL) {
@@ -225,8 +225,8 @@ static unsigned total_in_flight(const struct dispatcher *dsp)
 {
     unsigned n = 0;
 
-    for (size_t i = 0; i < dsp->n_fns; i++)
-        n += dsp->fns[i].in_flight;
+    for (size_t i = 0; i < dsp->n_all; i++)
+        n += dsp->all[i]->in_flight;
     return n;
 }
 
@@ -234,9 +234,29 @@ static unsigned total_envs(const struct dispatcher *dsp)
 {
     unsigned n = 0;
 
-    for (size_t i = 0; i < dsp->n_fns; i++)
-        n += dsp->fns[i].n_envs;
+    for (size_t i = 0; i < dsp->n_all; i++)
+        n += dsp->all[i]->n_envs;
     return n;
+}
+
+/* An environment that must not take new work: its unit was updated or deleted since it started. */
+static int env_stale(const struct env *env)
+{
+    return env->fn->deleted || env->rev != env->fn->rev;
+}
+
+/* Shut down every environment of FN that has nothing to do and is stale (or all: ALL set). */
+static void retire_idle(struct function *fn, int all)
+{
+    struct env *env = fn->envs;
+
+    while (env != NULL) {
+        struct env *next = env->next; /* env_shutdown() may free ENV */
+
+        if (env->inv == NULL && env->state != ENV_DYING && (all || env_stale(env)))
+            env_shutdown(env);
+        env = next;
+    }
 }
 
 /* During a drain: shut down every environment that has nothing left to do. */
@@ -244,12 +264,8 @@ static void drain_progress(struct dispatcher *dsp)
 {
     if (!dsp->draining)
         return;
-    for (size_t i = 0; i < dsp->n_fns; i++) {
-        for (struct env *env = dsp->fns[i].envs; env != NULL; env = env->next) {
-            if (env->inv == NULL && env->state != ENV_DYING)
-                env_shutdown(env);
-        }
-    }
+    for (size_t i = 0; i < dsp->n_all; i++)
+        retire_idle(dsp->all[i], 1);
     if (total_envs(dsp) == 0 && total_in_flight(dsp) == 0 && dsp->drain_done != NULL)
         event_active(dsp->drain_ev, EV_TIMEOUT, 0);
 }
@@ -278,8 +294,8 @@ static void sigchld_cb(evutil_socket_t fd, short what, void *arg)
             continue;
         if (pid <= 0)
             break;
-        for (size_t i = 0; i < dsp->n_fns && found == NULL; i++) {
-            for (struct env *env = dsp->fns[i].envs; env != NULL; env = env->next) {
+        for (size_t i = 0; i < dsp->n_all && found == NULL; i++) {
+            for (struct env *env = dsp->all[i]->envs; env != NULL; env = env->next) {
                 if (env->pid == pid) {
                     found = env;
                     break;
@@ -295,26 +311,37 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct dispatcher *dsp = arg;
 
-    for (size_t i = 0; i < dsp->n_fns; i++) {
-        for (struct env *env = dsp->fns[i].envs; env != NULL; env = env->next)
+    for (size_t i = 0; i < dsp->n_all; i++) {
+        for (struct env *env = dsp->all[i]->envs; env != NULL; env = env->next)
             env_watchdog(env);
     }
 }
 
-/* Bring the function's provisioned environments back to their configured number. */
+/* Bring the unit's provisioned environments to the number wanted; stop the ones over it. */
 static void provision(struct function *fn)
 {
     struct sy_error err;
 
-    while (!fn->dsp->draining &&
-           fn->n_provisioned_live < (unsigned)fn->cfg->provisioned_concurrency) {
+    while (!fn->dsp->draining && !fn->deleted &&
+           fn->n_provisioned_live < (unsigned)fn->provisioned) {
         if (env_spawn(fn, 1, &err) == NULL) {
             struct timeval tv = {.tv_sec = RESPAWN_MS / 1000, .tv_usec = 0};
 
-            log_err("[function:%s] cannot start a provisioned environment: %s; retrying in %d ms",
-                    fn->cfg->name, err.msg, RESPAWN_MS);
+            log_err("[function:%s:%s] cannot start a provisioned environment: %s; retrying in "
+                    "%d ms",
+                    fn->cfg->name, fn->version, err.msg, RESPAWN_MS);
             evtimer_add(fn->respawn, &tv);
             return;
+        }
+    }
+    /* Fewer wanted than live: the surplus becomes on-demand (reaped when idle, as usual). */
+    for (struct env *env = fn->envs; env != NULL && fn->n_provisioned_live > (unsigned)fn->provisioned;
+         env = env->next) {
+        if (env->provisioned && env->state != ENV_DYING) {
+            env->provisioned = 0;
+            fn->n_provisioned_live--;
+            if (env->state == ENV_FREE)
+                env_idle_arm(env);
         }
     }
 }
@@ -326,6 +353,14 @@ static void respawn_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- called by env.c --------------------------------------------------------------------- */
 
+void fn_rev_unref(struct fn_rev *rev)
+{
+    if (rev == NULL || --rev->refs > 0)
+        return;
+    cfg_function_clear(&rev->cfg);
+    free(rev);
+}
+
 void dispatcher_inv_finish(struct invocation *inv)
 {
     struct dispatcher *dsp = inv->dsp;
@@ -333,6 +368,7 @@ void dispatcher_inv_finish(struct invocation *inv)
 
     if (inv->counted) {
         fn->in_flight--;
+        fn->head->name_in_flight--;
         if (!inv->reserved_slot)
             dsp->unreserved_in_flight--;
         inv->counted = 0;
@@ -345,7 +381,7 @@ void dispatcher_env_free_again(struct env *env)
 {
     struct dispatcher *dsp = env->fn->dsp;
 
-    if (dsp->draining) {
+    if (dsp->draining || env_stale(env)) {
         env_shutdown(env);
         return;
     }
@@ -358,7 +394,7 @@ void dispatcher_env_gone(struct env *env)
     struct function *fn = env->fn;
     struct dispatcher *dsp = fn->dsp;
 
-    if (env->provisioned && !dsp->draining) {
+    if (env->provisioned && !dsp->draining && !env_stale(env)) {
         struct timeval tv = {.tv_sec = 0, .tv_usec = 0};
 
         /* Right away after an ordinary death; after a delay if INIT itself keeps failing. */
@@ -371,14 +407,130 @@ void dispatcher_env_gone(struct env *env)
         event_active(dsp->drain_ev, EV_TIMEOUT, 0);
 }
 
+/* ---- units and configurations ------------------------------------------------------------ */
+
+static struct fn_rev *rev_new(const struct cfg_function *fc, unsigned gen)
+{
+    struct fn_rev *rev = calloc(1, sizeof(*rev));
+
+    if (rev == NULL)
+        return NULL;
+    if (cfg_function_copy(&rev->cfg, fc) != 0) {
+        free(rev);
+        return NULL;
+    }
+    rev->refs = 1;
+    rev->gen = gen;
+    return rev;
+}
+
+static int grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+    void *p;
+    size_t ncap;
+
+    if (n < *cap)
+        return 0;
+    ncap = *cap ? *cap * 2 : 8;
+    p = realloc(*arr, ncap * elem);
+    if (p == NULL)
+        return SY_ENOMEM;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+static void unit_free(struct function *fn)
+{
+    while (fn->envs != NULL) {
+        struct env *env = fn->envs;
+
+        if (env->inv != NULL) { /* never answered: the caller is going away too */
+            env->inv->done = NULL;
+            env->inv->counted = 0;
+            live_remove(fn->dsp, env->inv);
+            inv_free(env->inv);
+            env->inv = NULL;
+        }
+        env_destroy(env);
+    }
+    funclog_close(&fn->log); /* the last one waits (at most 2 s) for the lines to be written */
+    if (fn->respawn != NULL)
+        event_free(fn->respawn);
+    fn_rev_unref(fn->rev);
+    for (size_t i = 0; i < fn->n_aliases; i++) {
+        free(fn->aliases[i].name);
+        free(fn->aliases[i].version);
+        free(fn->aliases[i].extra_version);
+    }
+    free(fn->aliases);
+    free(fn->versions);
+    free(fn->version);
+    free(fn->arn);
+    free(fn->log_group);
+    fn->magic = 0;
+    free(fn);
+}
+
+/*
+ * A new unit for HEAD (NULL: the unit is a $LATEST, its own head) at VERSION, running FC
+ * (copied). Listed in dsp->all; the caller lists a head in dsp->heads or a version in its
+ * head. NULL with ERR filled.
+ */
+static struct function *unit_new(struct dispatcher *dsp, struct function *head,
+                                 const char *version, const struct cfg_function *fc,
+                                 struct sy_error *err)
+{
+    struct function *fn = calloc(1, sizeof(*fn));
+    size_t n = strlen(fc->name) + strlen(version) + 128;
+
+    if (fn == NULL || grow((void **)&dsp->all, &dsp->cap_all, dsp->n_all, sizeof(*dsp->all)) != 0)
+        goto nomem;
+    fn->magic = FUNCTION_MAGIC;
+    fn->dsp = dsp;
+    fn->head = head != NULL ? head : fn;
+    fn->reserved = -1;
+    fn->version = strdup(version);
+    fn->rev = rev_new(fc, 1);
+    fn->arn = malloc(n);
+    fn->log_group = malloc(n);
+    fn->respawn = evtimer_new(dsp->base, respawn_cb, fn);
+    if (fn->version == NULL || fn->rev == NULL || fn->arn == NULL || fn->log_group == NULL ||
+        fn->respawn == NULL)
+        goto nomem;
+    fn->cfg = &fn->rev->cfg;
+    if (head == NULL)
+        snprintf(fn->arn, n, "arn:aws:lambda:%s:%s:function:%s", dsp->cfg->broker.region,
+                 dsp->cfg->broker.account_id, fc->name);
+    else
+        snprintf(fn->arn, n, "arn:aws:lambda:%s:%s:function:%s:%s", dsp->cfg->broker.region,
+                 dsp->cfg->broker.account_id, fc->name, version);
+    snprintf(fn->log_group, n, "/aws/lambda/%s", fc->name);
+    if (head == NULL && funclog_open(&fn->log, dsp->flw, dsp->logs_dir, fc->name, err) != 0)
+        goto fail;
+    dsp->all[dsp->n_all++] = fn;
+    return fn;
+nomem:
+    sy_error_set(err, "out of memory");
+fail:
+    if (fn != NULL)
+        unit_free(fn);
+    return NULL;
+}
+
+static void recompute_unreserved(struct dispatcher *dsp)
+{
+    unsigned max = (unsigned)dsp->cfg->broker.max_concurrency;
+
+    dsp->unreserved_cap = max > dsp->reserved_sum ? max - dsp->reserved_sum : 0;
+}
+
 /* ---- API --------------------------------------------------------------------------------- */
 
 struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *cfg,
                                      const char *runtimes_dir, struct sy_error *err)
 {
     struct dispatcher *dsp = calloc(1, sizeof(*dsp));
-    struct funclog_writer *flw = NULL; /* our reference; each function's log takes its own */
-    unsigned reserved = 0;
     struct timeval wd = {.tv_sec = 0, .tv_usec = WATCHDOG_MS * 1000};
 
     if (dsp == NULL) {
@@ -388,6 +540,7 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
     dsp->magic = DISPATCHER_MAGIC;
     dsp->base = base;
     dsp->cfg = cfg;
+    dsp->rng = (uint64_t)time_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     dsp->runtimes_dir = strdup(runtimes_dir);
     dsp->python3 = find_exe("python3", "/usr/bin/python3");
     dsp->node = find_exe("node", "/usr/bin/node");
@@ -419,45 +572,14 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
         sy_error_set(err, "cannot set up loop events");
         goto fail;
     }
-
-    dsp->n_fns = cfg->n_functions;
-    dsp->fns = calloc(dsp->n_fns ? dsp->n_fns : 1, sizeof(*dsp->fns));
-    if (dsp->fns == NULL) {
-        sy_error_set(err, "out of memory");
+    /* One log-writer thread for all functions, kept for the functions added later. */
+    dsp->flw = funclog_writer_start(err);
+    if (dsp->flw == NULL)
         goto fail;
-    }
-    /* One log-writer thread for all functions; it stops when the last log is closed. */
-    flw = funclog_writer_start(err);
-    if (flw == NULL)
-        goto fail;
-    for (size_t i = 0; i < dsp->n_fns; i++) {
-        struct function *fn = &dsp->fns[i];
-        const struct cfg_function *fc = &cfg->functions[i];
-        size_t n = strlen(fc->name) + 128;
-
-        fn->magic = FUNCTION_MAGIC;
-        fn->dsp = dsp;
-        fn->cfg = fc;
-        fn->arn = malloc(n);
-        fn->log_group = malloc(n);
-        fn->respawn = evtimer_new(base, respawn_cb, fn);
-        if (fn->arn == NULL || fn->log_group == NULL || fn->respawn == NULL) {
-            sy_error_set(err, "out of memory");
+    for (size_t i = 0; i < cfg->n_functions; i++) {
+        if (dispatcher_add(dsp, &cfg->functions[i], err) == NULL)
             goto fail;
-        }
-        snprintf(fn->arn, n, "arn:aws:lambda:%s:%s:function:%s", cfg->broker.region,
-                 cfg->broker.account_id, fc->name);
-        snprintf(fn->log_group, n, "/aws/lambda/%s", fc->name);
-        if (funclog_open(&fn->log, flw, dsp->logs_dir, fc->name, err) != 0)
-            goto fail;
-        if (fc->reserved_concurrency >= 0)
-            reserved += (unsigned)fc->reserved_concurrency;
     }
-    funclog_writer_unref(flw);
-    flw = NULL;
-    dsp->unreserved_cap = (unsigned)cfg->broker.max_concurrency > reserved
-                              ? (unsigned)cfg->broker.max_concurrency - reserved
-                              : 0;
     /* SWITCHYARD_MEMORY_LIMITS=watchdog skips the cgroup (docs/architecture.md). */
     {
         const char *ml = getenv("SWITCHYARD_MEMORY_LIMITS");
@@ -476,45 +598,415 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
     }
     return dsp;
 fail:
-    funclog_writer_unref(flw);
     dispatcher_destroy(dsp);
     return NULL;
 }
 
 int dispatcher_start(struct dispatcher *dsp, struct sy_error *err)
 {
-    for (size_t i = 0; i < dsp->n_fns; i++) {
-        struct function *fn = &dsp->fns[i];
+    dsp->started = 1;
+    for (size_t i = 0; i < dsp->n_all; i++) {
+        struct function *fn = dsp->all[i];
 
-        if (fn->cfg->provisioned_concurrency <= 0)
+        if (fn->provisioned <= 0 || fn->deleted)
             continue;
-        while (fn->n_provisioned_live < (unsigned)fn->cfg->provisioned_concurrency) {
+        while (fn->n_provisioned_live < (unsigned)fn->provisioned) {
             if (env_spawn(fn, 1, err) == NULL)
                 return SY_EIO;
         }
         log_info("[function:%s] %d provisioned environment(s) starting", fn->cfg->name,
-                 fn->cfg->provisioned_concurrency);
+                 fn->provisioned);
     }
     return 0;
 }
 
+struct function *dispatcher_add(struct dispatcher *dsp, const struct cfg_function *fc,
+                                struct sy_error *err)
+{
+    struct function *fn;
+
+    if (dispatcher_function(dsp, fc->name) != NULL) {
+        sy_error_set(err, "function %s exists already", fc->name);
+        return NULL;
+    }
+    if (fc->reserved_concurrency > 0 &&
+        dsp->reserved_sum + (unsigned)fc->reserved_concurrency >
+            (unsigned)dsp->cfg->broker.max_concurrency) {
+        sy_error_set(err,
+                     "function %s: reserved concurrency %d is more than the %u left unreserved "
+                     "of max_concurrency %d",
+                     fc->name, fc->reserved_concurrency,
+                     (unsigned)dsp->cfg->broker.max_concurrency - dsp->reserved_sum,
+                     dsp->cfg->broker.max_concurrency);
+        return NULL;
+    }
+    if (grow((void **)&dsp->heads, &dsp->cap_heads, dsp->n_heads, sizeof(*dsp->heads)) != 0) {
+        sy_error_set(err, "out of memory");
+        return NULL;
+    }
+    fn = unit_new(dsp, NULL, "$LATEST", fc, err);
+    if (fn == NULL)
+        return NULL;
+    fn->reserved = fc->reserved_concurrency;
+    fn->provisioned = fc->provisioned_concurrency;
+    if (fn->reserved > 0)
+        dsp->reserved_sum += (unsigned)fn->reserved;
+    recompute_unreserved(dsp);
+    dsp->heads[dsp->n_heads++] = fn;
+    if (dsp->started)
+        provision(fn);
+    return fn;
+}
+
+int function_update(struct function *fn, const struct cfg_function *fc, struct sy_error *err)
+{
+    struct fn_rev *rev;
+
+    if (fn->head != fn || fn->deleted) {
+        sy_error_set(err, "only the $LATEST of a live function can be updated");
+        return SY_EINVAL;
+    }
+    rev = rev_new(fc, fn->rev->gen + 1);
+    if (rev == NULL) {
+        sy_error_set(err, "out of memory");
+        return SY_ENOMEM;
+    }
+    fn_rev_unref(fn->rev);
+    fn->rev = rev;
+    fn->cfg = &rev->cfg;
+    /* The old configuration's environments: busy ones finish what they run and stop then
+     * (dispatcher_env_free_again()), idle ones stop now; none counts as provisioned any more. */
+    for (struct env *env = fn->envs; env != NULL; env = env->next) {
+        if (env->provisioned && env_stale(env)) {
+            env->provisioned = 0;
+            fn->n_provisioned_live--;
+        }
+    }
+    retire_idle(fn, 0);
+    fn->provisioned = fc->provisioned_concurrency;
+    if (!fn->dsp->draining && fn->dsp->started)
+        provision(fn);
+    return 0;
+}
+
+/* Stop a unit: no new invocation, idle environments now, busy ones when they finish. */
+static void unit_retire(struct function *fn)
+{
+    fn->deleted = 1;
+    fn->provisioned = 0;
+    evtimer_del(fn->respawn);
+    for (struct env *env = fn->envs; env != NULL; env = env->next) {
+        if (env->provisioned) {
+            env->provisioned = 0;
+            fn->n_provisioned_live--;
+        }
+    }
+    retire_idle(fn, 1);
+}
+
+void function_delete(struct function *head)
+{
+    struct dispatcher *dsp = head->dsp;
+
+    if (head->deleted)
+        return;
+    for (size_t i = 0; i < head->n_versions; i++)
+        unit_retire(head->versions[i]);
+    unit_retire(head);
+    if (head->reserved > 0)
+        dsp->reserved_sum -= (unsigned)head->reserved;
+    head->reserved = -1;
+    recompute_unreserved(dsp);
+    for (size_t i = 0; i < dsp->n_heads; i++) {
+        if (dsp->heads[i] == head) {
+            memmove(&dsp->heads[i], &dsp->heads[i + 1],
+                    (dsp->n_heads - i - 1) * sizeof(*dsp->heads));
+            dsp->n_heads--;
+            break;
+        }
+    }
+}
+
+int function_delete_version(struct function *ver)
+{
+    struct function *head = ver->head;
+
+    if (ver == head)
+        return SY_EINVAL;
+    for (size_t i = 0; i < head->n_aliases; i++) {
+        const struct fn_alias *al = &head->aliases[i];
+
+        if (strcmp(al->version, ver->version) == 0 ||
+            (al->extra_version != NULL && strcmp(al->extra_version, ver->version) == 0))
+            return SY_EBUSY;
+    }
+    for (size_t i = 0; i < head->n_versions; i++) {
+        if (head->versions[i] == ver) {
+            memmove(&head->versions[i], &head->versions[i + 1],
+                    (head->n_versions - i - 1) * sizeof(*head->versions));
+            head->n_versions--;
+            break;
+        }
+    }
+    unit_retire(ver);
+    return 0;
+}
+
+struct function *function_publish(struct function *head, const char *version,
+                                  const struct cfg_function *fc, struct sy_error *err)
+{
+    struct function *ver;
+
+    if (head->head != head || head->deleted) {
+        sy_error_set(err, "versions are published from the $LATEST of a live function");
+        return NULL;
+    }
+    if (function_version(head, version) != NULL) {
+        sy_error_set(err, "version %s of %s exists already", version, head->cfg->name);
+        return NULL;
+    }
+    if (grow((void **)&head->versions, &head->cap_versions, head->n_versions,
+             sizeof(*head->versions)) != 0) {
+        sy_error_set(err, "out of memory");
+        return NULL;
+    }
+    ver = unit_new(head->dsp, head, version, fc != NULL ? fc : head->cfg, err);
+    if (ver == NULL)
+        return NULL;
+    /* A version's own provisioned concurrency is set through the API, not inherited. */
+    ver->provisioned = 0;
+    head->versions[head->n_versions++] = ver;
+    return ver;
+}
+
+struct function *function_version(struct function *head, const char *version)
+{
+    head = head->head;
+    if (version == NULL || version[0] == '\0' || strcmp(version, "$LATEST") == 0)
+        return head;
+    for (size_t i = 0; i < head->n_versions; i++) {
+        if (strcmp(head->versions[i]->version, version) == 0)
+            return head->versions[i];
+    }
+    return NULL;
+}
+
+size_t function_version_count(const struct function *head)
+{
+    return head->head->n_versions;
+}
+
+struct function *function_version_at(struct function *head, size_t i)
+{
+    head = head->head;
+    return i < head->n_versions ? head->versions[i] : NULL;
+}
+
+const char *function_version_name(const struct function *fn)
+{
+    return fn->version;
+}
+
+struct function *function_head(struct function *fn)
+{
+    return fn->head;
+}
+
+int function_deleted(const struct function *fn)
+{
+    return fn->deleted;
+}
+
+unsigned function_generation(const struct function *fn)
+{
+    return fn->rev->gen;
+}
+
+int function_set_provisioned(struct function *fn, int n)
+{
+    if (fn->deleted || n < 0)
+        return SY_EINVAL;
+    fn->provisioned = n;
+    if (fn->dsp->started && !fn->dsp->draining)
+        provision(fn);
+    return 0;
+}
+
+void function_provisioned_counts(const struct function *fn, unsigned *wanted, unsigned *ready)
+{
+    unsigned r = 0;
+
+    for (const struct env *env = fn->envs; env != NULL; env = env->next) {
+        if (env->provisioned && env->init_done && env->state != ENV_DYING)
+            r++;
+    }
+    if (wanted != NULL)
+        *wanted = fn->provisioned > 0 ? (unsigned)fn->provisioned : 0;
+    if (ready != NULL)
+        *ready = r;
+}
+
+int function_reserved(const struct function *fn)
+{
+    return fn->head->reserved;
+}
+
+int function_set_reserved(struct function *fn, int reserved, struct sy_error *err)
+{
+    struct function *head = fn->head;
+    struct dispatcher *dsp = fn->dsp;
+    unsigned others = dsp->reserved_sum - (head->reserved > 0 ? (unsigned)head->reserved : 0);
+
+    if (head->deleted)
+        return SY_ENOENT;
+    if (reserved > 0 && others + (unsigned)reserved > (unsigned)dsp->cfg->broker.max_concurrency) {
+        sy_error_set(err,
+                     "Specified ReservedConcurrentExecutions for function decreases account's "
+                     "UnreservedConcurrentExecution below its minimum value of [0] (the broker's "
+                     "max_concurrency is %d, %u of it reserved by other functions).",
+                     dsp->cfg->broker.max_concurrency, others);
+        return SY_EINVAL;
+    }
+    dsp->reserved_sum = others + (reserved > 0 ? (unsigned)reserved : 0);
+    head->reserved = reserved;
+    recompute_unreserved(dsp);
+    return 0;
+}
+
+/* ---- aliases ----------------------------------------------------------------------------- */
+
+static struct fn_alias *alias_find(struct function *head, const char *name)
+{
+    for (size_t i = 0; i < head->n_aliases; i++) {
+        if (strcmp(head->aliases[i].name, name) == 0)
+            return &head->aliases[i];
+    }
+    return NULL;
+}
+
+int function_alias_set(struct function *head, const char *name, const char *version,
+                       const char *extra_version, double extra_weight, struct sy_error *err)
+{
+    struct fn_alias *al;
+    char *v = NULL, *xv = NULL;
+
+    head = head->head;
+    if (function_version(head, version) == NULL ||
+        (extra_version != NULL && function_version(head, extra_version) == NULL)) {
+        sy_error_set(err, "Function not found: %s:%s", head->arn,
+                     function_version(head, version) == NULL ? version : extra_version);
+        return SY_ENOENT;
+    }
+    v = strdup(version);
+    if (v == NULL || (extra_version != NULL && (xv = strdup(extra_version)) == NULL))
+        goto nomem;
+    al = alias_find(head, name);
+    if (al == NULL) {
+        if (grow((void **)&head->aliases, &head->cap_aliases, head->n_aliases,
+                 sizeof(*head->aliases)) != 0)
+            goto nomem;
+        al = &head->aliases[head->n_aliases];
+        memset(al, 0, sizeof(*al));
+        al->name = strdup(name);
+        if (al->name == NULL)
+            goto nomem;
+        head->n_aliases++;
+    }
+    free(al->version);
+    free(al->extra_version);
+    al->version = v;
+    al->extra_version = xv;
+    al->extra_weight = xv != NULL ? extra_weight : 0;
+    return 0;
+nomem:
+    free(v);
+    free(xv);
+    sy_error_set(err, "out of memory");
+    return SY_ENOMEM;
+}
+
+int function_alias_delete(struct function *head, const char *name)
+{
+    head = head->head;
+    for (size_t i = 0; i < head->n_aliases; i++) {
+        struct fn_alias *al = &head->aliases[i];
+
+        if (strcmp(al->name, name) != 0)
+            continue;
+        free(al->name);
+        free(al->version);
+        free(al->extra_version);
+        memmove(al, al + 1, (head->n_aliases - i - 1) * sizeof(*al));
+        head->n_aliases--;
+        return 0;
+    }
+    return SY_ENOENT;
+}
+
+int function_alias_get(struct function *head, const char *name, const char **version,
+                       const char **extra_version, double *extra_weight)
+{
+    const struct fn_alias *al = alias_find(head->head, name);
+
+    if (al == NULL)
+        return SY_ENOENT;
+    if (version != NULL)
+        *version = al->version;
+    if (extra_version != NULL)
+        *extra_version = al->extra_version;
+    if (extra_weight != NULL)
+        *extra_weight = al->extra_weight;
+    return 0;
+}
+
+/* xorshift64*: the weighted split needs a fair coin, not a secret. */
+static double rng_unit(struct dispatcher *dsp)
+{
+    uint64_t x = dsp->rng;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    dsp->rng = x;
+    return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+}
+
+struct function *function_route(struct function *head, const char *qualifier)
+{
+    const struct fn_alias *al;
+    struct function *fn;
+
+    head = head->head;
+    if (head->deleted)
+        return NULL;
+    fn = function_version(head, qualifier);
+    if (fn != NULL)
+        return fn;
+    al = alias_find(head, qualifier);
+    if (al == NULL)
+        return NULL;
+    if (al->extra_version != NULL && rng_unit(head->dsp) < al->extra_weight)
+        return function_version(head, al->extra_version);
+    return function_version(head, al->version);
+}
+
 struct function *dispatcher_function(struct dispatcher *dsp, const char *name)
 {
-    for (size_t i = 0; i < dsp->n_fns; i++) {
-        if (strcmp(dsp->fns[i].cfg->name, name) == 0)
-            return &dsp->fns[i];
+    for (size_t i = 0; i < dsp->n_heads; i++) {
+        if (strcmp(dsp->heads[i]->cfg->name, name) == 0)
+            return dsp->heads[i];
     }
     return NULL;
 }
 
 size_t dispatcher_function_count(const struct dispatcher *dsp)
 {
-    return dsp->n_fns;
+    return dsp->n_heads;
 }
 
 struct function *dispatcher_function_at(struct dispatcher *dsp, size_t i)
 {
-    return i < dsp->n_fns ? &dsp->fns[i] : NULL;
+    return i < dsp->n_heads ? dsp->heads[i] : NULL;
 }
 
 const struct cfg_function *function_cfg(const struct function *fn)
@@ -552,6 +1044,8 @@ static struct env *pick_env(struct function *fn, int *spawned, struct sy_error *
     *spawned = 0;
 
     for (struct env *env = fn->envs; env != NULL; env = env->next) {
+        if (env->rev != fn->rev)
+            continue; /* started with a configuration since replaced */
         if (env->state == ENV_FREE) {
             if (env_ready(env)) {
                 free_waiting = env;
@@ -584,6 +1078,8 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
 
     if (dsp->draining)
         return SY_ESTATE;
+    if (fn->deleted)
+        return SY_ENOENT;
     inv = calloc(1, sizeof(*inv));
     if (inv == NULL)
         return SY_ENOMEM;
@@ -636,9 +1132,10 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
         inv->payload[req->payload_len] = '\0';
     }
 
-    /* Concurrency: reserved functions use their own slots, others the unreserved pool. */
-    if (fc->reserved_concurrency >= 0) {
-        if (fn->in_flight >= (unsigned)fc->reserved_concurrency) {
+    /* Concurrency: reserved functions use their own slots (all versions of the name together),
+     * others the unreserved pool. */
+    if (fn->head->reserved >= 0) {
+        if (fn->head->name_in_flight >= (unsigned)fn->head->reserved) {
             inv->res.status = INVOKE_THROTTLED;
             inv->res.throttle_reason = "ReservedFunctionConcurrentInvocationLimitExceeded";
             inv_complete_later(inv);
@@ -652,6 +1149,7 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
         return 0;
     }
     fn->in_flight++;
+    fn->head->name_in_flight++;
     if (!inv->reserved_slot)
         dsp->unreserved_in_flight++;
     inv->counted = 1;
@@ -663,6 +1161,7 @@ int dispatcher_invoke(struct dispatcher *dsp, struct function *fn, const struct 
 
         log_err("[function:%s] cannot start an execution environment: %s", fc->name, err.msg);
         fn->in_flight--;
+        fn->head->name_in_flight--;
         if (!inv->reserved_slot)
             dsp->unreserved_in_flight--;
         inv->counted = 0;
@@ -697,8 +1196,8 @@ void dispatcher_drain(struct dispatcher *dsp, void (*done)(void *arg), void *arg
     dsp->draining = 1;
     dsp->drain_done = done;
     dsp->drain_arg = arg;
-    for (size_t i = 0; i < dsp->n_fns; i++)
-        evtimer_del(dsp->fns[i].respawn);
+    for (size_t i = 0; i < dsp->n_all; i++)
+        evtimer_del(dsp->all[i]->respawn);
     log_info("draining: %u invocation(s) in flight, %u environment(s) to stop",
              total_in_flight(dsp), total_envs(dsp));
     drain_progress(dsp);
@@ -708,14 +1207,14 @@ void dispatcher_drain(struct dispatcher *dsp, void (*done)(void *arg), void *arg
 
 unsigned dispatcher_capacity(const struct dispatcher *dsp, const struct function *fn)
 {
-    const struct cfg_function *fc = fn->cfg;
+    const struct function *head = fn->head;
 
-    if (dsp->draining)
+    if (dsp->draining || fn->deleted)
         return 0;
-    if (fc->reserved_concurrency >= 0)
-        return fn->in_flight >= (unsigned)fc->reserved_concurrency
+    if (head->reserved >= 0)
+        return head->name_in_flight >= (unsigned)head->reserved
                    ? 0
-                   : (unsigned)fc->reserved_concurrency - fn->in_flight;
+                   : (unsigned)head->reserved - head->name_in_flight;
     return dsp->unreserved_in_flight >= dsp->unreserved_cap
                ? 0
                : dsp->unreserved_cap - dsp->unreserved_in_flight;
@@ -736,7 +1235,6 @@ void dispatcher_stats(const struct dispatcher *dsp, struct dispatcher_stats *out
 {
     *out = dsp->stats;
     out->in_flight = total_in_flight(dsp);
-    out->in_flight = total_in_flight(dsp);
     out->environments = total_envs(dsp);
 }
 
@@ -744,27 +1242,11 @@ void dispatcher_destroy(struct dispatcher *dsp)
 {
     if (dsp == NULL)
         return;
-    for (size_t i = 0; dsp->fns != NULL && i < dsp->n_fns; i++) {
-        struct function *fn = &dsp->fns[i];
-
-        while (fn->envs != NULL) {
-            struct env *env = fn->envs;
-
-            if (env->inv != NULL) { /* never answered: the caller is going away too */
-                env->inv->done = NULL;
-                env->inv->counted = 0;
-                live_remove(dsp, env->inv);
-                inv_free(env->inv);
-                env->inv = NULL;
-            }
-            env_destroy(env);
-        }
-        funclog_close(&fn->log); /* the last one waits (at most 2 s) for the lines to be written */
-        if (fn->respawn != NULL)
-            event_free(fn->respawn);
-        free(fn->arn);
-        free(fn->log_group);
-    }
+    for (size_t i = 0; i < dsp->n_all; i++)
+        unit_free(dsp->all[i]);
+    free(dsp->all);
+    free(dsp->heads);
+    funclog_writer_unref(dsp->flw); /* after the last log is closed: waits for its lines */
     /* Throttled/failed invocations still waiting for their deferred completion. */
     while (dsp->done_q != NULL) {
         struct invocation *inv = dsp->done_q;
@@ -786,7 +1268,6 @@ void dispatcher_destroy(struct dispatcher *dsp)
         event_free(dsp->drain_ev);
     if (dsp->sigchld_ev != NULL)
         event_free(dsp->sigchld_ev);
-    free(dsp->fns);
     free(dsp->logs_dir);
     free(dsp->runtimes_dir);
     free(dsp->python3);

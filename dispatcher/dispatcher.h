@@ -51,7 +51,7 @@ struct invoke_result {
     const char *throttle_reason; /* for INVOKE_THROTTLED: Lambda's TooManyRequests Reason */
     const char *log_tail;        /* with want_log_tail: last 4 KB of this invocation's log */
     size_t log_tail_len;
-    const char *executed_version; /* "$LATEST" */
+    const char *executed_version; /* "$LATEST" or the version that ran */
 };
 
 typedef void invoke_done_fn(const struct invoke_result *res, void *arg);
@@ -116,20 +116,102 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
 /* Start provisioned environments. Returns 0 or a negative SY_E* (ERR filled). */
 int dispatcher_start(struct dispatcher *dsp, struct sy_error *err);
 
-/* Function by name (borrowed, valid for the dispatcher's life), or NULL. */
+/*
+ * Functions and their units. A function is known by its `$LATEST` unit (the head); each
+ * published version is a unit of its own, with its own environments and an immutable copy of
+ * the configuration it was published from. A `struct function *` stays valid for the
+ * dispatcher's life: a deleted unit is kept as a tombstone (function_deleted(), invocations
+ * refused with SY_ENOENT, its last configuration still readable through function_cfg()).
+ */
+
+/* The live function NAME ($LATEST unit, borrowed), or NULL. */
 struct function *dispatcher_function(struct dispatcher *dsp, const char *name);
 
-/* Number of functions and the I-th one, in config order. */
+/* Number of live functions and the I-th one ($LATEST units), in creation order (the file's
+ * first). */
 size_t dispatcher_function_count(const struct dispatcher *dsp);
 struct function *dispatcher_function_at(struct dispatcher *dsp, size_t i);
 
-/* The config of a function (borrowed). */
+/*
+ * Add a function from FC (copied: the caller keeps FC). Its provisioned environments start
+ * at once if the dispatcher has started. Returns the $LATEST unit, or NULL with ERR filled
+ * (the name is taken, the reserved concurrency does not fit, out of memory).
+ */
+struct function *dispatcher_add(struct dispatcher *dsp, const struct cfg_function *fc,
+                                struct sy_error *err);
+
+/*
+ * Replace the configuration of FN (a live $LATEST unit) with FC (copied). Invocations running
+ * now finish on the environments of the old configuration, which stop as soon as they are
+ * idle; new invocations get environments of the new one. Reserved concurrency is not taken
+ * from FC (function_set_reserved()); provisioned_concurrency is. Returns 0 or SY_E* (ERR).
+ */
+int function_update(struct function *fn, const struct cfg_function *fc, struct sy_error *err);
+
+/* Delete the function of HEAD with all its versions and aliases: new invocations are refused,
+ * running ones finish, every environment then stops. */
+void function_delete(struct function *head);
+
+/* Delete version unit VER. SY_EBUSY when an alias points at it (nothing changed). */
+int function_delete_version(struct function *ver);
+
+/* Publish FC (copied; NULL: HEAD's current configuration) as version VERSION of HEAD's
+ * function (a new unit, no provisioned environments). NULL with ERR filled when VERSION exists
+ * or out of memory. */
+struct function *function_publish(struct function *head, const char *version,
+                                  const struct cfg_function *fc, struct sy_error *err);
+
+/* The unit of FN's function at VERSION ("$LATEST", "" or NULL: the head), or NULL. */
+struct function *function_version(struct function *fn, const char *version);
+/* Published versions of FN's function, oldest first. */
+size_t function_version_count(const struct function *fn);
+struct function *function_version_at(struct function *fn, size_t i);
+/* "$LATEST" or the version number of unit FN (borrowed). */
+const char *function_version_name(const struct function *fn);
+/* The $LATEST unit of FN's function. */
+struct function *function_head(struct function *fn);
+int function_deleted(const struct function *fn);
+/* 1 for the first configuration of a unit, +1 at each function_update(). */
+unsigned function_generation(const struct function *fn);
+
+/* Provisioned environments wanted for unit FN (a version, or $LATEST from the file); started
+ * or stopped to match at once. */
+int function_set_provisioned(struct function *fn, int n);
+/* How many are wanted and how many have finished INIT. */
+void function_provisioned_counts(const struct function *fn, unsigned *wanted, unsigned *ready);
+/* Reserved concurrency of FN's function, -1 when unset. */
+int function_reserved(const struct function *fn);
+/* Set it (-1: unset). SY_EINVAL with ERR filled (Lambda's wording) when the reserved total
+ * would pass max_concurrency. */
+int function_set_reserved(struct function *fn, int reserved, struct sy_error *err);
+
+/*
+ * Aliases, kept per function: NAME points at VERSION and, when EXTRA_VERSION is not NULL,
+ * sends a share EXTRA_WEIGHT (0..1) of invocations to EXTRA_VERSION (Lambda's RoutingConfig).
+ * Set creates or replaces (SY_ENOENT with ERR filled when a version does not exist).
+ * Get borrows the strings (valid until the alias changes).
+ */
+int function_alias_set(struct function *fn, const char *name, const char *version,
+                       const char *extra_version, double extra_weight, struct sy_error *err);
+int function_alias_delete(struct function *fn, const char *name);
+int function_alias_get(struct function *fn, const char *name, const char **version,
+                       const char **extra_version, double *extra_weight);
+
+/*
+ * The unit an invocation of FN's function with QUALIFIER runs on: "$LATEST", "" or NULL the
+ * head, a version number that version, an alias one of its versions (by weight, each call
+ * drawing anew). NULL when the function is deleted or the qualifier names nothing.
+ */
+struct function *function_route(struct function *fn, const char *qualifier);
+
+/* The current config of unit FN (borrowed: valid until the unit is updated). */
 const struct cfg_function *function_cfg(const struct function *fn);
-/* `arn:aws:lambda:REGION:ACCOUNT:function:NAME` (borrowed). */
+/* `arn:aws:lambda:REGION:ACCOUNT:function:NAME`, with `:VERSION` for a version (borrowed). */
 const char *function_arn(const struct function *fn);
 /* Live environments of FN and how many of them are busy. */
 void function_env_counts(const struct function *fn, unsigned *total, unsigned *busy);
-/* Copy FN's counters (see struct function_stats) into OUT. */
+/* Copy FN's counters (see struct function_stats) into OUT: a function's units all count on
+ * its $LATEST unit. */
 void function_stats(const struct function *fn, struct function_stats *out);
 
 /*

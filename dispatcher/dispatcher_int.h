@@ -3,8 +3,10 @@
  * other folders).
  *
  * Ownership in one picture:
- *   dispatcher ─owns→ functions[] ─owns→ envs (list) ─owns→ rtapi, pipes, timers
- *                                  └owns→ funclog
+ *   dispatcher ─owns→ units (all[]) ─owns→ envs (list) ─owns→ rtapi, pipes, timers
+ *                     │             └refs→ fn_rev (current config) ←refs─ each env
+ *                     └ heads[]: the live $LATEST units (borrowed from all[]); a head owns
+ *                       its funclog, its aliases and the list of its version units
  *   invocation: owned by the dispatcher from dispatcher_invoke() until its done callback has
  *   run (or it was cancelled and its environment let go of it); an env borrows its current one.
  */
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "config/config.h"
 #include "core/buf.h"
 #include "dispatcher.h"
 
@@ -117,6 +120,8 @@ enum env_state {
 struct env {
     unsigned magic;
     struct function *fn;
+    struct fn_rev *rev;             /* the configuration it was started with (one reference) */
+    const struct cfg_function *cfg; /* &rev->cfg */
     struct env *prev, *next;
     enum env_state state;
     pid_t pid;
@@ -142,20 +147,58 @@ struct env {
     int exit_reason;        /* why we killed it (ENV_KILL_*), for messages */
 };
 
+/*
+ * One configuration of a function unit, shared (counted) by the unit while it is current and by
+ * every environment started with it, so an environment keeps the code, handler and limits it
+ * was started with after an update replaced them.
+ */
+struct fn_rev {
+    unsigned refs;
+    unsigned gen;            /* 1, 2, ... per unit */
+    struct cfg_function cfg; /* owned copy (cfg_function_clear() on the last unref) */
+};
+
+/* An alias of a function (kept by its $LATEST unit). */
+struct fn_alias {
+    char *name;
+    char *version;       /* the version it points at */
+    char *extra_version; /* RoutingConfig.AdditionalVersionWeights: the second version, or NULL */
+    double extra_weight; /* its share, 0..1 */
+};
+
+/*
+ * A function unit: `$LATEST` of a function, or one of its published versions. Each unit has
+ * its own environments; a name's units share its reserved concurrency, its log and its
+ * aliases (kept by the `$LATEST` unit, the head). Units are never freed before
+ * dispatcher_destroy(): a deleted one stays as a tombstone (DELETED set, no environments,
+ * no configuration) because mappings and the async queue may still hold it.
+ */
 struct function {
     unsigned magic;
     struct dispatcher *dsp;
-    const struct cfg_function *cfg;
-    char *arn;
+    struct function *head;   /* the name's $LATEST unit (itself for $LATEST) */
+    char *version;           /* "$LATEST" or the version number */
+    struct fn_rev *rev;      /* the current configuration (one reference); NULL when deleted */
+    const struct cfg_function *cfg; /* &rev->cfg (kept for the readers of the current config) */
+    char *arn;               /* unqualified for $LATEST, NAME:VERSION for a version */
     char *log_group;
     struct env *envs;
     unsigned n_envs;
     unsigned n_busy;
-    unsigned in_flight;      /* invocations holding a slot */
-    unsigned n_provisioned_live;
-    struct funclog log;
+    unsigned in_flight;      /* this unit's invocations holding a slot */
+    unsigned name_in_flight; /* head only: the whole name's (reserved concurrency) */
+    unsigned n_provisioned_live; /* provisioned environments of the current configuration */
+    int provisioned;         /* provisioned environments wanted for this unit */
+    int reserved;            /* head only: reserved concurrency, -1 = unset */
+    int deleted;
+    struct funclog log;      /* head only (versions log through their head) */
     struct event *respawn;   /* re-creates provisioned environments after a death */
     struct function_stats stats; /* counted in inv_complete() (dispatcher.c) */
+    /* head only */
+    struct function **versions; /* published versions, oldest first */
+    size_t n_versions, cap_versions;
+    struct fn_alias *aliases;
+    size_t n_aliases, cap_aliases;
 };
 
 struct dispatcher {
@@ -166,9 +209,16 @@ struct dispatcher {
     char *python3;           /* resolved interpreter paths */
     char *node;
     char *bash;
+    int node_major;          /* the local node's major version, 0 = not known */
     char *logs_dir;
-    struct function *fns;
-    size_t n_fns;
+    struct function **all;   /* every unit ever made (tombstones too), for env walks */
+    size_t n_all, cap_all;
+    struct function **heads; /* the live functions' $LATEST units, in creation order */
+    size_t n_heads, cap_heads;
+    unsigned reserved_sum;   /* reserved concurrency of the live functions */
+    struct funclog_writer *flw; /* our reference: logs of functions added later open on it */
+    int started;               /* dispatcher_start() ran: provision new units at once */
+    uint64_t rng;              /* the alias weights' coin (function_route()) */
     unsigned unreserved_cap;   /* max_concurrency - sum of reserved */
     unsigned unreserved_in_flight;
     struct invocation *done_q; /* deferred completions (throttles) */
@@ -207,6 +257,7 @@ int env_ready(const struct env *env);
 void env_idle_arm(struct env *env);
 
 /* dispatcher.c: called by env.c */
+void fn_rev_unref(struct fn_rev *rev);
 void dispatcher_inv_finish(struct invocation *inv);
 void dispatcher_env_free_again(struct env *env);
 void dispatcher_env_gone(struct env *env);

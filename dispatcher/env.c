@@ -114,14 +114,14 @@ static void inv_log_append(struct invocation *inv, const char *line, size_t len)
 
 static void env_platform_line(struct env *env, const char *line)
 {
-    funclog_platform(&env->fn->log, line);
+    funclog_platform(&env->fn->head->log, line);
     if (env->inv != NULL)
         inv_log_append(env->inv, line, strlen(line));
 }
 
 static void env_user_line(struct env *env, const char *line, size_t len)
 {
-    funclog_line(&env->fn->log, env->inv ? env->inv->request_id : NULL, line, len);
+    funclog_line(&env->fn->head->log, env->inv ? env->inv->request_id : NULL, line, len);
     if (env->inv != NULL)
         inv_log_append(env->inv, line, len);
 }
@@ -351,7 +351,7 @@ static void set_platform_error(struct invocation *inv, const char *type, const c
 static void env_close_inv(struct env *env, const char *status_note)
 {
     struct invocation *inv = env->inv;
-    const struct cfg_function *fc = env->fn->cfg;
+    const struct cfg_function *fc = env->cfg;
     char line[512];
     double dur_ms;
     double init_ms = 0;
@@ -400,11 +400,11 @@ static void env_deliver(struct env *env)
     ev.request_id = inv->request_id;
     ev.payload = inv->payload;
     ev.payload_len = inv->payload_len;
-    ev.deadline_ms = time_wall_ms() + (uint64_t)env->fn->cfg->timeout_s * 1000u;
+    ev.deadline_ms = time_wall_ms() + (uint64_t)env->cfg->timeout_s * 1000u;
     ev.function_arn = inv->invoked_arn ? inv->invoked_arn : env->fn->arn;
     ev.trace_id = inv->trace_id;
     ev.client_context = inv->client_context;
-    timer_set(env, TIMER_INVOKE, (uint64_t)env->fn->cfg->timeout_s * 1000u);
+    timer_set(env, TIMER_INVOKE, (uint64_t)env->cfg->timeout_s * 1000u);
     rtapi_deliver(env->api, &ev);
 }
 
@@ -511,7 +511,7 @@ static void on_init_error(void *arg, char *body, size_t len, const char *etype)
              "INIT_REPORT Init Duration: %.2f ms\tPhase: init\tStatus: error\tError Type: %s",
              (double)(time_mono_us() - env->spawned_us) / 1000.0, env->init_error_type);
     env_platform_line(env, line);
-    log_warn("[function:%s] environment %s failed to initialise: %s", env->fn->cfg->name, env->id,
+    log_warn("[function:%s] environment %s failed to initialise: %s", env->cfg->name, env->id,
              env->init_error_type);
 
     /* The runtime is expected to exit after reporting; make sure it does. */
@@ -553,11 +553,11 @@ static void env_timer_cb(evutil_socket_t fd, short what, void *arg)
                  (double)(time_mono_us() - env->spawned_us) / 1000.0);
         env_platform_line(env, line);
         log_warn("[function:%s] environment %s did not finish INIT within %d s; killing it",
-                 env->fn->cfg->name, env->id, env->fn->cfg->init_timeout_s);
+                 env->cfg->name, env->id, env->cfg->init_timeout_s);
         env->exit_reason = KILL_INIT_TIMEOUT;
         if (env->inv != NULL) {
             snprintf(msg, sizeof(msg), "RequestId: %s Error: Init phase timed out after %d.00 seconds",
-                     env->inv->request_id, env->fn->cfg->init_timeout_s);
+                     env->inv->request_id, env->cfg->init_timeout_s);
             env_drain_output(env);
             set_platform_error(env->inv, "Sandbox.Timedout", msg);
             env_set_state(env, ENV_DYING);
@@ -571,9 +571,9 @@ static void env_timer_cb(evutil_socket_t fd, short what, void *arg)
         if (env->inv == NULL)
             break;
         log_info("[function:%s] request %s timed out after %d s; replacing environment %s",
-                 env->fn->cfg->name, env->inv->request_id, env->fn->cfg->timeout_s, env->id);
+                 env->cfg->name, env->inv->request_id, env->cfg->timeout_s, env->id);
         snprintf(msg, sizeof(msg), "RequestId: %s Error: Task timed out after %d.00 seconds",
-                 env->inv->request_id, env->fn->cfg->timeout_s);
+                 env->inv->request_id, env->cfg->timeout_s);
         env_drain_output(env);
         rtapi_abandon(env->api);
         set_platform_error(env->inv, "Sandbox.Timedout", msg);
@@ -586,13 +586,13 @@ static void env_timer_cb(evutil_socket_t fd, short what, void *arg)
     case TIMER_IDLE:
         if (env->state == ENV_FREE && !env->provisioned) {
             log_debug("[function:%s] environment %s idle for %d s; shutting it down",
-                      env->fn->cfg->name, env->id, env->fn->cfg->max_idle_s);
+                      env->cfg->name, env->id, env->cfg->max_idle_s);
             env_shutdown(env);
         }
         break;
     case TIMER_KILL:
         log_warn("[function:%s] environment %s (pid %d) ignored SIGTERM; sending SIGKILL",
-                 env->fn->cfg->name, env->id, (int)env->pid);
+                 env->cfg->name, env->id, (int)env->pid);
         kill_group(env, SIGKILL);
         break;
     default:
@@ -666,18 +666,67 @@ static void plan_free(struct spawn_plan *sp)
     free(sp->cgroup_procs);
 }
 
+/*
+ * The search paths Lambda's runtimes give a function, with the merged layers (fc->opt_dir)
+ * where Lambda has /opt: PATH ends in OPT/bin, LD_LIBRARY_PATH has the task root, its lib/ and
+ * OPT/lib, PYTHONPATH has OPT/python and OPT/python/lib/python3.X/site-packages, NODE_PATH has
+ * OPT/nodejs/nodeNN/node_modules (NN: the local node's major) and OPT/nodejs/node_modules.
+ * Without layers, PATH ends in /opt/bin as Lambda's does and the others name only the task.
+ */
+static int opt_paths(struct spawn_plan *sp, const struct dispatcher *dsp,
+                     const struct cfg_function *fc, const char *root)
+{
+    const char *opt = fc->opt_dir != NULL ? fc->opt_dir : "/opt";
+    struct buf b = {0};
+    int rc = 0;
+
+    buf_printf(&b, "/usr/local/bin:/usr/bin:/bin:%s/bin", opt);
+    rc |= envp_add(sp, "PATH", b.data != NULL ? b.data : "/usr/local/bin:/usr/bin:/bin");
+    b.len = 0;
+    buf_printf(&b, "%s:%s/lib:%s/lib", root, root, opt);
+    rc |= envp_add(sp, "LD_LIBRARY_PATH", b.data != NULL ? b.data : root);
+    if (fc->opt_dir != NULL && fc->runtime == CFG_RUNTIME_PYTHON3) {
+        char dir[4096];
+        DIR *d;
+        struct dirent *de;
+
+        b.len = 0;
+        buf_printf(&b, "%s/python", opt);
+        snprintf(dir, sizeof(dir), "%s/python/lib", opt);
+        /* Layers name the minor they were built for (python3.12); a small listing. */
+        d = opendir(dir);
+        while (d != NULL && (de = readdir(d)) != NULL) {
+            if (strncmp(de->d_name, "python3", 7) == 0)
+                buf_printf(&b, ":%s/%s/site-packages", dir, de->d_name);
+        }
+        if (d != NULL)
+            closedir(d);
+        rc |= envp_add(sp, "PYTHONPATH", b.data != NULL ? b.data : opt);
+    }
+    if (fc->opt_dir != NULL && fc->runtime == CFG_RUNTIME_NODE) {
+        b.len = 0;
+        if (dsp->node_major > 0)
+            buf_printf(&b, "%s/nodejs/node%d/node_modules:", opt, dsp->node_major);
+        buf_printf(&b, "%s/nodejs/node_modules", opt);
+        rc |= envp_add(sp, "NODE_PATH", b.data != NULL ? b.data : opt);
+    }
+    buf_free(&b);
+    return rc;
+}
+
 static int plan_build(struct env *env, struct spawn_plan *sp, int port)
 {
     struct function *fn = env->fn;
     struct dispatcher *dsp = fn->dsp;
-    const struct cfg_function *fc = fn->cfg;
+    const struct cfg_function *fc = env->cfg;
     const struct cfg *cfg = dsp->cfg;
+    const char *root = cfg_function_root(fc);
     char tmp[1024];
     const char *rtdir = "";
     int rc = 0;
 
     memset(sp, 0, sizeof(*sp));
-    sp->cwd = fc->code;
+    sp->cwd = root;
     switch (fc->runtime) {
     case CFG_RUNTIME_PYTHON3:
         sp->argv[0] = strdup(dsp->python3);
@@ -699,7 +748,10 @@ static int plan_build(struct env *env, struct spawn_plan *sp, int port)
         rtdir = "shell";
         break;
     case CFG_RUNTIME_PROVIDED:
-        snprintf(tmp, sizeof(tmp), "%s/bootstrap", fc->code);
+        /* The package's own bootstrap, else a custom runtime shipped as a layer (/opt). */
+        snprintf(tmp, sizeof(tmp), "%s/bootstrap", root);
+        if (fc->opt_dir != NULL && access(tmp, X_OK) != 0)
+            snprintf(tmp, sizeof(tmp), "%s/bootstrap", fc->opt_dir);
         sp->argv[0] = strdup(tmp);
         break;
     }
@@ -707,7 +759,7 @@ static int plan_build(struct env *env, struct spawn_plan *sp, int port)
         return SY_ENOMEM;
 
     /* Lambda's non-reserved defaults first (the user may override these)... */
-    rc |= envp_add(sp, "PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin");
+    rc |= opt_paths(sp, dsp, fc, root);
     rc |= envp_add(sp, "LANG", "en_US.UTF-8");
     for (size_t i = 0; i < fc->n_environment; i++)
         rc |= envp_add(sp, fc->environment[i].name, fc->environment[i].value);
@@ -717,7 +769,7 @@ static int plan_build(struct env *env, struct spawn_plan *sp, int port)
     if (fc->handler != NULL)
         rc |= envp_add(sp, "_HANDLER", fc->handler);
     rc |= envp_add(sp, "AWS_LAMBDA_FUNCTION_NAME", fc->name);
-    rc |= envp_add(sp, "AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
+    rc |= envp_add(sp, "AWS_LAMBDA_FUNCTION_VERSION", fn->version);
     snprintf(tmp, sizeof(tmp), "%d", fc->memory_mb);
     rc |= envp_add(sp, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", tmp);
     rc |= envp_add(sp, "AWS_LAMBDA_LOG_GROUP_NAME", fn->log_group);
@@ -730,12 +782,12 @@ static int plan_build(struct env *env, struct spawn_plan *sp, int port)
         rc |= envp_add(sp, "AWS_EXECUTION_ENV", "AWS_Lambda_python3");
     else if (fc->runtime == CFG_RUNTIME_NODE)
         rc |= envp_add(sp, "AWS_EXECUTION_ENV", "AWS_Lambda_nodejs");
-    rc |= envp_add(sp, "LAMBDA_TASK_ROOT", fc->code);
+    rc |= envp_add(sp, "LAMBDA_TASK_ROOT", root);
     if (rtdir[0] != '\0') {
         snprintf(tmp, sizeof(tmp), "%s/%s", dsp->runtimes_dir, rtdir);
         rc |= envp_add(sp, "LAMBDA_RUNTIME_DIR", tmp);
     } else {
-        rc |= envp_add(sp, "LAMBDA_RUNTIME_DIR", fc->code);
+        rc |= envp_add(sp, "LAMBDA_RUNTIME_DIR", root);
     }
     rc |= envp_add(sp, "TZ", ":UTC");
     if (rc != 0)
@@ -763,7 +815,7 @@ static void env_cgroup_setup(struct env *env)
     snprintf(path, sizeof(path), "%s/%s", dsp->cgroup_root, env->id);
     if (mkdir(path, 0755) != 0)
         return;
-    len = snprintf(val, sizeof(val), "%lld", (long long)env->fn->cfg->memory_mb * 1048576LL);
+    len = snprintf(val, sizeof(val), "%lld", (long long)env->cfg->memory_mb * 1048576LL);
     snprintf(file, sizeof(file), "%s/%s", path, dsp->cgroup_v2 ? "memory.max" : "memory.limit_in_bytes");
     fd = open(file, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, val, (size_t)len) != len) {
@@ -807,6 +859,7 @@ static void env_free(struct env *env)
     buf_free(&env->err_line);
     free(env->init_error);
     free(env->init_error_type);
+    fn_rev_unref(env->rev);
     env->magic = 0;
     free(env);
 }
@@ -831,6 +884,9 @@ struct env *env_spawn(struct function *fn, int provisioned, struct sy_error *err
     }
     env->magic = ENV_MAGIC;
     env->fn = fn;
+    env->rev = fn->rev;
+    env->rev->refs++; /* dropped by env_free() */
+    env->cfg = &env->rev->cfg;
     env->provisioned = provisioned;
     env->init_reported = provisioned; /* provisioned INIT is not billed on an invoke */
     env->out_fd = env->err_fd = env->status_fd = env->peak_fd = -1;
@@ -841,8 +897,8 @@ struct env *env_spawn(struct function *fn, int provisioned, struct sy_error *err
     memcpy(env->id, hexid, 32);
     env->id[32] = '\0';
     time_iso8601(day, time_wall_ms());
-    snprintf(env->stream, sizeof(env->stream), "%.4s/%.2s/%.2s/[$LATEST]%s", day, day + 5,
-             day + 8, env->id);
+    snprintf(env->stream, sizeof(env->stream), "%.4s/%.2s/%.2s/[%.16s]%s", day, day + 5,
+             day + 8, fn->version, env->id);
 
     env->timer = evtimer_new(dsp->base, env_timer_cb, env);
     env->api = rtapi_create(dsp->base, &env_rtapi_ops, env, err);
@@ -961,7 +1017,7 @@ struct env *env_spawn(struct function *fn, int provisioned, struct sy_error *err
     snprintf(line, sizeof(line), "/proc/%d/status", (int)pid);
     env->status_fd = open(line, O_RDONLY | O_CLOEXEC);
 
-    timer_set(env, TIMER_INIT, (uint64_t)fn->cfg->init_timeout_s * 1000u);
+    timer_set(env, TIMER_INIT, (uint64_t)env->cfg->init_timeout_s * 1000u);
     env->next = fn->envs;
     if (fn->envs != NULL)
         fn->envs->prev = env;
@@ -973,8 +1029,8 @@ struct env *env_spawn(struct function *fn, int provisioned, struct sy_error *err
         fn->n_provisioned_live++;
 
     snprintf(line, sizeof(line), "INIT_START Runtime Version: %s\tEnvironment: %s\tPid: %d",
-             cfg_runtime_name(fn->cfg->runtime), env->stream, (int)pid);
-    funclog_platform(&fn->log, line);
+             cfg_runtime_name(env->cfg->runtime), env->stream, (int)pid);
+    funclog_platform(&fn->head->log, line);
     log_debug("[function:%s] spawned environment %s (pid %d, runtime API port %d)%s",
               fn->cfg->name, env->id, (int)pid, rtapi_port(env->api),
               provisioned ? " [provisioned]" : "");
@@ -1130,9 +1186,9 @@ void env_watchdog(struct env *env)
     if (env->cgroup != NULL || env->state == ENV_DYING || env->pid <= 0)
         return;
     kb = proc_status_kb(env, "VmRSS:");
-    if (kb > 0 && kb / 1024 > env->fn->cfg->memory_mb) {
+    if (kb > 0 && kb / 1024 > env->cfg->memory_mb) {
         log_warn("[function:%s] environment %s uses %ld MB, over its %d MB limit; killing it",
-                 env->fn->cfg->name, env->id, kb / 1024, env->fn->cfg->memory_mb);
+                 env->cfg->name, env->id, kb / 1024, env->cfg->memory_mb);
         env->exit_reason = KILL_MEMORY;
         kill_group(env, SIGKILL);
     }
@@ -1145,7 +1201,7 @@ int env_ready(const struct env *env)
 
 void env_idle_arm(struct env *env)
 {
-    timer_set(env, TIMER_IDLE, (uint64_t)env->fn->cfg->max_idle_s * 1000u);
+    timer_set(env, TIMER_IDLE, (uint64_t)env->cfg->max_idle_s * 1000u);
 }
 
 /* ---- cgroups ----------------------------------------------------------------------------- */
