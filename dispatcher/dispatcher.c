@@ -397,6 +397,9 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
         sy_error_set(err, "out of memory");
         goto fail;
     }
+    /* Before any thread or SIGCHLD handler of ours exists; functions created later through
+     * the control API are checked against the same answer. */
+    runtimes_probe(dsp);
     {
         size_t n = strlen(cfg->broker.data_dir) + 8;
 
@@ -434,10 +437,27 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
         struct function *fn = &dsp->fns[i];
         const struct cfg_function *fc = &cfg->functions[i];
         size_t n = strlen(fc->name) + 128;
+        char detail[512];
 
         fn->magic = FUNCTION_MAGIC;
         fn->dsp = dsp;
         fn->cfg = fc;
+        switch (runtimes_check(dsp, fc, detail, sizeof(detail))) {
+        case 0:
+            break;
+        case 1:
+            /* Said once here; GetFunction keeps saying it (StateReason). */
+            log_warn("[function:%s] %s", fc->name, detail);
+            fn->runtime_detail = strdup(detail);
+            if (fn->runtime_detail == NULL) {
+                sy_error_set(err, "out of memory");
+                goto fail;
+            }
+            break;
+        default:
+            sy_error_set(err, "function %s: %s", fc->name, detail);
+            goto fail;
+        }
         fn->arn = malloc(n);
         fn->log_group = malloc(n);
         fn->respawn = evtimer_new(base, respawn_cb, fn);
@@ -538,6 +558,11 @@ void function_env_counts(const struct function *fn, unsigned *total, unsigned *b
 void function_stats(const struct function *fn, struct function_stats *out)
 {
     *out = fn->stats;
+}
+
+const char *function_runtime_detail(const struct function *fn)
+{
+    return fn->runtime_detail;
 }
 
 /*
@@ -764,6 +789,7 @@ void dispatcher_destroy(struct dispatcher *dsp)
             event_free(fn->respawn);
         free(fn->arn);
         free(fn->log_group);
+        free(fn->runtime_detail);
     }
     /* Throttled/failed invocations still waiting for their deferred completion. */
     while (dsp->done_q != NULL) {
