@@ -4,9 +4,14 @@
  * to know about each function's code (computed once by api_functions_init()).
  *
  * Values that have no real counterpart here, and what we answer instead:
- *   Runtime      python3 -> python3.11, node -> nodejs18.x (Debian 12's interpreters; the one
- *                actually run is whatever python3/node is on PATH), shell -> provided,
- *                provided -> provided.al2023.
+ *   Runtime      the Lambda identifier the config names (python3.12, nodejs20.x, provided.al2),
+ *                as written. For the plain names: python3 -> python3.11, node -> nodejs18.x
+ *                (Debian 12's interpreters), shell -> provided, provided -> provided.al2023.
+ *                Either way the interpreter actually run is the local python3/node
+ *                (dispatcher/runtimes.c).
+ *   State        always Active. When the local interpreter is not the version the runtime asks
+ *                for (broker.strict_runtimes: false let it run), StateReason says which one
+ *                serves it; without the mismatch there is no StateReason, as on Lambda.
  *   Role         arn:aws:iam::ACCOUNT:role/switchyard (there is no IAM).
  *   CodeSize     the sum of the sizes of the regular files under the code dir, at startup.
  *   CodeSha256   base64 SHA-256 over the runtime, the handler and, for every regular file under
@@ -163,7 +168,8 @@ static int fninfo_compute(struct api *api, const struct cfg_function *fc, struct
     qsort(w.files, w.n, sizeof(*w.files), walk_cmp);
 
     sha256_init(ctx);
-    digest_str(ctx, cfg_runtime_name(fc->runtime));
+    /* As written: a move from python3.11 to python3.12 is a new configuration. */
+    digest_str(ctx, fc->runtime_id != NULL ? fc->runtime_id : cfg_runtime_name(fc->runtime));
     digest_str(ctx, fc->handler);
     fi->code_size = 0;
     for (size_t i = 0; i < w.n; i++) {
@@ -218,9 +224,13 @@ int api_functions_init(struct api *api, struct sy_error *err)
 
 /* ---- FunctionConfiguration ---------------------------------------------------------------- */
 
-static const char *lambda_runtime(enum cfg_runtime rt)
+/* `Runtime` of FC: its Lambda identifier when it names one, else the closest one. */
+static const char *lambda_runtime(const struct cfg_function *fc)
 {
-    switch (rt) {
+    /* A plain name is spelt exactly as cfg_runtime_name() (config.h). */
+    if (fc->runtime_id != NULL && strcmp(fc->runtime_id, cfg_runtime_name(fc->runtime)) != 0)
+        return fc->runtime_id;
+    switch (fc->runtime) {
     case CFG_RUNTIME_PYTHON3:
         return "python3.11";
     case CFG_RUNTIME_NODE:
@@ -261,7 +271,7 @@ static json_t *fn_config_json(struct api *api, const struct function *fn, unsign
     snprintf(group, sizeof(group), "/aws/lambda/%s", fc->name);
     json_object_set_new(o, "FunctionName", json_string(fc->name));
     json_object_set_new(o, "FunctionArn", json_string(arn));
-    json_object_set_new(o, "Runtime", json_string(lambda_runtime(fc->runtime)));
+    json_object_set_new(o, "Runtime", json_string(lambda_runtime(fc)));
     json_object_set_new(o, "Role", json_string(role));
     if (fc->handler != NULL)
         json_object_set_new(o, "Handler", json_string(fc->handler));
@@ -282,7 +292,11 @@ static json_t *fn_config_json(struct api *api, const struct function *fn, unsign
     json_object_set_new(o, "TracingConfig", json_pack("{s:s}", "Mode", "PassThrough"));
     json_object_set_new(o, "RevisionId", json_string(fi->revision_id));
     if (!(flags & FC_LIST)) {
+        const char *reason = function_runtime_detail(fn);
+
         json_object_set_new(o, "State", json_string("Active"));
+        if (reason != NULL)
+            json_object_set_new(o, "StateReason", json_string(reason));
         json_object_set_new(o, "LastUpdateStatus", json_string("Successful"));
     }
     json_object_set_new(o, "PackageType", json_string("Zip"));

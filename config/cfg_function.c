@@ -27,7 +27,7 @@ int cfg_function_copy(struct cfg_function *dst, const struct cfg_function *src)
 
     *dst = *src;
     /* Every pointer is replaced below; until then none may be freed through DST. */
-    dst->name = dst->handler = dst->code = NULL;
+    dst->name = dst->runtime_id = dst->handler = dst->code = NULL;
     dst->environment = NULL;
     dst->n_environment = 0;
     dst->async.retry_delays_s = NULL;
@@ -36,6 +36,7 @@ int cfg_function_copy(struct cfg_function *dst, const struct cfg_function *src)
     dst->task_root = dst->opt_dir = dst->code_sha256 = dst->description = NULL;
 
     rc |= dup_str(&dst->name, src->name);
+    rc |= dup_str(&dst->runtime_id, src->runtime_id);
     rc |= dup_str(&dst->handler, src->handler);
     rc |= dup_str(&dst->code, src->code);
     rc |= dup_str(&dst->task_root, src->task_root);
@@ -77,6 +78,7 @@ void cfg_function_clear(struct cfg_function *fn)
     if (fn == NULL)
         return;
     free(fn->name);
+    free(fn->runtime_id);
     free(fn->handler);
     free(fn->code);
     for (size_t j = 0; fn->environment != NULL && j < fn->n_environment; j++) {

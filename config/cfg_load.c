@@ -1099,6 +1099,7 @@ enum {
     BR_ACCOUNT_ID,
     BR_DEAD_LETTERS,
     BR_ASYNC_MAX_HELD,
+    BR_STRICT_RUNTIMES,
     BR__N
 };
 
@@ -1118,6 +1119,8 @@ static const struct cfg_field broker_fields[BR__N] = {
     [BR_DEAD_LETTERS] = CFG_CUSTOM("dead_letters"),
     [BR_ASYNC_MAX_HELD] =
         FLD_INT("async_max_held", struct cfg_broker, async_max_held, 10000, 100, 10000000),
+    [BR_STRICT_RUNTIMES] =
+        CFG_BOOL("strict_runtimes", struct cfg_broker, strict_runtimes, 0, 0, NULL),
 };
 
 static const char *const dead_letters_names[] = {"keep", "off"};
@@ -1352,7 +1355,42 @@ static const struct cfg_field async_fields[AS__N] = {
         FLD_INT("maximum_concurrency", struct cfg_async, maximum_concurrency, 0, 0, 100000),
 };
 
-static const char *const runtime_names[] = {"python3", "node", "shell", "provided"};
+/*
+ * Every accepted `runtime:` identifier: ID, its family, and the interpreter version it asks for
+ * (0/0: any). The plain names come first, then Lambda's identifiers that switchyard can serve
+ * (the python3.x and nodejsNN.x still listed by Lambda, and the custom-runtime ones, which need
+ * no interpreter). One list, so that the parser and the message of an unknown value agree.
+ */
+#define CFG_RUNTIME_IDS(X)                                                                         \
+    X("python3", CFG_RUNTIME_PYTHON3, 0, 0)                                                        \
+    X("node", CFG_RUNTIME_NODE, 0, 0)                                                              \
+    X("shell", CFG_RUNTIME_SHELL, 0, 0)                                                            \
+    X("provided", CFG_RUNTIME_PROVIDED, 0, 0)                                                      \
+    X("python3.9", CFG_RUNTIME_PYTHON3, 3, 9)                                                      \
+    X("python3.10", CFG_RUNTIME_PYTHON3, 3, 10)                                                    \
+    X("python3.11", CFG_RUNTIME_PYTHON3, 3, 11)                                                    \
+    X("python3.12", CFG_RUNTIME_PYTHON3, 3, 12)                                                    \
+    X("python3.13", CFG_RUNTIME_PYTHON3, 3, 13)                                                    \
+    X("nodejs18.x", CFG_RUNTIME_NODE, 18, 0)                                                       \
+    X("nodejs20.x", CFG_RUNTIME_NODE, 20, 0)                                                       \
+    X("nodejs22.x", CFG_RUNTIME_NODE, 22, 0)                                                       \
+    X("provided.al2", CFG_RUNTIME_PROVIDED, 0, 0)                                                  \
+    X("provided.al2023", CFG_RUNTIME_PROVIDED, 0, 0)
+
+struct runtime_id {
+    const char *id;
+    enum cfg_runtime rt;
+    int major, minor;
+};
+
+#define RUNTIME_ID_ENTRY(id, rt, major, minor) {id, rt, major, minor},
+static const struct runtime_id runtime_ids[] = {CFG_RUNTIME_IDS(RUNTIME_ID_ENTRY)};
+#undef RUNTIME_ID_ENTRY
+
+/* ", python3, node, ..." as one literal; cfg_runtime_accepted() skips the leading ", ". */
+#define RUNTIME_ID_TEXT(id, rt, major, minor) ", " id
+static const char runtime_ids_text[] = CFG_RUNTIME_IDS(RUNTIME_ID_TEXT);
+#undef RUNTIME_ID_TEXT
 
 
 /*
@@ -1631,11 +1669,19 @@ static void parse_function(struct ld *ld, struct cfg_function *fn, yaml_node_t *
 
     keypath(kp, path, "runtime");
     if (vals[FN_RUNTIME] == NULL || node_is_null(vals[FN_RUNTIME])) {
-        ld_err(ld, knode, kp, "is required (one of python3, node, shell or provided)");
+        ld_err_at(ld, knode->start_mark, kp, "is required (one of %s)", cfg_runtime_accepted());
     } else if (scalar_value(ld, vals[FN_RUNTIME], kp, &s) == 0) {
-        runtime = node_enum(ld, vals[FN_RUNTIME], kp, runtime_names, 4, s);
-        if (runtime >= 0)
-            fn->runtime = (enum cfg_runtime)runtime;
+        enum cfg_runtime rt;
+
+        if (cfg_runtime_parse(s, &rt, &fn->runtime_major, &fn->runtime_minor) == 0) {
+            runtime = (int)rt;
+            fn->runtime = rt;
+            fn->runtime_id = s;
+            s = NULL;
+        } else {
+            ld_err_at(ld, vals[FN_RUNTIME]->start_mark, kp, "must be one of %s (got '%s')",
+                      cfg_runtime_accepted(), s);
+        }
         free(s);
     }
 
@@ -1647,8 +1693,8 @@ static void parse_function(struct ld *ld, struct cfg_function *fn, yaml_node_t *
             /* Point at the empty value if there is one, else at the function. */
             const yaml_node_t *at = fn->handler != NULL ? vals[FN_HANDLER] : knode;
 
-            ld_err_at(ld, at->start_mark, kp, "is required for runtime %s (%s)",
-                      runtime_names[runtime], form);
+            ld_err_at(ld, at->start_mark, kp, "is required for runtime %s (%s)", fn->runtime_id,
+                      form);
         } else if (!handler_ok(fn->handler, fn->runtime)) {
             ld_err_at(ld, vals[FN_HANDLER]->start_mark, kp, "must be %s (got '%s')", form,
                       fn->handler);
@@ -2426,4 +2472,29 @@ const char *cfg_runtime_name(enum cfg_runtime rt)
         return "provided";
     }
     return "unknown";
+}
+
+int cfg_runtime_parse(const char *s, enum cfg_runtime *rt, int *major, int *minor)
+{
+    if (s == NULL)
+        return -1;
+    for (size_t i = 0; i < sizeof(runtime_ids) / sizeof(runtime_ids[0]); i++) {
+        const struct runtime_id *r = &runtime_ids[i];
+
+        if (strcmp(s, r->id) != 0)
+            continue;
+        if (rt != NULL)
+            *rt = r->rt;
+        if (major != NULL)
+            *major = r->major;
+        if (minor != NULL)
+            *minor = r->minor;
+        return 0;
+    }
+    return -1;
+}
+
+const char *cfg_runtime_accepted(void)
+{
+    return runtime_ids_text + 2;
 }

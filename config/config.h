@@ -18,7 +18,11 @@
 
 #include "cfg_field.h"
 
-/* Runtimes a function may declare (`runtime:`). */
+/*
+ * The runtime families a function may declare (`runtime:`). Each family is one bootstrap; the
+ * identifiers accepted for it (the plain names below and Lambda's, python3.12, nodejs20.x,
+ * provided.al2023...) are listed by cfg_runtime_accepted().
+ */
 enum cfg_runtime {
     CFG_RUNTIME_PYTHON3,  /* runtimes/python3/bootstrap.py, handler `module.function` */
     CFG_RUNTIME_NODE,     /* runtimes/node/bootstrap.js, handler `module.function` */
@@ -62,6 +66,12 @@ struct cfg_async {
 struct cfg_function {
     char *name;     /* 1..64 chars of [A-Za-z0-9_-]; the map key */
     enum cfg_runtime runtime;
+    /* `runtime:` exactly as written (owned): a plain name (then equal to
+     * cfg_runtime_name(runtime)) or one of Lambda's identifiers. */
+    char *runtime_id;
+    /* The interpreter version RUNTIME_ID asks for: python3.12 is 3/12, nodejs20.x is 20/0 (any
+     * minor); 0/0 is any version (the plain names, provided.al2, provided.al2023). */
+    int runtime_major, runtime_minor;
     char *handler;  /* required for python3/node/shell; for provided passed through, or NULL */
     char *code;     /* absolute path of an existing directory */
     int memory_mb;  /* 128..10240, default 128 */
@@ -103,6 +113,9 @@ struct cfg_broker {
                               events in data_dir for `switchyard dlq` */
     int async_max_held;    /* async events held in memory at most (the rest wait in the
                               store and are read back as these run); 100..10000000, 10000 */
+    int strict_runtimes;   /* 1: a function whose runtime version is not the local
+                              interpreter's is refused; 0 (default): it runs on the local one,
+                              with a warning */
 };
 
 /*
@@ -213,5 +226,21 @@ const char *cfg_function_root(const struct cfg_function *fn);
 
 /* "python3" / "node" / "shell" / "provided". */
 const char *cfg_runtime_name(enum cfg_runtime rt);
+
+/*
+ * Parse a runtime identifier S (`runtime:` in the file, `Runtime` of CreateFunction): one of
+ * the plain names python3, node, shell, provided or one of Lambda's python3.9..python3.13,
+ * nodejs18.x, nodejs20.x, nodejs22.x, provided.al2, provided.al2023 (exact spelling, case
+ * matters). On success stores its family in *RT and the version it asks for in *MAJOR and
+ * *MINOR (as struct cfg_function's runtime_major/runtime_minor) and returns 0; an unknown S
+ * (or NULL) returns -1 and leaves the outputs untouched. Any output may be NULL. Pure.
+ */
+int cfg_runtime_parse(const char *s, enum cfg_runtime *rt, int *major, int *minor);
+
+/*
+ * Every identifier cfg_runtime_parse() accepts, comma-separated ("python3, node, ..."), for
+ * error messages. Static storage.
+ */
+const char *cfg_runtime_accepted(void);
 
 #endif

@@ -466,6 +466,7 @@ static void unit_free(struct function *fn)
     free(fn->aliases);
     free(fn->versions);
     free(fn->version);
+    free(fn->runtime_detail);
     free(fn->arn);
     free(fn->log_group);
     fn->magic = 0;
@@ -550,6 +551,9 @@ struct dispatcher *dispatcher_create(struct event_base *base, const struct cfg *
         sy_error_set(err, "out of memory");
         goto fail;
     }
+    /* Before any thread or SIGCHLD handler of ours exists; functions created later through
+     * the control API are checked against the same answer. */
+    runtimes_probe(dsp);
     {
         size_t n = strlen(cfg->broker.data_dir) + 8;
 
@@ -644,9 +648,27 @@ struct function *dispatcher_add(struct dispatcher *dsp, const struct cfg_functio
         sy_error_set(err, "out of memory");
         return NULL;
     }
-    fn = unit_new(dsp, NULL, "$LATEST", fc, err);
-    if (fn == NULL)
-        return NULL;
+    {
+        char detail[512];
+
+        switch (runtimes_check(dsp, fc, detail, sizeof(detail))) {
+        case 0:
+            detail[0] = '\0';
+            break;
+        case 1:
+            /* Said once here; GetFunction keeps saying it (StateReason). */
+            log_warn("[function:%s] %s", fc->name, detail);
+            break;
+        default:
+            sy_error_set(err, "function %s: %s", fc->name, detail);
+            return NULL;
+        }
+        fn = unit_new(dsp, NULL, "$LATEST", fc, err);
+        if (fn == NULL)
+            return NULL;
+        if (detail[0] != '\0' && (fn->runtime_detail = strdup(detail)) == NULL)
+            log_err("[function:%s] out of memory keeping its runtime note", fc->name);
+    }
     fn->reserved = fc->reserved_concurrency;
     fn->provisioned = fc->provisioned_concurrency;
     if (fn->reserved > 0)
@@ -1030,6 +1052,11 @@ void function_env_counts(const struct function *fn, unsigned *total, unsigned *b
 void function_stats(const struct function *fn, struct function_stats *out)
 {
     *out = fn->stats;
+}
+
+const char *function_runtime_detail(const struct function *fn)
+{
+    return fn->head->runtime_detail;
 }
 
 /*

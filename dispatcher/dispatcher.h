@@ -213,6 +213,30 @@ void function_env_counts(const struct function *fn, unsigned *total, unsigned *b
 /* Copy FN's counters (see struct function_stats) into OUT: a function's units all count on
  * its $LATEST unit. */
 void function_stats(const struct function *fn, struct function_stats *out);
+/*
+ * Why FN runs on a local interpreter of another version than its runtime asks for, e.g.
+ * "runtime python3.12 requested; served by /usr/bin/python3 (Python 3.11)" (borrowed, valid
+ * for FN's life; for GetFunction's StateReason), or NULL when it matches or asks for no
+ * version. Set by dispatcher_create() from runtimes_check().
+ */
+const char *function_runtime_detail(const struct function *fn);
+
+/*
+ * Whether the runtime FC asks for (runtime_id, runtime_major/minor) is served here, against
+ * the python3 and node versions dispatcher_create() learned (runtimes.c). Python must match
+ * major and minor, Node.js the major. Returns:
+ *    0  it matches, or FC asks for no version (plain names, shell, provided*);
+ *    1  served by a local interpreter of another version (or one that gave no version), which
+ *       broker.strict_runtimes: false allows; DETAIL says by what, for a warning and
+ *       StateReason;
+ *   -1  refused: strict_runtimes and a mismatch, a Python of another major version, or no
+ *       interpreter at all; DETAIL says what is installed (a message for the user, without
+ *       the function's name).
+ * FC is borrowed for the call; DETAIL (DETAILSZ bytes; NULL/0 allowed) is filled, "" for 0.
+ * Pure: no I/O, no log. Loop thread, or before the loop; never calls back.
+ */
+int runtimes_check(const struct dispatcher *dsp, const struct cfg_function *fc, char *detail,
+                   size_t detailsz);
 
 /*
  * Invoke FN synchronously. On 0, DONE runs exactly once later with the outcome (including

@@ -180,6 +180,8 @@ struct function {
     char *version;           /* "$LATEST" or the version number */
     struct fn_rev *rev;      /* the current configuration (one reference); NULL when deleted */
     const struct cfg_function *cfg; /* &rev->cfg (kept for the readers of the current config) */
+    char *runtime_detail;    /* owned: how the local interpreter differs from the runtime asked
+                                for (runtimes_check() returned 1), or NULL when it matches */
     char *arn;               /* unqualified for $LATEST, NAME:VERSION for a version */
     char *log_group;
     struct env *envs;
@@ -201,6 +203,18 @@ struct function {
     size_t n_aliases, cap_aliases;
 };
 
+/*
+ * runtimes.c: what one local interpreter is, learned once by runtimes_probe(). Either a version
+ * (major >= 0), or WHY it is unknown; INSTALLED tells "not there at all" from "there, but it
+ * would not say".
+ */
+struct runtimes_local {
+    int installed;
+    int major, minor;  /* -1 when unknown */
+    char version[32];  /* as shown in messages: "3.11", "20.20.2" */
+    char why[192];     /* when major < 0: "not found on PATH", "... exited with status 1" */
+};
+
 struct dispatcher {
     unsigned magic;
     struct event_base *base;
@@ -209,7 +223,8 @@ struct dispatcher {
     char *python3;           /* resolved interpreter paths */
     char *node;
     char *bash;
-    int node_major;          /* the local node's major version, 0 = not known */
+    struct runtimes_local local_python3; /* what dsp->python3 is (runtimes_probe()) */
+    struct runtimes_local local_node;    /* what dsp->node is */
     char *logs_dir;
     struct function **all;   /* every unit ever made (tombstones too), for env walks */
     size_t n_all, cap_all;
@@ -255,6 +270,16 @@ void env_watchdog(struct env *env);
 int env_ready(const struct env *env);
 /* Start the idle timer (max_idle_s) of a FREE on-demand environment. */
 void env_idle_arm(struct env *env);
+
+/*
+ * runtimes.c: run DSP's python3 and node once each, both at once and for at most 5 s together,
+ * and fill dsp->local_python3 and dsp->local_node. Blocking (bounded): dispatcher_create()
+ * only, before the loop starts. Never fails: an interpreter that cannot be run or gives no
+ * version is recorded with the reason. Reaps its own children (by pid).
+ */
+void runtimes_probe(struct dispatcher *dsp);
+/* Tests only: the probe's bound in ms (<= 0: back to the 5 s default). */
+void runtimes_test_probe_ms(int ms);
 
 /* dispatcher.c: called by env.c */
 void fn_rev_unref(struct fn_rev *rev);

@@ -705,8 +705,8 @@ static int opt_paths(struct spawn_plan *sp, const struct dispatcher *dsp,
     }
     if (fc->opt_dir != NULL && fc->runtime == CFG_RUNTIME_NODE) {
         b.len = 0;
-        if (dsp->node_major > 0)
-            buf_printf(&b, "%s/nodejs/node%d/node_modules:", opt, dsp->node_major);
+        if (dsp->local_node.major > 0)
+            buf_printf(&b, "%s/nodejs/node%d/node_modules:", opt, dsp->local_node.major);
         buf_printf(&b, "%s/nodejs/node_modules", opt);
         rc |= envp_add(sp, "NODE_PATH", b.data != NULL ? b.data : opt);
     }
@@ -778,10 +778,20 @@ static int plan_build(struct env *env, struct spawn_plan *sp, int port)
                    env->provisioned ? "provisioned-concurrency" : "on-demand");
     rc |= envp_add(sp, "AWS_REGION", cfg->broker.region);
     rc |= envp_add(sp, "AWS_DEFAULT_REGION", cfg->broker.region);
-    if (fc->runtime == CFG_RUNTIME_PYTHON3)
+    /*
+     * Lambda's AWS_Lambda_<runtime> (AWS_Lambda_python3.12) when the function names one of its
+     * runtimes, the family otherwise; custom runtimes (provided*, and shell, which is one to
+     * Lambda) get none, as on Lambda. SDKs read it for their user agent.
+     */
+    if ((fc->runtime == CFG_RUNTIME_PYTHON3 || fc->runtime == CFG_RUNTIME_NODE) &&
+        fc->runtime_major > 0 && fc->runtime_id != NULL) {
+        snprintf(tmp, sizeof(tmp), "AWS_Lambda_%s", fc->runtime_id);
+        rc |= envp_add(sp, "AWS_EXECUTION_ENV", tmp);
+    } else if (fc->runtime == CFG_RUNTIME_PYTHON3) {
         rc |= envp_add(sp, "AWS_EXECUTION_ENV", "AWS_Lambda_python3");
-    else if (fc->runtime == CFG_RUNTIME_NODE)
+    } else if (fc->runtime == CFG_RUNTIME_NODE) {
         rc |= envp_add(sp, "AWS_EXECUTION_ENV", "AWS_Lambda_nodejs");
+    }
     rc |= envp_add(sp, "LAMBDA_TASK_ROOT", root);
     if (rtdir[0] != '\0') {
         snprintf(tmp, sizeof(tmp), "%s/%s", dsp->runtimes_dir, rtdir);

@@ -118,6 +118,7 @@ static void expect_broker_defaults_except_listen(const struct cfg *cfg)
     assert_int_equal(br->shutdown_grace_ms, 2000);
     assert_string_equal(br->region, "us-east-1");
     assert_string_equal(br->account_id, "000000000000");
+    assert_int_equal(br->strict_runtimes, 0);
 }
 
 static void expect_async_defaults(const struct cfg_async *as)
@@ -156,6 +157,9 @@ static void test_good_minimal(void **state)
     fn = &cfg->functions[0];
     assert_string_equal(fn->name, "hello");
     assert_int_equal(fn->runtime, CFG_RUNTIME_PYTHON3);
+    assert_string_equal(fn->runtime_id, "python3");
+    assert_int_equal(fn->runtime_major, 0);
+    assert_int_equal(fn->runtime_minor, 0);
     assert_string_equal(fn->handler, "app.handler");
     expect_code_dir(fn, "py");
     assert_int_equal(fn->memory_mb, 128);
@@ -544,6 +548,132 @@ static void test_good_quickstart_example(void **state)
     cfg_errors_clear(&errs);
 }
 
+/*
+ * Every identifier `runtime:` accepts: the function of good/runtimes.yaml that uses it, its
+ * family and the interpreter version it asks for (0/0: any).
+ */
+static const struct runtime_case {
+    const char *fn, *id;
+    enum cfg_runtime rt;
+    int major, minor;
+} runtime_cases[] = {
+    {"plain-python", "python3", CFG_RUNTIME_PYTHON3, 0, 0},
+    {"plain-node", "node", CFG_RUNTIME_NODE, 0, 0},
+    {"plain-shell", "shell", CFG_RUNTIME_SHELL, 0, 0},
+    {"plain-provided", "provided", CFG_RUNTIME_PROVIDED, 0, 0},
+    {"py39", "python3.9", CFG_RUNTIME_PYTHON3, 3, 9},
+    {"py310", "python3.10", CFG_RUNTIME_PYTHON3, 3, 10},
+    {"py311", "python3.11", CFG_RUNTIME_PYTHON3, 3, 11},
+    {"py312", "python3.12", CFG_RUNTIME_PYTHON3, 3, 12},
+    {"py313", "python3.13", CFG_RUNTIME_PYTHON3, 3, 13},
+    {"node18", "nodejs18.x", CFG_RUNTIME_NODE, 18, 0},
+    {"node20", "nodejs20.x", CFG_RUNTIME_NODE, 20, 0},
+    {"node22", "nodejs22.x", CFG_RUNTIME_NODE, 22, 0},
+    {"al1", "provided", CFG_RUNTIME_PROVIDED, 0, 0},
+    {"al2", "provided.al2", CFG_RUNTIME_PROVIDED, 0, 0},
+    {"al2023", "provided.al2023", CFG_RUNTIME_PROVIDED, 0, 0},
+    {"quoted", "python3.10", CFG_RUNTIME_PYTHON3, 3, 10},
+};
+
+#define N_RUNTIME_CASES (sizeof(runtime_cases) / sizeof(runtime_cases[0]))
+
+/* Each identifier loads into its family, kept as written, with its version; strict_runtimes. */
+static void test_good_runtimes(void **state)
+{
+    struct cfg *cfg = load_good("runtimes.yaml");
+
+    (void)state;
+    assert_int_equal(cfg->broker.strict_runtimes, 1);
+    assert_int_equal(cfg->n_functions, N_RUNTIME_CASES);
+    for (size_t i = 0; i < N_RUNTIME_CASES; i++) {
+        const struct runtime_case *c = &runtime_cases[i];
+        const struct cfg_function *fn = must_find(cfg, c->fn);
+
+        assert_int_equal(fn->runtime, c->rt);
+        assert_string_equal(fn->runtime_id, c->id);
+        assert_int_equal(fn->runtime_major, c->major);
+        assert_int_equal(fn->runtime_minor, c->minor);
+    }
+    cfg_destroy(cfg);
+}
+
+/* cfg_runtime_parse() on every accepted identifier, on near misses, and with NULL outputs. */
+static void test_runtime_parse(void **state)
+{
+    static const char *const unknown[] = {
+        "",           "python",      "Python3",     "python3.8",    "python3.14", "python3.",
+        "python3.1",  "python3.120", "python2.7",   "nodejs16.x",   "nodejs24.x", "nodejs20",
+        "nodejs20.X", "nodejs",      "node20",      "provided.al1", "provided.",  "java21",
+        "ruby3.3",    " python3",    "python3.12 ", "SHELL",        "bash",
+    };
+    enum cfg_runtime rt;
+    int major, minor;
+
+    (void)state;
+    for (size_t i = 0; i < N_RUNTIME_CASES; i++) {
+        const struct runtime_case *c = &runtime_cases[i];
+
+        rt = c->rt == CFG_RUNTIME_SHELL ? CFG_RUNTIME_NODE : CFG_RUNTIME_SHELL; /* not the answer */
+        major = minor = -1;
+        assert_int_equal(cfg_runtime_parse(c->id, &rt, &major, &minor), 0);
+        assert_int_equal(rt, c->rt);
+        assert_int_equal(major, c->major);
+        assert_int_equal(minor, c->minor);
+        assert_int_equal(cfg_runtime_parse(c->id, NULL, NULL, NULL), 0);
+    }
+    for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+        rt = CFG_RUNTIME_SHELL;
+        major = minor = 42;
+        if (cfg_runtime_parse(unknown[i], &rt, &major, &minor) != -1)
+            fail_msg("'%s' was accepted", unknown[i]);
+        /* Untouched on failure. */
+        assert_int_equal(rt, CFG_RUNTIME_SHELL);
+        assert_int_equal(major, 42);
+        assert_int_equal(minor, 42);
+    }
+    assert_int_equal(cfg_runtime_parse(NULL, &rt, &major, &minor), -1);
+}
+
+/* The accepted list names exactly the identifiers cfg_runtime_parse() takes, in order. */
+static void test_runtime_accepted(void **state)
+{
+    char *list = strdup(cfg_runtime_accepted());
+    char *save = NULL;
+    size_t n = 0;
+
+    (void)state;
+    assert_non_null(list);
+    assert_string_equal(list, "python3, node, shell, provided, python3.9, python3.10, python3.11, "
+                              "python3.12, python3.13, nodejs18.x, nodejs20.x, nodejs22.x, "
+                              "provided.al2, provided.al2023");
+    for (char *tok = strtok_r(list, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+        assert_int_equal(cfg_runtime_parse(tok, NULL, NULL, NULL), 0);
+        n++;
+    }
+    assert_int_equal(n, 14);
+    free(list);
+    assert_ptr_equal(cfg_runtime_accepted(), cfg_runtime_accepted());
+}
+
+/* An unknown runtime is an error whose message lists every accepted identifier. */
+static void test_runtime_unknown_lists_accepted(void **state)
+{
+    char path[PATH_MAX + 64], want[1024];
+    struct cfg_errors errs = {0};
+    size_t found = 0;
+
+    (void)state;
+    path_in_src(path, sizeof(path), "tests/data/config/bad/bad_runtime.yaml");
+    assert_null(cfg_load_t(path, NULL, &errs));
+    snprintf(want, sizeof(want), "functions.retired.runtime: must be one of %s (got 'python3.8')",
+             cfg_runtime_accepted());
+    for (size_t i = 0; i < errs.n; i++)
+        if (strstr(errs.msgs[i], want) != NULL)
+            found++;
+    assert_int_equal(found, 1);
+    cfg_errors_clear(&errs);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Bad configs against their goldens
  * ------------------------------------------------------------------------------------------- */
@@ -715,7 +845,9 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_good_full),      cmocka_unit_test(test_good_interpolation),
     cmocka_unit_test(test_good_ipv6),      cmocka_unit_test(test_good_localhost),
     cmocka_unit_test(test_good_mappings),  cmocka_unit_test(test_good_fs),
-    cmocka_unit_test(test_good_mqtt),
+    cmocka_unit_test(test_good_mqtt),      cmocka_unit_test(test_good_runtimes),
+    cmocka_unit_test(test_runtime_parse),  cmocka_unit_test(test_runtime_accepted),
+    cmocka_unit_test(test_runtime_unknown_lists_accepted),
     cmocka_unit_test(test_good_quickstart_example),
     cmocka_unit_test(test_missing_file),   cmocka_unit_test(test_errors_accumulate),
     cmocka_unit_test(test_relative_path),  cmocka_unit_test(test_runtime_names),
