@@ -13,9 +13,10 @@ PACKAGES=(
     build-essential cmake pkg-config
     # libraries (DESIGN.md "Dependencies")
     libevent-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev uuid-dev
-    librdkafka-dev libhiredis-dev libmosquitto-dev
-    # tests
+    librdkafka-dev libhiredis-dev libmosquitto-dev libzip-dev
+    # tests (zip and unzip build and inspect deployment packages, in tests and examples)
     libcmocka-dev redis-server mosquitto python3 python3-boto3 nodejs awscli curl procps
+    zip unzip
     # examples (examples/kafka produces with kcat, examples/mqtt with mosquitto_pub)
     kcat mosquitto-clients
 )
