@@ -58,6 +58,30 @@ static const struct api_route routes[] = {
      "UpdateEventSourceMapping"},
     {"DELETE", "/2015-03-31/event-source-mappings/{}", api_esm_delete, 0,
      "DeleteEventSourceMapping"},
+    /* The write API (api_deploy.c). */
+    {"POST", "/2015-03-31/functions", api_create_function, 0, "CreateFunction"},
+    {"POST", "/2015-03-31/functions/", api_create_function, 0, "CreateFunction"},
+    {"DELETE", "/2015-03-31/functions/{}", api_delete_function, 0, "DeleteFunction"},
+    {"PUT", "/2015-03-31/functions/{}/code", api_update_code, 0, "UpdateFunctionCode"},
+    {"PUT", "/2015-03-31/functions/{}/configuration", api_update_config, 0,
+     "UpdateFunctionConfiguration"},
+    {"POST", "/2015-03-31/functions/{}/versions", api_publish_version, 0, "PublishVersion"},
+    {"GET", "/2015-03-31/functions/{}/versions", api_list_versions, 0, "ListVersionsByFunction"},
+    {"POST", "/2015-03-31/functions/{}/aliases", api_create_alias, 0, "CreateAlias"},
+    {"GET", "/2015-03-31/functions/{}/aliases", api_list_aliases, 0, "ListAliases"},
+    {"GET", "/2015-03-31/functions/{}/aliases/{}", api_get_alias, 0, "GetAlias"},
+    {"PUT", "/2015-03-31/functions/{}/aliases/{}", api_update_alias, 0, "UpdateAlias"},
+    {"DELETE", "/2015-03-31/functions/{}/aliases/{}", api_delete_alias, 0, "DeleteAlias"},
+    {"PUT", "/2019-09-30/functions/{}/provisioned-concurrency", api_put_provisioned, 0,
+     "PutProvisionedConcurrencyConfig"},
+    {"GET", "/2019-09-30/functions/{}/provisioned-concurrency", api_get_provisioned, 0,
+     "GetProvisionedConcurrencyConfig"},
+    {"DELETE", "/2019-09-30/functions/{}/provisioned-concurrency", api_delete_provisioned, 0,
+     "DeleteProvisionedConcurrencyConfig"},
+    {"PUT", "/2017-10-31/functions/{}/concurrency", api_put_concurrency, 0,
+     "PutFunctionConcurrency"},
+    {"DELETE", "/2017-10-31/functions/{}/concurrency", api_delete_concurrency, 0,
+     "DeleteFunctionConcurrency"},
     /* switchyard's own: the local dead-letter store of the async queue. */
     {"GET", "/switchyard/v1/dlq", api_dlq_list, 0, "ListDeadLetters"},
     {"POST", "/switchyard/v1/dlq/redrive", api_dlq_redrive, 0, "RedriveDeadLetters"},
@@ -582,6 +606,11 @@ void api_set_asyncq(struct api *api, struct asyncq *aq)
 void api_set_mappings(struct api *api, struct mappings *ms)
 {
     api->ms = ms;
+}
+
+void api_set_deploy(struct api *api, struct deploy *dep)
+{
+    api->dep = dep;
 }
 
 void api_set_draining(struct api *api)

@@ -27,11 +27,12 @@ struct cfg;
 struct httpd_req;
 
 /*
- * The body limit to give httpd_create(): larger than Lambda's 6 MiB so that bodies just over
- * the limit are read whole (and answered with Lambda's 413), while anything larger still
- * reaches api_handle() with httpd_req_too_large() set.
+ * The body limit to give httpd_create(): Lambda's CreateFunction limit (a 50 MB zip, base64 in
+ * JSON) plus room, so that bodies just over it are read whole (and answered with Lambda's
+ * 413), while anything larger still reaches api_handle() with httpd_req_too_large() set.
+ * Invoke enforces its own 6 MiB / 1 MiB on what it reads.
  */
-#define API_MAX_BODY (SY_SYNC_PAYLOAD_MAX + 64u * 1024u)
+#define API_MAX_BODY (69905067u + 64u * 1024u) /* CreateFunction's: a 50 MB zip in base64 */
 
 /*
  * Build the API over CFG and DSP (both borrowed: they must outlive the api). Does blocking
@@ -61,6 +62,30 @@ void api_set_asyncq(struct api *api, struct asyncq *aq);
  */
 struct mappings;
 void api_set_mappings(struct api *api, struct mappings *ms);
+
+/*
+ * Serve the write API (CreateFunction, versions, aliases...) from DEP (borrowed; must outlive
+ * the api). NULL (the default): writes answer 500 ServiceException.
+ */
+struct deploy;
+void api_set_deploy(struct api *api, struct deploy *dep);
+
+/*
+ * What the API tells of the file's functions (CodeSize, CodeSha256, RevisionId, LastModified),
+ * computed by walking their code dirs: blocking, and safe on any thread (it touches no api),
+ * so a reload computes it off the loop and hands it over with api_set_file() (loop thread;
+ * takes FI's contents, CFG borrowed and must outlive the api or the next api_set_file()).
+ */
+struct api_fninfo;
+struct api_fileinfo {
+    char last_modified[40];
+    struct api_fninfo *fninfo; /* one per function of the file, in its order (owned) */
+    size_t n;
+    unsigned long long total_code_size;
+};
+int api_fileinfo_compute(const struct cfg *cfg, struct api_fileinfo *out, struct sy_error *err);
+void api_fileinfo_clear(struct api_fileinfo *fi);
+void api_set_file(struct api *api, const struct cfg *cfg, struct api_fileinfo *fi);
 
 /*
  * From now on answer every request with 503 ServiceException (GET /healthz: 503 with status

@@ -40,6 +40,7 @@
 #include "core/log.h"
 #include "core/b64.h"
 #include "core/sha256.h"
+#include "deploy.h"
 
 #define WALK_MAX_DEPTH 64
 #define WALK_MAX_FILES 200000
@@ -147,8 +148,8 @@ static void digest_str(struct sha256_ctx *ctx, const char *s)
     sha256_update(ctx, s != NULL ? s : "", s != NULL ? strlen(s) + 1 : 1);
 }
 
-static int fninfo_compute(struct api *api, const struct cfg_function *fc, struct api_fninfo *fi,
-                          struct sy_error *err)
+static int fninfo_compute(const char *last_modified, const struct cfg_function *fc,
+                          struct api_fninfo *fi, struct sy_error *err)
 {
     struct walk w = {0};
     struct sha256_ctx sc, *ctx = &sc;
@@ -185,7 +186,7 @@ static int fninfo_compute(struct api *api, const struct cfg_function *fc, struct
     sha256_init(ctx);
     digest_str(ctx, fc->name);
     digest_str(ctx, fi->code_sha256);
-    digest_str(ctx, api->last_modified);
+    digest_str(ctx, last_modified);
     sha256_final(ctx, md);
     snprintf(fi->revision_id, sizeof(fi->revision_id),
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", md[0], md[1],
@@ -195,31 +196,58 @@ static int fninfo_compute(struct api *api, const struct cfg_function *fc, struct
     return rc;
 }
 
-int api_functions_init(struct api *api, struct sy_error *err)
+int api_fileinfo_compute(const struct cfg *cfg, struct api_fileinfo *out, struct sy_error *err)
 {
-    const struct cfg *cfg = api->cfg;
     struct stat st;
     struct tm tm;
     time_t mt = 0;
 
+    memset(out, 0, sizeof(*out));
     if (stat(cfg->path, &st) == 0)
         mt = st.st_mtim.tv_sec;
     gmtime_r(&mt, &tm);
-    strftime(api->last_modified, sizeof(api->last_modified), "%Y-%m-%dT%H:%M:%S.000+0000", &tm);
-
-    api->n_fninfo = cfg->n_functions;
-    api->fninfo = calloc(cfg->n_functions ? cfg->n_functions : 1, sizeof(*api->fninfo));
-    if (api->fninfo == NULL) {
+    strftime(out->last_modified, sizeof(out->last_modified), "%Y-%m-%dT%H:%M:%S.000+0000", &tm);
+    out->fninfo = calloc(cfg->n_functions ? cfg->n_functions : 1, sizeof(*out->fninfo));
+    if (out->fninfo == NULL) {
         sy_error_set(err, "out of memory");
         return SY_ENOMEM;
     }
-    api->total_code_size = 0;
+    out->n = cfg->n_functions;
     for (size_t i = 0; i < cfg->n_functions; i++) {
-        if (fninfo_compute(api, &cfg->functions[i], &api->fninfo[i], err) != 0)
+        if (fninfo_compute(out->last_modified, &cfg->functions[i], &out->fninfo[i], err) != 0) {
+            api_fileinfo_clear(out);
             return SY_ENOMEM;
-        api->total_code_size += api->fninfo[i].code_size;
+        }
+        out->total_code_size += out->fninfo[i].code_size;
     }
     return 0;
+}
+
+void api_fileinfo_clear(struct api_fileinfo *fi)
+{
+    free(fi->fninfo);
+    memset(fi, 0, sizeof(*fi));
+}
+
+int api_functions_init(struct api *api, struct sy_error *err)
+{
+    struct api_fileinfo fi;
+
+    if (api_fileinfo_compute(api->cfg, &fi, err) != 0)
+        return SY_ENOMEM;
+    api_set_file(api, api->cfg, &fi);
+    return 0;
+}
+
+void api_set_file(struct api *api, const struct cfg *cfg, struct api_fileinfo *fi)
+{
+    free(api->fninfo);
+    api->cfg = cfg;
+    memcpy(api->last_modified, fi->last_modified, sizeof(api->last_modified));
+    api->fninfo = fi->fninfo;
+    api->n_fninfo = fi->n;
+    api->total_code_size = fi->total_code_size;
+    memset(fi, 0, sizeof(*fi));
 }
 
 /* ---- FunctionConfiguration ---------------------------------------------------------------- */
@@ -243,7 +271,7 @@ static const char *lambda_runtime(const struct cfg_function *fc)
     }
 }
 
-/* Index of FN in the config (the dispatcher keeps config order). */
+/* Index of FN among the live functions (ListFunctions' order). */
 static size_t fn_index(struct api *api, const struct function *fn)
 {
     for (size_t i = 0; i < dispatcher_function_count(api->dsp); i++) {
@@ -253,35 +281,62 @@ static size_t fn_index(struct api *api, const struct function *fn)
     return 0;
 }
 
-#define FC_LIST 0x1 /* ListFunctions: FunctionArn with :$LATEST, no State/LastUpdateStatus */
+/* What the file's function NAME was found to hold at start-up, or NULL (an API function). */
+static const struct api_fninfo *file_info(struct api *api, const char *name)
+{
+    for (size_t i = 0; i < api->n_fninfo && i < api->cfg->n_functions; i++) {
+        if (strcmp(api->cfg->functions[i].name, name) == 0)
+            return &api->fninfo[i];
+    }
+    return NULL;
+}
 
-/* FunctionConfiguration of FN as a new JSON object (NULL on allocation failure). */
-static json_t *fn_config_json(struct api *api, const struct function *fn, unsigned flags)
+json_t *api_fn_config_json(struct api *api, const struct function *fn, unsigned flags)
 {
     const struct cfg_function *fc = function_cfg(fn);
-    const struct api_fninfo *fi = &api->fninfo[fn_index(api, fn)];
+    const struct api_fninfo *fi = file_info(api, fc->name);
+    struct dep_fn *df =
+        api->dep != NULL ? deploy_fn_of(api->dep, function_head((struct function *)fn)) : NULL;
+    const char *version = function_version_name(fn);
+    int latest = strcmp(version, "$LATEST") == 0;
+    const json_t *meta = NULL; /* the document part holding RevisionId and LastModified */
+    const json_t *conf = NULL;
     char arn[300], role[96], group[96];
     json_t *o = json_object();
     json_t *vars;
 
     if (o == NULL)
         return NULL;
-    snprintf(arn, sizeof(arn), "%s%s", function_arn(fn), (flags & FC_LIST) ? ":$LATEST" : "");
+    if (df != NULL && df->doc != NULL) {
+        meta = latest ? df->doc
+                      : json_object_get(json_object_get(df->doc, "Versions"), version);
+        conf = json_object_get(meta, "Config");
+        fi = NULL; /* the API's, not the file's */
+    }
+    snprintf(arn, sizeof(arn), "%s%s", function_arn(fn),
+             (flags & FC_LIST) && latest ? ":$LATEST" : "");
     snprintf(role, sizeof(role), "arn:aws:iam::%s:role/switchyard", api->cfg->broker.account_id);
     snprintf(group, sizeof(group), "/aws/lambda/%s", fc->name);
     json_object_set_new(o, "FunctionName", json_string(fc->name));
     json_object_set_new(o, "FunctionArn", json_string(arn));
     json_object_set_new(o, "Runtime", json_string(lambda_runtime(fc)));
-    json_object_set_new(o, "Role", json_string(role));
+    json_object_set_new(o, "Role", json_string(json_string_value(json_object_get(conf, "Role"))
+                                                   ?: role));
     if (fc->handler != NULL)
         json_object_set_new(o, "Handler", json_string(fc->handler));
-    json_object_set_new(o, "CodeSize", json_integer((json_int_t)fi->code_size));
-    json_object_set_new(o, "Description", json_string(""));
+    json_object_set_new(o, "CodeSize", json_integer((json_int_t)(fi != NULL ? fi->code_size
+                                                                            : fc->code_size)));
+    json_object_set_new(o, "Description", json_string(fc->description ? fc->description : ""));
     json_object_set_new(o, "Timeout", json_integer(fc->timeout_s));
     json_object_set_new(o, "MemorySize", json_integer(fc->memory_mb));
-    json_object_set_new(o, "LastModified", json_string(api->last_modified));
-    json_object_set_new(o, "CodeSha256", json_string(fi->code_sha256));
-    json_object_set_new(o, "Version", json_string("$LATEST"));
+    json_object_set_new(o, "LastModified",
+                        json_string(fi != NULL ? api->last_modified
+                                    : json_string_value(json_object_get(meta, "LastModified"))
+                                        ?: ""));
+    json_object_set_new(o, "CodeSha256",
+                        json_string(fi != NULL ? fi->code_sha256
+                                    : fc->code_sha256 != NULL ? fc->code_sha256 : ""));
+    json_object_set_new(o, "Version", json_string(version));
     if (fc->n_environment > 0) {
         vars = json_object();
         for (size_t i = 0; i < fc->n_environment; i++)
@@ -290,7 +345,10 @@ static json_t *fn_config_json(struct api *api, const struct function *fn, unsign
         json_object_set_new(o, "Environment", json_pack("{s:o}", "Variables", vars));
     }
     json_object_set_new(o, "TracingConfig", json_pack("{s:s}", "Mode", "PassThrough"));
-    json_object_set_new(o, "RevisionId", json_string(fi->revision_id));
+    json_object_set_new(o, "RevisionId",
+                        json_string(fi != NULL ? fi->revision_id
+                                    : json_string_value(json_object_get(meta, "RevisionId"))
+                                        ?: ""));
     if (!(flags & FC_LIST)) {
         const char *reason = function_runtime_detail(fn);
 
@@ -309,11 +367,15 @@ static json_t *fn_config_json(struct api *api, const struct function *fn, unsign
     return o;
 }
 
-/* Answer CALL with ROOT (taken) as compact JSON. */
-static void reply_json(struct api_call *call, int status, json_t *root)
+void api_reply_json(struct api_call *call, int status, json_t *root)
 {
-    char *s = root != NULL ? json_dumps(root, JSON_COMPACT) : NULL;
+    char *s;
 
+    if (root == NULL && status == 204) {
+        api_reply(call, 204, NULL, NULL, 0);
+        return;
+    }
+    s = root != NULL ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     if (s == NULL) {
         api_reply_error(call, API_E_SERVICE, "out of memory");
@@ -356,13 +418,13 @@ void api_list_functions(struct api_call *call, const char *arg)
     }
     for (size_t i = start; i < n && i < start + page; i++)
         json_array_append_new(arr,
-                              fn_config_json(api, dispatcher_function_at(api->dsp, i), FC_LIST));
+                              api_fn_config_json(api, dispatcher_function_at(api->dsp, i), FC_LIST));
     json_object_set_new(root, "Functions", arr);
     if (start + page < n)
         json_object_set_new(
             root, "NextMarker",
             json_string(function_cfg(dispatcher_function_at(api->dsp, start + page))->name));
-    reply_json(call, 200, root);
+    api_reply_json(call, 200, root);
 }
 
 /* Resolve ARG (+ ?Qualifier=) or answer; NULL means CALL was answered. */
@@ -386,13 +448,13 @@ void api_get_function(struct api_call *call, const char *arg)
         return;
     fc = function_cfg(fn);
     snprintf(loc, sizeof(loc), "file://%s", fc->code);
-    root = json_pack("{s:o,s:{s:s,s:s}}", "Configuration", fn_config_json(call->api, fn, 0), "Code",
+    root = json_pack("{s:o,s:{s:s,s:s}}", "Configuration", api_fn_config_json(call->api, fn, 0), "Code",
                      "RepositoryType", "Local", "Location", loc);
-    if (root != NULL && fc->reserved_concurrency >= 0)
+    if (root != NULL && function_reserved(fn) >= 0)
         json_object_set_new(
             root, "Concurrency",
-            json_pack("{s:i}", "ReservedConcurrentExecutions", fc->reserved_concurrency));
-    reply_json(call, 200, root);
+            json_pack("{s:i}", "ReservedConcurrentExecutions", function_reserved(fn)));
+    api_reply_json(call, 200, root);
 }
 
 void api_get_function_config(struct api_call *call, const char *arg)
@@ -401,22 +463,20 @@ void api_get_function_config(struct api_call *call, const char *arg)
 
     if (fn == NULL)
         return;
-    reply_json(call, 200, fn_config_json(call->api, fn, 0));
+    api_reply_json(call, 200, api_fn_config_json(call->api, fn, 0));
 }
 
 void api_get_concurrency(struct api_call *call, const char *arg)
 {
     struct function *fn = resolve(call, arg);
-    const struct cfg_function *fc;
 
     if (fn == NULL)
         return;
-    fc = function_cfg(fn);
     /* Unset reserved concurrency: Lambda answers an empty object. */
-    reply_json(call, 200,
-               fc->reserved_concurrency >= 0
-                   ? json_pack("{s:i}", "ReservedConcurrentExecutions", fc->reserved_concurrency)
-                   : json_object());
+    api_reply_json(call, 200,
+                   function_reserved(fn) >= 0
+                       ? json_pack("{s:i}", "ReservedConcurrentExecutions", function_reserved(fn))
+                       : json_object());
 }
 
 void api_account_settings(struct api_call *call, const char *arg)
@@ -424,16 +484,23 @@ void api_account_settings(struct api_call *call, const char *arg)
     const struct cfg *cfg = call->api->cfg;
     long long reserved = 0;
 
-    for (size_t i = 0; i < cfg->n_functions; i++) {
-        if (cfg->functions[i].reserved_concurrency > 0)
-            reserved += cfg->functions[i].reserved_concurrency;
+    uint64_t code = call->api->total_code_size;
+    size_t n = dispatcher_function_count(call->api->dsp);
+
+    for (size_t i = 0; i < n; i++) {
+        struct function *fn = dispatcher_function_at(call->api->dsp, i);
+
+        if (function_reserved(fn) > 0)
+            reserved += function_reserved(fn);
+        if (file_info(call->api, function_cfg(fn)->name) == NULL)
+            code += function_cfg(fn)->code_size;
     }
-    reply_json(call, 200,
+    api_reply_json(call, 200,
                json_pack("{s:{s:I,s:I,s:I,s:i,s:I},s:{s:I,s:I}}", "AccountLimit", "TotalCodeSize",
                          (json_int_t)80530636800LL, "CodeSizeUnzipped", (json_int_t)262144000,
                          "CodeSizeZipped", (json_int_t)52428800, "ConcurrentExecutions",
                          cfg->broker.max_concurrency, "UnreservedConcurrentExecutions",
                          (json_int_t)(cfg->broker.max_concurrency - reserved), "AccountUsage",
-                         "TotalCodeSize", (json_int_t)call->api->total_code_size, "FunctionCount",
-                         (json_int_t)cfg->n_functions));
+                         "TotalCodeSize", (json_int_t)code, "FunctionCount",
+                         (json_int_t)n));
 }

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "api.h"
 #include "core/httpd.h"
 
@@ -33,6 +35,9 @@
     X(API_E_UNAVAILABLE, "ServiceException", 503, "Service", "Message")                            \
     X(API_E_UNAUTHORIZED, "UnrecognizedClientException", 401, "User", "message")                   \
     X(API_E_UNKNOWN_OP, "UnknownOperationException", 404, "User", "message")                       \
+    X(API_E_CONFLICT, "ResourceConflictException", 409, "User", "message")                         \
+    X(API_E_PRECONDITION, "PreconditionFailedException", 412, "User", "message")                   \
+    X(API_E_PC_NOT_FOUND, "ProvisionedConcurrencyConfigNotFoundException", 404, "User", "message") \
     X(API_E_BAD_METHOD, "UnknownOperationException", 405, "User", "message")
 
 enum api_err {
@@ -54,6 +59,7 @@ struct api {
     struct dispatcher *dsp; /* borrowed */
     struct asyncq *aq;      /* borrowed; NULL: Event invokes are refused */
     struct mappings *ms;    /* borrowed; NULL: no event source mappings (empty list, 404s) */
+    struct deploy *dep;     /* borrowed; NULL: no write API (deploy.h) */
     int draining;
     char last_modified[40];    /* the config file's mtime as `2024-05-09T21:05:41.000+0000` */
     struct api_fninfo *fninfo; /* owned; one per function, config order */
@@ -185,6 +191,33 @@ void api_esm_create(struct api_call *call, const char *arg);
 void api_esm_delete(struct api_call *call, const char *arg);
 void api_healthz(struct api_call *call, const char *arg); /* api_health.c */
 void api_metrics(struct api_call *call, const char *arg);
+
+/* The write API (api_deploy.c). */
+void api_create_function(struct api_call *call, const char *arg);
+void api_update_code(struct api_call *call, const char *arg);
+void api_update_config(struct api_call *call, const char *arg);
+void api_delete_function(struct api_call *call, const char *arg);
+void api_publish_version(struct api_call *call, const char *arg);
+void api_list_versions(struct api_call *call, const char *arg);
+void api_create_alias(struct api_call *call, const char *arg);
+void api_list_aliases(struct api_call *call, const char *arg);
+void api_get_alias(struct api_call *call, const char *arg);
+void api_update_alias(struct api_call *call, const char *arg);
+void api_delete_alias(struct api_call *call, const char *arg);
+void api_put_provisioned(struct api_call *call, const char *arg);
+void api_get_provisioned(struct api_call *call, const char *arg);
+void api_delete_provisioned(struct api_call *call, const char *arg);
+void api_put_concurrency(struct api_call *call, const char *arg);
+void api_delete_concurrency(struct api_call *call, const char *arg);
+
+/*
+ * FunctionConfiguration of unit FN as a new JSON object (NULL when out of memory); FC_LIST:
+ * ListFunctions' subset (FunctionArn of $LATEST with `:$LATEST`, no State/LastUpdateStatus).
+ */
+#define FC_LIST 0x1
+json_t *api_fn_config_json(struct api *api, const struct function *fn, unsigned flags);
+/* Answer CALL with ROOT (taken) as compact JSON; ROOT NULL with 204: an empty answer. */
+void api_reply_json(struct api_call *call, int status, json_t *root);
 
 /* Compute api->fninfo and last_modified (api_functions.c). Blocking file-system walk. */
 int api_functions_init(struct api *api, struct sy_error *err);

@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "config/config.h"
+#include "deploy.h"
 #include "dispatcher/asyncq.h"
 #include "dispatcher/dispatcher.h"
 #include "mappings/mapping.h"
@@ -62,6 +63,7 @@ struct broker {
     struct event_base *base;
     struct dispatcher *dsp;
     struct asyncq *aq;
+    struct deploy *dep;
     struct mappings *ms;
     struct api *api;
     struct httpd *srv;
@@ -339,6 +341,7 @@ static void broker_free(struct broker *b)
     httpd_destroy(b->srv);
     mappings_destroy(b->ms);
     asyncq_close(b->aq);
+    deploy_close(b->dep); /* applies what its thread finished: the dispatcher is still here */
     dispatcher_destroy(b->dsp);
     api_destroy(b->api);
     remove_state(b);
@@ -413,6 +416,12 @@ int broker_run(const char *config_path)
         log_err("cannot set up the functions: %s", err.msg);
         goto out;
     }
+    /* The API's functions join the file's before the async queue recovers their events. */
+    b.dep = deploy_open(b.base, b.cfg, b.dsp, &err);
+    if (b.dep == NULL) {
+        log_err("cannot open the deployment state: %s", err.msg);
+        goto out;
+    }
     b.aq = asyncq_open(b.base, b.cfg, b.dsp, &err);
     if (b.aq == NULL) {
         log_err("cannot open the async queue: %s", err.msg);
@@ -424,6 +433,7 @@ int broker_run(const char *config_path)
         goto out;
     }
     api_set_asyncq(b.api, b.aq);
+    api_set_deploy(b.api, b.dep);
     b.ms = mappings_create(b.base, b.cfg, b.dsp, &err);
     if (b.ms == NULL) {
         log_err("cannot set up the event source mappings: %s", err.msg);
@@ -466,7 +476,7 @@ int broker_run(const char *config_path)
          */
         broker_endpoint(bc->listen_host, httpd_port(b.srv), 0, announced, sizeof(announced));
         log_write(LOG_LVL_INFO, "ready: control API on %s (%zu function(s)%s)", announced,
-                  b.cfg->n_functions,
+                  dispatcher_function_count(b.dsp),
                   bc->auth_token != NULL && bc->auth_token[0] ? ", token required" : "");
     }
 

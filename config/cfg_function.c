@@ -132,3 +132,41 @@ int cfg_env_reserved(const char *name)
     }
     return 0;
 }
+
+static int str_eq(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int cfg_function_equal(const struct cfg_function *a, const struct cfg_function *b)
+{
+    if (!str_eq(a->name, b->name) || a->runtime != b->runtime ||
+        !str_eq(a->runtime_id, b->runtime_id) || !str_eq(a->handler, b->handler) ||
+        !str_eq(a->code, b->code) || a->memory_mb != b->memory_mb ||
+        a->timeout_s != b->timeout_s || a->init_timeout_s != b->init_timeout_s ||
+        a->reserved_concurrency != b->reserved_concurrency ||
+        a->provisioned_concurrency != b->provisioned_concurrency ||
+        a->max_idle_s != b->max_idle_s || a->n_environment != b->n_environment ||
+        !str_eq(a->task_root, b->task_root) || !str_eq(a->opt_dir, b->opt_dir) ||
+        !str_eq(a->code_sha256, b->code_sha256) || a->code_size != b->code_size ||
+        !str_eq(a->description, b->description))
+        return 0;
+    for (size_t i = 0; i < a->n_environment; i++) {
+        if (!str_eq(a->environment[i].name, b->environment[i].name) ||
+            !str_eq(a->environment[i].value, b->environment[i].value))
+            return 0;
+    }
+    if (a->async.maximum_retry_attempts != b->async.maximum_retry_attempts ||
+        a->async.maximum_event_age_s != b->async.maximum_event_age_s ||
+        a->async.n_retry_delays != b->async.n_retry_delays ||
+        a->async.maximum_concurrency != b->async.maximum_concurrency ||
+        !str_eq(a->async.on_success, b->async.on_success) ||
+        !str_eq(a->async.on_failure, b->async.on_failure) ||
+        !str_eq(a->async.dead_letter, b->async.dead_letter))
+        return 0;
+    for (size_t i = 0; i < a->async.n_retry_delays; i++) {
+        if (a->async.retry_delays_s[i] != b->async.retry_delays_s[i])
+            return 0;
+    }
+    return 1;
+}

@@ -215,6 +215,9 @@ const struct cfg_mapping *cfg_mapping_find(const struct cfg *cfg, const char *na
  */
 int cfg_function_copy(struct cfg_function *dst, const struct cfg_function *src);
 
+/* 1 when A and B configure the same function (every field, the line excepted), else 0. */
+int cfg_function_equal(const struct cfg_function *a, const struct cfg_function *b);
+
 /* Free everything DST owns and zero it. A zeroed struct is a no-op. */
 void cfg_function_clear(struct cfg_function *fn);
 

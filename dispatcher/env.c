@@ -395,7 +395,8 @@ static void env_deliver(struct env *env)
 
     inv->state = INV_RUNNING;
     inv->start_us = time_mono_us();
-    snprintf(line, sizeof(line), "START RequestId: %s Version: $LATEST", inv->request_id);
+    snprintf(line, sizeof(line), "START RequestId: %s Version: %s", inv->request_id,
+             env->fn->version);
     env_platform_line(env, line);
     ev.request_id = inv->request_id;
     ev.payload = inv->payload;

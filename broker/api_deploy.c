@@ -1,0 +1,1445 @@
+/*
+ * broker/api_deploy.c - the write side of the control API, as Lambda's deploy tools call it:
+ *
+ *   POST   /2015-03-31/functions                          CreateFunction (201)
+ *   PUT    /2015-03-31/functions/{name}/code              UpdateFunctionCode
+ *   PUT    /2015-03-31/functions/{name}/configuration     UpdateFunctionConfiguration
+ *   DELETE /2015-03-31/functions/{name}[?Qualifier=N]     DeleteFunction (204)
+ *   POST   /2015-03-31/functions/{name}/versions          PublishVersion (201)
+ *   GET    /2015-03-31/functions/{name}/versions          ListVersionsByFunction
+ *   POST   /2015-03-31/functions/{name}/aliases           CreateAlias (201)
+ *   GET    /2015-03-31/functions/{name}/aliases           ListAliases
+ *   GET|PUT|DELETE /2015-03-31/functions/{name}/aliases/{alias}   Get/Update/DeleteAlias
+ *   PUT|GET|DELETE /2019-09-30/functions/{name}/provisioned-concurrency?Qualifier=
+ *   PUT|DELETE /2017-10-31/functions/{name}/concurrency   Put/DeleteFunctionConcurrency
+ *
+ * Ownership: functions the file declares are the file's; every write to one is refused with
+ * InvalidParameterValueException saying so. What the API creates is persisted (deploy.c)
+ * BEFORE it is applied and answered: a write that could not be stored changes nothing.
+ *
+ * A code change (Create, UpdateFunctionCode) takes the request body off the loop: the state
+ * thread parses it, decodes the base64 zip, unpacks and hashes it (packages/), and hands back
+ * the request without its ZipFile. Only then does the loop validate and apply it.
+ *
+ * One write at a time per function: a second one while the first is in progress gets Lambda's
+ * 409 ResourceConflictException. A client that goes away does not stop its write; it is only
+ * not answered.
+ */
+#include "api_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "config/config.h"
+#include "core/b64.h"
+#include "core/fastid.h"
+#include "core/log.h"
+#include "core/time.h"
+#include "deploy.h"
+#include "dispatcher/dispatcher.h"
+#include "packages/packages.h"
+
+#define CONFIG_BODY_MAX (256u * 1024u) /* a configuration request is small; a code one is not */
+#define ALIAS_PATTERN "(?!^[0-9]+$)([a-zA-Z0-9-_]+)"
+
+enum dop_kind {
+    DOP_CREATE,
+    DOP_UPDATE_CODE,
+    DOP_UPDATE_CONFIG,
+    DOP_DELETE,
+    DOP_DELETE_VERSION,
+    DOP_PUBLISH,
+    DOP_ALIAS,        /* create / update: answer AliasConfiguration */
+    DOP_ALIAS_DELETE,
+    DOP_PC_PUT,
+    DOP_PC_DELETE,
+    DOP_RESERVED_PUT,
+    DOP_RESERVED_DELETE,
+};
+
+/* One write in progress. Owned by the handler chain; CALL is NULL once the client left. */
+struct dop {
+    struct api_call *call;
+    struct api *api;
+    struct deploy *d;
+    enum dop_kind kind;
+    struct dep_fn *df;
+    char name[72];
+    char qual[136];      /* version / alias the write is about */
+    json_t *doc;         /* the document to persist (owned) */
+    struct cfg_function fc; /* the configuration to apply (owned; zeroed when none) */
+    int have_fc;
+    int publish;         /* also publish a version (Publish: true) */
+    char version[24];    /* the version published / deleted */
+    int reserved;        /* DOP_RESERVED_PUT */
+};
+
+/* The blocking part of a code change, on the state thread. */
+struct prep_job {
+    struct dep_job j;
+    struct dop *op;
+    char *body;          /* the request body (owned, freed by run) */
+    size_t len;
+    int code_top;        /* ZipFile at the top (UpdateFunctionCode) rather than in Code */
+    char *store_dir;
+    /* results */
+    json_t *req;         /* the parsed request without its zip, or NULL */
+    char jerr[200];
+    int has_zip;
+    struct pkg_info info;
+    struct pkg_error perr;
+    int bad_b64;
+};
+
+static void dop_free(struct dop *op)
+{
+    if (op == NULL)
+        return;
+    json_decref(op->doc);
+    if (op->have_fc)
+        cfg_function_clear(&op->fc);
+    free(op);
+}
+
+static void dop_closed(struct httpd_req *req, void *arg)
+{
+    struct dop *op = arg;
+
+    api_call_free(op->call);
+    op->call = NULL;
+}
+
+static void dop_wait(struct dop *op)
+{
+    httpd_req_set_close_cb(op->call->req, dop_closed, op);
+}
+
+static void dop_unwait(struct dop *op)
+{
+    if (op->call != NULL)
+        httpd_req_set_close_cb(op->call->req, NULL, NULL);
+}
+
+/* Answer with ERR (if the client is still there); release the function; free OP. */
+static void dop_fail(struct dop *op, enum api_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void dop_fail(struct dop *op, enum api_err err, const char *fmt, ...)
+{
+    char msg[1200];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (op->df != NULL)
+        op->df->busy = 0;
+    dop_unwait(op);
+    if (op->call != NULL)
+        api_reply_error(op->call, err, "%s", msg);
+    dop_free(op);
+}
+
+static void dop_answer(struct dop *op, int status, json_t *body)
+{
+    if (op->df != NULL)
+        op->df->busy = 0;
+    dop_unwait(op);
+    if (op->call != NULL)
+        api_reply_json(op->call, status, body);
+    else
+        json_decref(body);
+    dop_free(op);
+}
+
+static struct dop *dop_new(struct api_call *call, enum dop_kind kind)
+{
+    struct dop *op = calloc(1, sizeof(*op));
+
+    if (op == NULL) {
+        api_reply_error(call, API_E_SERVICE, "out of memory");
+        return NULL;
+    }
+    op->call = call;
+    op->api = call->api;
+    op->d = call->api->dep;
+    op->kind = kind;
+    return op;
+}
+
+/* ---- looking functions up ---------------------------------------------------------------- */
+
+/*
+ * The function a write names (ARG is the FunctionName path segment), checked for ownership
+ * and for a write already in progress. Answers and returns NULL on any refusal.
+ */
+static struct dep_fn *writable_fn(struct api_call *call, const char *arg)
+{
+    struct api *api = call->api;
+    struct api_fname fname;
+    struct dep_fn *df;
+
+    if (api->dep == NULL) {
+        api_reply_error(call, API_E_SERVICE, "the deployment state is not available");
+        return NULL;
+    }
+    if (api_parse_fname(arg, &fname) != 0) {
+        api_reply_error(call, API_E_VALIDATION,
+                        "1 validation error detected: Value '%.200s' at 'functionName' failed "
+                        "to satisfy constraint: Member must satisfy regular expression pattern: "
+                        "[a-zA-Z0-9-_]{1,64}",
+                        arg);
+        return NULL;
+    }
+    snprintf(call->fname, sizeof(call->fname), "%s", fname.name);
+    df = deploy_fn(api->dep, fname.name);
+    if (df == NULL || df->head == NULL || function_deleted(df->head)) {
+        api_reply_error(call, API_E_NOT_FOUND, "Function not found: arn:aws:lambda:%s:%s:function:%s",
+                        api->cfg->broker.region, api->cfg->broker.account_id, fname.name);
+        return NULL;
+    }
+    if (df->from_file) {
+        api_reply_error(call, API_E_BAD_PARAM,
+                        "Function %s is declared in %s and owned by that file: change it there "
+                        "and run `switchyard reload`",
+                        fname.name, api->cfg->path);
+        return NULL;
+    }
+    if (df->busy) {
+        api_reply_error(call, API_E_CONFLICT,
+                        "The operation cannot be performed at this time. An update is in "
+                        "progress for resource: %s",
+                        function_arn(df->head));
+        return NULL;
+    }
+    return df;
+}
+
+/* The request body as JSON (small requests, parsed on the loop); answers on failure. */
+static json_t *small_body(struct api_call *call)
+{
+    size_t len;
+    const char *body = httpd_req_body(call->req, &len);
+    json_error_t jerr;
+    json_t *j;
+
+    if (httpd_req_too_large(call->req) || len > CONFIG_BODY_MAX) {
+        api_reply_error(call, API_E_TOO_LARGE, "Request must be smaller than %u bytes for this "
+                        "operation", CONFIG_BODY_MAX);
+        return NULL;
+    }
+    if (len == 0)
+        return json_object();
+    j = json_loadb(body, len, 0, &jerr);
+    if (j == NULL || !json_is_object(j)) {
+        json_decref(j);
+        api_reply_error(call, API_E_BAD_CONTENT, "Could not parse request body into json: %s",
+                        j == NULL ? jerr.text : "not an object");
+        return NULL;
+    }
+    return j;
+}
+
+/* RevisionId check: NULL or equal passes; otherwise 412 is answered and -1 returned. */
+static int revision_ok(struct api_call *call, const json_t *req, const char *current)
+{
+    const char *want = json_string_value(json_object_get(req, "RevisionId"));
+
+    if (want == NULL || strcmp(want, current) == 0)
+        return 0;
+    api_reply_error(call, API_E_PRECONDITION,
+                    "The Revision Id provided does not match the latest Revision Id. Call the "
+                    "GetFunction/GetAlias API to retrieve the latest Revision Id");
+    return -1;
+}
+
+/* ---- the state thread's part of a code change -------------------------------------------- */
+
+static int prep_run(struct sqlq *q, struct sqlite3 *db, struct sqlq_job *sj, void *arg)
+{
+    struct prep_job *pj = (struct prep_job *)sj;
+    json_error_t jerr;
+    json_t *code, *zf;
+    char *zip = NULL;
+    size_t zlen = 0;
+    struct pkg_limits lim = pkg_limits_lambda();
+
+    pj->req = json_loadb(pj->body, pj->len, 0, &jerr);
+    free(pj->body);
+    pj->body = NULL;
+    if (pj->req == NULL || !json_is_object(pj->req)) {
+        snprintf(pj->jerr, sizeof(pj->jerr), "%s", pj->req == NULL ? jerr.text : "not an object");
+        json_decref(pj->req);
+        pj->req = NULL;
+        return 0;
+    }
+    code = pj->code_top ? pj->req : json_object_get(pj->req, "Code");
+    zf = json_object_get(code, "ZipFile");
+    if (!json_is_string(zf))
+        return 0;
+    pj->has_zip = 1;
+    zip = b64_decode_new(json_string_value(zf), json_string_length(zf), &zlen);
+    json_object_del(code, "ZipFile"); /* the request is kept; its 70 MB of text is not */
+    if (zip == NULL) {
+        pj->bad_b64 = 1;
+        return 0;
+    }
+    if (pkg_unpack(pj->store_dir, zip, zlen, &lim, &pj->info, &pj->perr) != 0 &&
+        pj->perr.kind == PKG_OK)
+        pj->perr.kind = PKG_E_IO;
+    free(zip);
+    return 0;
+}
+
+static void prep_free(struct dep_job *job)
+{
+    struct prep_job *pj = (struct prep_job *)job;
+
+    free(pj->body);
+    free(pj->store_dir);
+    json_decref(pj->req);
+    pkg_info_clear(&pj->info);
+    free(pj);
+}
+
+static void prep_discard(struct dep_job *job)
+{
+    struct prep_job *pj = (struct prep_job *)job;
+
+    dop_free(pj->op);
+    prep_free(job);
+}
+
+/* Lambda's answer for a package error. */
+static enum api_err pkg_api_err(enum pkg_err kind)
+{
+    switch (kind) {
+    case PKG_E_TOO_LARGE_ZIP:
+        return API_E_TOO_LARGE;
+    case PKG_E_IO:
+    case PKG_E_NOMEM:
+        return API_E_SERVICE;
+    default:
+        return API_E_BAD_PARAM;
+    }
+}
+
+static void prepared(struct dop *op, struct prep_job *pj);
+
+static void prep_complete(struct dep_job *job)
+{
+    struct prep_job *pj = (struct prep_job *)job;
+    struct dop *op = pj->op;
+
+    if (pj->req == NULL) {
+        dop_fail(op, API_E_BAD_CONTENT, "Could not parse request body into json: %s", pj->jerr);
+    } else if (pj->has_zip && pj->bad_b64) {
+        dop_fail(op, API_E_BAD_PARAM, "Could not unzip uploaded file. Please check your file, "
+                                      "then try to upload again. (ZipFile is not valid base64)");
+    } else if (pj->has_zip && pj->perr.kind != PKG_OK) {
+        dop_fail(op, pkg_api_err(pj->perr.kind), "%s", pj->perr.msg);
+    } else {
+        prepared(op, pj);
+    }
+    prep_free(job);
+}
+
+/* Hand the body of OP's request to the state thread (CODE_TOP: UpdateFunctionCode's shape). */
+static void prep_submit(struct dop *op, int code_top)
+{
+    struct prep_job *pj = calloc(1, sizeof(*pj));
+
+    if (pj == NULL || (pj->store_dir = strdup(deploy_store_dir(op->d))) == NULL) {
+        free(pj);
+        dop_fail(op, API_E_SERVICE, "out of memory");
+        return;
+    }
+    pj->op = op;
+    pj->code_top = code_top;
+    pj->body = httpd_req_take_body(op->call->req, &pj->len);
+    if (pj->body == NULL) {
+        pj->body = strdup("{}");
+        pj->len = 2;
+    }
+    pj->j.sj.run = prep_run;
+    pj->j.complete = prep_complete;
+    pj->j.discard = prep_discard;
+    dop_wait(op);
+    deploy_submit(op->d, &pj->j);
+}
+
+/* ---- documents ----------------------------------------------------------------------------- */
+
+/* The configurable members a request may set, copied from REQ into CONF. */
+static void conf_merge(json_t *conf, const json_t *req)
+{
+    static const char *const keys[] = {"Runtime", "Handler", "MemorySize", "Timeout",
+                                       "Description", "Environment", "Layers", "Role"};
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        json_t *v = json_object_get(req, keys[i]);
+
+        if (v != NULL)
+            json_object_set(conf, keys[i], v);
+    }
+}
+
+/* Publish the current Config of OP->doc as a new version, unless the latest version has the
+ * same code and configuration (then that one is the answer, as Lambda does). */
+static void doc_publish(struct dop *op, const char *description)
+{
+    json_t *doc = op->doc;
+    json_t *vers = json_object_get(doc, "Versions");
+    json_t *conf = json_object_get(doc, "Config");
+    json_int_t next = json_integer_value(json_object_get(doc, "NextVersion"));
+    json_int_t last = next - 1;
+    char key[24];
+    json_t *ver, *vconf;
+    char ts[32], rid[40];
+
+    if (vers == NULL) {
+        vers = json_object();
+        json_object_set_new(doc, "Versions", vers);
+    }
+    if (next < 1)
+        next = 1;
+    snprintf(key, sizeof(key), "%lld", (long long)last);
+    ver = last >= 1 ? json_object_get(vers, key) : NULL;
+    if (ver != NULL) {
+        json_t *a = json_deep_copy(json_object_get(ver, "Config"));
+        json_t *b = json_deep_copy(conf);
+        int same;
+
+        json_object_del(a, "Description");
+        json_object_del(b, "Description");
+        same = json_equal(a, b);
+        json_decref(a);
+        json_decref(b);
+        if (same) {
+            snprintf(op->version, sizeof(op->version), "%s", key);
+            return;
+        }
+    }
+    snprintf(op->version, sizeof(op->version), "%lld", (long long)next);
+    vconf = json_deep_copy(conf);
+    if (description != NULL)
+        json_object_set_new(vconf, "Description", json_string(description));
+    time_iso8601_lambda(ts, time_wall_ms());
+    fastid_uuid4(rid);
+    json_object_set_new(vers, op->version,
+                        json_pack("{s:o,s:s,s:s}", "Config", vconf, "RevisionId", rid,
+                                  "LastModified", ts));
+    json_object_set_new(doc, "NextVersion", json_integer(next + 1));
+}
+
+/* Stamp the new document with a new RevisionId and LastModified. */
+static void doc_touch(json_t *doc, char *rid_out, char *ts_out)
+{
+    time_iso8601_lambda(ts_out, time_wall_ms());
+    fastid_uuid4(rid_out);
+    json_object_set_new(doc, "RevisionId", json_string(rid_out));
+    json_object_set_new(doc, "LastModified", json_string(ts_out));
+}
+
+static void stored(void *arg, int rc, const char *msg);
+
+/* Persist OP->doc; stored() applies and answers. */
+static void dop_persist(struct dop *op)
+{
+    int rc = deploy_persist(op->d, op->name, op->kind == DOP_DELETE ? NULL : op->doc, stored, op);
+
+    if (rc != 0) {
+        dop_fail(op, API_E_SERVICE, "cannot store the change: %s", sy_strerror(rc));
+        return;
+    }
+    if (op->call != NULL)
+        dop_wait(op);
+}
+
+/* ---- answers ------------------------------------------------------------------------------- */
+
+static json_t *alias_json(struct api *api, struct dep_fn *df, const char *name, const json_t *al)
+{
+    char arn[400];
+    json_t *o, *rc = json_object_get(al, "RoutingConfig");
+
+    snprintf(arn, sizeof(arn), "%s:%s", function_arn(df->head), name);
+    o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "AliasArn", arn, "Name", name, "FunctionVersion",
+                  json_string_value(json_object_get(al, "FunctionVersion")) ?: "$LATEST",
+                  "Description", json_string_value(json_object_get(al, "Description")) ?: "",
+                  "RevisionId", json_string_value(json_object_get(al, "RevisionId")) ?: "");
+    if (o != NULL && json_object_size(json_object_get(rc, "AdditionalVersionWeights")) > 0)
+        json_object_set(o, "RoutingConfig", rc);
+    (void)api;
+    return o;
+}
+
+static json_t *pc_json(struct dep_fn *df, const char *qual)
+{
+    const json_t *pc = json_object_get(json_object_get(df->doc, "Provisioned"), qual);
+    json_int_t req = json_integer_value(json_object_get(pc, "Requested"));
+    struct function *unit = function_route(df->head, qual);
+    const char *target = qual;
+    unsigned wanted = 0, ready = 0;
+    json_int_t avail;
+
+    /* An alias's environments are its version's, shared with that version's own setting. */
+    {
+        const char *v = json_string_value(
+            json_object_get(json_object_get(json_object_get(df->doc, "Aliases"), qual),
+                            "FunctionVersion"));
+
+        if (v != NULL) {
+            target = v;
+            unit = function_version(df->head, v);
+        }
+    }
+    (void)target;
+    if (unit != NULL)
+        function_provisioned_counts(unit, &wanted, &ready);
+    avail = ready < (unsigned)req ? (json_int_t)ready : req;
+    if (ready > wanted) /* never report more than asked */
+        ready = wanted;
+    return json_pack("{s:I,s:I,s:I,s:s,s:s}", "RequestedProvisionedConcurrentExecutions", req,
+                     "AvailableProvisionedConcurrentExecutions", avail,
+                     "AllocatedProvisionedConcurrentExecutions", avail, "Status",
+                     avail >= req ? "READY" : "IN_PROGRESS", "LastModified",
+                     json_string_value(json_object_get(pc, "LastModified")) ?: "");
+}
+
+/* ---- applying a stored change -------------------------------------------------------------- */
+
+static void stored(void *arg, int rc, const char *msg)
+{
+    struct dop *op = arg;
+    struct dep_fn *df = op->df;
+    struct sy_error err;
+    json_t *answer = NULL;
+    int status = 200;
+
+    if (rc != 0) {
+        if (op->kind == DOP_CREATE && df != NULL) {
+            deploy_fn_remove(op->d, df);
+            op->df = NULL;
+        }
+        dop_fail(op, API_E_SERVICE, "the change was not stored (%s): nothing changed",
+                 msg != NULL ? msg : sy_strerror(rc));
+        return;
+    }
+    switch (op->kind) {
+    case DOP_CREATE:
+        df->head = dispatcher_add(op->api->dsp, &op->fc, &err);
+        if (df->head == NULL) {
+            /* Checked before storing, so only out of memory gets here: undo the row. */
+            log_err("[deploy] function %s was stored but cannot run: %s", op->name, err.msg);
+            deploy_persist(op->d, op->name, NULL, NULL, NULL);
+            deploy_fn_remove(op->d, df);
+            op->df = NULL;
+            dop_fail(op, API_E_SERVICE, "%s", err.msg);
+            return;
+        }
+        status = 201;
+        break;
+    case DOP_UPDATE_CODE:
+    case DOP_UPDATE_CONFIG:
+        if (function_update(df->head, &op->fc, &err) != 0) {
+            log_err("[deploy] function %s: the stored update cannot be applied: %s", op->name,
+                    err.msg);
+            dop_fail(op, API_E_SERVICE, "%s", err.msg);
+            return;
+        }
+        break;
+    case DOP_DELETE:
+        function_delete(df->head);
+        deploy_fn_remove(op->d, df);
+        op->df = NULL;
+        dop_answer(op, 204, NULL);
+        return;
+    case DOP_DELETE_VERSION:
+        function_delete_version(function_version(df->head, op->version));
+        break;
+    default:
+        break;
+    }
+    /* The new document is the function's now. */
+    json_decref(df->doc);
+    df->doc = op->doc;
+    op->doc = NULL;
+    snprintf(df->revision_id, sizeof(df->revision_id), "%s",
+             json_string_value(json_object_get(df->doc, "RevisionId")) ?: "");
+    snprintf(df->last_modified, sizeof(df->last_modified), "%s",
+             json_string_value(json_object_get(df->doc, "LastModified")) ?: "");
+    /* A version published by this change (Publish: true, PublishVersion). */
+    if (op->publish && function_version(df->head, op->version) == NULL) {
+        const json_t *vconf = json_object_get(
+            json_object_get(json_object_get(df->doc, "Versions"), op->version), "Config");
+        struct cfg_function vfc;
+        char why[600];
+        int api_err;
+
+        /* The version's own copy (its Description may differ from $LATEST's). */
+        if (deploy_cfg_from_json(op->d, vconf, &vfc, &api_err, why, sizeof(why)) != 0) {
+            log_err("[deploy] function %s version %s: %s", op->name, op->version, why);
+        } else {
+            if (function_publish(df->head, op->version, &vfc, &err) == NULL)
+                log_err("[deploy] function %s version %s: %s", op->name, op->version, err.msg);
+            cfg_function_clear(&vfc);
+        }
+    }
+    switch (op->kind) {
+    case DOP_CREATE:
+    case DOP_UPDATE_CODE:
+    case DOP_UPDATE_CONFIG:
+        log_info("[deploy] function %s %s (code %s)", op->name,
+                 op->kind == DOP_CREATE ? "created" : "updated", function_cfg(df->head)->code_sha256);
+        answer = api_fn_config_json(op->api, op->publish ? function_version(df->head, op->version)
+                                                          : df->head, 0);
+        break;
+    case DOP_PUBLISH:
+        answer = api_fn_config_json(op->api, function_version(df->head, op->version), 0);
+        status = 201;
+        break;
+    case DOP_DELETE_VERSION:
+    case DOP_ALIAS_DELETE:
+    case DOP_PC_DELETE:
+    case DOP_RESERVED_DELETE:
+        if (op->kind == DOP_ALIAS_DELETE)
+            function_alias_delete(df->head, op->qual);
+        if (op->kind == DOP_RESERVED_DELETE)
+            function_set_reserved(df->head, -1, &err);
+        deploy_apply_provisioned(op->d, df);
+        dop_answer(op, 204, NULL);
+        return;
+    case DOP_ALIAS: {
+        const json_t *al = json_object_get(json_object_get(df->doc, "Aliases"), op->qual);
+        json_t *w = json_object_get(json_object_get(al, "RoutingConfig"),
+                                    "AdditionalVersionWeights");
+        const char *xv = NULL, *wk;
+        double xw = 0;
+        json_t *wv;
+
+        json_object_foreach(w, wk, wv) {
+            xv = wk;
+            xw = json_number_value(wv);
+        }
+        if (function_alias_set(df->head, op->qual,
+                               json_string_value(json_object_get(al, "FunctionVersion")), xv, xw,
+                               &err) != 0)
+            log_err("[deploy] function %s alias %s: %s", op->name, op->qual, err.msg);
+        deploy_apply_provisioned(op->d, df);
+        answer = alias_json(op->api, df, op->qual, al);
+        status = op->publish ? 201 : 200; /* publish doubles as "created" here */
+        break;
+    }
+    case DOP_PC_PUT:
+        deploy_apply_provisioned(op->d, df);
+        answer = pc_json(df, op->qual);
+        json_object_set_new(answer, "Status", json_string("IN_PROGRESS"));
+        status = 202;
+        break;
+    case DOP_RESERVED_PUT:
+        if (function_set_reserved(df->head, op->reserved, &err) != 0)
+            log_err("[deploy] function %s: %s", op->name, err.msg);
+        answer = json_pack("{s:i}", "ReservedConcurrentExecutions", op->reserved);
+        break;
+    default:
+        break;
+    }
+    dop_answer(op, status, answer);
+}
+
+/* ---- CreateFunction / UpdateFunctionCode ---------------------------------------------------- */
+
+/* Check FC against the dispatcher before anything is stored. 0, or answered. */
+static int fc_check(struct dop *op)
+{
+    char why[600];
+    int api_err;
+    const json_t *layers = json_object_get(json_object_get(op->doc, "Config"), "Layers");
+
+    if (json_array_size(layers) > 0) {
+        dop_fail(op, API_E_BAD_PARAM, "Layers are not available through the API yet: declare "
+                                      "them in the file");
+        return -1;
+    }
+    if (deploy_cfg_from_json(op->d, json_object_get(op->doc, "Config"), &op->fc, &api_err, why,
+                             sizeof(why)) != 0) {
+        dop_fail(op, (enum api_err)api_err, "%s", why);
+        return -1;
+    }
+    op->have_fc = 1;
+    if (runtimes_check(op->api->dsp, &op->fc, why, sizeof(why)) < 0) {
+        dop_fail(op, API_E_BAD_PARAM, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+static void prepared(struct dop *op, struct prep_job *pj)
+{
+    json_t *req = pj->req;
+    json_t *conf;
+    char rid[40], ts[32];
+
+    if (op->kind == DOP_CREATE) {
+        const char *name = json_string_value(json_object_get(req, "FunctionName"));
+        json_t *code = json_object_get(req, "Code");
+
+        if (name == NULL) {
+            dop_fail(op, API_E_VALIDATION, "1 validation error detected: Value null at "
+                                           "'functionName' failed to satisfy constraint: Member "
+                                           "must not be null");
+            return;
+        }
+        snprintf(op->name, sizeof(op->name), "%.64s", name);
+        if (op->call != NULL)
+            snprintf(op->call->fname, sizeof(op->call->fname), "%s", op->name);
+        if (!pj->has_zip) {
+            dop_fail(op, API_E_BAD_PARAM,
+                     "%s: switchyard takes the code as Code.ZipFile (S3 and image packages are "
+                     "not available here)",
+                     json_object_get(code, "ImageUri") != NULL ? "ImageUri" : "Code");
+            return;
+        }
+        if (deploy_fn(op->d, op->name) != NULL) {
+            dop_fail(op, API_E_CONFLICT, "Function already exist: %s", op->name);
+            return;
+        }
+        if (json_is_string(json_object_get(req, "PackageType")) &&
+            strcmp(json_string_value(json_object_get(req, "PackageType")), "Zip") != 0) {
+            dop_fail(op, API_E_BAD_PARAM, "PackageType Image is not available here");
+            return;
+        }
+        conf = json_object();
+        json_object_set_new(conf, "FunctionName", json_string(op->name));
+        conf_merge(conf, req);
+        op->doc = json_pack("{s:o,s:i}", "Config", conf, "NextVersion", 1);
+    } else {
+        if (!pj->has_zip) {
+            dop_fail(op, API_E_BAD_PARAM, "ZipFile is required (S3 and image packages are not "
+                                          "available here)");
+            return;
+        }
+        if (op->df->head == NULL || function_deleted(op->df->head)) {
+            dop_fail(op, API_E_NOT_FOUND, "Function not found: %s", op->name);
+            return;
+        }
+        op->doc = json_deep_copy(op->df->doc);
+        conf = json_object_get(op->doc, "Config");
+    }
+    json_object_set_new(conf, "CodeSha256", json_string(pj->info.sha256_b64));
+    json_object_set_new(conf, "CodeSize", json_integer((json_int_t)pj->info.zip_size));
+    json_object_set_new(conf, "PackageDir", json_string(pj->info.dir));
+    json_object_set_new(conf, "UnzippedSize", json_integer((json_int_t)pj->info.unzipped_size));
+    if (json_is_true(json_object_get(req, "DryRun")) && op->kind == DOP_UPDATE_CODE) {
+        if (fc_check(op) != 0)
+            return;
+        dop_answer(op, 200, api_fn_config_json(op->api, op->df->head, 0));
+        return;
+    }
+    if (fc_check(op) != 0)
+        return;
+    if (op->kind == DOP_CREATE) {
+        struct sy_error err;
+
+        /* What dispatcher_add() would refuse, refused before anything is stored. */
+        if (dispatcher_function(op->api->dsp, op->name) != NULL) {
+            dop_fail(op, API_E_CONFLICT, "Function already exist: %s", op->name);
+            return;
+        }
+        (void)err;
+        op->df = deploy_fn_add(op->d, op->name, NULL);
+        if (op->df == NULL) {
+            dop_fail(op, API_E_SERVICE, "out of memory");
+            return;
+        }
+    }
+    op->df->busy = 1;
+    doc_touch(op->doc, rid, ts);
+    if (json_is_true(json_object_get(req, "Publish"))) {
+        op->publish = 1;
+        doc_publish(op, NULL);
+    }
+    dop_persist(op);
+}
+
+void api_create_function(struct api_call *call, const char *arg)
+{
+    struct dop *op;
+
+    if (call->api->dep == NULL) {
+        api_reply_error(call, API_E_SERVICE, "the deployment state is not available");
+        return;
+    }
+    if (httpd_req_too_large(call->req)) {
+        api_reply_error(call, API_E_TOO_LARGE,
+                        "Request must be smaller than 69905067 bytes for the CreateFunction "
+                        "operation");
+        return;
+    }
+    op = dop_new(call, DOP_CREATE);
+    if (op != NULL)
+        prep_submit(op, 0);
+}
+
+void api_update_code(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df;
+    struct dop *op;
+
+    if (httpd_req_too_large(call->req)) {
+        api_reply_error(call, API_E_TOO_LARGE,
+                        "Request must be smaller than 69905067 bytes for the UpdateFunctionCode "
+                        "operation");
+        return;
+    }
+    df = writable_fn(call, arg);
+    if (df == NULL)
+        return;
+    op = dop_new(call, DOP_UPDATE_CODE);
+    if (op == NULL)
+        return;
+    op->df = df;
+    df->busy = 1; /* from now: a second update gets 409 */
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    prep_submit(op, 1);
+}
+
+/* ---- UpdateFunctionConfiguration ------------------------------------------------------------- */
+
+void api_update_config(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    json_t *req;
+    struct dop *op;
+    char rid[40], ts[32];
+
+    if (df == NULL || (req = small_body(call)) == NULL)
+        return;
+    if (revision_ok(call, req, df->revision_id) != 0) {
+        json_decref(req);
+        return;
+    }
+    op = dop_new(call, DOP_UPDATE_CONFIG);
+    if (op == NULL) {
+        json_decref(req);
+        return;
+    }
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    op->doc = json_deep_copy(df->doc);
+    conf_merge(json_object_get(op->doc, "Config"), req);
+    json_decref(req);
+    if (fc_check(op) != 0)
+        return;
+    df->busy = 1;
+    doc_touch(op->doc, rid, ts);
+    dop_persist(op);
+}
+
+/* ---- DeleteFunction ---------------------------------------------------------------------------- */
+
+void api_delete_function(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    char qbuf[160];
+    const char *qual;
+    struct dop *op;
+
+    if (df == NULL)
+        return;
+    qual = httpd_req_query_param(call->req, "Qualifier", qbuf, sizeof(qbuf));
+    if (qual != NULL && qual[0] == '\0')
+        qual = NULL;
+    if (qual != NULL && strcmp(qual, "$LATEST") == 0) {
+        api_reply_error(call, API_E_BAD_PARAM,
+                        "$LATEST version cannot be deleted without deleting the function.");
+        return;
+    }
+    if (qual != NULL && function_version(df->head, qual) == NULL) {
+        api_reply_error(call, API_E_NOT_FOUND, "Function not found: %s:%s",
+                        function_arn(df->head), qual);
+        return;
+    }
+    op = dop_new(call, qual != NULL ? DOP_DELETE_VERSION : DOP_DELETE);
+    if (op == NULL)
+        return;
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    op->doc = json_deep_copy(df->doc);
+    if (qual != NULL) {
+        json_t *aliases = json_object_get(op->doc, "Aliases");
+        const char *an;
+        json_t *al;
+
+        json_object_foreach(aliases, an, al) {
+            const char *v = json_string_value(json_object_get(al, "FunctionVersion"));
+            json_t *w = json_object_get(json_object_get(al, "RoutingConfig"),
+                                        "AdditionalVersionWeights");
+
+            if ((v != NULL && strcmp(v, qual) == 0) || json_object_get(w, qual) != NULL) {
+                dop_fail(op, API_E_CONFLICT,
+                         "Unable to delete version because the following aliases reference "
+                         "it: [%s]",
+                         an);
+                return;
+            }
+        }
+        snprintf(op->version, sizeof(op->version), "%s", qual);
+        json_object_del(json_object_get(op->doc, "Versions"), qual);
+        json_object_del(json_object_get(op->doc, "Provisioned"), qual);
+    }
+    df->busy = 1;
+    dop_persist(op);
+}
+
+/* ---- versions ----------------------------------------------------------------------------------- */
+
+void api_publish_version(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    json_t *req;
+    struct dop *op;
+    const char *sha;
+
+    if (df == NULL || (req = small_body(call)) == NULL)
+        return;
+    if (revision_ok(call, req, df->revision_id) != 0) {
+        json_decref(req);
+        return;
+    }
+    sha = json_string_value(json_object_get(req, "CodeSha256"));
+    if (sha != NULL && strcmp(sha, function_cfg(df->head)->code_sha256 ?: "") != 0) {
+        api_reply_error(call, API_E_BAD_PARAM,
+                        "CodeSHA256 (%.64s) is different from current CodeSHA256 in $LATEST "
+                        "(%s). Please try again with the CodeSHA256 in $LATEST.",
+                        sha, function_cfg(df->head)->code_sha256 ?: "");
+        json_decref(req);
+        return;
+    }
+    op = dop_new(call, DOP_PUBLISH);
+    if (op == NULL) {
+        json_decref(req);
+        return;
+    }
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    op->doc = json_deep_copy(df->doc);
+    op->publish = 1;
+    doc_publish(op, json_string_value(json_object_get(req, "Description")));
+    json_decref(req);
+    if (function_version(df->head, op->version) != NULL) {
+        /* Nothing changed since that version: Lambda answers it again. */
+        dop_answer(op, 201, api_fn_config_json(op->api, function_version(df->head, op->version), 0));
+        return;
+    }
+    df->busy = 1;
+    dop_persist(op);
+}
+
+void api_list_versions(struct api_call *call, const char *arg)
+{
+    struct api_fname fname;
+    struct function *head;
+    json_t *arr;
+
+    if (api_parse_fname(arg, &fname) != 0 ||
+        (head = dispatcher_function(call->api->dsp, fname.name)) == NULL) {
+        api_reply_error(call, API_E_NOT_FOUND, "Function not found: arn:aws:lambda:%s:%s:function:%s",
+                        call->api->cfg->broker.region, call->api->cfg->broker.account_id, fname.name);
+        return;
+    }
+    arr = json_array();
+    json_array_append_new(arr, api_fn_config_json(call->api, head, 0));
+    for (size_t i = 0; i < function_version_count(head); i++)
+        json_array_append_new(arr, api_fn_config_json(call->api, function_version_at(head, i), 0));
+    api_reply_json(call, 200, json_pack("{s:o}", "Versions", arr));
+}
+
+/* ---- aliases ------------------------------------------------------------------------------------ */
+
+static int alias_name_valid(const char *s)
+{
+    int digits_only = 1;
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 128)
+        return 0;
+    for (const char *p = s; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_'))
+            return 0;
+        if (*p < '0' || *p > '9')
+            digits_only = 0;
+    }
+    return !digits_only;
+}
+
+/*
+ * Validate and write alias NAME from REQ into OP->doc (CREATE: it must not exist; else it
+ * must). Answers and returns -1 on a refusal.
+ */
+static int alias_write(struct dop *op, const char *name, const json_t *req, int create)
+{
+    struct dep_fn *df = op->df;
+    json_t *aliases = json_object_get(op->doc, "Aliases");
+    json_t *cur = json_object_get(aliases, name);
+    const char *ver = json_string_value(json_object_get(req, "FunctionVersion"));
+    const json_t *rc = json_object_get(req, "RoutingConfig");
+    const json_t *w = json_object_get(rc, "AdditionalVersionWeights");
+    const char *desc = json_string_value(json_object_get(req, "Description"));
+    json_t *al;
+    char rid[40];
+
+    if (!alias_name_valid(name)) {
+        dop_fail(op, API_E_VALIDATION,
+                 "1 validation error detected: Value '%.128s' at 'name' failed to satisfy "
+                 "constraint: Member must satisfy regular expression pattern: " ALIAS_PATTERN,
+                 name);
+        return -1;
+    }
+    if (create && cur != NULL) {
+        dop_fail(op, API_E_CONFLICT, "Alias already exists: %s:%s", function_arn(df->head), name);
+        return -1;
+    }
+    if (!create && cur == NULL) {
+        dop_fail(op, API_E_NOT_FOUND, "Alias not found: %s:%s", function_arn(df->head), name);
+        return -1;
+    }
+    if (!create && revision_ok(op->call, req, json_string_value(json_object_get(cur, "RevisionId"))
+                                                  ?: "") != 0) {
+        op->call = NULL; /* answered */
+        dop_fail(op, API_E_SERVICE, "-");
+        return -1;
+    }
+    if (ver == NULL && create) {
+        dop_fail(op, API_E_VALIDATION, "1 validation error detected: Value null at "
+                                       "'functionVersion' failed to satisfy constraint: Member "
+                                       "must not be null");
+        return -1;
+    }
+    if (ver == NULL)
+        ver = json_string_value(json_object_get(cur, "FunctionVersion"));
+    if (function_version(df->head, ver) == NULL) {
+        dop_fail(op, API_E_NOT_FOUND, "Function not found: %s:%s", function_arn(df->head), ver);
+        return -1;
+    }
+    if (w != NULL) {
+        const char *wk;
+        json_t *wv;
+
+        if (!json_is_object(w) || json_object_size(w) > 1) {
+            dop_fail(op, API_E_BAD_PARAM, "RoutingConfig.AdditionalVersionWeights takes one "
+                                          "version and its weight");
+            return -1;
+        }
+        json_object_foreach((json_t *)w, wk, wv) {
+            double x = json_number_value(wv);
+
+            if (!json_is_number(wv) || x < 0 || x > 1) {
+                dop_fail(op, API_E_VALIDATION,
+                         "1 validation error detected: Value at "
+                         "'routingConfig.additionalVersionWeights' failed to satisfy "
+                         "constraint: Map value must satisfy constraint: [Member must have value "
+                         "less than or equal to 1.0, Member must have value greater than or "
+                         "equal to 0.0]");
+                return -1;
+            }
+            if (function_version(df->head, wk) == NULL || strcmp(wk, "$LATEST") == 0) {
+                dop_fail(op, API_E_BAD_PARAM, "Function not found: %s:%s",
+                         function_arn(df->head), wk);
+                return -1;
+            }
+            if (strcmp(wk, ver) == 0) {
+                dop_fail(op, API_E_BAD_PARAM, "Invalid function version %s. Function version %s "
+                                              "is already included in routing configuration.",
+                         wk, wk);
+                return -1;
+            }
+            if (strcmp(ver, "$LATEST") == 0) {
+                dop_fail(op, API_E_BAD_PARAM, "$LATEST is not supported for an alias pointing to "
+                                              "more than 1 version");
+                return -1;
+            }
+        }
+    }
+    if (aliases == NULL) {
+        aliases = json_object();
+        json_object_set_new(op->doc, "Aliases", aliases);
+    }
+    al = cur != NULL ? json_deep_copy(cur) : json_object();
+    json_object_set_new(al, "FunctionVersion", json_string(ver));
+    if (desc != NULL || create)
+        json_object_set_new(al, "Description", json_string(desc != NULL ? desc : ""));
+    if (rc != NULL)
+        json_object_set(al, "RoutingConfig", (json_t *)rc);
+    fastid_uuid4(rid);
+    json_object_set_new(al, "RevisionId", json_string(rid));
+    json_object_set_new(aliases, name, al);
+    return 0;
+}
+
+/* ARG = "FUNCTION/ALIAS" (two path segments) or "FUNCTION". */
+static void split_arg(const char *arg, char *fn, size_t fnsz, char *alias, size_t asz)
+{
+    const char *slash = strchr(arg, '/');
+
+    if (slash == NULL) {
+        snprintf(fn, fnsz, "%s", arg);
+        alias[0] = '\0';
+        return;
+    }
+    snprintf(fn, fnsz, "%.*s", (int)(slash - arg), arg);
+    snprintf(alias, asz, "%s", slash + 1);
+}
+
+void api_create_alias(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    json_t *req;
+    struct dop *op;
+    const char *name;
+
+    if (df == NULL || (req = small_body(call)) == NULL)
+        return;
+    name = json_string_value(json_object_get(req, "Name"));
+    op = dop_new(call, DOP_ALIAS);
+    if (op == NULL) {
+        json_decref(req);
+        return;
+    }
+    op->df = df;
+    op->publish = 1; /* 201 */
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    snprintf(op->qual, sizeof(op->qual), "%.128s", name != NULL ? name : "");
+    op->doc = json_deep_copy(df->doc);
+    if (alias_write(op, op->qual, req, 1) != 0) {
+        json_decref(req);
+        return;
+    }
+    json_decref(req);
+    df->busy = 1;
+    dop_persist(op);
+}
+
+/* The function of ARG ("FUNCTION/ALIAS") for a read, with its alias document; answers on NULL. */
+static struct dep_fn *alias_target(struct api_call *call, const char *arg, char *alias, size_t asz,
+                                   const json_t **al)
+{
+    char fname[1024];
+    struct api_fname pf;
+    struct dep_fn *df;
+
+    split_arg(arg, fname, sizeof(fname), alias, asz);
+    if (api_parse_fname(fname, &pf) != 0 || call->api->dep == NULL ||
+        (df = deploy_fn(call->api->dep, pf.name)) == NULL || df->head == NULL ||
+        function_deleted(df->head)) {
+        api_reply_error(call, API_E_NOT_FOUND, "Function not found: arn:aws:lambda:%s:%s:function:%s",
+                        call->api->cfg->broker.region, call->api->cfg->broker.account_id,
+                        fname);
+        return NULL;
+    }
+    *al = json_object_get(json_object_get(df->doc, "Aliases"), alias);
+    if (alias[0] != '\0' && *al == NULL) {
+        api_reply_error(call, API_E_NOT_FOUND, "Alias not found: %s:%s", function_arn(df->head),
+                        alias);
+        return NULL;
+    }
+    return df;
+}
+
+void api_get_alias(struct api_call *call, const char *arg)
+{
+    char alias[160];
+    const json_t *al;
+    struct dep_fn *df = alias_target(call, arg, alias, sizeof(alias), &al);
+
+    if (df != NULL)
+        api_reply_json(call, 200, alias_json(call->api, df, alias, al));
+}
+
+void api_list_aliases(struct api_call *call, const char *arg)
+{
+    char alias[160], vbuf[32];
+    const json_t *al;
+    struct dep_fn *df = alias_target(call, arg, alias, sizeof(alias), &al);
+    const char *only = httpd_req_query_param(call->req, "FunctionVersion", vbuf, sizeof(vbuf));
+    json_t *arr;
+    const char *k;
+    json_t *v;
+
+    if (df == NULL)
+        return;
+    arr = json_array();
+    json_object_foreach(json_object_get(df->doc, "Aliases"), k, v) {
+        const char *fv = json_string_value(json_object_get(v, "FunctionVersion"));
+
+        if (only == NULL || only[0] == '\0' || (fv != NULL && strcmp(fv, only) == 0))
+            json_array_append_new(arr, alias_json(call->api, df, k, v));
+    }
+    api_reply_json(call, 200, json_pack("{s:o}", "Aliases", arr));
+}
+
+void api_update_alias(struct api_call *call, const char *arg)
+{
+    char fname[1024], alias[160];
+    struct dep_fn *df;
+    json_t *req;
+    struct dop *op;
+
+    split_arg(arg, fname, sizeof(fname), alias, sizeof(alias));
+    if ((df = writable_fn(call, fname)) == NULL || (req = small_body(call)) == NULL)
+        return;
+    op = dop_new(call, DOP_ALIAS);
+    if (op == NULL) {
+        json_decref(req);
+        return;
+    }
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    snprintf(op->qual, sizeof(op->qual), "%.128s", alias);
+    op->doc = json_deep_copy(df->doc);
+    if (alias_write(op, alias, req, 0) != 0) {
+        json_decref(req);
+        return;
+    }
+    json_decref(req);
+    df->busy = 1;
+    dop_persist(op);
+}
+
+void api_delete_alias(struct api_call *call, const char *arg)
+{
+    char fname[1024], alias[160];
+    struct dep_fn *df;
+    struct dop *op;
+
+    split_arg(arg, fname, sizeof(fname), alias, sizeof(alias));
+    if ((df = writable_fn(call, fname)) == NULL)
+        return;
+    if (json_object_get(json_object_get(df->doc, "Aliases"), alias) == NULL) {
+        /* Lambda answers 204 for an alias that is not there. */
+        api_reply(call, 204, NULL, NULL, 0);
+        return;
+    }
+    op = dop_new(call, DOP_ALIAS_DELETE);
+    if (op == NULL)
+        return;
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    snprintf(op->qual, sizeof(op->qual), "%.128s", alias);
+    op->doc = json_deep_copy(df->doc);
+    json_object_del(json_object_get(op->doc, "Aliases"), alias);
+    json_object_del(json_object_get(op->doc, "Provisioned"), alias);
+    df->busy = 1;
+    dop_persist(op);
+}
+
+/* ---- provisioned and reserved concurrency ---------------------------------------------------- */
+
+/* Total provisioned concurrency DOC asks for. */
+static json_int_t pc_total(const json_t *doc)
+{
+    json_int_t n = 0;
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(json_object_get(doc, "Provisioned"), k, v)
+        n += json_integer_value(json_object_get(v, "Requested"));
+    return n;
+}
+
+/* The qualifier of a provisioned-concurrency request; answers and returns NULL when bad. */
+static const char *pc_qualifier(struct api_call *call, struct dep_fn *df, char *buf, size_t bufsz)
+{
+    const char *q = httpd_req_query_param(call->req, "Qualifier", buf, bufsz);
+
+    if (q == NULL || q[0] == '\0') {
+        api_reply_error(call, API_E_VALIDATION,
+                        "1 validation error detected: Value null at 'qualifier' failed to "
+                        "satisfy constraint: Member must not be null");
+        return NULL;
+    }
+    if (strcmp(q, "$LATEST") == 0) {
+        api_reply_error(call, API_E_BAD_PARAM, "Provisioned Concurrency Configs cannot be applied "
+                                               "to unpublished function versions.");
+        return NULL;
+    }
+    if (function_route(df->head, q) == NULL) {
+        api_reply_error(call, API_E_NOT_FOUND, "Function not found: %s:%s", function_arn(df->head),
+                        q);
+        return NULL;
+    }
+    return q;
+}
+
+void api_put_provisioned(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    char qbuf[160], ts[32];
+    const char *qual;
+    json_t *req, *pcs;
+    json_int_t n, total;
+    struct dop *op;
+    int reserved;
+
+    if (df == NULL || (qual = pc_qualifier(call, df, qbuf, sizeof(qbuf))) == NULL ||
+        (req = small_body(call)) == NULL)
+        return;
+    n = json_integer_value(json_object_get(req, "ProvisionedConcurrentExecutions"));
+    json_decref(req);
+    if (n < 1) {
+        api_reply_error(call, API_E_VALIDATION,
+                        "1 validation error detected: Value '%lld' at "
+                        "'provisionedConcurrentExecutions' failed to satisfy constraint: Member "
+                        "must have value greater than or equal to 1",
+                        (long long)n);
+        return;
+    }
+    total = pc_total(df->doc) -
+            json_integer_value(json_object_get(json_object_get(json_object_get(df->doc,
+                                                                               "Provisioned"),
+                                                               qual),
+                                               "Requested")) +
+            n;
+    reserved = function_reserved(df->head);
+    if ((reserved >= 0 && total > reserved) || total > call->api->cfg->broker.max_concurrency) {
+        api_reply_error(call, API_E_BAD_PARAM,
+                        "Requested Provisioned Concurrency should not be greater than the "
+                        "reservedConcurrentExecution for function (%d); broker max_concurrency is "
+                        "%d",
+                        reserved, call->api->cfg->broker.max_concurrency);
+        return;
+    }
+    op = dop_new(call, DOP_PC_PUT);
+    if (op == NULL)
+        return;
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    snprintf(op->qual, sizeof(op->qual), "%s", qual);
+    op->doc = json_deep_copy(df->doc);
+    pcs = json_object_get(op->doc, "Provisioned");
+    if (pcs == NULL) {
+        pcs = json_object();
+        json_object_set_new(op->doc, "Provisioned", pcs);
+    }
+    time_iso8601_lambda(ts, time_wall_ms());
+    json_object_set_new(pcs, qual, json_pack("{s:I,s:s}", "Requested", n, "LastModified", ts));
+    df->busy = 1;
+    dop_persist(op);
+}
+
+void api_get_provisioned(struct api_call *call, const char *arg)
+{
+    struct api_fname pf;
+    struct dep_fn *df;
+    char qbuf[160];
+    const char *qual;
+
+    if (api_parse_fname(arg, &pf) != 0 || call->api->dep == NULL ||
+        (df = deploy_fn(call->api->dep, pf.name)) == NULL || df->head == NULL) {
+        api_reply_error(call, API_E_NOT_FOUND, "Function not found: %s", arg);
+        return;
+    }
+    if ((qual = pc_qualifier(call, df, qbuf, sizeof(qbuf))) == NULL)
+        return;
+    if (json_object_get(json_object_get(df->doc, "Provisioned"), qual) == NULL) {
+        api_reply_error(call, API_E_PC_NOT_FOUND, "No Provisioned Concurrency Config found for "
+                                                  "this function");
+        return;
+    }
+    api_reply_json(call, 200, pc_json(df, qual));
+}
+
+void api_delete_provisioned(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    char qbuf[160];
+    const char *qual;
+    struct dop *op;
+
+    if (df == NULL || (qual = pc_qualifier(call, df, qbuf, sizeof(qbuf))) == NULL)
+        return;
+    if (json_object_get(json_object_get(df->doc, "Provisioned"), qual) == NULL) {
+        api_reply_error(call, API_E_PC_NOT_FOUND, "No Provisioned Concurrency Config found for "
+                                                  "this function");
+        return;
+    }
+    op = dop_new(call, DOP_PC_DELETE);
+    if (op == NULL)
+        return;
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    op->doc = json_deep_copy(df->doc);
+    json_object_del(json_object_get(op->doc, "Provisioned"), qual);
+    df->busy = 1;
+    dop_persist(op);
+}
+
+void api_put_concurrency(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    json_t *req, *v;
+    struct dop *op;
+    struct sy_error err;
+    int n, old;
+
+    if (df == NULL || (req = small_body(call)) == NULL)
+        return;
+    v = json_object_get(req, "ReservedConcurrentExecutions");
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        json_decref(req);
+        api_reply_error(call, API_E_VALIDATION,
+                        "1 validation error detected: Value at 'reservedConcurrentExecutions' "
+                        "failed to satisfy constraint: Member must have value greater than or "
+                        "equal to 0");
+        return;
+    }
+    n = (int)json_integer_value(v);
+    json_decref(req);
+    if (n < pc_total(df->doc)) {
+        api_reply_error(call, API_E_BAD_PARAM,
+                        "ReservedConcurrentExecutions %d is less than the function's provisioned "
+                        "concurrency (%lld)",
+                        n, (long long)pc_total(df->doc));
+        return;
+    }
+    /* Try it on the dispatcher first (it knows the other functions' share), then undo. */
+    old = function_reserved(df->head);
+    if (function_set_reserved(df->head, n, &err) != 0) {
+        api_reply_error(call, API_E_BAD_PARAM, "%s", err.msg);
+        return;
+    }
+    function_set_reserved(df->head, old, &err);
+    op = dop_new(call, DOP_RESERVED_PUT);
+    if (op == NULL)
+        return;
+    op->df = df;
+    op->reserved = n;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    op->doc = json_deep_copy(df->doc);
+    json_object_set_new(op->doc, "Reserved", json_integer(n));
+    df->busy = 1;
+    dop_persist(op);
+}
+
+void api_delete_concurrency(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    struct dop *op;
+
+    if (df == NULL)
+        return;
+    op = dop_new(call, DOP_RESERVED_DELETE);
+    if (op == NULL)
+        return;
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    op->doc = json_deep_copy(df->doc);
+    json_object_del(op->doc, "Reserved");
+    df->busy = 1;
+    dop_persist(op);
+}

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""The write API through Debian's boto3, against a running broker (tests/integration/test_deploy.c
+starts it and runs this script). Usage: deploy_boto3.py ENDPOINT TOKEN WORKDIR
+
+Each check prints `ok: ...`; the first failure raises (exit status 1 with a traceback). Zips are
+built here with the standard zipfile module, so the archives' entries (modes, symlinks, `..`)
+are exactly what each check needs."""
+import base64
+import hashlib
+import io
+import json
+import os
+import sys
+import threading
+import time
+import zipfile
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+ENDPOINT, TOKEN, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+ROLE = "arn:aws:iam::000000000000:role/test"
+
+lam = boto3.client(
+    "lambda",
+    endpoint_url=ENDPOINT,
+    region_name="us-east-1",
+    aws_access_key_id=TOKEN,
+    aws_secret_access_key="x",
+    config=botocore.config.Config(retries={"max_attempts": 0}, read_timeout=60,
+                                  connect_timeout=10),
+)
+
+
+def ok(what):
+    print("ok:", what, flush=True)
+
+
+def handler_src(tag):
+    return (
+        "import json, os, time\n"
+        "def handler(event, context):\n"
+        "    if event.get('sleep'):\n"
+        "        time.sleep(event['sleep'])\n"
+        "    return {'tag': %r, 'version': context.function_version,\n"
+        "            'env_version': os.environ.get('AWS_LAMBDA_FUNCTION_VERSION'),\n"
+        "            'arn': context.invoked_function_arn}\n" % tag
+    )
+
+
+def make_zip(files):
+    """files: name -> (bytes or str, mode) ; a mode with S_IFLNK makes a symlink."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, (data, mode) in files.items():
+            zi = zipfile.ZipInfo(name)
+            zi.external_attr = (mode & 0xFFFF) << 16
+            zi.create_system = 3
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(zi, data)
+    return buf.getvalue()
+
+
+def code_zip(tag):
+    return make_zip({"app.py": (handler_src(tag), 0o100644)})
+
+
+def invoke(name, payload=None, qualifier=None, tail=False):
+    kw = {"FunctionName": name, "Payload": json.dumps(payload or {}).encode()}
+    if qualifier:
+        kw["Qualifier"] = qualifier
+    if tail:
+        kw["LogType"] = "Tail"
+    r = lam.invoke(**kw)
+    body = json.loads(r["Payload"].read())
+    assert "FunctionError" not in r, (r, body)
+    return r, body
+
+
+def expect_error(code, fn, *args, **kw):
+    try:
+        fn(*args, **kw)
+    except botocore.exceptions.ClientError as e:
+        got = e.response["Error"]["Code"]
+        assert got == code, "expected %s, got %s: %s" % (code, got, e.response["Error"])
+        return e
+    raise AssertionError("expected %s, the call succeeded" % code)
+
+
+def create(name, zipbytes, **kw):
+    return lam.create_function(FunctionName=name, Runtime=kw.pop("Runtime", "python3.11"),
+                               Role=ROLE, Handler=kw.pop("Handler", "app.handler"),
+                               Code={"ZipFile": zipbytes}, **kw)
+
+
+# ---- versions and weighted aliases -------------------------------------------------------------
+z1 = code_zip("one")
+c = create("weights", z1, Timeout=10)
+assert c["CodeSha256"] == base64.b64encode(hashlib.sha256(z1).digest()).decode(), c
+assert c["CodeSize"] == len(z1) and c["Version"] == "$LATEST", c
+ok("CreateFunction answers CodeSha256/CodeSize of the zip")
+v1 = lam.publish_version(FunctionName="weights")
+assert v1["Version"] == "1", v1
+again = lam.publish_version(FunctionName="weights")
+assert again["Version"] == "1", again
+ok("PublishVersion without a change returns the same version")
+lam.update_function_code(FunctionName="weights", ZipFile=code_zip("two"))
+v2 = lam.publish_version(FunctionName="weights", Description="second")
+assert v2["Version"] == "2" and v2["Description"] == "second", v2
+vers = [v["Version"] for v in lam.list_versions_by_function(FunctionName="weights")["Versions"]]
+assert vers == ["$LATEST", "1", "2"], vers
+ok("ListVersionsByFunction")
+
+r, b = invoke("weights", qualifier="1")
+assert b["tag"] == "one" and b["version"] == "1" and b["env_version"] == "1", b
+assert r["ExecutedVersion"] == "1", r
+assert b["arn"].endswith(":function:weights:1"), b
+r, b = invoke("weights", qualifier="2")
+assert b["tag"] == "two" and r["ExecutedVersion"] == "2", (r, b)
+ok("qualified invokes run their version's code, ExecutedVersion and function_version say which")
+
+al = lam.create_alias(FunctionName="weights", Name="live", FunctionVersion="1",
+                      RoutingConfig={"AdditionalVersionWeights": {"2": 0.3}})
+assert al["FunctionVersion"] == "1" and al["AliasArn"].endswith(":weights:live"), al
+expect_error("ResourceConflictException", lam.create_alias, FunctionName="weights", Name="live",
+             FunctionVersion="1")
+expect_error("ResourceNotFoundException", lam.create_alias, FunctionName="weights", Name="x",
+             FunctionVersion="9")
+counts = {"1": 0, "2": 0}
+for _ in range(1000):
+    r, b = invoke("weights", qualifier="live")
+    counts[r["ExecutedVersion"]] += 1
+    assert b["arn"].endswith(":weights:live"), b
+share = counts["2"] / 1000.0
+assert 0.25 <= share <= 0.35, counts
+ok("alias with weights: %s over 1000 invokes" % counts)
+upd = lam.update_alias(FunctionName="weights", Name="live", FunctionVersion="2",
+                       RoutingConfig={"AdditionalVersionWeights": {}})
+assert upd["FunctionVersion"] == "2", upd
+r, b = invoke("weights", qualifier="live")
+assert r["ExecutedVersion"] == "2", r
+expect_error("PreconditionFailedException", lam.update_alias, FunctionName="weights",
+             Name="live", FunctionVersion="1", RevisionId="00000000-0000-0000-0000-000000000000")
+names = [a["Name"] for a in lam.list_aliases(FunctionName="weights")["Aliases"]]
+assert names == ["live"], names
+assert lam.get_alias(FunctionName="weights", Name="live")["FunctionVersion"] == "2"
+ok("UpdateAlias, RevisionId check, ListAliases, GetAlias")
+expect_error("ResourceConflictException", lam.delete_function, FunctionName="weights",
+             Qualifier="2")
+ok("a version an alias points at cannot be deleted")
+
+# ---- provisioned concurrency on an alias ---------------------------------------------------------
+expect_error("InvalidParameterValueException", lam.put_provisioned_concurrency_config,
+             FunctionName="weights", Qualifier="$LATEST", ProvisionedConcurrentExecutions=1)
+lam.create_alias(FunctionName="weights", Name="warm", FunctionVersion="1")
+p = lam.put_provisioned_concurrency_config(FunctionName="weights", Qualifier="warm",
+                                           ProvisionedConcurrentExecutions=1)
+assert p["RequestedProvisionedConcurrentExecutions"] == 1, p
+assert p["Status"] in ("IN_PROGRESS", "READY"), p
+deadline = time.time() + 30
+while time.time() < deadline:
+    g = lam.get_provisioned_concurrency_config(FunctionName="weights", Qualifier="warm")
+    if g["Status"] == "READY":
+        break
+    time.sleep(0.05)
+assert g["Status"] == "READY" and g["AvailableProvisionedConcurrentExecutions"] == 1, g
+r = lam.invoke(FunctionName="weights", Qualifier="warm", LogType="Tail", Payload=b"{}")
+tail = base64.b64decode(r["LogResult"]).decode()
+assert "Init Duration" not in tail, tail
+ok("provisioned concurrency on an alias: READY, and its first invoke has no cold start")
+lam.delete_provisioned_concurrency_config(FunctionName="weights", Qualifier="warm")
+expect_error("ProvisionedConcurrencyConfigNotFoundException",
+             lam.get_provisioned_concurrency_config, FunctionName="weights", Qualifier="warm")
+ok("DeleteProvisionedConcurrencyConfig")
+
+# ---- reserved concurrency ------------------------------------------------------------------------
+assert lam.put_function_concurrency(FunctionName="weights",
+                                    ReservedConcurrentExecutions=5)[
+    "ReservedConcurrentExecutions"] == 5
+assert lam.get_function(FunctionName="weights")["Concurrency"][
+    "ReservedConcurrentExecutions"] == 5
+lam.delete_function_concurrency(FunctionName="weights")
+assert "Concurrency" not in lam.get_function(FunctionName="weights")
+ok("Put/DeleteFunctionConcurrency")
+
+# ---- an update while a slow invocation runs -------------------------------------------------------
+create("slow", code_zip("old"), Timeout=20)
+invoke("slow")  # warm
+result = {}
+
+
+def slow_call():
+    result["r"] = invoke("slow", {"sleep": 2})
+
+
+th = threading.Thread(target=slow_call)
+th.start()
+time.sleep(0.5)  # the slow invocation is running on the old code
+t0 = time.time()
+lam.update_function_code(FunctionName="slow", ZipFile=code_zip("new"))
+_, b = invoke("slow")
+assert b["tag"] == "new", b
+assert time.time() - t0 < 1.5, "the update waited for the running invocation"
+th.join(30)
+assert result["r"][1]["tag"] == "old", result
+ok("UpdateFunctionCode during a slow invocation: it answers from the old code, the next runs "
+   "the new")
+
+# ---- configuration, states, errors ---------------------------------------------------------------
+cfg = lam.update_function_configuration(FunctionName="slow", MemorySize=256,
+                                        Environment={"Variables": {"A": "1"}})
+assert cfg["MemorySize"] == 256 and cfg["Environment"]["Variables"] == {"A": "1"}, cfg
+g = lam.get_function(FunctionName="slow")["Configuration"]
+assert g["State"] == "Active" and g["LastUpdateStatus"] == "Successful", g
+assert g["Runtime"] == "python3.11", g
+expect_error("PreconditionFailedException", lam.update_function_configuration,
+             FunctionName="slow", Timeout=5, RevisionId="nope")
+expect_error("InvalidParameterValueException", lam.update_function_configuration,
+             FunctionName="slow", Environment={"Variables": {"AWS_REGION": "x"}})
+expect_error("ResourceConflictException", create, "slow", code_zip("x"))
+expect_error("InvalidParameterValueException", create, "badrt", code_zip("x"),
+             Runtime="python2.7")
+expect_error("InvalidParameterValueException", lam.update_function_code, FunctionName="echo-py",
+             ZipFile=code_zip("x"))
+ok("UpdateFunctionConfiguration, RevisionId, reserved variables, name in use, unknown "
+   "runtime, the file's function refused")
+
+# ---- archives that are refused -------------------------------------------------------------------
+bad = {
+    "zip-slip": make_zip({"../evil.py": ("x", 0o100644), "app.py": (handler_src("x"), 0o100644)}),
+    "absolute": make_zip({"/tmp/evil.py": ("x", 0o100644)}),
+    "link-out": make_zip({"app.py": (handler_src("x"), 0o100644),
+                          "leak": ("/etc/passwd", 0o120777)}),
+    "corrupt": code_zip("x")[:-30] + b"garbage-garbage-garbage-garbage",
+    "not-zip": b"this is not a zip at all",
+    "bomb": make_zip({"zeros": (b"\0" * (64 << 20), 0o100644)}),
+}
+for what, data in bad.items():
+    e = expect_error("InvalidParameterValueException", create, "bad-" + what, data)
+    msg = e.response["Error"].get("Message", "") or e.response["Error"].get("message", "")
+    assert msg, e.response
+    expect_error("ResourceNotFoundException", lam.get_function, FunctionName="bad-" + what)
+for root, dirs, files in os.walk(WORK):
+    assert "evil.py" not in files and "leak" not in files, (root, files)
+ok("zip-slip, absolute paths, a symlink out, corrupt and non-zip archives and a zip bomb are "
+   "refused")
+
+# ---- a handler missing from the package fails at init, not at upload -------------------------------
+create("nohandler", code_zip("x"), Handler="missing.handler")
+r = lam.invoke(FunctionName="nohandler", Payload=b"{}")
+body = json.loads(r["Payload"].read())
+assert r.get("FunctionError") == "Unhandled", (r, body)
+assert body["errorType"] == "Runtime.ImportModuleError", body
+ok("a missing handler module is Runtime.ImportModuleError at init")
+
+# ---- delete ---------------------------------------------------------------------------------------
+lam.delete_function(FunctionName="nohandler")
+expect_error("ResourceNotFoundException", lam.get_function, FunctionName="nohandler")
+expect_error("ResourceNotFoundException", lam.invoke, FunctionName="nohandler", Payload=b"{}")
+ok("DeleteFunction")
+names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+assert "weights" in names and "slow" in names and "echo-py" in names, names
+ok("ListFunctions shows the file's and the API's functions")
+print("all ok")
