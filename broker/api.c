@@ -82,6 +82,8 @@ static const struct api_route routes[] = {
      "PutFunctionConcurrency"},
     {"DELETE", "/2017-10-31/functions/{}/concurrency", api_delete_concurrency, 0,
      "DeleteFunctionConcurrency"},
+    /* switchyard's own: `switchyard reload`. */
+    {"POST", "/switchyard/v1/reload", api_reload, 0, "Reload"},
     /* switchyard's own: the local dead-letter store of the async queue. */
     {"GET", "/switchyard/v1/dlq", api_dlq_list, 0, "ListDeadLetters"},
     {"POST", "/switchyard/v1/dlq/redrive", api_dlq_redrive, 0, "RedriveDeadLetters"},
@@ -611,6 +613,11 @@ void api_set_mappings(struct api *api, struct mappings *ms)
 void api_set_deploy(struct api *api, struct deploy *dep)
 {
     api->dep = dep;
+}
+
+void api_set_reload(struct api *api, struct reload_ctx *ctx)
+{
+    api->reload = ctx;
 }
 
 void api_set_draining(struct api *api)

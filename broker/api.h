@@ -76,6 +76,10 @@ void api_set_deploy(struct api *api, struct deploy *dep);
  * so a reload computes it off the loop and hands it over with api_set_file() (loop thread;
  * takes FI's contents, CFG borrowed and must outlive the api or the next api_set_file()).
  */
+/* Serve POST /switchyard/v1/reload from CTX (borrowed; see reload.h). */
+struct reload_ctx;
+void api_set_reload(struct api *api, struct reload_ctx *ctx);
+
 struct api_fninfo;
 struct api_fileinfo {
     char last_modified[40];

@@ -40,6 +40,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "deploy.h"
+#include "reload.h"
 #include "dispatcher/dispatcher.h"
 #include "packages/packages.h"
 
@@ -1442,4 +1443,56 @@ void api_delete_concurrency(struct api_call *call, const char *arg)
     json_object_del(op->doc, "Reserved");
     df->busy = 1;
     dop_persist(op);
+}
+
+/* ---- reload ------------------------------------------------------------------------------------ */
+
+static void reload_closed(struct httpd_req *req, void *arg)
+{
+    struct api_call **slot = arg;
+
+    api_call_free(*slot);
+    *slot = NULL;
+}
+
+static void reload_done(void *arg, json_t *report)
+{
+    struct api_call **slot = arg;
+    struct api_call *call = *slot;
+
+    free(slot);
+    if (call == NULL) { /* the client went away; the reload was logged */
+        json_decref(report);
+        return;
+    }
+    httpd_req_set_close_cb(call->req, NULL, NULL);
+    /* 200 with the report either way: `ok` and `errors` say whether it was applied. */
+    api_reply_json(call, 200, report);
+}
+
+void api_reload(struct api_call *call, const char *arg)
+{
+    struct api_call **slot;
+    int rc;
+
+    if (call->api->reload == NULL) {
+        api_reply_error(call, API_E_SERVICE, "reload is not available");
+        return;
+    }
+    slot = malloc(sizeof(*slot));
+    if (slot == NULL) {
+        api_reply_error(call, API_E_SERVICE, "out of memory");
+        return;
+    }
+    *slot = call;
+    rc = reload_start(call->api->reload, reload_done, slot);
+    if (rc != 0) {
+        free(slot);
+        if (rc == SY_EBUSY)
+            api_reply_error(call, API_E_CONFLICT, "A reload is under way already");
+        else
+            api_reply_error(call, API_E_SERVICE, "cannot reload: %s", sy_strerror(rc));
+        return;
+    }
+    httpd_req_set_close_cb(call->req, reload_closed, slot);
 }

@@ -60,6 +60,7 @@ struct api {
     struct asyncq *aq;      /* borrowed; NULL: Event invokes are refused */
     struct mappings *ms;    /* borrowed; NULL: no event source mappings (empty list, 404s) */
     struct deploy *dep;     /* borrowed; NULL: no write API (deploy.h) */
+    struct reload_ctx *reload; /* borrowed; NULL: POST /switchyard/v1/reload answers 500 */
     int draining;
     char last_modified[40];    /* the config file's mtime as `2024-05-09T21:05:41.000+0000` */
     struct api_fninfo *fninfo; /* owned; one per function, config order */
@@ -209,6 +210,7 @@ void api_get_provisioned(struct api_call *call, const char *arg);
 void api_delete_provisioned(struct api_call *call, const char *arg);
 void api_put_concurrency(struct api_call *call, const char *arg);
 void api_delete_concurrency(struct api_call *call, const char *arg);
+void api_reload(struct api_call *call, const char *arg);
 
 /*
  * FunctionConfiguration of unit FN as a new JSON object (NULL when out of memory); FC_LIST:

@@ -35,6 +35,7 @@
 
 #include "config/config.h"
 #include "deploy.h"
+#include "reload.h"
 #include "dispatcher/asyncq.h"
 #include "dispatcher/dispatcher.h"
 #include "mappings/mapping.h"
@@ -74,6 +75,9 @@ struct broker {
     enum broker_state state;
     int forced;       /* a second signal stopped the drain */
     char *state_path; /* <data_dir>/broker.json, once written */
+    struct reload_ctx reload;
+    struct cfg **old_cfgs; /* replaced by reloads, still borrowed from: freed at exit */
+    size_t n_old_cfgs;
     char endpoint[300];
 };
 
@@ -300,6 +304,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     switch (b->state) {
     case BROKER_RUNNING:
         b->state = BROKER_DRAINING;
+        b->reload.stopping = 1;
         log_info("%s: draining (no new connections; in-flight invocations finish; send %s "
                  "again to stop at once)",
                  name, name);
@@ -322,11 +327,36 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* A reload applied: B keeps the configuration it replaced (borrowed by mappings, the async
+ * queue and the dispatcher's broker settings) and runs with the new one. */
+static void reload_adopt(void *arg, struct cfg *cfg)
+{
+    struct broker *b = arg;
+    struct cfg **p = realloc(b->old_cfgs, (b->n_old_cfgs + 1) * sizeof(*p));
+
+    if (p == NULL) {
+        log_err("reload: out of memory keeping the previous configuration (it leaks)");
+    } else {
+        b->old_cfgs = p;
+        b->old_cfgs[b->n_old_cfgs++] = b->cfg;
+    }
+    b->cfg = cfg;
+    b->reload.cfg = cfg;
+}
+
 static void sighup_cb(evutil_socket_t sig, short what, void *arg)
 {
-    /* Not built yet: SIGHUP reload (build a new config aside, keep the old one on errors). */
-    log_warn("SIGHUP: configuration reload is not available in this build yet; keeping the "
-             "running configuration");
+    struct broker *b = arg;
+    int rc;
+
+    if (b->state != BROKER_RUNNING)
+        return;
+    log_info("SIGHUP: reloading %s", b->reload.config_path);
+    rc = reload_start(&b->reload, NULL, NULL);
+    if (rc == SY_EBUSY)
+        log_warn("SIGHUP: a reload is under way already; this one is ignored");
+    else if (rc != 0)
+        log_err("SIGHUP: cannot reload: %s", sy_strerror(rc));
 }
 
 /* ---- run ---------------------------------------------------------------------------------- */
@@ -356,6 +386,9 @@ static void broker_free(struct broker *b)
     if (b->base != NULL)
         event_base_free(b->base);
     cfg_destroy(b->cfg);
+    for (size_t i = 0; i < b->n_old_cfgs; i++)
+        cfg_destroy(b->old_cfgs[i]);
+    free(b->old_cfgs);
     b->magic = 0;
 }
 
@@ -440,6 +473,11 @@ int broker_run(const char *config_path)
         goto out;
     }
     api_set_mappings(b.api, b.ms);
+    b.reload = (struct reload_ctx){.config_path = b.cfg->path, .cfg = b.cfg, .dsp = b.dsp,
+                                   .dep = b.dep, .ms = b.ms, .api = b.api,
+                                   .adopt = reload_adopt};
+    b.reload.adopt_arg = &b;
+    api_set_reload(b.api, &b.reload);
     b.srv = httpd_create(b.base, bc->listen_host, bc->listen_port, API_MAX_BODY, api_handle, b.api,
                          &err);
     if (b.srv == NULL) {

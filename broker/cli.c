@@ -60,6 +60,8 @@ static const char usage_text[] =
     "      --dry-run              only check that the function exists and the payload parses\n"
     "      --log-tail             print the invocation's log tail on stderr\n"
     "  status                     show the broker's functions, environments and counters\n"
+    "  reload                     re-read the running broker's config file and apply what\n"
+    "                             changed; print it (a file with errors changes nothing)\n"
     "  dlq list [FUNCTION] [--limit N]   list dead letters (async events that failed for good)\n"
     "  dlq show --id ID                   one dead letter: payload, last error, attempt history\n"
     "  dlq redrive FUNCTION | --id ID | --all   queue them again with fresh attempts\n"
@@ -79,7 +81,7 @@ static const char usage_text[] =
     "                             payload, or with --metadata a whole record (JSON object)\n"
     "  --help, --version\n"
     "\n"
-    "options of invoke, status, dlq and mappings:\n"
+    "options of invoke, status, reload, dlq and mappings:\n"
     "  --endpoint URL             the broker (default: $SWITCHYARD_ENDPOINT, else broker.json\n"
     "                             in the config's data_dir, else " DEFAULT_ENDPOINT ")\n"
     "  --token TOKEN              bearer token (default: $SWITCHYARD_TOKEN, else the config's\n"
@@ -630,6 +632,76 @@ static int api_request(const char *what, const struct target *t, const char *met
 out:
     httpc_resp_free(&resp);
     buf_free(&auth);
+    return rc;
+}
+
+static void print_names(const char *what, const char *change, const json_t *arr)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(arr, i, v)
+        printf("%s %s: %s\n", what, json_string_value(v), change);
+}
+
+static int cmd_reload(int argc, char **argv)
+{
+    const char *endpoint = NULL, *token = NULL, *config = NULL;
+    const struct opt opts[] = {
+        {"--endpoint", 1, &endpoint, NULL},
+        {"--token", 1, &token, NULL},
+        {"--config", 1, &config, NULL},
+        {NULL, 0, NULL, NULL},
+    };
+    const char *pos[1];
+    int npos, rc = EXIT_FAIL;
+    struct target t = {.from = NULL};
+    json_t *j = NULL, *f, *m, *v;
+    size_t i;
+
+    if (parse_opts("reload", argc, argv, opts, pos, 0, &npos) != 0)
+        return EXIT_USAGE;
+    if (resolve_target(endpoint, token, config, &t) != 0)
+        return EXIT_FAIL;
+    if (check_endpoint("reload", &t) != 0 ||
+        api_request("reload", &t, "POST", "/switchyard/v1/reload", "{}", 200, &j) != 0)
+        goto out;
+    f = json_object_get(j, "functions");
+    m = json_object_get(j, "mappings");
+    print_names("function", "added", json_object_get(f, "added"));
+    print_names("function", "removed", json_object_get(f, "removed"));
+    print_names("function", "updated", json_object_get(f, "updated"));
+    print_names("mapping", "added", json_object_get(m, "added"));
+    print_names("mapping", "removed", json_object_get(m, "removed"));
+    print_names("mapping", "updated", json_object_get(m, "updated"));
+    json_array_foreach(json_object_get(j, "restart_needed"), i, v)
+        printf("%s: changed; takes effect at the next restart\n", json_string_value(v));
+    if (json_is_string(json_object_get(j, "log_level")))
+        printf("log_level: %s\n", json_string_value(json_object_get(j, "log_level")));
+    json_array_foreach(json_object_get(j, "errors"), i, v)
+        fprintf(stderr, "%s\n", json_string_value(v));
+    if (json_is_true(json_object_get(j, "ok"))) {
+        size_t changes = json_array_size(json_object_get(f, "added")) +
+                         json_array_size(json_object_get(f, "removed")) +
+                         json_array_size(json_object_get(f, "updated")) +
+                         json_array_size(json_object_get(m, "added")) +
+                         json_array_size(json_object_get(m, "removed")) +
+                         json_array_size(json_object_get(m, "updated"));
+
+        if (changes == 0)
+            printf("no change to functions or mappings\n");
+        rc = EXIT_OK;
+    } else if (json_is_true(json_object_get(j, "applied"))) {
+        fail_msg("reload: %s was applied, but the changes above marked with errors were not",
+                 json_string_value(json_object_get(j, "config")));
+    } else {
+        fail_msg("reload: %s was not applied (errors above); the running configuration is kept",
+                 json_string_value(json_object_get(j, "config")));
+    }
+    fflush(stdout);
+out:
+    json_decref(j);
+    free(t.token);
     return rc;
 }
 
@@ -1197,6 +1269,8 @@ int cli_main(int argc, char **argv)
         return cmd_invoke(argc - 1, argv + 1);
     if (strcmp(verb, "status") == 0)
         return cmd_status(argc - 1, argv + 1);
+    if (strcmp(verb, "reload") == 0)
+        return cmd_reload(argc - 1, argv + 1);
     if (strcmp(verb, "dlq") == 0)
         return cmd_dlq(argc - 1, argv + 1);
     if (strcmp(verb, "mappings") == 0)

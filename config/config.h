@@ -227,6 +227,15 @@ int cfg_env_reserved(const char *name);
 /* The directory a function runs from: task_root when set, else code. */
 const char *cfg_function_root(const struct cfg_function *fn);
 
+/*
+ * 1 when the mappings A and B configure the same thing (every field and their source section,
+ * compared through its field table; the line excepted), else 0.
+ */
+int cfg_mapping_equal(const struct cfg_mapping *a, const struct cfg_mapping *b);
+
+/* 1 when objects A and B of section SEC hold the same values in every table field. */
+int cfg_section_equal(const struct cfg_section *sec, const void *a, const void *b);
+
 /* "python3" / "node" / "shell" / "provided". */
 const char *cfg_runtime_name(enum cfg_runtime rt);
 
