@@ -82,6 +82,16 @@ static const struct api_route routes[] = {
      "PutFunctionConcurrency"},
     {"DELETE", "/2017-10-31/functions/{}/concurrency", api_delete_concurrency, 0,
      "DeleteFunctionConcurrency"},
+    {"PUT", "/2019-09-25/functions/{}/event-invoke-config", api_put_eic, 0,
+     "PutFunctionEventInvokeConfig"},
+    {"POST", "/2019-09-25/functions/{}/event-invoke-config", api_update_eic, 0,
+     "UpdateFunctionEventInvokeConfig"},
+    {"GET", "/2019-09-25/functions/{}/event-invoke-config", api_get_eic, 0,
+     "GetFunctionEventInvokeConfig"},
+    {"DELETE", "/2019-09-25/functions/{}/event-invoke-config", api_delete_eic, 0,
+     "DeleteFunctionEventInvokeConfig"},
+    {"GET", "/2019-09-25/functions/{}/event-invoke-config/list", api_list_eic, 0,
+     "ListFunctionEventInvokeConfigs"},
     /* switchyard's own: `switchyard reload`. */
     {"POST", "/switchyard/v1/reload", api_reload, 0, "Reload"},
     /* switchyard's own: the local dead-letter store of the async queue. */

@@ -60,6 +60,8 @@ enum dop_kind {
     DOP_PC_DELETE,
     DOP_RESERVED_PUT,
     DOP_RESERVED_DELETE,
+    DOP_EIC_PUT,      /* Put/UpdateFunctionEventInvokeConfig */
+    DOP_EIC_DELETE,
 };
 
 /* One write in progress. Owned by the handler chain; CALL is NULL once the client left. */
@@ -416,6 +418,8 @@ static void doc_publish(struct dop *op, const char *description)
 
         json_object_del(a, "Description");
         json_object_del(b, "Description");
+        json_object_del(a, "EventInvokeConfig"); /* per qualifier, not part of a version */
+        json_object_del(b, "EventInvokeConfig");
         same = json_equal(a, b);
         json_decref(a);
         json_decref(b);
@@ -426,6 +430,7 @@ static void doc_publish(struct dop *op, const char *description)
     }
     snprintf(op->version, sizeof(op->version), "%lld", (long long)next);
     vconf = json_deep_copy(conf);
+    json_object_del(vconf, "EventInvokeConfig");
     if (description != NULL)
         json_object_set_new(vconf, "Description", json_string(description));
     time_iso8601_lambda(ts, time_wall_ms());
@@ -509,6 +514,26 @@ static json_t *pc_json(struct dep_fn *df, const char *qual)
                      "AllocatedProvisionedConcurrentExecutions", avail, "Status",
                      avail >= req ? "READY" : "IN_PROGRESS", "LastModified",
                      json_string_value(json_object_get(pc, "LastModified")) ?: "");
+}
+
+/* FunctionEventInvokeConfig of qualifier QUAL from its stored EIC. */
+static json_t *eic_json(struct dep_fn *df, const char *qual, const json_t *eic)
+{
+    char arn[400];
+    json_t *o;
+    const json_t *dc = json_object_get(eic, "DestinationConfig");
+
+    snprintf(arn, sizeof(arn), "%s:%s", function_arn(df->head), qual);
+    o = json_pack("{s:f,s:s,s:I,s:I}", "LastModified",
+                  json_real_value(json_object_get(eic, "LastModified")), "FunctionArn", arn,
+                  "MaximumRetryAttempts",
+                  json_integer_value(json_object_get(eic, "MaximumRetryAttempts")),
+                  "MaximumEventAgeInSeconds",
+                  json_integer_value(json_object_get(eic, "MaximumEventAgeInSeconds")));
+    json_object_set_new(o, "DestinationConfig",
+                        dc != NULL ? json_deep_copy(dc)
+                                   : json_pack("{s:{},s:{}}", "OnSuccess", "OnFailure"));
+    return o;
 }
 
 /* ---- applying a stored change -------------------------------------------------------------- */
@@ -641,6 +666,31 @@ static void stored(void *arg, int rc, const char *msg)
         json_object_set_new(answer, "Status", json_string("IN_PROGRESS"));
         status = 202;
         break;
+    case DOP_EIC_PUT:
+    case DOP_EIC_DELETE: {
+        struct function *unit = function_version(df->head, op->qual);
+        const json_t *conf = strcmp(op->qual, "$LATEST") == 0
+                                 ? json_object_get(df->doc, "Config")
+                                 : json_object_get(json_object_get(json_object_get(df->doc,
+                                                                                   "Versions"),
+                                                                   op->qual),
+                                                   "Config");
+        struct cfg_function fc;
+        char why[600];
+        int api_err;
+
+        if (unit != NULL && deploy_cfg_from_json(op->d, conf, &fc, &api_err, why, sizeof(why)) == 0) {
+            if (function_set_async(unit, &fc.async, &err) != 0)
+                log_err("[deploy] function %s:%s: %s", op->name, op->qual, err.msg);
+            cfg_function_clear(&fc);
+        }
+        if (op->kind == DOP_EIC_DELETE) {
+            dop_answer(op, 204, NULL);
+            return;
+        }
+        answer = eic_json(df, op->qual, json_object_get(conf, "EventInvokeConfig"));
+        break;
+    }
     case DOP_RESERVED_PUT:
         if (function_set_reserved(df->head, op->reserved, &err) != 0)
             log_err("[deploy] function %s: %s", op->name, err.msg);
@@ -1495,4 +1545,247 @@ void api_reload(struct api_call *call, const char *arg)
         return;
     }
     httpd_req_set_close_cb(call->req, reload_closed, slot);
+}
+
+/* ---- event invoke config ------------------------------------------------------------------ */
+
+/*
+ * A Destination as the API takes it, to the URI the async queue opens: a function ARN
+ * (arn:aws:lambda:R:A:function:NAME[:VERSION]) becomes function:NAME[:VERSION]; switchyard's own
+ * URIs (function:, file:, redis://, kafka://, mqtt://, http(s)://) pass as they are. Other
+ * ARNs (SQS, SNS, EventBridge, S3) have nothing to deliver to here. 0, or -1 with WHY.
+ */
+static int dest_to_uri(struct api *api, const char *dest, char **uri, char *why, size_t whysz)
+{
+    const char *w = NULL;
+    char buf[400];
+    const char *fn = strstr(dest, ":function:");
+
+    *uri = NULL;
+    if (strncmp(dest, "arn:", 4) == 0) {
+        if (fn == NULL || strstr(dest, ":lambda:") == NULL) {
+            snprintf(why, whysz,
+                     "The destination ARN %.200s is not supported here: give a function ARN or a "
+                     "switchyard destination URI (file:, redis://, kafka://, mqtt://, http(s)://)",
+                     dest);
+            return -1;
+        }
+        snprintf(buf, sizeof(buf), "function:%s", fn + strlen(":function:"));
+        dest = buf;
+    }
+    if (cfg_destination_check(dest, api->cfg->base_dir, uri, &w) != 0) {
+        snprintf(why, whysz, "The destination %.200s is not valid: %s", dest,
+                 w != NULL ? w : "out of memory");
+        return -1;
+    }
+    if (strncmp(*uri, "function:", 9) == 0) {
+        char name[80];
+
+        snprintf(name, sizeof(name), "%.*s", (int)strcspn(*uri + 9, ":"), *uri + 9);
+        if (dispatcher_function(api->dsp, name) == NULL) {
+            snprintf(why, whysz, "The destination function %s does not exist", name);
+            free(*uri);
+            *uri = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The qualifier of an event-invoke-config request ("$LATEST" when none); answers on NULL. */
+static const char *eic_qualifier(struct api_call *call, struct dep_fn *df, char *buf, size_t bufsz)
+{
+    const char *q = httpd_req_query_param(call->req, "Qualifier", buf, bufsz);
+
+    if (q == NULL || q[0] == '\0')
+        return "$LATEST";
+    if (function_version(df->head, q) == NULL) {
+        api_reply_error(call, API_E_NOT_FOUND, "%s",
+                        function_route(df->head, q) != NULL
+                            ? "An event invoke config on an alias is not available here: set it "
+                              "on the alias's version"
+                            : "Function not found");
+        return NULL;
+    }
+    return q;
+}
+
+/* The stored Config object for QUAL in DOC (borrowed), or NULL. */
+static json_t *conf_of(json_t *doc, const char *qual)
+{
+    if (strcmp(qual, "$LATEST") == 0)
+        return json_object_get(doc, "Config");
+    return json_object_get(json_object_get(json_object_get(doc, "Versions"), qual), "Config");
+}
+
+/* Put (REPLACE) or Update (merge) the event invoke config from the request. */
+static void eic_write(struct api_call *call, const char *arg, int replace)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    char qbuf[160], why[600];
+    const char *qual;
+    json_t *req, *eic, *conf;
+    struct dop *op;
+    const json_t *v;
+    static const char *const kinds[] = {"OnSuccess", "OnFailure"};
+
+    if (df == NULL || (qual = eic_qualifier(call, df, qbuf, sizeof(qbuf))) == NULL ||
+        (req = small_body(call)) == NULL)
+        return;
+    op = dop_new(call, DOP_EIC_PUT);
+    if (op == NULL) {
+        json_decref(req);
+        return;
+    }
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    snprintf(op->qual, sizeof(op->qual), "%s", qual);
+    op->doc = json_deep_copy(df->doc);
+    conf = conf_of(op->doc, qual);
+    eic = replace ? NULL : json_deep_copy(json_object_get(conf, "EventInvokeConfig"));
+    if (eic == NULL)
+        eic = json_pack("{s:i,s:i}", "MaximumRetryAttempts", 2, "MaximumEventAgeInSeconds", 21600);
+    if ((v = json_object_get(req, "MaximumRetryAttempts")) != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 2) {
+            json_decref(eic);
+            json_decref(req);
+            dop_fail(op, API_E_VALIDATION,
+                     "1 validation error detected: Value at 'maximumRetryAttempts' failed to "
+                     "satisfy constraint: Member must have value between 0 and 2");
+            return;
+        }
+        json_object_set(eic, "MaximumRetryAttempts", (json_t *)v);
+    }
+    if ((v = json_object_get(req, "MaximumEventAgeInSeconds")) != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 60 || json_integer_value(v) > 21600) {
+            json_decref(eic);
+            json_decref(req);
+            dop_fail(op, API_E_VALIDATION,
+                     "1 validation error detected: Value at 'maximumEventAgeInSeconds' failed to "
+                     "satisfy constraint: Member must have value between 60 and 21600");
+            return;
+        }
+        json_object_set(eic, "MaximumEventAgeInSeconds", (json_t *)v);
+    }
+    if ((v = json_object_get(req, "DestinationConfig")) != NULL) {
+        json_t *dests = json_object();
+
+        for (size_t i = 0; i < 2; i++) {
+            const char *d = json_string_value(
+                json_object_get(json_object_get(v, kinds[i]), "Destination"));
+            char *uri;
+
+            if (d == NULL)
+                continue;
+            if (dest_to_uri(op->api, d, &uri, why, sizeof(why)) != 0) {
+                json_decref(dests);
+                json_decref(eic);
+                json_decref(req);
+                dop_fail(op, API_E_BAD_PARAM, "%s", why);
+                return;
+            }
+            json_object_set_new(dests, kinds[i], json_pack("{s:s}", "Uri", uri));
+            free(uri);
+        }
+        json_object_set(eic, "DestinationConfig", (json_t *)v);
+        json_object_set_new(eic, "Destinations", dests);
+    }
+    json_object_set_new(eic, "LastModified", json_real((double)time_wall_ms() / 1000.0));
+    json_object_set_new(conf, "EventInvokeConfig", eic);
+    json_decref(req);
+    df->busy = 1;
+    dop_persist(op);
+}
+
+void api_put_eic(struct api_call *call, const char *arg)
+{
+    eic_write(call, arg, 1);
+}
+
+void api_update_eic(struct api_call *call, const char *arg)
+{
+    eic_write(call, arg, 0);
+}
+
+/* The function a read names (API-owned or the file's), answering 404 on NULL. */
+static struct dep_fn *readable_fn(struct api_call *call, const char *arg)
+{
+    struct api_fname pf;
+    struct dep_fn *df;
+
+    if (api_parse_fname(arg, &pf) != 0 || call->api->dep == NULL ||
+        (df = deploy_fn(call->api->dep, pf.name)) == NULL || df->head == NULL ||
+        function_deleted(df->head)) {
+        api_reply_error(call, API_E_NOT_FOUND, "Function not found: arn:aws:lambda:%s:%s:function:%s",
+                        call->api->cfg->broker.region, call->api->cfg->broker.account_id, arg);
+        return NULL;
+    }
+    return df;
+}
+
+void api_get_eic(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = readable_fn(call, arg);
+    char qbuf[160];
+    const char *qual;
+    const json_t *eic;
+
+    if (df == NULL || (qual = eic_qualifier(call, df, qbuf, sizeof(qbuf))) == NULL)
+        return;
+    eic = json_object_get(conf_of(df->doc, qual), "EventInvokeConfig");
+    if (eic == NULL) {
+        api_reply_error(call, API_E_NOT_FOUND, "The function %s doesn't have an EventInvokeConfig",
+                        function_arn(df->head));
+        return;
+    }
+    api_reply_json(call, 200, eic_json(df, qual, eic));
+}
+
+void api_list_eic(struct api_call *call, const char *arg)
+{
+    char fname[1024], rest[160];
+    struct dep_fn *df;
+    json_t *arr = json_array();
+    const json_t *eic;
+    const char *k;
+    json_t *v;
+
+    split_arg(arg, fname, sizeof(fname), rest, sizeof(rest));
+    if ((df = readable_fn(call, fname)) == NULL) {
+        json_decref(arr);
+        return;
+    }
+    if ((eic = json_object_get(conf_of(df->doc, "$LATEST"), "EventInvokeConfig")) != NULL)
+        json_array_append_new(arr, eic_json(df, "$LATEST", eic));
+    json_object_foreach(json_object_get(df->doc, "Versions"), k, v) {
+        if ((eic = json_object_get(json_object_get(v, "Config"), "EventInvokeConfig")) != NULL)
+            json_array_append_new(arr, eic_json(df, k, eic));
+    }
+    api_reply_json(call, 200, json_pack("{s:o}", "FunctionEventInvokeConfigs", arr));
+}
+
+void api_delete_eic(struct api_call *call, const char *arg)
+{
+    struct dep_fn *df = writable_fn(call, arg);
+    char qbuf[160];
+    const char *qual;
+    struct dop *op;
+
+    if (df == NULL || (qual = eic_qualifier(call, df, qbuf, sizeof(qbuf))) == NULL)
+        return;
+    if (json_object_get(conf_of(df->doc, qual), "EventInvokeConfig") == NULL) {
+        api_reply_error(call, API_E_NOT_FOUND, "The function %s doesn't have an EventInvokeConfig",
+                        function_arn(df->head));
+        return;
+    }
+    op = dop_new(call, DOP_EIC_DELETE);
+    if (op == NULL)
+        return;
+    op->df = df;
+    snprintf(op->name, sizeof(op->name), "%s", df->name);
+    snprintf(op->qual, sizeof(op->qual), "%s", qual);
+    op->doc = json_deep_copy(df->doc);
+    json_object_del(conf_of(op->doc, qual), "EventInvokeConfig");
+    df->busy = 1;
+    dop_persist(op);
 }

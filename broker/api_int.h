@@ -211,6 +211,11 @@ void api_delete_provisioned(struct api_call *call, const char *arg);
 void api_put_concurrency(struct api_call *call, const char *arg);
 void api_delete_concurrency(struct api_call *call, const char *arg);
 void api_reload(struct api_call *call, const char *arg);
+void api_put_eic(struct api_call *call, const char *arg);
+void api_update_eic(struct api_call *call, const char *arg);
+void api_get_eic(struct api_call *call, const char *arg);
+void api_delete_eic(struct api_call *call, const char *arg);
+void api_list_eic(struct api_call *call, const char *arg);
 
 /*
  * FunctionConfiguration of unit FN as a new JSON object (NULL when out of memory); FC_LIST:

@@ -6,15 +6,20 @@
  *
  *   {"Config":   {FunctionName, Runtime, Handler, MemorySize, Timeout, Description,
  *                 Environment: {Variables: {}}, Layers: [layer version ARN...],
- *                 CodeSha256, CodeSize, PackageDir, OptDir},
+ *                 CodeSha256, CodeSize, PackageDir, OptDir,
+ *                 EventInvokeConfig: {MaximumRetryAttempts, MaximumEventAgeInSeconds,
+ *                                     DestinationConfig (as given), LastModified,
+ *                                     Destinations: {OnSuccess: {Uri}, OnFailure: {Uri}}}},
  *    "RevisionId": "...", "LastModified": "2024-05-09T21:05:41.000+0000",
  *    "NextVersion": 3,                       version numbers are never reused (Lambda's rule)
  *    "Reserved": 10,                         absent: no reserved concurrency
  *    "Versions": {"1": {"Config": {...}, "RevisionId", "LastModified"}, ...},
  *    "Aliases":  {"live": {"FunctionVersion": "1", "Description": "", "RevisionId",
  *                          "RoutingConfig": {"AdditionalVersionWeights": {"2": 0.1}}}},
- *    "Provisioned": {"live": {"Requested": 2, "LastModified": "..."}},
- *    "EventInvokeConfig": {"$LATEST": {...}}}
+ *    "Provisioned": {"live": {"Requested": 2, "LastModified": "..."}}}
+ *
+ * A version's Config has an EventInvokeConfig of its own (PutFunctionEventInvokeConfig with
+ * its number as Qualifier); publishing does not copy $LATEST's.
  *
  * PackageDir is the unpacked zip under <data_dir>/packages/<sha256 hex>, OptDir the merged
  * layers (<data_dir>/packages/opt-<hex>), both made by packages/ on the state thread.
@@ -450,6 +455,24 @@ int deploy_cfg_from_json(struct deploy *d, const json_t *conf, struct cfg_functi
         FAIL(API_E_SERVICE, "out of memory");
     memcpy(out->async.retry_delays_s, default_delays, sizeof(default_delays));
     out->async.n_retry_delays = 2;
+    {
+        const json_t *eic = json_object_get(conf, "EventInvokeConfig");
+        const json_t *v;
+
+        if ((v = json_object_get(eic, "MaximumRetryAttempts")) != NULL)
+            out->async.maximum_retry_attempts = (int)json_integer_value(v);
+        if ((v = json_object_get(eic, "MaximumEventAgeInSeconds")) != NULL)
+            out->async.maximum_event_age_s = (int)json_integer_value(v);
+        if (dup_opt(&out->async.on_success,
+                    json_object_get(json_object_get(json_object_get(eic, "Destinations"),
+                                                    "OnSuccess"),
+                                    "Uri")) ||
+            dup_opt(&out->async.on_failure,
+                    json_object_get(json_object_get(json_object_get(eic, "Destinations"),
+                                                    "OnFailure"),
+                                    "Uri")))
+            FAIL(API_E_SERVICE, "out of memory");
+    }
     (void)d;
     return 0;
 fail:

@@ -974,49 +974,37 @@ static bool fn_declared(const struct ld *ld, const char *name)
     return false;
 }
 
-/*
- * Check the destination URI U (of NODE at PATH). Returns the value to keep (new; `file:` paths
- * are made absolute) or NULL after recording the problem.
- */
-static char *destination(struct ld *ld, const yaml_node_t *node, const char *path, const char *u)
+int cfg_destination_check(const char *u, const char *base_dir, char **out, const char **why_out)
 {
     const char *why = NULL;
 
+    *out = NULL;
+    *why_out = NULL;
     if (has_prefix(u, "function:")) {
         const char *name = u + strlen("function:");
+        size_t nlen = strcspn(name, ":");
+        char fname[80];
 
-        if (ld->no_function_dest)
-            why = "function: destinations are for asynchronous invocation only; a mapping writes "
-                  "to file:, redis://, kafka://, mqtt:// or http(s):// destinations";
-        else if (!is_function_name(name))
+        snprintf(fname, sizeof(fname), "%.*s", (int)(nlen < 70 ? nlen : 70), name);
+        if (nlen > 64 || !is_function_name(fname))
             why = "the function name must be 1..64 characters of A-Z, a-z, 0-9, '_' and '-'";
-        else if (!fn_declared(ld, name)) {
-            ld_err_at(ld, node->start_mark, path,
-                      "invalid destination '%s': no function '%s' is declared under functions", u,
-                      name);
-            return NULL;
-        }
     } else if (has_prefix(u, "file:")) {
         const char *dir = u + strlen("file:");
-        char *abs, *out;
+        char *abs;
         size_t n;
 
         if (dir[0] == '\0') {
             why = "expected file:DIR";
         } else {
-            abs = path_resolve(ld->cfg->base_dir, dir);
-            if (abs == NULL) {
-                ld->oom = true;
-                return NULL;
-            }
+            abs = path_resolve(base_dir, dir);
+            if (abs == NULL)
+                return SY_ENOMEM;
             n = strlen(abs) + sizeof("file:");
-            out = malloc(n);
-            if (out == NULL)
-                ld->oom = true;
-            else
-                snprintf(out, n, "file:%s", abs);
+            *out = malloc(n);
+            if (*out != NULL)
+                snprintf(*out, n, "file:%s", abs);
             free(abs);
-            return out;
+            return *out != NULL ? 0 : SY_ENOMEM;
         }
     } else if (has_prefix(u, "redis://")) {
         const char *a = u + strlen("redis://"), *slash = strchr(a, '/');
@@ -1076,10 +1064,52 @@ static char *destination(struct ld *ld, const yaml_node_t *node, const char *pat
               "or an http(s):// URL";
     }
     if (why != NULL) {
+        *why_out = why;
+        return SY_EINVAL;
+    }
+    *out = strdup(u);
+    return *out != NULL ? 0 : SY_ENOMEM;
+}
+
+/*
+ * Check the destination URI U (of NODE at PATH). Returns the value to keep (new; `file:` paths
+ * are made absolute) or NULL after recording the problem.
+ */
+static char *destination(struct ld *ld, const yaml_node_t *node, const char *path, const char *u)
+{
+    const char *why = NULL;
+    char *out = NULL;
+    int rc;
+
+    if (has_prefix(u, "function:")) {
+        const char *name = u + strlen("function:");
+
+        if (ld->no_function_dest) {
+            why = "function: destinations are for asynchronous invocation only; a mapping writes "
+                  "to file:, redis://, kafka://, mqtt:// or http(s):// destinations";
+        } else if (is_function_name(name) && !fn_declared(ld, name)) {
+            ld_err_at(ld, node->start_mark, path,
+                      "invalid destination '%s': no function '%s' is declared under functions", u,
+                      name);
+            return NULL;
+        } else if (!is_function_name(name)) {
+            why = "the function name must be 1..64 characters of A-Z, a-z, 0-9, '_' and '-'";
+        }
+        if (why != NULL) {
+            ld_err_at(ld, node->start_mark, path, "invalid destination '%s': %s", u, why);
+            return NULL;
+        }
+    }
+    rc = cfg_destination_check(u, ld->cfg->base_dir, &out, &why);
+    if (rc == SY_ENOMEM) {
+        ld->oom = true;
+        return NULL;
+    }
+    if (rc != 0) {
         ld_err_at(ld, node->start_mark, path, "invalid destination '%s': %s", u, why);
         return NULL;
     }
-    return ld_strdup(ld, u);
+    return out;
 }
 
 /* ---------------------------------------------------------------------------------------------

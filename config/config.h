@@ -236,6 +236,14 @@ int cfg_mapping_equal(const struct cfg_mapping *a, const struct cfg_mapping *b);
 /* 1 when objects A and B of section SEC hold the same values in every table field. */
 int cfg_section_equal(const struct cfg_section *sec, const void *a, const void *b);
 
+/*
+ * Check destination URI U as `on_success:` & co. take it (function:NAME[:VERSION], file:DIR,
+ * redis://, kafka://, mqtt://, http(s)://), without knowing which functions exist. On 0 *OUT
+ * is the value to keep (new: `file:` made absolute against BASE_DIR). SY_EINVAL with *WHY
+ * (static text) when U is malformed, SY_ENOMEM. Pure; any thread.
+ */
+int cfg_destination_check(const char *u, const char *base_dir, char **out, const char **why);
+
 /* "python3" / "node" / "shell" / "provided". */
 const char *cfg_runtime_name(enum cfg_runtime rt);
 

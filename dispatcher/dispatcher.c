@@ -711,6 +711,42 @@ int function_update(struct function *fn, const struct cfg_function *fc, struct s
     return 0;
 }
 
+int function_set_async(struct function *fn, const struct cfg_async *as, struct sy_error *err)
+{
+    struct cfg_function fc;
+    struct fn_rev *rev;
+    int rc;
+
+    if (fn->deleted) {
+        sy_error_set(err, "the function was deleted");
+        return SY_ENOENT;
+    }
+    /* A copy of the current configuration with AS in place of its async policy. */
+    fc = *fn->cfg;
+    fc.async = *as;
+    rev = calloc(1, sizeof(*rev));
+    if (rev == NULL || (rc = cfg_function_copy(&rev->cfg, &fc)) != 0) {
+        free(rev);
+        sy_error_set(err, "out of memory");
+        return SY_ENOMEM;
+    }
+    rev->refs = 1;
+    rev->gen = fn->rev->gen + 1;
+    /* Environments do not see the async policy: they carry over to the new configuration. */
+    for (struct env *env = fn->envs; env != NULL; env = env->next) {
+        if (env->rev == fn->rev) {
+            fn_rev_unref(env->rev);
+            env->rev = rev;
+            env->cfg = &rev->cfg;
+            rev->refs++;
+        }
+    }
+    fn_rev_unref(fn->rev);
+    fn->rev = rev;
+    fn->cfg = &rev->cfg;
+    return 0;
+}
+
 /* Stop a unit: no new invocation, idle environments now, busy ones when they finish. */
 static void unit_retire(struct function *fn)
 {

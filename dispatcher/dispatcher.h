@@ -148,6 +148,14 @@ struct function *dispatcher_add(struct dispatcher *dsp, const struct cfg_functio
  */
 int function_update(struct function *fn, const struct cfg_function *fc, struct sy_error *err);
 
+/*
+ * Replace the async policy (retries, event age, destinations) of unit FN (any unit: $LATEST or
+ * a version) with a copy of AS. Its environments carry on (they do not see the policy); the
+ * generation moves, so the async queue re-opens the destinations. 0 or SY_E* (ERR filled).
+ */
+struct cfg_async;
+int function_set_async(struct function *fn, const struct cfg_async *as, struct sy_error *err);
+
 /* Delete the function of HEAD with all its versions and aliases: new invocations are refused,
  * running ones finish, every environment then stops. */
 void function_delete(struct function *head);

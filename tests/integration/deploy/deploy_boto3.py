@@ -254,6 +254,38 @@ assert r.get("FunctionError") == "Unhandled", (r, body)
 assert body["errorType"] == "Runtime.ImportModuleError", body
 ok("a missing handler module is Runtime.ImportModuleError at init")
 
+# ---- event invoke config ----------------------------------------------------------------------
+fail_src = "def handler(event, context):\n    raise ValueError('always fails')\n"
+create("failer", make_zip({"app.py": (fail_src, 0o100644)}))
+out_dir = os.path.join(WORK, "eic-failures")
+e = lam.put_function_event_invoke_config(
+    FunctionName="failer", MaximumRetryAttempts=0, MaximumEventAgeInSeconds=600,
+    DestinationConfig={"OnFailure": {"Destination": "file:" + out_dir}})
+assert e["MaximumRetryAttempts"] == 0 and e["FunctionArn"].endswith(":failer:$LATEST"), e
+g = lam.get_function_event_invoke_config(FunctionName="failer")
+assert g["MaximumEventAgeInSeconds"] == 600, g
+u = lam.update_function_event_invoke_config(FunctionName="failer", MaximumEventAgeInSeconds=900)
+assert u["MaximumEventAgeInSeconds"] == 900 and u["MaximumRetryAttempts"] == 0, u
+assert len(lam.list_function_event_invoke_configs(FunctionName="failer")[
+    "FunctionEventInvokeConfigs"]) == 1
+expect_error("InvalidParameterValueException", lam.put_function_event_invoke_config,
+             FunctionName="failer",
+             DestinationConfig={"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:1:q"}})
+r = lam.invoke(FunctionName="failer", InvocationType="Event", Payload=b'{"n": 1}')
+assert r["StatusCode"] == 202, r
+deadline = time.time() + 20
+while time.time() < deadline and not (os.path.isdir(out_dir) and os.listdir(out_dir)):
+    time.sleep(0.05)
+assert os.path.isdir(out_dir) and os.listdir(out_dir), "no on-failure record"
+rec = json.load(open(os.path.join(out_dir, sorted(os.listdir(out_dir))[0])))
+assert rec["requestContext"]["condition"] == "RetriesExhausted", rec
+assert rec["requestContext"]["approximateInvokeCount"] == 1, rec
+lam.delete_function_event_invoke_config(FunctionName="failer")
+expect_error("ResourceNotFoundException", lam.get_function_event_invoke_config,
+             FunctionName="failer")
+ok("Put/Get/Update/List/DeleteFunctionEventInvokeConfig, and its policy and destination apply "
+   "to Event invokes")
+
 # ---- delete ---------------------------------------------------------------------------------------
 lam.delete_function(FunctionName="nohandler")
 expect_error("ResourceNotFoundException", lam.get_function, FunctionName="nohandler")
