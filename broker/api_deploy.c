@@ -158,11 +158,16 @@ static void dop_answer(struct dop *op, int status, json_t *body)
     dop_free(op);
 }
 
-static struct dop *dop_new(struct api_call *call, enum dop_kind kind)
+/*
+ * A new write of KIND on DF (NULL: CreateFunction), starting from a copy of DF's document.
+ * NULL after answering 500 when out of memory.
+ */
+static struct dop *dop_new(struct api_call *call, enum dop_kind kind, struct dep_fn *df)
 {
     struct dop *op = calloc(1, sizeof(*op));
 
-    if (op == NULL) {
+    if (op == NULL || (df != NULL && (op->doc = json_deep_copy(df->doc)) == NULL)) {
+        free(op);
         api_reply_error(call, API_E_SERVICE, "out of memory");
         return NULL;
     }
@@ -170,6 +175,9 @@ static struct dop *dop_new(struct api_call *call, enum dop_kind kind)
     op->api = call->api;
     op->d = call->api->dep;
     op->kind = kind;
+    op->df = df;
+    if (df != NULL)
+        snprintf(op->name, sizeof(op->name), "%s", df->name);
     return op;
 }
 
@@ -778,6 +786,7 @@ static void prepared(struct dop *op, struct prep_job *pj)
             dop_fail(op, API_E_NOT_FOUND, "Function not found: %s", op->name);
             return;
         }
+        json_decref(op->doc);
         op->doc = json_deep_copy(op->df->doc);
         conf = json_object_get(op->doc, "Config");
     }
@@ -831,7 +840,7 @@ void api_create_function(struct api_call *call, const char *arg)
                         "operation");
         return;
     }
-    op = dop_new(call, DOP_CREATE);
+    op = dop_new(call, DOP_CREATE, NULL);
     if (op != NULL)
         prep_submit(op, 0);
 }
@@ -850,12 +859,10 @@ void api_update_code(struct api_call *call, const char *arg)
     df = writable_fn(call, arg);
     if (df == NULL)
         return;
-    op = dop_new(call, DOP_UPDATE_CODE);
+    op = dop_new(call, DOP_UPDATE_CODE, df);
     if (op == NULL)
         return;
-    op->df = df;
     df->busy = 1; /* from now: a second update gets 409 */
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
     prep_submit(op, 1);
 }
 
@@ -874,14 +881,11 @@ void api_update_config(struct api_call *call, const char *arg)
         json_decref(req);
         return;
     }
-    op = dop_new(call, DOP_UPDATE_CONFIG);
+    op = dop_new(call, DOP_UPDATE_CONFIG, df);
     if (op == NULL) {
         json_decref(req);
         return;
     }
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
-    op->doc = json_deep_copy(df->doc);
     conf_merge(json_object_get(op->doc, "Config"), req);
     json_decref(req);
     if (fc_check(op) != 0)
@@ -915,12 +919,9 @@ void api_delete_function(struct api_call *call, const char *arg)
                         function_arn(df->head), qual);
         return;
     }
-    op = dop_new(call, qual != NULL ? DOP_DELETE_VERSION : DOP_DELETE);
+    op = dop_new(call, qual != NULL ? DOP_DELETE_VERSION : DOP_DELETE, df);
     if (op == NULL)
         return;
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
-    op->doc = json_deep_copy(df->doc);
     if (qual != NULL) {
         json_t *aliases = json_object_get(op->doc, "Aliases");
         const char *an;
@@ -971,14 +972,11 @@ void api_publish_version(struct api_call *call, const char *arg)
         json_decref(req);
         return;
     }
-    op = dop_new(call, DOP_PUBLISH);
+    op = dop_new(call, DOP_PUBLISH, df);
     if (op == NULL) {
         json_decref(req);
         return;
     }
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
-    op->doc = json_deep_copy(df->doc);
     op->publish = 1;
     doc_publish(op, json_string_value(json_object_get(req, "Description")));
     json_decref(req);
@@ -1157,16 +1155,13 @@ void api_create_alias(struct api_call *call, const char *arg)
     if (df == NULL || (req = small_body(call)) == NULL)
         return;
     name = json_string_value(json_object_get(req, "Name"));
-    op = dop_new(call, DOP_ALIAS);
+    op = dop_new(call, DOP_ALIAS, df);
     if (op == NULL) {
         json_decref(req);
         return;
     }
-    op->df = df;
     op->publish = 1; /* 201 */
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
     snprintf(op->qual, sizeof(op->qual), "%.128s", name != NULL ? name : "");
-    op->doc = json_deep_copy(df->doc);
     if (alias_write(op, op->qual, req, 1) != 0) {
         json_decref(req);
         return;
@@ -1244,15 +1239,12 @@ void api_update_alias(struct api_call *call, const char *arg)
     split_arg(arg, fname, sizeof(fname), alias, sizeof(alias));
     if ((df = writable_fn(call, fname)) == NULL || (req = small_body(call)) == NULL)
         return;
-    op = dop_new(call, DOP_ALIAS);
+    op = dop_new(call, DOP_ALIAS, df);
     if (op == NULL) {
         json_decref(req);
         return;
     }
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
     snprintf(op->qual, sizeof(op->qual), "%.128s", alias);
-    op->doc = json_deep_copy(df->doc);
     if (alias_write(op, alias, req, 0) != 0) {
         json_decref(req);
         return;
@@ -1276,13 +1268,10 @@ void api_delete_alias(struct api_call *call, const char *arg)
         api_reply(call, 204, NULL, NULL, 0);
         return;
     }
-    op = dop_new(call, DOP_ALIAS_DELETE);
+    op = dop_new(call, DOP_ALIAS_DELETE, df);
     if (op == NULL)
         return;
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
     snprintf(op->qual, sizeof(op->qual), "%.128s", alias);
-    op->doc = json_deep_copy(df->doc);
     json_object_del(json_object_get(op->doc, "Aliases"), alias);
     json_object_del(json_object_get(op->doc, "Provisioned"), alias);
     df->busy = 1;
@@ -1365,13 +1354,10 @@ void api_put_provisioned(struct api_call *call, const char *arg)
                         reserved, call->api->cfg->broker.max_concurrency);
         return;
     }
-    op = dop_new(call, DOP_PC_PUT);
+    op = dop_new(call, DOP_PC_PUT, df);
     if (op == NULL)
         return;
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
     snprintf(op->qual, sizeof(op->qual), "%s", qual);
-    op->doc = json_deep_copy(df->doc);
     pcs = json_object_get(op->doc, "Provisioned");
     if (pcs == NULL) {
         pcs = json_object();
@@ -1419,12 +1405,9 @@ void api_delete_provisioned(struct api_call *call, const char *arg)
                                                   "this function");
         return;
     }
-    op = dop_new(call, DOP_PC_DELETE);
+    op = dop_new(call, DOP_PC_DELETE, df);
     if (op == NULL)
         return;
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
-    op->doc = json_deep_copy(df->doc);
     json_object_del(json_object_get(op->doc, "Provisioned"), qual);
     df->busy = 1;
     dop_persist(op);
@@ -1465,13 +1448,10 @@ void api_put_concurrency(struct api_call *call, const char *arg)
         return;
     }
     function_set_reserved(df->head, old, &err);
-    op = dop_new(call, DOP_RESERVED_PUT);
+    op = dop_new(call, DOP_RESERVED_PUT, df);
     if (op == NULL)
         return;
-    op->df = df;
     op->reserved = n;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
-    op->doc = json_deep_copy(df->doc);
     json_object_set_new(op->doc, "Reserved", json_integer(n));
     df->busy = 1;
     dop_persist(op);
@@ -1484,12 +1464,9 @@ void api_delete_concurrency(struct api_call *call, const char *arg)
 
     if (df == NULL)
         return;
-    op = dop_new(call, DOP_RESERVED_DELETE);
+    op = dop_new(call, DOP_RESERVED_DELETE, df);
     if (op == NULL)
         return;
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
-    op->doc = json_deep_copy(df->doc);
     json_object_del(op->doc, "Reserved");
     df->busy = 1;
     dop_persist(op);
@@ -1632,15 +1609,12 @@ static void eic_write(struct api_call *call, const char *arg, int replace)
     if (df == NULL || (qual = eic_qualifier(call, df, qbuf, sizeof(qbuf))) == NULL ||
         (req = small_body(call)) == NULL)
         return;
-    op = dop_new(call, DOP_EIC_PUT);
+    op = dop_new(call, DOP_EIC_PUT, df);
     if (op == NULL) {
         json_decref(req);
         return;
     }
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
     snprintf(op->qual, sizeof(op->qual), "%s", qual);
-    op->doc = json_deep_copy(df->doc);
     conf = conf_of(op->doc, qual);
     eic = replace ? NULL : json_deep_copy(json_object_get(conf, "EventInvokeConfig"));
     if (eic == NULL)
@@ -1778,13 +1752,10 @@ void api_delete_eic(struct api_call *call, const char *arg)
                         function_arn(df->head));
         return;
     }
-    op = dop_new(call, DOP_EIC_DELETE);
+    op = dop_new(call, DOP_EIC_DELETE, df);
     if (op == NULL)
         return;
-    op->df = df;
-    snprintf(op->name, sizeof(op->name), "%s", df->name);
     snprintf(op->qual, sizeof(op->qual), "%s", qual);
-    op->doc = json_deep_copy(df->doc);
     json_object_del(conf_of(op->doc, qual), "EventInvokeConfig");
     df->busy = 1;
     dop_persist(op);
