@@ -416,9 +416,31 @@ void api_list_functions(struct api_call *call, const char *arg)
         api_reply_error(call, API_E_SERVICE, "out of memory");
         return;
     }
-    for (size_t i = start; i < n && i < start + page; i++)
-        json_array_append_new(arr,
-                              api_fn_config_json(api, dispatcher_function_at(api->dsp, i), FC_LIST));
+    {
+        char fv[16];
+        const char *all = httpd_req_query_param(req, "FunctionVersion", fv, sizeof(fv));
+
+        if (all != NULL && all[0] != '\0' && strcmp(all, "ALL") != 0) {
+            json_decref(root);
+            json_decref(arr);
+            api_reply_error(call, API_E_VALIDATION,
+                            "1 validation error detected: Value '%.15s' at 'functionVersion' "
+                            "failed to satisfy constraint: Member must satisfy enum value set: "
+                            "[ALL]",
+                            all);
+            return;
+        }
+        for (size_t i = start; i < n && i < start + page; i++) {
+            struct function *head = dispatcher_function_at(api->dsp, i);
+
+            json_array_append_new(arr, api_fn_config_json(api, head, FC_LIST));
+            /* FunctionVersion=ALL: each function's published versions follow its $LATEST. */
+            for (size_t v = 0; all != NULL && all[0] != '\0' && v < function_version_count(head);
+                 v++)
+                json_array_append_new(arr,
+                                      api_fn_config_json(api, function_version_at(head, v), FC_LIST));
+        }
+    }
     json_object_set_new(root, "Functions", arr);
     if (start + page < n)
         json_object_set_new(

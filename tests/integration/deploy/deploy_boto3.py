@@ -110,7 +110,11 @@ v2 = lam.publish_version(FunctionName="weights", Description="second")
 assert v2["Version"] == "2" and v2["Description"] == "second", v2
 vers = [v["Version"] for v in lam.list_versions_by_function(FunctionName="weights")["Versions"]]
 assert vers == ["$LATEST", "1", "2"], vers
-ok("ListVersionsByFunction")
+allv = [(f["FunctionName"], f["Version"]) for f in
+        lam.list_functions(FunctionVersion="ALL")["Functions"]]
+assert ("weights", "1") in allv and ("weights", "2") in allv and ("weights", "$LATEST") in allv, allv
+assert all(f["Version"] == "$LATEST" for f in lam.list_functions()["Functions"])
+ok("ListVersionsByFunction, ListFunctions with FunctionVersion=ALL")
 
 r, b = invoke("weights", qualifier="1")
 assert b["tag"] == "one" and b["version"] == "1" and b["env_version"] == "1", b
