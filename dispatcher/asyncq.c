@@ -81,7 +81,9 @@ enum aq_state {
 struct aq_target {
     char *uri;               /* owned copy of the config's; NULL: none configured */
     struct dest *dest;       /* owned by the queue's dest table, or NULL for function: */
-    struct aq_fn *fn_target; /* function:NAME */
+    struct aq_fn *fn_target; /* function:NAME or function:NAME:VERSION */
+    struct function *route_head; /* function:NAME:ALIAS: routed at each delivery */
+    char *route_qual;            /* the alias (owned) */
 };
 
 /*
@@ -231,6 +233,7 @@ static struct aq_fn *aq_fn_of(struct asyncq *q, struct function *fn);
 static void target_clear(struct aq_target *tg)
 {
     free(tg->uri);
+    free(tg->route_qual);
     memset(tg, 0, sizeof(*tg));
 }
 
@@ -1017,10 +1020,16 @@ static void aq_deliver(struct aq_ev *ev)
         snd->ev = ev;
         snd->bit = bit;
         ev->sending |= bit;
-        if (tg->fn_target != NULL) {
+        if (tg->fn_target != NULL || tg->route_head != NULL) {
             /* Lambda's function destination: an Event invoke of the target function. */
-            rc = aq_put_internal(q, tg->fn_target, body, len, NULL, ev->row.trace_id, NULL,
-                                 delivery_put_done, snd);
+            struct function *unit =
+                tg->route_head != NULL ? function_route(tg->route_head, tg->route_qual) : NULL;
+            struct aq_fn *taf = tg->route_head != NULL ? (unit ? aq_fn_of(q, unit) : NULL)
+                                                       : tg->fn_target;
+
+            rc = taf == NULL ? SY_ENOENT
+                             : aq_put_internal(q, taf, body, len, NULL, ev->row.trace_id, NULL,
+                                               delivery_put_done, snd);
         } else {
             char code[16];
             const char *emsg = ev->error_message != NULL ? ev->error_message : "";
@@ -1553,6 +1562,24 @@ static int target_open(struct asyncq *q, const char *uri, struct aq_target *tg,
         return SY_ENOMEM;
     }
     if (strncmp(uri, "function:", 9) == 0) {
+        const char *colon = strchr(uri + 9, ':');
+        char name[80];
+        struct function *head;
+
+        /* An alias is routed at each delivery (it may move, or split by weight). */
+        snprintf(name, sizeof(name), "%.*s", colon ? (int)(colon - uri - 9) : 70, uri + 9);
+        head = colon != NULL ? dispatcher_function(q->dsp, name) : NULL;
+        if (head != NULL && function_version(head, colon + 1) == NULL &&
+            function_route(head, colon + 1) != NULL) {
+            tg->route_head = head;
+            tg->route_qual = strdup(colon + 1);
+            if (tg->route_qual == NULL) {
+                target_clear(tg);
+                sy_error_set(err, "out of memory");
+                return SY_ENOMEM;
+            }
+            return 0;
+        }
         tg->fn_target = aq_fn_by_name(q, uri + 9);
         if (tg->fn_target == NULL) {
             sy_error_set(err, "%s: no such function", uri);

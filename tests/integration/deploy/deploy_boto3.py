@@ -290,6 +290,38 @@ expect_error("ResourceNotFoundException", lam.get_function_event_invoke_config,
 ok("Put/Get/Update/List/DeleteFunctionEventInvokeConfig, and its policy and destination apply "
    "to Event invokes")
 
+rec_dir = os.path.join(WORK, "recorded")
+rec_src = ("import json, os, uuid\n"
+           "def handler(event, context):\n"
+           "    d = os.environ['REC_DIR']\n"
+           "    os.makedirs(d, exist_ok=True)\n"
+           "    p = os.path.join(d, str(uuid.uuid4()) + '.json')\n"
+           "    open(p + '.tmp', 'w').write(json.dumps({'event': event,\n"
+           "                                           'version': context.function_version}))\n"
+           "    os.rename(p + '.tmp', p)\n"
+           "    return {}\n")
+create("recorder", make_zip({"app.py": (rec_src, 0o100644)}),
+       Environment={"Variables": {"REC_DIR": rec_dir}})
+lam.publish_version(FunctionName="recorder")
+lam.create_alias(FunctionName="recorder", Name="rec", FunctionVersion="1")
+create("okfn", code_zip("ok"))
+lam.put_function_event_invoke_config(
+    FunctionName="okfn",
+    DestinationConfig={"OnSuccess": {
+        "Destination": "arn:aws:lambda:us-east-1:000000000000:function:recorder:rec"}})
+lam.invoke(FunctionName="okfn", InvocationType="Event", Payload=b'{"hello": 1}')
+deadline = time.time() + 20
+while time.time() < deadline and not (os.path.isdir(rec_dir) and
+                                      [f for f in os.listdir(rec_dir) if f.endswith(".json")]):
+    time.sleep(0.05)
+files = [f for f in os.listdir(rec_dir) if f.endswith(".json")] if os.path.isdir(rec_dir) else []
+assert files, "the on-success destination (an alias) was never invoked"
+got = json.load(open(os.path.join(rec_dir, files[0])))
+assert got["version"] == "1", got
+assert got["event"]["requestContext"]["condition"] == "Success", got
+assert got["event"]["requestPayload"] == {"hello": 1}, got
+ok("an on-success destination naming an alias runs the alias's version")
+
 # ---- delete ---------------------------------------------------------------------------------------
 lam.delete_function(FunctionName="nohandler")
 expect_error("ResourceNotFoundException", lam.get_function, FunctionName="nohandler")
