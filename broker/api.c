@@ -2,7 +2,7 @@
  * broker/api.c - the control API's front door: the route table, authentication, request
  * bookkeeping (one `struct api_call` per request), Lambda-shaped error answers and the parsing
  * of FunctionName values. The operations themselves live in api_invoke.c, api_functions.c,
- * api_async.c, api_esm.c and api_health.c.
+ * api_async.c, api_esm.c, api_health.c, api_deploy.c and api_layers.c.
  *
  * Order of checks for every request: route lookup (so that we know whether it is the one
  * unauthenticated route), then auth, then 404/405 for unknown routes, then draining (503),
@@ -82,6 +82,14 @@ static const struct api_route routes[] = {
      "PutFunctionConcurrency"},
     {"DELETE", "/2017-10-31/functions/{}/concurrency", api_delete_concurrency, 0,
      "DeleteFunctionConcurrency"},
+    /* Layer versions (api_layers.c); GetLayerVersionByArn is ListLayers' path with ?find=. */
+    {"POST", "/2018-10-31/layers/{}/versions", api_publish_layer, 0, "PublishLayerVersion"},
+    {"GET", "/2018-10-31/layers/{}/versions", api_list_layer_versions, 0, "ListLayerVersions"},
+    {"GET", "/2018-10-31/layers/{}/versions/{}", api_get_layer_version, 0, "GetLayerVersion"},
+    {"DELETE", "/2018-10-31/layers/{}/versions/{}", api_delete_layer_version, 0,
+     "DeleteLayerVersion"},
+    {"GET", "/2018-10-31/layers", api_list_layers, 0, "ListLayers"},
+    {"GET", "/2018-10-31/layers/", api_list_layers, 0, "ListLayers"},
     {"PUT", "/2019-09-25/functions/{}/event-invoke-config", api_put_eic, 0,
      "PutFunctionEventInvokeConfig"},
     {"POST", "/2019-09-25/functions/{}/event-invoke-config", api_update_eic, 0,

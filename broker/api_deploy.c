@@ -18,8 +18,12 @@
  * BEFORE it is applied and answered: a write that could not be stored changes nothing.
  *
  * A code change (Create, UpdateFunctionCode) takes the request body off the loop: the state
- * thread parses it, decodes the base64 zip, unpacks and hashes it (packages/), and hands back
- * the request without its ZipFile. Only then does the loop validate and apply it.
+ * thread parses it, decodes the base64 zip, unpacks and hashes it (deploy_zipreq, packages/),
+ * and hands back the request without its ZipFile. Only then does the loop validate and apply
+ * it. `Layers` (CreateFunction, UpdateFunctionConfiguration) are checked on the loop
+ * (api_layers_resolve()) and merged on the state thread (pkg_merge()) before the change is
+ * stored, as Config.Layers (the ARNs) and Config.OptDir (the merged tree). Every blocking step
+ * goes through deploy_offload().
  *
  * One write at a time per function: a second one while the first is in progress gets Lambda's
  * 409 ResourceConflictException. A client that goes away does not stop its write; it is only
@@ -81,21 +85,25 @@ struct dop {
     int reserved;        /* DOP_RESERVED_PUT */
 };
 
-/* The blocking part of a code change, on the state thread. */
-struct prep_job {
-    struct dep_job j;
+/* The blocking part of a code change, on the state thread (deploy_offload()). */
+struct prep {
     struct dop *op;
-    char *body;          /* the request body (owned, freed by run) */
-    size_t len;
-    int code_top;        /* ZipFile at the top (UpdateFunctionCode) rather than in Code */
+    struct deploy_zipreq zr;
+};
+
+/* Layers being merged on the state thread; NEXT carries on with OP on the loop. */
+struct merge {
+    struct dop *op;
+    void (*next)(struct dop *op);
     char *store_dir;
+    char *dirs[CFG_LAYERS_MAX];
+    size_t n;
     /* results */
-    json_t *req;         /* the parsed request without its zip, or NULL */
-    char jerr[200];
-    int has_zip;
-    struct pkg_info info;
+    int ran;
+    int rc;
+    char *opt_dir;
+    uint64_t opt_size;
     struct pkg_error perr;
-    int bad_b64;
 };
 
 static void dop_free(struct dop *op)
@@ -138,6 +146,11 @@ static void dop_fail(struct dop *op, enum api_err err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (op->kind == DOP_CREATE && op->df != NULL && op->df->head == NULL) {
+        /* A CreateFunction that never ran gives its name back. */
+        deploy_fn_remove(op->d, op->df);
+        op->df = NULL;
+    }
     if (op->df != NULL)
         op->df->busy = 0;
     dop_unwait(op);
@@ -269,61 +282,6 @@ static int revision_ok(struct api_call *call, const json_t *req, const char *cur
 
 /* ---- the state thread's part of a code change -------------------------------------------- */
 
-static int prep_run(struct sqlq *q, struct sqlite3 *db, struct sqlq_job *sj, void *arg)
-{
-    struct prep_job *pj = (struct prep_job *)sj;
-    json_error_t jerr;
-    json_t *code, *zf;
-    char *zip = NULL;
-    size_t zlen = 0;
-    struct pkg_limits lim = pkg_limits_lambda();
-
-    pj->req = json_loadb(pj->body, pj->len, 0, &jerr);
-    free(pj->body);
-    pj->body = NULL;
-    if (pj->req == NULL || !json_is_object(pj->req)) {
-        snprintf(pj->jerr, sizeof(pj->jerr), "%s", pj->req == NULL ? jerr.text : "not an object");
-        json_decref(pj->req);
-        pj->req = NULL;
-        return 0;
-    }
-    code = pj->code_top ? pj->req : json_object_get(pj->req, "Code");
-    zf = json_object_get(code, "ZipFile");
-    if (!json_is_string(zf))
-        return 0;
-    pj->has_zip = 1;
-    zip = b64_decode_new(json_string_value(zf), json_string_length(zf), &zlen);
-    json_object_del(code, "ZipFile"); /* the request is kept; its 70 MB of text is not */
-    if (zip == NULL) {
-        pj->bad_b64 = 1;
-        return 0;
-    }
-    if (pkg_unpack(pj->store_dir, zip, zlen, &lim, &pj->info, &pj->perr) != 0 &&
-        pj->perr.kind == PKG_OK)
-        pj->perr.kind = PKG_E_IO;
-    free(zip);
-    return 0;
-}
-
-static void prep_free(struct dep_job *job)
-{
-    struct prep_job *pj = (struct prep_job *)job;
-
-    free(pj->body);
-    free(pj->store_dir);
-    json_decref(pj->req);
-    pkg_info_clear(&pj->info);
-    free(pj);
-}
-
-static void prep_discard(struct dep_job *job)
-{
-    struct prep_job *pj = (struct prep_job *)job;
-
-    dop_free(pj->op);
-    prep_free(job);
-}
-
 /* Lambda's answer for a package error. */
 static enum api_err pkg_api_err(enum pkg_err kind)
 {
@@ -338,48 +296,176 @@ static enum api_err pkg_api_err(enum pkg_err kind)
     }
 }
 
-static void prepared(struct dop *op, struct prep_job *pj);
-
-static void prep_complete(struct dep_job *job)
+int api_zipreq_failed(const struct deploy_zipreq *zr, const char *op, enum api_err *api_err,
+                      char *why, size_t whysz)
 {
-    struct prep_job *pj = (struct prep_job *)job;
-    struct dop *op = pj->op;
+    static const char pkg_op[] = "CreateFunction"; /* the operation packages/ names */
+    const char *at;
 
-    if (pj->req == NULL) {
-        dop_fail(op, API_E_BAD_CONTENT, "Could not parse request body into json: %s", pj->jerr);
-    } else if (pj->has_zip && pj->bad_b64) {
-        dop_fail(op, API_E_BAD_PARAM, "Could not unzip uploaded file. Please check your file, "
-                                      "then try to upload again. (ZipFile is not valid base64)");
-    } else if (pj->has_zip && pj->perr.kind != PKG_OK) {
-        dop_fail(op, pkg_api_err(pj->perr.kind), "%s", pj->perr.msg);
+    if (!zr->ran) {
+        *api_err = API_E_UNAVAILABLE;
+        snprintf(why, whysz, "the broker is shutting down");
+    } else if (zr->req == NULL) {
+        *api_err = API_E_BAD_CONTENT;
+        snprintf(why, whysz, "Could not parse request body into json: %s", zr->jerr);
+    } else if (zr->has_zip && zr->bad_b64) {
+        *api_err = API_E_BAD_PARAM;
+        snprintf(why, whysz, "Could not unzip uploaded file. Please check your file, then try "
+                             "to upload again. (ZipFile is not valid base64)");
+    } else if (zr->has_zip && zr->perr.kind != PKG_OK) {
+        *api_err = pkg_api_err(zr->perr.kind);
+        at = strstr(zr->perr.msg, pkg_op);
+        if (zr->perr.kind == PKG_E_TOO_LARGE_ZIP && at != NULL)
+            snprintf(why, whysz, "%.*s%s%s", (int)(at - zr->perr.msg), zr->perr.msg, op,
+                     at + strlen(pkg_op));
+        else
+            snprintf(why, whysz, "%s", zr->perr.msg);
     } else {
-        prepared(op, pj);
+        return 0;
     }
-    prep_free(job);
+    return 1;
+}
+
+static void prep_run(void *arg)
+{
+    struct prep *p = arg;
+
+    deploy_zipreq_run(&p->zr);
+}
+
+static void prepared(struct dop *op, struct prep *p);
+
+static void prep_done(void *arg)
+{
+    struct prep *p = arg;
+    struct dop *op = p->op;
+    enum api_err api_err;
+    char why[1200];
+
+    if (api_zipreq_failed(&p->zr, op->kind == DOP_CREATE ? "CreateFunction"
+                                                          : "UpdateFunctionCode",
+                          &api_err, why, sizeof(why)))
+        dop_fail(op, api_err, "%s", why);
+    else
+        prepared(op, p);
+    deploy_zipreq_clear(&p->zr);
+    free(p);
 }
 
 /* Hand the body of OP's request to the state thread (CODE_TOP: UpdateFunctionCode's shape). */
 static void prep_submit(struct dop *op, int code_top)
 {
-    struct prep_job *pj = calloc(1, sizeof(*pj));
+    struct prep *p = calloc(1, sizeof(*p));
 
-    if (pj == NULL || (pj->store_dir = strdup(deploy_store_dir(op->d))) == NULL) {
-        free(pj);
+    if (p == NULL || (p->zr.store_dir = strdup(deploy_store_dir(op->d))) == NULL) {
+        free(p);
         dop_fail(op, API_E_SERVICE, "out of memory");
         return;
     }
-    pj->op = op;
-    pj->code_top = code_top;
-    pj->body = httpd_req_take_body(op->call->req, &pj->len);
-    if (pj->body == NULL) {
-        pj->body = strdup("{}");
-        pj->len = 2;
+    p->op = op;
+    p->zr.member = code_top ? NULL : "Code";
+    p->zr.body = httpd_req_take_body(op->call->req, &p->zr.len);
+    if (p->zr.body == NULL) {
+        p->zr.body = strdup("{}");
+        p->zr.len = 2;
     }
-    pj->j.sj.run = prep_run;
-    pj->j.complete = prep_complete;
-    pj->j.discard = prep_discard;
     dop_wait(op);
-    deploy_submit(op->d, &pj->j);
+    if (p->zr.body == NULL || deploy_offload(op->d, prep_run, prep_done, p) != 0) {
+        deploy_zipreq_clear(&p->zr);
+        free(p);
+        dop_fail(op, API_E_SERVICE, "out of memory");
+    }
+}
+
+/* ---- layers ---------------------------------------------------------------------------------- */
+
+static void merge_run(void *arg)
+{
+    struct merge *m = arg;
+
+    m->ran = 1;
+    m->rc = pkg_merge(m->store_dir, (const char *const *)m->dirs, m->n, &m->opt_dir,
+                      &m->opt_size, &m->perr);
+}
+
+static void merge_free(struct merge *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->dirs[i]);
+    free(m->store_dir);
+    free(m->opt_dir);
+    free(m);
+}
+
+static void merge_done(void *arg)
+{
+    struct merge *m = arg;
+    struct dop *op = m->op;
+    json_t *conf = json_object_get(op->doc, "Config");
+
+    if (!m->ran) {
+        dop_fail(op, API_E_UNAVAILABLE, "the broker is shutting down");
+    } else if (m->rc != 0) {
+        dop_fail(op, API_E_SERVICE, "the layers cannot be merged: %s", m->perr.msg);
+    } else {
+        if (m->opt_dir != NULL)
+            json_object_set_new(conf, "OptDir", json_string(m->opt_dir));
+        else
+            json_object_del(conf, "OptDir");
+        json_object_set_new(conf, "OptSize", json_integer((json_int_t)m->opt_size));
+        m->next(op);
+    }
+    merge_free(m);
+}
+
+/*
+ * OP's request set Layers (now in OP->doc's Config): check them as Lambda does and merge the
+ * layers' trees on the state thread (an empty list: no merge, and no Layers any more);
+ * NEXT(OP) then runs on the loop with Config.OptDir and OptSize set. Answers on a refusal.
+ * OP's function is busy meanwhile (a CreateFunction's name is taken).
+ */
+static void layers_then(struct dop *op, void (*next)(struct dop *op))
+{
+    json_t *conf = json_object_get(op->doc, "Config");
+    const char *dirs[CFG_LAYERS_MAX];
+    enum api_err api_err;
+    char why[600];
+    struct merge *m;
+    int n;
+
+    n = api_layers_resolve(op->api, json_object_get(conf, "Layers"), dirs, &api_err, why,
+                           sizeof(why));
+    if (n < 0) {
+        dop_fail(op, api_err, "%s", why);
+        return;
+    }
+    if (n == 0) {
+        /* `Layers: []` takes them all away: nothing to merge. */
+        json_object_del(conf, "Layers");
+        json_object_del(conf, "OptDir");
+        json_object_del(conf, "OptSize");
+        next(op);
+        return;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL || (m->store_dir = strdup(deploy_store_dir(op->d))) == NULL)
+        goto nomem;
+    m->op = op;
+    m->next = next;
+    for (int i = 0; i < n; i++) {
+        if ((m->dirs[i] = strdup(dirs[i])) == NULL)
+            goto nomem;
+        m->n = (size_t)i + 1;
+    }
+    if (op->call != NULL)
+        dop_wait(op);
+    if (deploy_offload(op->d, merge_run, merge_done, m) != 0)
+        goto nomem;
+    return;
+nomem:
+    if (m != NULL)
+        merge_free(m);
+    dop_fail(op, API_E_SERVICE, "out of memory");
 }
 
 /* ---- documents ----------------------------------------------------------------------------- */
@@ -712,20 +798,27 @@ static void stored(void *arg, int rc, const char *msg)
 
 /* ---- CreateFunction / UpdateFunctionCode ---------------------------------------------------- */
 
-/* Check FC against the dispatcher before anything is stored. 0, or answered. */
+/*
+ * Check the configuration OP->doc will store, before anything is stored: Lambda's 250 MB for
+ * the code and the layers together, then as deploy_cfg_from_json() and the dispatcher see it.
+ * 0, or answered.
+ */
 static int fc_check(struct dop *op)
 {
+    const json_t *conf = json_object_get(op->doc, "Config");
+    json_int_t total = json_integer_value(json_object_get(conf, "UnzippedSize")) +
+                       json_integer_value(json_object_get(conf, "OptSize"));
     char why[600];
     int api_err;
-    const json_t *layers = json_object_get(json_object_get(op->doc, "Config"), "Layers");
 
-    if (json_array_size(layers) > 0) {
-        dop_fail(op, API_E_BAD_PARAM, "Layers are not available through the API yet: declare "
-                                      "them in the file");
+    if (total > (json_int_t)pkg_limits_lambda().max_unzipped_bytes) {
+        dop_fail(op, API_E_BAD_PARAM,
+                 "Function code combined with layers exceeds the maximum allowed size of "
+                 "%llu bytes. The actual size is %lld bytes.",
+                 (unsigned long long)pkg_limits_lambda().max_unzipped_bytes, (long long)total);
         return -1;
     }
-    if (deploy_cfg_from_json(op->d, json_object_get(op->doc, "Config"), &op->fc, &api_err, why,
-                             sizeof(why)) != 0) {
+    if (deploy_cfg_from_json(op->d, conf, &op->fc, &api_err, why, sizeof(why)) != 0) {
         dop_fail(op, (enum api_err)api_err, "%s", why);
         return -1;
     }
@@ -737,11 +830,24 @@ static int fc_check(struct dop *op)
     return 0;
 }
 
-static void prepared(struct dop *op, struct prep_job *pj)
+/* A code change with its code (and, for a CreateFunction with Layers, its layers) ready. */
+static void code_ready(struct dop *op)
 {
-    json_t *req = pj->req;
-    json_t *conf;
     char rid[40], ts[32];
+
+    if (fc_check(op) != 0)
+        return;
+    doc_touch(op->doc, rid, ts);
+    if (op->publish)
+        doc_publish(op, NULL);
+    dop_persist(op);
+}
+
+static void prepared(struct dop *op, struct prep *p)
+{
+    json_t *req = p->zr.req;
+    const struct pkg_info *info = &p->zr.info;
+    json_t *conf;
 
     if (op->kind == DOP_CREATE) {
         const char *name = json_string_value(json_object_get(req, "FunctionName"));
@@ -756,14 +862,16 @@ static void prepared(struct dop *op, struct prep_job *pj)
         snprintf(op->name, sizeof(op->name), "%.64s", name);
         if (op->call != NULL)
             snprintf(op->call->fname, sizeof(op->call->fname), "%s", op->name);
-        if (!pj->has_zip) {
+        if (!p->zr.has_zip) {
             dop_fail(op, API_E_BAD_PARAM,
                      "%s: switchyard takes the code as Code.ZipFile (S3 and image packages are "
                      "not available here)",
                      json_object_get(code, "ImageUri") != NULL ? "ImageUri" : "Code");
             return;
         }
-        if (deploy_fn(op->d, op->name) != NULL) {
+        /* What dispatcher_add() would refuse, refused before anything is stored. */
+        if (deploy_fn(op->d, op->name) != NULL ||
+            dispatcher_function(op->api->dsp, op->name) != NULL) {
             dop_fail(op, API_E_CONFLICT, "Function already exist: %s", op->name);
             return;
         }
@@ -777,7 +885,7 @@ static void prepared(struct dop *op, struct prep_job *pj)
         conf_merge(conf, req);
         op->doc = json_pack("{s:o,s:i}", "Config", conf, "NextVersion", 1);
     } else {
-        if (!pj->has_zip) {
+        if (!p->zr.has_zip) {
             dop_fail(op, API_E_BAD_PARAM, "ZipFile is required (S3 and image packages are not "
                                           "available here)");
             return;
@@ -790,27 +898,19 @@ static void prepared(struct dop *op, struct prep_job *pj)
         op->doc = json_deep_copy(op->df->doc);
         conf = json_object_get(op->doc, "Config");
     }
-    json_object_set_new(conf, "CodeSha256", json_string(pj->info.sha256_b64));
-    json_object_set_new(conf, "CodeSize", json_integer((json_int_t)pj->info.zip_size));
-    json_object_set_new(conf, "PackageDir", json_string(pj->info.dir));
-    json_object_set_new(conf, "UnzippedSize", json_integer((json_int_t)pj->info.unzipped_size));
+    json_object_set_new(conf, "CodeSha256", json_string(info->sha256_b64));
+    json_object_set_new(conf, "CodeSize", json_integer((json_int_t)info->zip_size));
+    json_object_set_new(conf, "PackageDir", json_string(info->dir));
+    json_object_set_new(conf, "UnzippedSize", json_integer((json_int_t)info->unzipped_size));
     if (json_is_true(json_object_get(req, "DryRun")) && op->kind == DOP_UPDATE_CODE) {
         if (fc_check(op) != 0)
             return;
         dop_answer(op, 200, api_fn_config_json(op->api, op->df->head, 0));
         return;
     }
-    if (fc_check(op) != 0)
-        return;
+    op->publish = json_is_true(json_object_get(req, "Publish"));
     if (op->kind == DOP_CREATE) {
-        struct sy_error err;
-
-        /* What dispatcher_add() would refuse, refused before anything is stored. */
-        if (dispatcher_function(op->api->dsp, op->name) != NULL) {
-            dop_fail(op, API_E_CONFLICT, "Function already exist: %s", op->name);
-            return;
-        }
-        (void)err;
+        /* The name is taken from now on (a second CreateFunction gets 409), and busy. */
         op->df = deploy_fn_add(op->d, op->name, NULL);
         if (op->df == NULL) {
             dop_fail(op, API_E_SERVICE, "out of memory");
@@ -818,12 +918,10 @@ static void prepared(struct dop *op, struct prep_job *pj)
         }
     }
     op->df->busy = 1;
-    doc_touch(op->doc, rid, ts);
-    if (json_is_true(json_object_get(req, "Publish"))) {
-        op->publish = 1;
-        doc_publish(op, NULL);
-    }
-    dop_persist(op);
+    if (op->kind == DOP_CREATE && json_object_get(conf, "Layers") != NULL)
+        layers_then(op, code_ready);
+    else
+        code_ready(op);
 }
 
 void api_create_function(struct api_call *call, const char *arg)
@@ -868,12 +966,24 @@ void api_update_code(struct api_call *call, const char *arg)
 
 /* ---- UpdateFunctionConfiguration ------------------------------------------------------------- */
 
+/* UpdateFunctionConfiguration with its layers (when it set them) merged. */
+static void config_ready(struct dop *op)
+{
+    char rid[40], ts[32];
+
+    if (fc_check(op) != 0)
+        return;
+    op->df->busy = 1;
+    doc_touch(op->doc, rid, ts);
+    dop_persist(op);
+}
+
 void api_update_config(struct api_call *call, const char *arg)
 {
     struct dep_fn *df = writable_fn(call, arg);
     json_t *req;
     struct dop *op;
-    char rid[40], ts[32];
+    int layers;
 
     if (df == NULL || (req = small_body(call)) == NULL)
         return;
@@ -887,12 +997,14 @@ void api_update_config(struct api_call *call, const char *arg)
         return;
     }
     conf_merge(json_object_get(op->doc, "Config"), req);
+    layers = json_object_get(req, "Layers") != NULL;
     json_decref(req);
-    if (fc_check(op) != 0)
-        return;
-    df->busy = 1;
-    doc_touch(op->doc, rid, ts);
-    dop_persist(op);
+    if (layers) {
+        df->busy = 1; /* from now: the merge takes a turn of the state thread */
+        layers_then(op, config_ready);
+    } else {
+        config_ready(op);
+    }
 }
 
 /* ---- DeleteFunction ---------------------------------------------------------------------------- */

@@ -13,11 +13,18 @@
  *                for (broker.strict_runtimes: false let it run), StateReason says which one
  *                serves it; without the mismatch there is no StateReason, as on Lambda.
  *   Role         arn:aws:iam::ACCOUNT:role/switchyard (there is no IAM).
- *   CodeSize     the sum of the sizes of the regular files under the code dir, at startup.
+ *   CodeSize     the sum of the sizes of the regular files under the code dir, at startup;
+ *                for `code: x.zip`, the zip's bytes, as Lambda.
  *   CodeSha256   base64 SHA-256 over the runtime, the handler and, for every regular file under
  *                the code dir in path order, its relative path, size and mtime (a fingerprint
  *                of the tree: Lambda hashes the zip, which we do not have; reading every file
- *                at startup would be slow for large trees such as node_modules).
+ *                at startup would be slow for large trees such as node_modules); for
+ *                `code: x.zip`, the zip's own SHA-256, as Lambda.
+ *   Layers       for each of `layers:`, in order, {Arn, CodeSize}: a file's layer has no layer
+ *                version, so its Arn is made up, arn:aws:lambda:REGION:ACCOUNT:layer:file-NAME:1
+ *                (NAME: the directory's or zip's base name without .zip, characters outside
+ *                [A-Za-z0-9_-] as '-'), and CodeSize is the zip's bytes or the directory's
+ *                regular-file bytes. An API function's are its layer versions' ARNs and sizes.
  *   LastModified the config file's mtime.
  *   RevisionId   a UUID-shaped digest of the name, CodeSha256 and LastModified.
  *   Code         {"RepositoryType": "Local", "Location": "file://<code dir>"}.
@@ -26,11 +33,13 @@
  */
 #include "api_int.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -148,6 +157,30 @@ static void digest_str(struct sha256_ctx *ctx, const char *s)
     sha256_update(ctx, s != NULL ? s : "", s != NULL ? strlen(s) + 1 : 1);
 }
 
+_Static_assert(sizeof(((struct api_fninfo *)0)->layer_size) / sizeof(uint64_t) == CFG_LAYERS_MAX,
+               "api_fninfo.layer_size holds one size per layer");
+
+/* CodeSize of a file's layer PATH: a zip's bytes, a directory's regular-file bytes. */
+static int layer_size(const char *path, uint64_t *size)
+{
+    struct walk w = {0};
+    struct stat st;
+
+    *size = 0;
+    if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        *size = (uint64_t)st.st_size;
+        return 0;
+    }
+    if (walk_dir(&w, path, "", 0) != 0) {
+        walk_free(&w);
+        return SY_ENOMEM;
+    }
+    for (size_t i = 0; i < w.n; i++)
+        *size += (uint64_t)w.files[i].size;
+    walk_free(&w);
+    return 0;
+}
+
 static int fninfo_compute(const char *last_modified, const struct cfg_function *fc,
                           struct api_fninfo *fi, struct sy_error *err)
 {
@@ -157,6 +190,18 @@ static int fninfo_compute(const char *last_modified, const struct cfg_function *
     char num[64];
     int rc = 0;
 
+    for (size_t i = 0; i < fc->n_layers && i < CFG_LAYERS_MAX; i++) {
+        if (layer_size(fc->layers[i], &fi->layer_size[i]) != 0) {
+            sy_error_set(err, "out of memory while scanning %s", fc->layers[i]);
+            return SY_ENOMEM;
+        }
+    }
+    if (fc->code_sha256 != NULL) {
+        /* A zip (deploy_prepare_file()): Lambda's own values, the zip's digest and size. */
+        snprintf(fi->code_sha256, sizeof(fi->code_sha256), "%s", fc->code_sha256);
+        fi->code_size = fc->code_size;
+        goto revision;
+    }
     if (walk_dir(&w, fc->code, "", 0) != 0) {
         sy_error_set(err, "out of memory while scanning %s", fc->code);
         walk_free(&w);
@@ -182,10 +227,15 @@ static int fninfo_compute(const char *last_modified, const struct cfg_function *
     sha256_final(ctx, md);
     b64_encode(md, SHA256_LEN, fi->code_sha256);
 
-    /* RevisionId: changes whenever the code fingerprint or the config file changes. */
+revision:
+    /*
+     * RevisionId: changes whenever the code fingerprint, the layers (opt_dir is named by their
+     * content) or the config file changes.
+     */
     sha256_init(ctx);
     digest_str(ctx, fc->name);
     digest_str(ctx, fi->code_sha256);
+    digest_str(ctx, fc->opt_dir);
     digest_str(ctx, last_modified);
     sha256_final(ctx, md);
     snprintf(fi->revision_id, sizeof(fi->revision_id),
@@ -291,6 +341,52 @@ static const struct api_fninfo *file_info(struct api *api, const char *name)
     return NULL;
 }
 
+/* `Layers` of a function: [{Arn, CodeSize}], or NULL when it has none. */
+static json_t *layers_json(struct api *api, const struct cfg_function *fc,
+                           const struct api_fninfo *fi, const json_t *conf)
+{
+    json_t *arr = json_array();
+    size_t i;
+    json_t *v;
+
+    if (arr == NULL)
+        return NULL;
+    for (i = 0; fi != NULL && i < fc->n_layers && i < CFG_LAYERS_MAX; i++) {
+        const char *base = strrchr(fc->layers[i], '/');
+        char name[80], arn[300];
+        size_t n = 0;
+
+        base = base != NULL ? base + 1 : fc->layers[i];
+        for (const char *p = base; *p != '\0' && n < 64; p++) {
+            if (strcasecmp(p, ".zip") == 0)
+                break;
+            name[n++] = (isalnum((unsigned char)*p) || *p == '_' || *p == '-') ? *p : '-';
+        }
+        name[n] = '\0';
+        snprintf(arn, sizeof(arn), "arn:aws:lambda:%s:%s:layer:file-%s:1",
+                 api->cfg->broker.region, api->cfg->broker.account_id, name);
+        json_array_append_new(arr, json_pack("{s:s,s:I}", "Arn", arn, "CodeSize",
+                                             (json_int_t)fi->layer_size[i]));
+    }
+    json_array_foreach(json_object_get(conf, "Layers"), i, v) {
+        const struct dep_layer *l =
+            api->dep != NULL && json_is_string(v) ? deploy_layer_by_arn(api->dep,
+                                                                         json_string_value(v))
+                                                  : NULL;
+
+        if (l == NULL)
+            continue;
+        json_array_append_new(arr, json_pack("{s:s,s:I}", "Arn", l->arn, "CodeSize",
+                                             json_integer_value(json_object_get(l->doc,
+                                                                                "CodeSize"))));
+    }
+    if (json_array_size(arr) == 0) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
 json_t *api_fn_config_json(struct api *api, const struct function *fn, unsigned flags)
 {
     const struct cfg_function *fc = function_cfg(fn);
@@ -345,6 +441,12 @@ json_t *api_fn_config_json(struct api *api, const struct function *fn, unsigned 
         json_object_set_new(o, "Environment", json_pack("{s:o}", "Variables", vars));
     }
     json_object_set_new(o, "TracingConfig", json_pack("{s:s}", "Mode", "PassThrough"));
+    {
+        json_t *layers = layers_json(api, fc, fi, conf);
+
+        if (layers != NULL)
+            json_object_set_new(o, "Layers", layers);
+    }
     json_object_set_new(o, "RevisionId",
                         json_string(fi != NULL ? fi->revision_id
                                     : json_string_value(json_object_get(meta, "RevisionId"))

@@ -1,8 +1,8 @@
 /*
  * broker/api_int.h - what the control API's files share (api.c: router, auth, errors, name
- * parsing; api_invoke.c; api_functions.c; api_async.c; api_esm.c; api_health.c). Never
- * included outside broker/ (the unit tests excepted: the pure helpers below are tested
- * directly).
+ * parsing; api_invoke.c; api_functions.c; api_async.c; api_esm.c; api_health.c; api_deploy.c;
+ * api_layers.c). Never included outside broker/ (the unit tests excepted: the pure helpers
+ * below are tested directly).
  */
 #ifndef SY_API_INT_H
 #define SY_API_INT_H
@@ -48,9 +48,10 @@ enum api_err {
 
 /* What api_create() learns about each function's code once, at startup (api_functions.c). */
 struct api_fninfo {
-    uint64_t code_size;   /* bytes of all regular files under the code dir */
+    uint64_t code_size;   /* bytes of all regular files under the code dir; a zip's bytes */
     char code_sha256[48]; /* base64 SHA-256 (see api_functions.c for what is hashed) */
     char revision_id[40]; /* a UUID-shaped digest of the above and the config's mtime */
+    uint64_t layer_size[5]; /* CodeSize of each of `layers:` (CFG_LAYERS_MAX) */
 };
 
 struct api {
@@ -216,6 +217,33 @@ void api_update_eic(struct api_call *call, const char *arg);
 void api_get_eic(struct api_call *call, const char *arg);
 void api_delete_eic(struct api_call *call, const char *arg);
 void api_list_eic(struct api_call *call, const char *arg);
+
+/* Layer versions (api_layers.c). */
+void api_publish_layer(struct api_call *call, const char *arg);
+void api_list_layers(struct api_call *call, const char *arg); /* and GetLayerVersionByArn */
+void api_list_layer_versions(struct api_call *call, const char *arg);
+void api_get_layer_version(struct api_call *call, const char *arg);
+void api_delete_layer_version(struct api_call *call, const char *arg);
+
+/*
+ * Check LAYERS, the `Layers` of a CreateFunction or UpdateFunctionConfiguration (NULL: none),
+ * as Lambda does: a list of at most CFG_LAYERS_MAX layer version ARNs of this broker's
+ * region and account, each published and not deleted, no layer twice (two versions of one
+ * layer neither). Returns how many, with DIRS[i] (borrowed from the layer versions, valid
+ * until the loop turn ends) the unpacked tree of each, in order; or -1 with *API_ERR and WHY
+ * (Lambda's wording) filled.
+ */
+struct deploy_zipreq;
+int api_layers_resolve(struct api *api, const json_t *layers, const char **dirs,
+                       enum api_err *api_err, char *why, size_t whysz);
+
+/*
+ * The answer for a zip request that failed on the state thread (deploy.h): 1 with *API_ERR and
+ * WHY filled (OP, the operation, e.g. "PublishLayerVersion", is named in the size message),
+ * or 0 when it did not fail (a request without a ZipFile is not a failure here).
+ */
+int api_zipreq_failed(const struct deploy_zipreq *zr, const char *op, enum api_err *api_err,
+                      char *why, size_t whysz);
 
 /*
  * FunctionConfiguration of unit FN as a new JSON object (NULL when out of memory); FC_LIST:

@@ -428,6 +428,18 @@ int broker_run(const char *config_path)
         log_err("cannot create data_dir %s: %s", bc->data_dir, strerror(errno));
         goto out;
     }
+    {
+        char store[4200];
+
+        /* The file's zips and layers, unpacked and merged before anything runs from them. */
+        snprintf(store, sizeof(store), "%s/packages", bc->data_dir);
+        if (deploy_prepare_file(b.cfg, store, &err) != 0) {
+            fprintf(stderr, "%s\nswitchyard: %s: a function's code or layers cannot be used; "
+                            "not starting\n",
+                    err.msg, config_path);
+            goto out;
+        }
+    }
     /* A client that goes away mid-reply must not kill the broker. */
     signal(SIGPIPE, SIG_IGN);
 

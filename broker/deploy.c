@@ -22,7 +22,11 @@
  * its number as Qualifier); publishing does not copy $LATEST's.
  *
  * PackageDir is the unpacked zip under <data_dir>/packages/<sha256 hex>, OptDir the merged
- * layers (<data_dir>/packages/opt-<hex>), both made by packages/ on the state thread.
+ * layers (<data_dir>/packages/opt-<hex>), both made by packages/ on the state thread;
+ * UnzippedSize and OptSize are their bytes, which Lambda's 250 MB limit adds up.
+ *
+ * A layer version (one row of `layers`, keyed by its LayerVersionArn) is described in
+ * deploy.h (struct dep_layer).
  */
 #include "deploy.h"
 
@@ -39,6 +43,7 @@
 
 #include "api_int.h"
 #include "config/config.h"
+#include "core/b64.h"
 #include "core/fastid.h"
 #include "core/log.h"
 #include "core/time.h"
@@ -59,11 +64,13 @@ struct deploy {
     int efd;
     struct event *efd_ev;
     struct dep_fn *fns;
+    struct dep_layer *layers;
 };
 
 /* A document write (or delete, DOC NULL). */
 struct put_job {
     struct dep_job j;
+    int layer; /* a row of `layers` (NAME is the ARN), else of `functions` */
     char *name;
     char *doc; /* JSON text, or NULL: delete */
     deploy_done_fn *done;
@@ -116,18 +123,17 @@ static int put_run(struct sqlq *q, struct sqlite3 *db, struct sqlq_job *sj, void
     sqlite3_stmt *st;
     int rc;
 
-    if (pj->doc != NULL) {
+    if (pj->layer)
+        st = sqlq_stmt(q, "INSERT OR REPLACE INTO layers (arn, doc) VALUES (?1, ?2)", &rc);
+    else if (pj->doc != NULL)
         st = sqlq_stmt(q, "INSERT OR REPLACE INTO functions (name, doc) VALUES (?1, ?2)", &rc);
-        if (st == NULL)
-            return rc;
-        sqlite3_bind_text(st, 1, pj->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, pj->doc, -1, SQLITE_STATIC);
-    } else {
+    else
         st = sqlq_stmt(q, "DELETE FROM functions WHERE name = ?1", &rc);
-        if (st == NULL)
-            return rc;
-        sqlite3_bind_text(st, 1, pj->name, -1, SQLITE_STATIC);
-    }
+    if (st == NULL)
+        return rc;
+    sqlite3_bind_text(st, 1, pj->name, -1, SQLITE_STATIC);
+    if (pj->doc != NULL)
+        sqlite3_bind_text(st, 2, pj->doc, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -160,14 +166,15 @@ static void put_complete(struct dep_job *job)
     put_free(job);
 }
 
-int deploy_persist(struct deploy *d, const char *name, const json_t *doc, deploy_done_fn *done,
-                   void *arg)
+static int persist(struct deploy *d, int layer, const char *key, const json_t *doc,
+                   deploy_done_fn *done, void *arg)
 {
     struct put_job *pj = calloc(1, sizeof(*pj));
 
     if (pj == NULL)
         return SY_ENOMEM;
-    pj->name = strdup(name);
+    pj->layer = layer;
+    pj->name = strdup(key);
     pj->doc = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (pj->name == NULL || (doc != NULL && pj->doc == NULL)) {
         put_free(&pj->j);
@@ -182,6 +189,20 @@ int deploy_persist(struct deploy *d, const char *name, const json_t *doc, deploy
     pj->done_arg = arg;
     deploy_submit(d, &pj->j);
     return 0;
+}
+
+int deploy_persist(struct deploy *d, const char *name, const json_t *doc, deploy_done_fn *done,
+                   void *arg)
+{
+    return persist(d, 0, name, doc, done, arg);
+}
+
+int deploy_persist_layer(struct deploy *d, const char *arn, const json_t *doc,
+                         deploy_done_fn *done, void *arg)
+{
+    if (doc == NULL)
+        return SY_EINVAL; /* layer rows are never deleted (deploy.h) */
+    return persist(d, 1, arn, doc, done, arg);
 }
 
 /* A blocking task for the state thread (deploy_offload()). */
@@ -281,6 +302,297 @@ void deploy_touch(struct dep_fn *df)
         json_object_set_new(df->doc, "RevisionId", json_string(df->revision_id));
         json_object_set_new(df->doc, "LastModified", json_string(df->last_modified));
     }
+}
+
+/* ---- layer versions -------------------------------------------------------------------------- */
+
+struct dep_layer *deploy_layers(struct deploy *d)
+{
+    return d->layers;
+}
+
+struct dep_layer *deploy_layer(struct deploy *d, const char *name, long version)
+{
+    for (struct dep_layer *l = d->layers; l != NULL; l = l->next) {
+        if (l->version == version && strcmp(l->name, name) == 0)
+            return l;
+    }
+    return NULL;
+}
+
+struct dep_layer *deploy_layer_by_arn(struct deploy *d, const char *arn)
+{
+    for (struct dep_layer *l = d->layers; l != NULL; l = l->next) {
+        if (strcmp(l->arn, arn) == 0)
+            return l;
+    }
+    return NULL;
+}
+
+long deploy_layer_next_version(struct deploy *d, const char *name)
+{
+    long top = 0;
+
+    for (struct dep_layer *l = d->layers; l != NULL; l = l->next) {
+        if (l->version > top && strcmp(l->name, name) == 0)
+            top = l->version;
+    }
+    return top + 1;
+}
+
+struct dep_layer *deploy_layer_add(struct deploy *d, const char *arn, const char *name,
+                                   long version, json_t *doc)
+{
+    struct dep_layer *l = calloc(1, sizeof(*l)), **tail = &d->layers;
+
+    if (l == NULL || (l->arn = strdup(arn)) == NULL || (l->name = strdup(name)) == NULL) {
+        if (l != NULL)
+            free(l->arn);
+        free(l);
+        json_decref(doc);
+        return NULL;
+    }
+    l->version = version;
+    l->doc = doc;
+    l->deleted = json_is_true(json_object_get(doc, "Deleted"));
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = l;
+    return l;
+}
+
+void deploy_layer_remove(struct deploy *d, struct dep_layer *l)
+{
+    for (struct dep_layer **p = &d->layers; *p != NULL; p = &(*p)->next) {
+        if (*p == l) {
+            *p = l->next;
+            break;
+        }
+    }
+    json_decref(l->doc);
+    free(l->arn);
+    free(l->name);
+    free(l);
+}
+
+/* ---- the blocking steps ---------------------------------------------------------------------- */
+
+void deploy_zipreq_run(struct deploy_zipreq *zr)
+{
+    struct pkg_limits lim = pkg_limits_lambda();
+    json_error_t jerr;
+    json_t *holder, *zf;
+    char *zip;
+    size_t zlen = 0;
+
+    zr->ran = 1;
+    zr->req = json_loadb(zr->body, zr->len, 0, &jerr);
+    free(zr->body);
+    zr->body = NULL;
+    if (zr->req == NULL || !json_is_object(zr->req)) {
+        snprintf(zr->jerr, sizeof(zr->jerr), "%s", zr->req == NULL ? jerr.text : "not an object");
+        json_decref(zr->req);
+        zr->req = NULL;
+        return;
+    }
+    holder = zr->member != NULL ? json_object_get(zr->req, zr->member) : zr->req;
+    zf = json_object_get(holder, "ZipFile");
+    if (!json_is_string(zf))
+        return;
+    zr->has_zip = 1;
+    zip = b64_decode_new(json_string_value(zf), json_string_length(zf), &zlen);
+    json_object_del(holder, "ZipFile"); /* the request is kept; its 70 MB of text is not */
+    if (zip == NULL) {
+        zr->bad_b64 = 1;
+        return;
+    }
+    if (pkg_unpack(zr->store_dir, zip, zlen, &lim, &zr->info, &zr->perr) != 0 &&
+        zr->perr.kind == PKG_OK)
+        zr->perr.kind = PKG_E_IO;
+    free(zip);
+}
+
+void deploy_zipreq_clear(struct deploy_zipreq *zr)
+{
+    free(zr->body);
+    free(zr->store_dir);
+    json_decref(zr->req);
+    pkg_info_clear(&zr->info);
+    memset(zr, 0, sizeof(*zr));
+}
+
+/* Replace *DST by a copy of SRC. 0 or SY_ENOMEM. */
+static int set_str(char **dst, const char *src)
+{
+    char *c = strdup(src);
+
+    if (c == NULL)
+        return SY_ENOMEM;
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+/* Map a packages/ failure (RC, PERR) to the SY_E* code prepare returns. */
+static int pkg_rc(int rc, const struct pkg_error *perr)
+{
+    if (perr->kind == PKG_E_NOMEM)
+        return SY_ENOMEM;
+    if (rc == SY_ENOSPC || rc == SY_EIO || rc == SY_ENOMEM)
+        return rc;
+    return SY_EINVAL;
+}
+
+/*
+ * A package path of the file (CODE or a layer) as a directory to run or merge from: a
+ * directory is itself, a zip is unpacked into STORE_DIR and INFO says into which directory.
+ * *DIR is borrowed from PATH or INFO.
+ */
+static int prepare_package(const char *store_dir, const char *path, struct pkg_info *info,
+                           const char **dir, struct pkg_error *perr)
+{
+    struct pkg_limits lim = pkg_limits_lambda();
+    struct stat st;
+    int rc;
+
+    /* The config was checked at load time; a reload or a slow start may find it changed. */
+    if (stat(path, &st) != 0) {
+        int e = errno;
+
+        snprintf(perr->msg, sizeof(perr->msg), "cannot read it: %s", strerror(e));
+        perr->kind = PKG_E_IO;
+        return e == ENOMEM ? SY_ENOMEM : SY_EIO;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        *dir = path;
+        return 0;
+    }
+    rc = pkg_unpack_file(store_dir, path, &lim, info, perr);
+    if (rc != 0)
+        return pkg_rc(rc, perr);
+    *dir = info->dir;
+    return 0;
+}
+
+static int prepare_fn(const struct cfg *cfg, struct cfg_function *fn, const char *store_dir,
+                      struct sy_error *err)
+{
+    struct pkg_info code = {0}, layer[CFG_LAYERS_MAX];
+    struct pkg_error perr = {.kind = PKG_OK};
+    const char *dirs[CFG_LAYERS_MAX], *code_dir = NULL;
+    const uint64_t max = pkg_limits_lambda().max_unzipped_bytes;
+    uint64_t code_bytes = 0, opt_bytes = 0;
+    char *opt = NULL, what[64];
+    const char *path = fn->code; /* the package WHAT names, for messages */
+    int rc = 0;
+
+    memset(layer, 0, sizeof(layer));
+    if (fn->n_layers > CFG_LAYERS_MAX) { /* cfg_load() refuses it; a hand-made cfg might not */
+        sy_error_set(err, "%s:%d: functions.%s.layers: has %zu layers; Lambda allows at most %d",
+                     cfg->path, fn->line, fn->name, fn->n_layers, CFG_LAYERS_MAX);
+        return SY_EINVAL;
+    }
+    snprintf(what, sizeof(what), "code");
+    rc = prepare_package(store_dir, fn->code, &code, &code_dir, &perr);
+    if (rc != 0)
+        goto fail_pkg;
+    if (code.dir != NULL) {
+        if (set_str(&fn->task_root, code.dir) != 0 ||
+            set_str(&fn->code_sha256, code.sha256_b64) != 0)
+            goto nomem;
+        fn->code_size = code.zip_size;
+        code_bytes = code.unzipped_size;
+    } else if (fn->n_layers > 0) {
+        rc = pkg_dir_size(code_dir, &code_bytes, &perr);
+        if (rc != 0) {
+            rc = pkg_rc(rc, &perr);
+            goto fail_pkg;
+        }
+    }
+    for (size_t i = 0; i < fn->n_layers; i++) {
+        snprintf(what, sizeof(what), "layers[%zu]", i);
+        path = fn->layers[i];
+        rc = prepare_package(store_dir, fn->layers[i], &layer[i], &dirs[i], &perr);
+        if (rc != 0)
+            goto fail_pkg;
+    }
+    if (fn->n_layers > 0) {
+        snprintf(what, sizeof(what), "layers");
+        rc = pkg_merge(store_dir, dirs, fn->n_layers, &opt, &opt_bytes, &perr);
+        if (rc != 0) {
+            rc = pkg_rc(rc, &perr);
+            sy_error_set(err, "%s:%d: functions.%s.layers: cannot merge them: %s", cfg->path,
+                         fn->line, fn->name, perr.msg);
+            goto cleanup;
+        }
+        free(fn->opt_dir);
+        fn->opt_dir = opt;
+        opt = NULL;
+    }
+    /* Lambda's limit is on the function's code and its layers together (lambda-semantics 3.4). */
+    if ((code.dir != NULL || fn->n_layers > 0) && code_bytes + opt_bytes > max) {
+        sy_error_set(err,
+                     "%s:%d: functions.%s: the code (%llu bytes unzipped) and the layers "
+                     "(%llu bytes) add up to %llu bytes: Unzipped size must be smaller than "
+                     "%llu bytes",
+                     cfg->path, fn->line, fn->name, (unsigned long long)code_bytes,
+                     (unsigned long long)opt_bytes, (unsigned long long)(code_bytes + opt_bytes),
+                     (unsigned long long)max);
+        rc = SY_EINVAL;
+        goto cleanup;
+    }
+    /* cfg_load() checked the bootstrap of a plain directory; these it could not see. */
+    if (fn->runtime == CFG_RUNTIME_PROVIDED && (code.dir != NULL || fn->n_layers > 0)) {
+        char p[4200];
+        int found;
+
+        snprintf(p, sizeof(p), "%s/bootstrap", cfg_function_root(fn));
+        found = access(p, X_OK) == 0;
+        if (!found && fn->opt_dir != NULL) {
+            snprintf(p, sizeof(p), "%s/bootstrap", fn->opt_dir);
+            found = access(p, X_OK) == 0;
+        }
+        if (!found) {
+            sy_error_set(err,
+                         "%s:%d: functions.%s.code: runtime provided needs an executable "
+                         "'bootstrap' at the top of its code (%s)%s, and none has one",
+                         cfg->path, fn->line, fn->name, fn->code,
+                         fn->n_layers > 0 ? " or of one of its layers" : "");
+            rc = SY_EINVAL;
+            goto cleanup;
+        }
+    }
+    goto cleanup;
+nomem:
+    rc = SY_ENOMEM;
+    sy_error_set(err, "out of memory");
+    goto cleanup;
+fail_pkg:
+    sy_error_set(err, "%s:%d: functions.%s.%s: %s: %s", cfg->path, fn->line, fn->name, what, path,
+                 perr.msg);
+cleanup:
+    free(opt);
+    pkg_info_clear(&code);
+    for (size_t i = 0; i < CFG_LAYERS_MAX; i++)
+        pkg_info_clear(&layer[i]);
+    return rc;
+}
+
+int deploy_prepare_file(struct cfg *cfg, const char *store_dir, struct sy_error *err)
+{
+    if (mkdir(store_dir, 0755) != 0 && errno != EEXIST) {
+        int e = errno;
+
+        sy_error_set(err, "cannot create %s: %s", store_dir, strerror(e));
+        return e == ENOSPC ? SY_ENOSPC : SY_EIO;
+    }
+    for (size_t i = 0; i < cfg->n_functions; i++) {
+        int rc = prepare_fn(cfg, &cfg->functions[i], store_dir, err);
+
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* ---- documents to configurations ------------------------------------------------------------ */
@@ -616,6 +928,49 @@ static int restore_one(struct deploy *d, const char *name, const char *text)
     return 0;
 }
 
+/* The layer versions, before the functions that name them. */
+static int restore_layers(struct deploy *d, sqlite3 *db, struct sy_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    size_t n = 0;
+    int rc;
+
+    rc = sqlite3_prepare_v2(db, "SELECT arn, doc FROM layers ORDER BY rowid", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        sy_error_set(err, "%s: %s", d->db_path, sqlite3_errmsg(db));
+        return SY_EIO;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *arn = (const char *)sqlite3_column_text(st, 0);
+        json_t *doc = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        const char *name = json_string_value(json_object_get(doc, "LayerName"));
+        json_int_t ver = json_integer_value(json_object_get(doc, "Version"));
+
+        if (name == NULL || ver < 1) {
+            /* Kept in the table; its functions still run from their stored OptDir. */
+            log_err("[deploy] layer version %s: its stored document does not parse; not "
+                    "listed",
+                    arn);
+            json_decref(doc);
+            continue;
+        }
+        if (deploy_layer_add(d, arn, name, (long)ver, doc) == NULL) {
+            sqlite3_finalize(st);
+            sy_error_set(err, "out of memory");
+            return SY_ENOMEM;
+        }
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        sy_error_set(err, "%s: %s", d->db_path, sqlite3_errmsg(db));
+        return SY_EIO;
+    }
+    if (n > 0)
+        log_info("[deploy] %zu layer version(s) restored from %s", n, d->db_path);
+    return 0;
+}
+
 static int restore(struct deploy *d, sqlite3 *db, struct sy_error *err)
 {
     sqlite3_stmt *st = NULL;
@@ -703,7 +1058,7 @@ struct deploy *deploy_open(struct event_base *base, const struct cfg *cfg,
         sqlite3_free(emsg);
         goto fail;
     }
-    if (restore(d, db, err) != 0)
+    if (restore_layers(d, db, err) != 0 || restore(d, db, err) != 0)
         goto fail;
     memset(&conf, 0, sizeof(conf));
     conf.path = d->db_path;
@@ -763,6 +1118,8 @@ void deploy_close(struct deploy *d)
         close(d->efd);
     while (d->fns != NULL)
         deploy_fn_remove(d, d->fns);
+    while (d->layers != NULL)
+        deploy_layer_remove(d, d->layers);
     free(d->db_path);
     free(d->store_dir);
     d->magic = 0;

@@ -12,10 +12,15 @@
  * Threads: everything here runs on the loop thread, except the jobs, which run on the state
  * database's own thread (core/sqlq): writing documents, and the blocking work of a code
  * change (decoding the request, unpacking the zip, hashing it, merging layers). The loop
- * never unzips or hashes. Jobs own what they carry until they come back.
+ * never unzips or hashes. Jobs own what they carry until they come back. deploy_zipreq_run()
+ * and deploy_prepare_file() touch no deploy state: they run on whichever thread calls them.
  *
- * Ownership: a `struct deploy` owns its dep_fn list, each dep_fn its document; function units
- * are borrowed from the dispatcher (which outlives the deploy).
+ * Layer versions (PublishLayerVersion) live in the `layers` table, one JSON document per
+ * version, and in memory as a dep_layer list; a function's document names them by ARN
+ * (Config.Layers) next to their merged tree (Config.OptDir).
+ *
+ * Ownership: a `struct deploy` owns its dep_fn and dep_layer lists, each its document; function
+ * units are borrowed from the dispatcher (which outlives the deploy).
  */
 #ifndef SY_BROKER_DEPLOY_H
 #define SY_BROKER_DEPLOY_H
@@ -27,6 +32,7 @@
 
 #include "core/errors.h"
 #include "core/sqlq.h"
+#include "packages/packages.h"
 
 struct event_base;
 struct cfg;
@@ -45,6 +51,25 @@ struct dep_fn {
     char revision_id[40];
     char last_modified[40];
     int busy;              /* a write is in progress: another one gets 409 */
+};
+
+/*
+ * One published layer version. The document (the `layers` row):
+ *   {"LayerName", "Version", "Description", "CreatedDate", "CompatibleRuntimes": [...],
+ *    "CompatibleArchitectures": [...], "LicenseInfo", "CodeSha256", "CodeSize",
+ *    "UnzippedSize", "PackageDir", "Deleted": true}
+ * A deleted version keeps its row and its unpacked tree: its number is never given again, and
+ * the functions that use it keep running from the tree and answering its CodeSize (Lambda
+ * keeps them working too). It is listed and found by nothing else.
+ */
+struct dep_layer {
+    struct dep_layer *next;
+    char *arn;     /* LayerVersionArn: arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION */
+    char *name;    /* LayerName */
+    long version;  /* 1, 2, ... per name */
+    json_t *doc;   /* owned */
+    int deleted;   /* DeleteLayerVersion */
+    int pending;   /* being stored: its number is taken, nothing lists it yet */
 };
 
 /* A job for the state thread. Embeds the sqlq job; freed by its COMPLETE on the loop. */
@@ -114,6 +139,84 @@ int deploy_cfg_from_json(struct deploy *d, const json_t *conf, struct cfg_functi
  * to the dispatcher's units.
  */
 void deploy_apply_provisioned(struct deploy *d, struct dep_fn *df);
+
+/* ---- layer versions (loop thread) ----------------------------------------------------------- */
+
+/* The first layer version (in publish order; walk ->next), deleted and pending ones included. */
+struct dep_layer *deploy_layers(struct deploy *d);
+
+/* Version VERSION of layer NAME, or NULL; deleted and pending ones included. */
+struct dep_layer *deploy_layer(struct deploy *d, const char *name, long version);
+
+/* The layer version whose LayerVersionArn is ARN, or NULL; deleted and pending ones included. */
+struct dep_layer *deploy_layer_by_arn(struct deploy *d, const char *arn);
+
+/* The number the next version of NAME gets: one above every number it ever had. */
+long deploy_layer_next_version(struct deploy *d, const char *name);
+
+/* Add a layer version (DOC taken, ARN and NAME copied). NULL when out of memory. */
+struct dep_layer *deploy_layer_add(struct deploy *d, const char *arn, const char *name,
+                                   long version, json_t *doc);
+
+/* Drop L (a pending version whose write failed). */
+void deploy_layer_remove(struct deploy *d, struct dep_layer *l);
+
+/*
+ * Persist the document of layer version ARN (insert or replace) as a write job; DONE as for
+ * deploy_persist(). DOC is borrowed for the call (it is serialised at once).
+ */
+int deploy_persist_layer(struct deploy *d, const char *arn, const json_t *doc,
+                         deploy_done_fn *done, void *arg);
+
+/* ---- the blocking steps (any thread) -------------------------------------------------------- */
+
+/*
+ * The blocking part of a write that carries a zip (CreateFunction, UpdateFunctionCode,
+ * PublishLayerVersion), run on the state thread from the caller's deploy_offload() RUN:
+ * parse BODY as JSON, take the base64 `ZipFile` out of member MEMBER (NULL: the top level, as
+ * UpdateFunctionCode has it), decode it and unpack it into STORE_DIR (pkg_unpack(), Lambda's
+ * limits). The caller fills the inputs on the loop, reads the outputs in its DONE, and frees
+ * everything with deploy_zipreq_clear().
+ */
+struct deploy_zipreq {
+    /* in */
+    char *body;          /* owned; freed (and NULL) once parsed: a zip's text is big */
+    size_t len;
+    const char *member;  /* static: "Code", "Content", or NULL */
+    char *store_dir;     /* owned */
+    /* out */
+    int ran;             /* 0: never ran (shutdown); nothing below is set */
+    json_t *req;         /* owned: the parsed request without its ZipFile, NULL: no JSON */
+    char jerr[200];      /* why the body is not JSON */
+    int has_zip;         /* a ZipFile string was there */
+    int bad_b64;         /* ... and it is not base64 */
+    struct pkg_info info; /* the unpacked zip (owned) when perr.kind is PKG_OK */
+    struct pkg_error perr;
+};
+void deploy_zipreq_run(struct deploy_zipreq *zr);
+void deploy_zipreq_clear(struct deploy_zipreq *zr);
+
+/*
+ * Make the file's functions runnable from what the store holds: for each function of CFG
+ * whose `code:` is a .zip, unpack it into STORE_DIR (pkg_unpack_file(), Lambda's limits; the
+ * same zip is unpacked once, named by its digest) and set task_root to the tree, code_sha256
+ * to the zip's base64 SHA-256 and code_size to its bytes; unpack each .zip of its `layers:`
+ * the same way and merge the layers in order (pkg_merge()) into opt_dir. Then check Lambda's
+ * 262144000 bytes for the unzipped code and the merged layers together (for functions with a
+ * zip or layers; a plain directory without layers is not walked), and, for a provided
+ * function with a zip or layers, that a bootstrap is there (its code's, else /opt's), which
+ * cfg_load() could not know.
+ *
+ * STORE_DIR (<data_dir>/packages) is created when missing; its parent must exist. Blocking
+ * (unzips and walks trees: seconds for large packages) and callable from any thread that owns
+ * CFG: broker_run() calls it right after cfg_load(), a reload on its helper thread before the
+ * new configuration goes to the loop. Fields it set before are replaced, so calling it again
+ * is harmless. Returns 0, or a negative SY_E* code (SY_EINVAL for a refused package or limit,
+ * SY_EIO, SY_ENOSPC, SY_ENOMEM) with ERR saying, like a config error, which file, function
+ * and package: "FILE:LINE: functions.NAME.layers[1]: PATH: why". It stops at the first
+ * problem; functions already done keep their fields (cfg_destroy() frees them).
+ */
+int deploy_prepare_file(struct cfg *cfg, const char *store_dir, struct sy_error *err);
 
 /* Directories: where packages are unpacked (<data_dir>/packages). Borrowed. */
 const char *deploy_store_dir(const struct deploy *d);

@@ -2,8 +2,9 @@
  * broker/reload.c - SIGHUP and `switchyard reload`: read switchyard.yaml again and apply the
  * difference to the running broker without losing work.
  *
- *   1. Off the loop (the state thread, deploy_offload()): load and validate the file, and walk
- *      the code dirs of its functions for the API's CodeSha256/CodeSize. Nothing changes yet.
+ *   1. Off the loop (the state thread, deploy_offload()): load and validate the file, unpack its
+ *      zips and merge its layers (deploy_prepare_file(), as at start-up), and walk the code dirs
+ *      of its functions for the API's CodeSha256/CodeSize. Nothing changes yet.
  *   2. A file with errors is rejected whole: its errors are logged one per line exactly as
  *      `switchyard validate` prints them, and the running configuration stays (nginx's rule).
  *      So is a file that declares a function the API created (the names would clash).
@@ -63,8 +64,10 @@ static void off_loop(void *arg)
 
     r->ran = 1;
     r->cfg = cfg_load(r->ctx->config_path, mapping_cfg_schema(), &r->errs);
+    /* Zips unpacked and layers merged (as at start-up), then the code fingerprints. */
     if (r->cfg != NULL)
-        r->fi_ok = api_fileinfo_compute(r->cfg, &r->fi, &r->err) == 0;
+        r->fi_ok = deploy_prepare_file(r->cfg, deploy_store_dir(r->ctx->dep), &r->err) == 0 &&
+                   api_fileinfo_compute(r->cfg, &r->fi, &r->err) == 0;
 }
 
 static void finish(struct reload *r, int ok)

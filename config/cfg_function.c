@@ -34,6 +34,8 @@ int cfg_function_copy(struct cfg_function *dst, const struct cfg_function *src)
     dst->async.n_retry_delays = 0;
     dst->async.on_success = dst->async.on_failure = dst->async.dead_letter = NULL;
     dst->task_root = dst->opt_dir = dst->code_sha256 = dst->description = NULL;
+    dst->layers = NULL;
+    dst->n_layers = 0;
 
     rc |= dup_str(&dst->name, src->name);
     rc |= dup_str(&dst->runtime_id, src->runtime_id);
@@ -56,6 +58,16 @@ int cfg_function_copy(struct cfg_function *dst, const struct cfg_function *src)
             dst->n_environment = i + 1;
             if (dup_str(&dst->environment[i].name, src->environment[i].name) != 0 ||
                 dup_str(&dst->environment[i].value, src->environment[i].value) != 0)
+                goto fail;
+        }
+    }
+    if (src->n_layers > 0) {
+        dst->layers = calloc(src->n_layers, sizeof(*dst->layers));
+        if (dst->layers == NULL)
+            goto fail;
+        for (size_t i = 0; i < src->n_layers; i++) {
+            dst->n_layers = i + 1;
+            if (dup_str(&dst->layers[i], src->layers[i]) != 0)
                 goto fail;
         }
     }
@@ -86,6 +98,9 @@ void cfg_function_clear(struct cfg_function *fn)
         free(fn->environment[j].value);
     }
     free(fn->environment);
+    for (size_t j = 0; fn->layers != NULL && j < fn->n_layers; j++)
+        free(fn->layers[j]);
+    free(fn->layers);
     free(fn->async.retry_delays_s);
     free(fn->async.on_success);
     free(fn->async.on_failure);
@@ -147,6 +162,7 @@ int cfg_function_equal(const struct cfg_function *a, const struct cfg_function *
         a->reserved_concurrency != b->reserved_concurrency ||
         a->provisioned_concurrency != b->provisioned_concurrency ||
         a->max_idle_s != b->max_idle_s || a->n_environment != b->n_environment ||
+        a->n_layers != b->n_layers ||
         !str_eq(a->task_root, b->task_root) || !str_eq(a->opt_dir, b->opt_dir) ||
         !str_eq(a->code_sha256, b->code_sha256) || a->code_size != b->code_size ||
         !str_eq(a->description, b->description))
@@ -154,6 +170,10 @@ int cfg_function_equal(const struct cfg_function *a, const struct cfg_function *
     for (size_t i = 0; i < a->n_environment; i++) {
         if (!str_eq(a->environment[i].name, b->environment[i].name) ||
             !str_eq(a->environment[i].value, b->environment[i].value))
+            return 0;
+    }
+    for (size_t i = 0; i < a->n_layers; i++) {
+        if (!str_eq(a->layers[i], b->layers[i]))
             return 0;
     }
     if (a->async.maximum_retry_attempts != b->async.maximum_retry_attempts ||

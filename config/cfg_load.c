@@ -1335,6 +1335,7 @@ enum {
     FN_RUNTIME,
     FN_HANDLER,
     FN_CODE,
+    FN_LAYERS,
     FN_MEMORY_MB,
     FN_TIMEOUT_S,
     FN_INIT_TIMEOUT_S,
@@ -1350,6 +1351,7 @@ static const struct cfg_field function_fields[FN__N] = {
     [FN_RUNTIME] = CFG_CUSTOM("runtime"),
     [FN_HANDLER] = FLD_STR("handler", struct cfg_function, handler, NULL),
     [FN_CODE] = CFG_CUSTOM("code"),
+    [FN_LAYERS] = CFG_CUSTOM("layers"),
     [FN_MEMORY_MB] = FLD_INT("memory_mb", struct cfg_function, memory_mb, 128, 128, 10240),
     [FN_TIMEOUT_S] = FLD_INT("timeout_s", struct cfg_function, timeout_s, 3, 1, 900),
     [FN_INIT_TIMEOUT_S] =
@@ -1613,40 +1615,127 @@ static void parse_async(struct ld *ld, struct cfg_async *as, yaml_node_t *node, 
     }
 }
 
-/* functions.NAME.code: a directory, made absolute; RAW (new) keeps the text for messages. */
-static void parse_code(struct ld *ld, struct cfg_function *fn, yaml_node_t *node, const char *path,
-                       char **raw)
+/* 1 when NAME ends in ".zip" (any case, as zip tools write both). */
+static bool name_is_zip(const char *name)
+{
+    size_t n = strlen(name);
+
+    return n > 4 && strcasecmp(name + n - 4, ".zip") == 0;
+}
+
+/*
+ * A package path (functions.NAME.code, functions.NAME.layers[i]): an existing directory or a
+ * regular file named *.zip, made absolute. Returns new, or NULL after reporting; *RAW (new)
+ * keeps the text as written, for messages; *IS_ZIP says which it is. The zip itself is opened
+ * only by deploy_prepare_file(): loading a config stays cheap and never unpacks.
+ */
+static char *package_path(struct ld *ld, yaml_node_t *node, const char *path, char **raw,
+                          bool *is_zip)
 {
     struct stat st;
     char *s, *abs;
 
     if (scalar_value(ld, node, path, &s) != 0)
-        return;
+        return NULL;
     if (s[0] == '\0') {
         ld_err(ld, node, path, "must not be empty");
         free(s);
-        return;
+        return NULL;
     }
     abs = path_resolve(ld->cfg->base_dir, s);
     if (abs == NULL) {
         ld->oom = true;
         free(s);
-        return;
+        return NULL;
     }
     if (stat(abs, &st) != 0) {
-        ld_err_at(ld, node->start_mark, path, "directory '%s' does not exist", s);
-        free(abs);
-        free(s);
+        if (name_is_zip(s))
+            ld_err_at(ld, node->start_mark, path, "file '%s' does not exist", s);
+        else
+            ld_err_at(ld, node->start_mark, path, "directory '%s' does not exist", s);
+    } else if (S_ISDIR(st.st_mode)) {
+        *is_zip = false;
+        *raw = s;
+        return abs;
+    } else if (S_ISREG(st.st_mode) && name_is_zip(s)) {
+        *is_zip = true;
+        *raw = s;
+        return abs;
+    } else {
+        ld_err_at(ld, node->start_mark, path, "'%s' is neither a directory nor a .zip file", s);
+    }
+    free(abs);
+    free(s);
+    return NULL;
+}
+
+/* functions.NAME.code: see package_path(). */
+static void parse_code(struct ld *ld, struct cfg_function *fn, yaml_node_t *node, const char *path,
+                       char **raw, bool *is_zip)
+{
+    fn->code = package_path(ld, node, path, raw, is_zip);
+}
+
+/*
+ * functions.NAME.layers: a list of at most CFG_LAYERS_MAX package paths, none twice (the same
+ * file reached by two spellings, through a symlink too, is the same layer).
+ */
+static void parse_layers(struct ld *ld, struct cfg_function *fn, yaml_node_t *node,
+                         const char *path)
+{
+    size_t n;
+    char *real[CFG_LAYERS_MAX] = {0};
+
+    if (node_is_null(node))
+        return;
+    if (node->type != YAML_SEQUENCE_NODE) {
+        ld_err_at(ld, node->start_mark, path,
+                  "must be a list of directories or .zip files (got %s)", node_kind(node));
         return;
     }
-    if (!S_ISDIR(st.st_mode)) {
-        ld_err_at(ld, node->start_mark, path, "'%s' is not a directory", s);
-        free(abs);
-        free(s);
+    n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    if (n > CFG_LAYERS_MAX) {
+        ld_err_at(ld, node->start_mark, path, "has %zu layers; Lambda allows at most %d", n,
+                  CFG_LAYERS_MAX);
         return;
     }
-    fn->code = abs;
-    *raw = s;
+    if (n == 0)
+        return;
+    fn->layers = calloc(n, sizeof(*fn->layers));
+    if (fn->layers == NULL) {
+        ld->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *it = yaml_document_get_node(&ld->doc, node->data.sequence.items.start[i]);
+        char kp[KEYPATH_MAX], *raw = NULL, *abs;
+        bool is_zip = false, dup = false;
+
+        if (snprintf(kp, sizeof(kp), "%s[%zu]", path, i) >= (int)sizeof(kp))
+            memcpy(kp + sizeof(kp) - 4, "...", 4);
+        abs = package_path(ld, it, kp, &raw, &is_zip);
+        if (abs == NULL)
+            continue;
+        real[fn->n_layers] = realpath(abs, NULL);
+        for (size_t j = 0; j < fn->n_layers && real[fn->n_layers] != NULL; j++) {
+            if (real[j] != NULL && strcmp(real[j], real[fn->n_layers]) == 0) {
+                ld_err_at(ld, it->start_mark, kp, "'%s' is listed twice (also layers[%zu])",
+                          raw, j);
+                dup = true;
+                break;
+            }
+        }
+        free(raw);
+        if (dup) {
+            free(real[fn->n_layers]);
+            real[fn->n_layers] = NULL;
+            free(abs);
+            continue;
+        }
+        fn->layers[fn->n_layers++] = abs;
+    }
+    for (size_t i = 0; i < CFG_LAYERS_MAX; i++)
+        free(real[i]);
 }
 
 /* The `bootstrap` a provided function runs: present, a file, executable. */
@@ -1679,6 +1768,7 @@ static void parse_function(struct ld *ld, struct cfg_function *fn, yaml_node_t *
     char path[KEYPATH_MAX], kp[KEYPATH_MAX], range[96];
     yaml_node_t *vals[FN__N];
     char *s, *code_raw = NULL;
+    bool code_zip = false;
     unsigned failed;
     int runtime = -1;
     int max_conc = ld->cfg->broker.max_concurrency;
@@ -1733,12 +1823,24 @@ static void parse_function(struct ld *ld, struct cfg_function *fn, yaml_node_t *
     if (fn->handler != NULL && fn->handler[0] == '\0')
         sy_free(&fn->handler);
 
+    if (vals[FN_LAYERS] != NULL) {
+        keypath(kp, path, "layers");
+        parse_layers(ld, fn, vals[FN_LAYERS], kp);
+    }
+
     keypath(kp, path, "code");
     if (vals[FN_CODE] == NULL || node_is_null(vals[FN_CODE])) {
-        ld_err(ld, knode, kp, "is required (the directory holding the function's code)");
+        ld_err(ld, knode, kp,
+               "is required (the directory or .zip file holding the function's code)");
     } else {
-        parse_code(ld, fn, vals[FN_CODE], kp, &code_raw);
-        if (fn->code != NULL && runtime >= 0 && fn->runtime == CFG_RUNTIME_PROVIDED)
+        parse_code(ld, fn, vals[FN_CODE], kp, &code_raw, &code_zip);
+        /*
+         * A bootstrap inside a zip, or in a layer, is only known once they are unpacked and
+         * merged: deploy_prepare_file() checks those. What the file alone decides is checked
+         * here, with the file's line.
+         */
+        if (fn->code != NULL && runtime >= 0 && fn->runtime == CFG_RUNTIME_PROVIDED &&
+            !code_zip && fn->n_layers == 0)
             check_bootstrap(ld, fn, vals[FN_CODE], kp, code_raw);
     }
     free(code_raw);

@@ -42,6 +42,9 @@ struct cfg_env_var {
     char *value;
 };
 
+/* Lambda's limit on the layers of one function. */
+#define CFG_LAYERS_MAX 5
+
 /*
  * `functions.NAME.async:` - the asynchronous invocation policy. Parsed and validated now so that
  * configs written for the async queue (issue 3) are accepted; the queue itself uses it.
@@ -73,7 +76,10 @@ struct cfg_function {
      * minor); 0/0 is any version (the plain names, provided.al2, provided.al2023). */
     int runtime_major, runtime_minor;
     char *handler;  /* required for python3/node/shell; for provided passed through, or NULL */
-    char *code;     /* absolute path of an existing directory */
+    /* Absolute path of an existing directory, or of a regular file whose name ends in `.zip`
+     * (a deployment package: the broker unpacks it before the dispatcher sees the function,
+     * deploy_prepare_file(), and sets task_root to the tree). */
+    char *code;
     int memory_mb;  /* 128..10240, default 128 */
     int timeout_s;  /* 1..900, default 3 */
     int init_timeout_s; /* 1..900, default 10 (Lambda's on-demand INIT limit) */
@@ -84,6 +90,15 @@ struct cfg_function {
     int max_idle_s;              /* 1..86400, default 300 */
     struct cfg_async async;
     int line;                    /* where the function was declared, for messages (0: API) */
+    /*
+     * `layers:`: absolute paths of existing directories or `.zip` files, in the file's order
+     * (later ones overwrite what earlier ones put at the same path, as Lambda extracts them
+     * into /opt), at most CFG_LAYERS_MAX, no path twice. NULL/0 when there are none, and for
+     * the API's functions (their layers are layer versions: Config.Layers of their document).
+     * The broker merges them into opt_dir.
+     */
+    char **layers;
+    size_t n_layers;
     /*
      * Deployment. cfg_load() leaves these NULL/0; the broker fills them once the code is
      * ready (a zip unpacked, layers merged) and the dispatcher runs from them:

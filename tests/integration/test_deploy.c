@@ -7,7 +7,12 @@
  *   - boto3 (deploy/deploy_boto3.py): versions, weighted aliases, provisioned concurrency on an
  *     alias, reserved concurrency, an update during a slow invocation, configuration updates,
  *     Lambda's errors, refused archives (zip-slip, links out, corrupt, bombs), DeleteFunction;
- *   - a restart: what the API created is still there and runs;
+ *   - layer versions (deploy/deploy_boto3.py): Python, Node, bin/ and custom-runtime layers,
+ *     their order, List/Get/DeleteLayerVersion, the refusals;
+ *   - a restart: what the API created is still there and runs, layers included;
+ *   - the file's `code: x.zip` and `layers: [dir, y.zip]` (a restart with a second config),
+ *     and the start refused for a zip-slip package and for a provided function that has no
+ *     bootstrap anywhere;
  *   - writes without the token are refused.
  */
 #include "itest.h"
@@ -18,14 +23,37 @@
 #include <unistd.h>
 
 /* clang-format off */
-static const char config[] = ITEST_BROKER_YAML
-    "  auth_token: secret\n"
-    "  max_concurrency: 50\n"
-    "functions:\n"
-    "  echo-py:\n"
+#define CONFIG_BASE ITEST_BROKER_YAML \
+    "  auth_token: secret\n" \
+    "  max_concurrency: 50\n" \
+    "functions:\n" \
+    "  echo-py:\n" \
+    "    runtime: python3\n" \
+    "    handler: app.echo\n" \
+    "    code: @HANDLERS@/python\n"
+static const char config[] = CONFIG_BASE;
+
+/* The same, plus the file's zips and layers (deploy/file_packages.py builds @DIR@/pkgs). */
+static const char config_files[] = CONFIG_BASE
+    "  zip-layered:\n"
     "    runtime: python3\n"
-    "    handler: app.echo\n"
-    "    code: @HANDLERS@/python\n";
+    "    handler: app.handler\n"
+    "    code: @DIR@/pkgs/fn.zip\n"
+    "    layers:\n"
+    "      - @DIR@/pkgs/layer-dir\n"
+    "      - @DIR@/pkgs/layer.zip\n"
+    "  zip-provided:\n"
+    "    runtime: provided\n"
+    "    handler: echo\n"
+    "    code: @DIR@/pkgs/noboot.zip\n"
+    "    layers: [@HANDLERS@/provided]\n";
+
+/* Configs the broker must refuse to start with: FUNCTIONS under a data_dir of their own. */
+#define CONFIG_REFUSED(functions) \
+    "broker:\n" \
+    "  listen: 127.0.0.1:0\n" \
+    "  data_dir: @DIR@/refused-data\n" \
+    "functions:\n" functions
 /* clang-format on */
 
 static json_t *run_json(const struct h_run *r)
@@ -204,6 +232,115 @@ static void test_boto3(void **state)
     itest_end(t);
 }
 
+/* Run the broker on YAML (expanded), which it must refuse: exit 1, stderr holding WANT. */
+static void expect_start_refused(struct itest *t, const char *yaml, const char *want)
+{
+    char *text = h_broker_expand(&t->b, yaml);
+    char *path = h_strfmt("%s/refused.yaml", t->b.dir);
+    char *argv[] = {(char *)h_binary(), "run", path, NULL};
+    struct h_run r;
+
+    assert_int_equal(h_write_file(path, text, strlen(text)), 0);
+    h_proc_run(argv, NULL, t->b.dir, 30000, &r);
+    if (r.code != 1)
+        fail_msg("the broker did not refuse %s (exit %d):\n%s\n%s", path, r.code, r.out, r.err);
+    expect_contains(r.err, want);
+    expect_contains(r.err, "not starting");
+    h_run_free(&r);
+    free(path);
+    free(text);
+}
+
+/*
+ * The file's `code: fn.zip` with `layers: [layer-dir, layer.zip]`: the zip's CodeSha256 and
+ * CodeSize, the layers in order (layer.zip's over.py wins), site-packages and bin/ of the
+ * layers, a provided function whose bootstrap is a layer's; refused packages stop the start.
+ */
+static void test_file_zip_layers(void **state)
+{
+    struct itest *t = *state;
+    const char *src = getenv("SY_SOURCE_DIR");
+    char *script = h_strfmt("%s/tests/integration/deploy/file_packages.py", src ? src : ".");
+    char *pkgs = h_strfmt("%s/pkgs", t->b.dir), *info_path = h_strfmt("%s/info.json", pkgs);
+    char *argv[] = {"python3", script, pkgs, NULL};
+    struct h_http_resp resp;
+    struct h_run r;
+    json_t *info, *j, *layers;
+    char *arn;
+
+    h_proc_run(argv, NULL, NULL, 20000, &r);
+    expect_run_code(&r, 0);
+    h_run_free(&r);
+    info = h_json_file(info_path);
+    assert_non_null(info);
+
+    expect_start_refused(t, CONFIG_REFUSED("  slip:\n"
+                                           "    runtime: python3\n"
+                                           "    handler: app.handler\n"
+                                           "    code: @DIR@/pkgs/slip.zip\n"),
+                         "functions.slip.code: ");
+    expect_start_refused(t, CONFIG_REFUSED("  noboot:\n"
+                                           "    runtime: provided\n"
+                                           "    code: @DIR@/pkgs/noboot.zip\n"),
+                         "functions.noboot.code: runtime provided needs an executable "
+                         "'bootstrap'");
+
+    assert_int_equal(h_broker_stop(&t->b, 15000), 0);
+    assert_int_equal(h_broker_write_config(&t->b, config_files), 0);
+    assert_int_equal(h_broker_start(&t->b, NULL, ITEST_READY_MS), 0);
+    t->mark = h_broker_log_mark(&t->b);
+
+    itest_invoke(t, "zip-layered", "{}", NULL, &resp);
+    expect_status(&resp, 200);
+    j = resp_json(&resp);
+    assert_string_equal(h_json_str(j, "shared"), "layer-dir");
+    assert_string_equal(h_json_str(j, "over"), "layer.zip");
+    assert_string_equal(h_json_str(j, "sitepkg"), "site-packages");
+    assert_string_equal(h_json_str(j, "tool"), "filetool-ran");
+    /* The unpacked tree in the store, not the zip. */
+    expect_contains(h_json_str(j, "task_root"), "/data/packages/");
+    json_decref(j);
+    h_http_resp_free(&resp);
+
+    assert_int_equal(h_broker_request(&t->b, "GET",
+                                      "/2015-03-31/functions/zip-layered/configuration", NULL,
+                                      NULL, 0, 10000, &resp),
+                     0);
+    expect_status(&resp, 200);
+    j = resp_json(&resp);
+    assert_string_equal(h_json_str(j, "CodeSha256"),
+                        h_json_str(json_object_get(info, "fn"), "sha256"));
+    assert_int_equal(h_json_int(j, "CodeSize", -1),
+                     h_json_int(json_object_get(info, "fn"), "size", -2));
+    layers = json_object_get(j, "Layers");
+    assert_int_equal(json_array_size(layers), 2);
+    arn = h_strfmt("arn:aws:lambda:us-east-1:000000000000:layer:file-layer-dir:1");
+    assert_string_equal(h_json_str(json_array_get(layers, 0), "Arn"), arn);
+    free(arn);
+    assert_string_equal(h_json_str(json_array_get(layers, 1), "Arn"),
+                        "arn:aws:lambda:us-east-1:000000000000:layer:file-layer:1");
+    assert_int_equal(h_json_int(json_array_get(layers, 1), "CodeSize", -1),
+                     h_json_int(json_object_get(info, "layer"), "size", -2));
+    /* layer-dir's regular files: shared.py, over.py, filetool. */
+    assert_true(h_json_int(json_array_get(layers, 0), "CodeSize", -1) > 0);
+    json_decref(j);
+    h_http_resp_free(&resp);
+
+    /* A custom runtime shipped as a layer: the code has no bootstrap, the layer has. */
+    itest_invoke(t, "zip-provided", "{\"via\":\"layer\"}", NULL, &resp);
+    expect_status(&resp, 200);
+    j = resp_json(&resp);
+    assert_string_equal(h_json_str(j, "via"), "layer");
+    json_decref(j);
+    h_http_resp_free(&resp);
+
+    json_decref(info);
+    free(script);
+    free(pkgs);
+    free(info_path);
+    itest_end(t);
+}
+
 /* After a restart the API's functions, versions and aliases are back, and run. */
 static void test_restart_keeps_state(void **state)
 {
@@ -232,6 +369,34 @@ static void test_restart_keeps_state(void **state)
         j = aws_ok(t, args, true);
         assert_int_equal(json_array_size(json_object_get(j, "Versions")), 2);
         json_decref(j);
+    }
+    /* Layer versions are restored, and a function whose layer version was deleted still runs. */
+    tag = cli_invoke_tag(t, "uses-pylib", NULL, executed, sizeof(executed));
+    assert_string_equal(tag, "pylib");
+    free(tag);
+    {
+        const char *args[] = {"list-layer-versions", "--layer-name", "pylib", NULL};
+
+        j = aws_ok(t, args, true);
+        /* 1 and 2 were deleted; 3 and 4 are left, newest first. */
+        assert_int_equal(json_array_size(json_object_get(j, "LayerVersions")), 2);
+        assert_int_equal(h_json_int(json_array_get(json_object_get(j, "LayerVersions"), 0),
+                                    "Version", -1),
+                         4);
+        json_decref(j);
+    }
+    {
+        const char *args[] = {"publish-layer-version", "--layer-name", "pylib", "--zip-file",
+                              NULL, NULL};
+        char *z = h_strfmt("%s/v1.zip", t->b.dir), *f = h_strfmt("fileb://%s", z);
+
+        args[4] = f;
+        j = aws_ok(t, args, true);
+        /* Numbers are never given twice, across a restart too. */
+        assert_int_equal(h_json_int(j, "Version", -1), 5);
+        json_decref(j);
+        free(z);
+        free(f);
     }
     itest_end(t);
 }
@@ -273,6 +438,7 @@ int main(void)
         T(test_cli_deploy),
         T(test_boto3),
         T(test_restart_keeps_state),
+        T(test_file_zip_layers),
     };
 
     itest_filter_from_env();

@@ -674,6 +674,52 @@ static void test_runtime_unknown_lists_accepted(void **state)
     cfg_errors_clear(&errs);
 }
 
+/*
+ * code: a .zip, layers: directories and .zips in order, made absolute; an empty list is none; a
+ * provided function without a bootstrap of its own loads when it has layers (the bootstrap may
+ * come from one: deploy_prepare_file() checks that once they are merged). Copy, equal and
+ * clear carry the layers.
+ */
+static void test_good_layers(void **state)
+{
+    struct cfg *cfg = load_good("layers.yaml");
+    const struct cfg_function *fn;
+    struct cfg_function copy;
+    char want[PATH_MAX + 64];
+
+    fn = must_find(cfg, "zipped");
+    expect_code_dir(fn, "pkg.zip");
+    assert_null(fn->task_root);
+    assert_null(fn->code_sha256);
+    assert_int_equal(fn->n_layers, 2);
+    snprintf(want, sizeof(want), "%s/tests/data/config/code/node", src_dir);
+    assert_string_equal(fn->layers[0], want);
+    snprintf(want, sizeof(want), "%s/tests/data/config/code/layer.zip", src_dir);
+    assert_string_equal(fn->layers[1], want);
+
+    assert_int_equal(cfg_function_copy(&copy, fn), 0);
+    assert_int_equal(copy.n_layers, 2);
+    assert_ptr_not_equal(copy.layers, fn->layers);
+    assert_string_equal(copy.layers[1], fn->layers[1]);
+    assert_true(cfg_function_equal(&copy, fn));
+    copy.layers[1][strlen(copy.layers[1]) - 5] = 'X'; /* another layer */
+    assert_false(cfg_function_equal(&copy, fn));
+    copy.n_layers = 1;
+    assert_false(cfg_function_equal(&copy, fn));
+    copy.n_layers = 2;
+    cfg_function_clear(&copy);
+    assert_null(copy.layers);
+    assert_int_equal(copy.n_layers, 0);
+
+    fn = must_find(cfg, "plain");
+    assert_int_equal(fn->n_layers, 0);
+    assert_null(fn->layers);
+    fn = must_find(cfg, "custom");
+    assert_int_equal(fn->n_layers, 1);
+    expect_code_dir(fn, "prov-nobootstrap");
+    cfg_destroy(cfg);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Bad configs against their goldens
  * ------------------------------------------------------------------------------------------- */
@@ -682,7 +728,7 @@ static void test_runtime_unknown_lists_accepted(void **state)
 static const char *const bad_names[] = {
     "bad_name",     "bad_runtime",     "broker_values", "destinations",    "duplicates",
     "env_names",    "env_too_big",     "fs_source",     "interpolation",   "listen_forms",
-    "mappings",     "mqtt_source",
+    "layers",       "mappings",        "mqtt_source",
     "missing_code", "missing_handler", "non_loopback",  "non_loopback_v6", "provided_bootstrap",
     "ranges",       "ranges_broker",   "reserved_sum",  "sections",        "several",
     "syntax",       "syntax_quote",    "syntax_utf8",   "toplevel",        "unknown_key",
@@ -846,6 +892,7 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_good_ipv6),      cmocka_unit_test(test_good_localhost),
     cmocka_unit_test(test_good_mappings),  cmocka_unit_test(test_good_fs),
     cmocka_unit_test(test_good_mqtt),      cmocka_unit_test(test_good_runtimes),
+    cmocka_unit_test(test_good_layers),
     cmocka_unit_test(test_runtime_parse),  cmocka_unit_test(test_runtime_accepted),
     cmocka_unit_test(test_runtime_unknown_lists_accepted),
     cmocka_unit_test(test_good_quickstart_example),

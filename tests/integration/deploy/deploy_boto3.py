@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -321,6 +323,179 @@ assert got["version"] == "1", got
 assert got["event"]["requestContext"]["condition"] == "Success", got
 assert got["event"]["requestPayload"] == {"hello": 1}, got
 ok("an on-success destination naming an alias runs the alias's version")
+# ---- layers ---------------------------------------------------------------------------------------
+PYV = "python%d.%d" % sys.version_info[:2]  # the local python: the broker's too
+
+
+def b64sha(data):
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def publish(name, files, **kw):
+    data = make_zip(files)
+    r = lam.publish_layer_version(LayerName=name, Content={"ZipFile": data}, **kw)
+    assert r["Content"]["CodeSha256"] == b64sha(data), r
+    assert r["Content"]["CodeSize"] == len(data), r
+    return r, data
+
+
+def cold(name):
+    """A new configuration, so that the next invoke starts a new environment."""
+    lam.update_function_configuration(FunctionName=name,
+                                      Environment={"Variables": {"COLD": str(time.time())}})
+
+
+pylib, pylib_zip = publish("pylib", {
+    "python/lib/%s/site-packages/mylib.py" % PYV: ("WHERE = 'site-packages'\n", 0o100644),
+    "python/mylib2.py": ("WHERE = 'python'\n", 0o100644),
+}, Description="python libs", CompatibleRuntimes=["python3.11", "python3.12"],
+    CompatibleArchitectures=["x86_64", "arm64"], LicenseInfo="MIT")
+assert pylib["Version"] == 1, pylib
+assert pylib["LayerArn"] == "arn:aws:lambda:us-east-1:000000000000:layer:pylib", pylib
+assert pylib["LayerVersionArn"] == pylib["LayerArn"] + ":1", pylib
+assert pylib["Description"] == "python libs" and pylib["LicenseInfo"] == "MIT", pylib
+assert pylib["CompatibleRuntimes"] == ["python3.11", "python3.12"], pylib
+assert pylib["CreatedDate"].endswith("+0000"), pylib
+ok("PublishLayerVersion: version 1, ARNs, CodeSha256/CodeSize of the zip")
+
+c = create("uses-pylib", make_zip({"app.py": (
+    "import mylib, mylib2\n"
+    "def handler(event, context):\n"
+    "    return {'tag': 'pylib', 'a': mylib.WHERE, 'b': mylib2.WHERE}\n", 0o100644)}),
+    Layers=[pylib["LayerVersionArn"]])
+assert c["Layers"] == [{"Arn": pylib["LayerVersionArn"], "CodeSize": len(pylib_zip)}], c
+_, b = invoke("uses-pylib")
+assert b == {"tag": "pylib", "a": "site-packages", "b": "python"}, b
+g = lam.get_function_configuration(FunctionName="uses-pylib")
+assert g["Layers"] == c["Layers"], g
+ok("a Python layer: python/lib/%s/site-packages and python/ are on the path; "
+   "FunctionConfiguration.Layers" % PYV)
+
+tool, _ = publish("tools", {"bin/layertool": ("#!/bin/sh\necho tool-ran \"$@\"\n", 0o100755)})
+first, _ = publish("first", {"python/over.py": ("WHO = 'first'\n", 0o100644),
+                             "python/onlyfirst.py": ("X = 1\n", 0o100644)})
+second, _ = publish("second", {"python/over.py": ("WHO = 'second'\n", 0o100644)})
+create("uses-order", make_zip({"app.py": (
+    "import subprocess, over, onlyfirst\n"
+    "def handler(event, context):\n"
+    "    return {'over': over.WHO, 'tool': subprocess.check_output(['layertool', 'x'])"
+    ".decode().strip()}\n", 0o100644)}),
+    Layers=[tool["LayerVersionArn"], first["LayerVersionArn"], second["LayerVersionArn"]])
+_, b = invoke("uses-order")
+assert b == {"over": "second", "tool": "tool-ran x"}, b
+ok("bin/ of a layer is on PATH; a later layer overwrites a file of an earlier one")
+u = lam.update_function_configuration(
+    FunctionName="uses-order",
+    Layers=[tool["LayerVersionArn"], second["LayerVersionArn"], first["LayerVersionArn"]])
+assert [l["Arn"] for l in u["Layers"]] == [tool["LayerVersionArn"], second["LayerVersionArn"],
+                                            first["LayerVersionArn"]], u
+_, b = invoke("uses-order")
+assert b["over"] == "first", b
+ok("UpdateFunctionConfiguration with Layers in another order: the new last one wins")
+
+node = shutil.which("node")
+if node is not None:
+    major = int(subprocess.check_output([node, "--version"]).decode().strip().lstrip("v")
+                .split(".")[0])
+    nrt = "nodejs%d.x" % major if major in (18, 20, 22) else "nodejs18.x"
+    nodemod, _ = publish("nodemod", {
+        "nodejs/node_modules/mymod/index.js": ("module.exports = {who: 'mymod'};\n", 0o100644)},
+        CompatibleRuntimes=[nrt])
+    create("uses-nodemod", make_zip({"index.js": (
+        "const m = require('mymod');\n"
+        "exports.handler = async () => ({who: m.who});\n", 0o100644)}),
+        Runtime=nrt, Handler="index.handler", Layers=[nodemod["LayerVersionArn"]])
+    _, b = invoke("uses-nodemod")
+    assert b == {"who": "mymod"}, b
+    ok("a Node layer: nodejs/node_modules is on NODE_PATH (%s)" % nrt)
+else:
+    ok("no node here: the Node layer is not tried")
+
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "..", "..", "handlers", "provided", "bootstrap")) as f:
+    bootstrap = f.read()
+rt, _ = publish("bash-runtime", {"bootstrap": (bootstrap, 0o100755)},
+                CompatibleRuntimes=["provided.al2023"])
+create("custom-rt", make_zip({"README": ("the runtime is a layer\n", 0o100644)}),
+       Runtime="provided.al2023", Handler="echo", Layers=[rt["LayerVersionArn"]])
+_, b = invoke("custom-rt", {"through": "a layer's bootstrap"})
+assert b == {"through": "a layer's bootstrap"}, b
+ok("a provided function whose bootstrap comes from a layer")
+
+pylib2, _ = publish("pylib", {"python/mylib2.py": ("WHERE = 'v2'\n", 0o100644)},
+                    CompatibleRuntimes=["python3.12"])
+assert pylib2["Version"] == 2, pylib2
+names = {l["LayerName"]: l for l in lam.list_layers()["Layers"]}
+assert {"pylib", "tools", "first", "second", "bash-runtime"} <= set(names), names
+assert names["pylib"]["LatestMatchingVersion"]["Version"] == 2, names["pylib"]
+assert names["pylib"]["LayerArn"] == pylib["LayerArn"], names["pylib"]
+only = lam.list_layers(CompatibleRuntime="python3.11")["Layers"]
+assert [l["LatestMatchingVersion"]["Version"] for l in only if l["LayerName"] == "pylib"] == [1], \
+    only
+vers = [v["Version"] for v in lam.list_layer_versions(LayerName="pylib")["LayerVersions"]]
+assert vers == [2, 1], vers
+page = lam.list_layer_versions(LayerName="pylib", MaxItems=1)
+assert [v["Version"] for v in page["LayerVersions"]] == [2] and page["NextMarker"], page
+page = lam.list_layer_versions(LayerName="pylib", MaxItems=1, Marker=page["NextMarker"])
+assert [v["Version"] for v in page["LayerVersions"]] == [1] and "NextMarker" not in page, page
+gl = lam.get_layer_version(LayerName="pylib", VersionNumber=1)
+assert gl["LayerVersionArn"] == pylib["LayerVersionArn"], gl
+assert gl["Content"]["CodeSha256"] == pylib["Content"]["CodeSha256"], gl
+assert gl["CompatibleArchitectures"] == ["x86_64", "arm64"], gl
+ga = lam.get_layer_version_by_arn(Arn=pylib2["LayerVersionArn"])
+assert ga["Version"] == 2 and ga["Description"] == "", ga
+expect_error("ResourceNotFoundException", lam.get_layer_version, LayerName="pylib",
+             VersionNumber=9)
+expect_error("ResourceNotFoundException", lam.get_layer_version, LayerName="nope",
+             VersionNumber=1)
+assert lam.list_layer_versions(LayerName="nope")["LayerVersions"] == []
+ok("ListLayers (with CompatibleRuntime), ListLayerVersions (newest first, paged), "
+   "GetLayerVersion, GetLayerVersionByArn")
+
+lam.delete_layer_version(LayerName="pylib", VersionNumber=1)
+lam.delete_layer_version(LayerName="pylib", VersionNumber=1)  # again: still 204
+lam.delete_layer_version(LayerName="pylib", VersionNumber=2)
+expect_error("ResourceNotFoundException", lam.get_layer_version, LayerName="pylib",
+             VersionNumber=1)
+assert lam.list_layer_versions(LayerName="pylib")["LayerVersions"] == []
+assert "pylib" not in [l["LayerName"] for l in lam.list_layers()["Layers"]]
+cold("uses-pylib")
+_, b = invoke("uses-pylib")
+assert b["a"] == "site-packages", b
+assert lam.get_function(FunctionName="uses-pylib")["Configuration"]["Layers"][0]["CodeSize"] \
+    == len(pylib_zip)
+expect_error("InvalidParameterValueException", lam.update_function_configuration,
+             FunctionName="uses-order", Layers=[pylib["LayerVersionArn"]])
+pylib3, _ = publish("pylib", {"python/mylib2.py": ("WHERE = 'v3'\n", 0o100644)})
+assert pylib3["Version"] == 3, pylib3
+ok("DeleteLayerVersion: gone from the lists, its functions keep running (a cold start too), "
+   "it cannot be added again, and its number is not given again")
+
+six = [publish("six-%d" % i, {"f%d.txt" % i: ("%d\n" % i, 0o100644)})[0]["LayerVersionArn"]
+       for i in range(6)]
+expect_error("InvalidParameterValueException", create, "six-layers", code_zip("x"),
+             Layers=six)
+expect_error("ResourceNotFoundException", lam.get_function, FunctionName="six-layers")
+five = create("five-layers", code_zip("five"), Layers=six[:5])
+assert len(five["Layers"]) == 5, five
+expect_error("InvalidParameterValueException", lam.update_function_configuration,
+             FunctionName="five-layers", Layers=six)
+expect_error("InvalidParameterValueException", create, "twice", code_zip("x"),
+             Layers=[tool["LayerVersionArn"], tool["LayerVersionArn"]])
+pylib4, _ = publish("pylib", {"python/mylib2.py": ("WHERE = 'v4'\n", 0o100644)})
+expect_error("InvalidParameterValueException", create, "two-versions", code_zip("x"),
+             Layers=[pylib3["LayerVersionArn"], pylib4["LayerVersionArn"]])
+expect_error("InvalidParameterValueException", create, "unknown-layer", code_zip("x"),
+             Layers=["arn:aws:lambda:us-east-1:000000000000:layer:nope:1"])
+expect_error("ValidationException", create, "bad-arn", code_zip("x"), Layers=["not-an-arn"])
+for name in ("twice", "two-versions", "unknown-layer", "bad-arn"):
+    expect_error("ResourceNotFoundException", lam.get_function, FunctionName=name)
+r = lam.update_function_configuration(FunctionName="five-layers", Layers=[])
+assert "Layers" not in r, r
+_, b = invoke("five-layers")
+assert b["tag"] == "five", b
+ok("6 layers, the same layer twice, two versions of one layer, an unknown and a malformed ARN "
+   "are refused; Layers: [] takes them away")
 
 # ---- delete ---------------------------------------------------------------------------------------
 lam.delete_function(FunctionName="nohandler")
