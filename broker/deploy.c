@@ -48,6 +48,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "dispatcher/dispatcher.h"
+#include "packages/packages.h"
 
 #define DEPLOY_MAGIC 0x44504c59u /* "DPLY" */
 #define STATE_RETRY_MS 1000
@@ -998,6 +999,95 @@ static int restore(struct deploy *d, sqlite3 *db, struct sy_error *err)
     return 0;
 }
 
+/* ---- the package store's garbage ------------------------------------------------------------ */
+
+struct keep {
+    char **v;
+    size_t n, cap;
+    int oom; /* a name could not be kept: collect nothing */
+};
+
+static void keep_add(struct keep *k, const char *dir)
+{
+    char **p;
+
+    if (dir == NULL || dir[0] == '\0')
+        return;
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+
+        p = realloc(k->v, cap * sizeof(*p));
+        if (p == NULL) {
+            k->oom = 1;
+            return;
+        }
+        k->v = p;
+        k->cap = cap;
+    }
+    if ((k->v[k->n] = strdup(dir)) != NULL)
+        k->n++;
+    else
+        k->oom = 1;
+}
+
+static void keep_conf(struct keep *k, const json_t *conf)
+{
+    keep_add(k, json_string_value(json_object_get(conf, "PackageDir")));
+    keep_add(k, json_string_value(json_object_get(conf, "OptDir")));
+}
+
+/*
+ * At start-up, before any environment runs: remove from the package store every tree that no
+ * stored document (function, version or layer; also the ones that could not be restored) and
+ * no function of the file names. Nothing else uses the store then. Best effort: a failure is
+ * logged and the trees stay (they only cost space). A keep list that could not be built in
+ * full (a row that does not parse, out of memory) cancels the collection.
+ */
+static void gc_store(struct deploy *d, sqlite3 *db)
+{
+    static const char *const sql[] = {"SELECT doc FROM functions", "SELECT doc FROM layers"};
+    struct keep k = {0};
+    struct pkg_error perr;
+    int ok = 1;
+
+    for (size_t i = 0; i < dispatcher_function_count(d->dsp); i++) {
+        const struct cfg_function *fc = function_cfg(dispatcher_function_at(d->dsp, i));
+
+        keep_add(&k, fc->task_root);
+        keep_add(&k, fc->opt_dir);
+    }
+    for (size_t q = 0; q < 2 && ok; q++) {
+        sqlite3_stmt *st = NULL;
+
+        if (sqlite3_prepare_v2(db, sql[q], -1, &st, NULL) != SQLITE_OK) {
+            ok = 0;
+            break;
+        }
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            json_t *doc = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+            const char *vk;
+            json_t *v;
+
+            if (doc == NULL) {
+                ok = 0; /* a document we cannot read may name trees: keep everything */
+                break;
+            }
+            keep_conf(&k, q == 0 ? json_object_get(doc, "Config") : doc);
+            json_object_foreach(json_object_get(doc, "Versions"), vk, v)
+                keep_conf(&k, json_object_get(v, "Config"));
+            json_decref(doc);
+        }
+        sqlite3_finalize(st);
+    }
+    if (ok && !k.oom) {
+        if (pkg_gc(d->store_dir, (const char *const *)k.v, k.n, &perr) != 0)
+            log_warn("[deploy] cleaning %s: %s", d->store_dir, perr.msg);
+    }
+    for (size_t i = 0; i < k.n; i++)
+        free(k.v[i]);
+    free(k.v);
+}
+
 /* ---- open / close ------------------------------------------------------------------------------ */
 
 static char *path_join(const char *a, const char *b)
@@ -1060,6 +1150,7 @@ struct deploy *deploy_open(struct event_base *base, const struct cfg *cfg,
     }
     if (restore_layers(d, db, err) != 0 || restore(d, db, err) != 0)
         goto fail;
+    gc_store(d, db);
     memset(&conf, 0, sizeof(conf));
     conf.path = d->db_path;
     conf.db = db;
