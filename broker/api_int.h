@@ -30,12 +30,12 @@
     X(API_E_BAD_PARAM, "InvalidParameterValueException", 400, "User", "message")                   \
     X(API_E_VALIDATION, "ValidationException", 400, "User", "message")                             \
     X(API_E_TOO_LARGE, "RequestEntityTooLargeException", 413, "User", "message")                   \
+    X(API_E_CONFLICT, "ResourceConflictException", 409, "User", "message")                         \
     X(API_E_THROTTLED, "TooManyRequestsException", 429, "User", "message")                         \
     X(API_E_SERVICE, "ServiceException", 500, "Service", "Message")                                \
     X(API_E_UNAVAILABLE, "ServiceException", 503, "Service", "Message")                            \
     X(API_E_UNAUTHORIZED, "UnrecognizedClientException", 401, "User", "message")                   \
     X(API_E_UNKNOWN_OP, "UnknownOperationException", 404, "User", "message")                       \
-    X(API_E_CONFLICT, "ResourceConflictException", 409, "User", "message")                         \
     X(API_E_PRECONDITION, "PreconditionFailedException", 412, "User", "message")                   \
     X(API_E_PC_NOT_FOUND, "ProvisionedConcurrencyConfigNotFoundException", 404, "User", "message") \
     X(API_E_BAD_METHOD, "UnknownOperationException", 405, "User", "message")
@@ -185,7 +185,7 @@ void api_dlq_purge(struct api_call *call, const char *arg);
 struct function;
 void api_invoke_event(struct api_call *call, struct function *fn, const char *payload,
                       size_t len);
-/* Event source mappings (api_esm.c): List, Get, Update; Create and Delete are refused. */
+/* Event source mappings (api_esm.c): List, Get, Update, Create, Delete. */
 void api_esm_list(struct api_call *call, const char *arg);
 void api_esm_get(struct api_call *call, const char *arg);
 void api_esm_update(struct api_call *call, const char *arg);

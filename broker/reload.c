@@ -13,9 +13,10 @@
  *                   finish, then the environments stop); changed: function_update() (running
  *                   invocations finish on the old configuration, new ones start on the new);
  *                   a changed reserved concurrency is applied too;
- *        mappings   added or removed; a changed one is removed (its in-flight batches finish
- *                   and are acknowledged, the rest goes back to its source) and added again
- *                   under the same name, so it resumes where it was;
+ *        mappings   the file's: added or removed; a changed one is removed (its in-flight
+ *                   batches finish and are acknowledged, the rest goes back to its source) and
+ *                   added again under the same name, so it resumes where it was; the report
+ *                   waits for those removals;
  *        broker     log_level is applied; every other changed key needs a restart and is
  *                   reported as such (the running value stays).
  *   4. The report (JSON) goes to whoever asked: the log for SIGHUP, the HTTP answer for
@@ -137,33 +138,75 @@ static void broker_diff(struct reload *r, const struct cfg_broker *o, const stru
 
 /* ---- mappings ----------------------------------------------------------------------------- */
 
+struct map_swap {
+    struct reload *r;
+    const struct cfg_mapping *add; /* added again once the old one is gone, or NULL */
+};
+
+static void maybe_done(struct reload *r);
+
+/* A removed (or changed) mapping is gone: add its new configuration, if it has one. */
+static void map_removed(void *arg)
+{
+    struct map_swap *sw = arg;
+    struct reload *r = sw->r;
+    struct sy_error err;
+
+    if (sw->add != NULL && mappings_add(r->ctx->ms, sw->add, &err) == NULL)
+        refuse(r, "mapping %s: cannot start its new configuration: %s", sw->add->name, err.msg);
+    free(sw);
+    r->pending_maps--;
+    maybe_done(r);
+}
+
 /*
- * Mappings cannot be added or removed at run time yet: a changed, added or removed mapping is
- * reported as needing a restart (the running ones go on as they are).
+ * The file's mappings (those of O, the running file) that N removes or changes are removed
+ * (their in-flight batches finish and are acknowledged, the rest goes back to the source); a
+ * changed one is added again under its name once that is done, so it resumes where it was.
+ * N's new ones are added. Mappings created through the API are not the file's: untouched.
  */
 static void mappings_diff(struct reload *r, const struct cfg *o, const struct cfg *n)
 {
+    struct mappings *ms = r->ctx->ms;
+    struct sy_error err;
+
+    if (ms == NULL)
+        return;
     for (size_t i = 0; i < o->n_mappings; i++) {
-        const struct cfg_mapping *nm = cfg_mapping_find(n, o->mappings[i].name);
+        const struct cfg_mapping *om = &o->mappings[i];
+        const struct cfg_mapping *nm = cfg_mapping_find(n, om->name);
+        struct mapping *map = mappings_find(ms, om->name);
+        struct map_swap *sw;
 
-        if (nm == NULL || !cfg_mapping_equal(&o->mappings[i], nm)) {
-            char key[100];
-
-            snprintf(key, sizeof(key), "mappings.%s", o->mappings[i].name);
-            json_array_append_new(r->restart, json_string(key));
+        if (map == NULL || (nm != NULL && cfg_mapping_equal(om, nm)))
+            continue;
+        sw = calloc(1, sizeof(*sw));
+        if (sw == NULL) {
+            refuse(r, "mapping %s: out of memory", om->name);
+            continue;
         }
+        sw->r = r;
+        sw->add = nm;
+        r->pending_maps++;
+        if (mapping_remove(map, map_removed, sw) != 0) {
+            r->pending_maps--;
+            free(sw);
+            refuse(r, "mapping %s: it is being removed already", om->name);
+            continue;
+        }
+        json_array_append_new(nm != NULL ? r->m_updated : r->m_removed, json_string(om->name));
     }
     for (size_t i = 0; i < n->n_mappings; i++) {
-        if (cfg_mapping_find(o, n->mappings[i].name) == NULL) {
-            char key[100];
+        const struct cfg_mapping *nm = &n->mappings[i];
 
-            snprintf(key, sizeof(key), "mappings.%s", n->mappings[i].name);
-            json_array_append_new(r->restart, json_string(key));
-        }
+        if (cfg_mapping_find(o, nm->name) != NULL)
+            continue;
+        if (mappings_add(ms, nm, &err) == NULL)
+            refuse(r, "mapping %s: %s", nm->name, err.msg);
+        else
+            json_array_append_new(r->m_added, json_string(nm->name));
     }
 }
-
-static void maybe_done(struct reload *r);
 
 /* ---- functions ---------------------------------------------------------------------------- */
 

@@ -66,6 +66,7 @@ struct ld {
     int max_conc_valid; /* broker.max_concurrency parsed without error */
     const struct cfg_schema *schema; /* borrowed; may be NULL */
     bool no_function_dest; /* function:NAME is refused (mappings and their sources) */
+    bool any_function; /* cfg_mapping_parse(): a mapping's function need not be declared */
     long reserved_sum;  /* running sum of reserved_concurrency, in file order */
 };
 
@@ -2087,7 +2088,8 @@ static const struct cfg_field mapping_fields[MP__N] = {
     [MP_NAME] = CFG_STR("name", struct cfg_mapping, name, NULL, CFG_F_REQUIRED,
                         "the mapping's name: 1..64 of A-Z, a-z, 0-9, '_' and '-'"),
     [MP_FUNCTION] = CFG_STR("function", struct cfg_mapping, function, NULL, CFG_F_REQUIRED,
-                            "a function declared under functions"),
+                            "a function declared under functions; NAME:VERSION or NAME:ALIAS "
+                            "for one of its versions or aliases"),
     [MP_ENABLED] = CFG_BOOL("enabled", struct cfg_mapping, enabled, 1, 0,
                             "poll the source (a state saved by the API wins at start)"),
     [MP_SOURCE] = CFG_CUSTOM("source"),
@@ -2204,6 +2206,35 @@ static void parse_mapping_filters(struct ld *ld, struct cfg_mapping *mp, yaml_no
     }
 }
 
+/*
+ * mappings[I].function: NAME, or NAME:QUALIFIER for a version or an alias (Lambda's pattern:
+ * $LATEST or 1..128 of A-Z, a-z, 0-9, '_' and '-'). NAME must be declared; the qualifier is only
+ * checked for its form, since versions and aliases are made at run time.
+ */
+static void mapping_function(struct ld *ld, const yaml_node_t *node, const char *path,
+                             const char *s)
+{
+    const char *colon = strchr(s, ':'), *q = colon != NULL ? colon + 1 : "";
+    size_t qlen = strlen(q);
+    char name[72];
+
+    snprintf(name, sizeof(name), "%.*s", colon != NULL ? (int)(colon - s) : 71, s);
+    if (colon != NULL && strcmp(q, "$LATEST") != 0 &&
+        (qlen < 1 || qlen > 128 ||
+         strspn(q, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != qlen))
+        ld_err_at(ld, node->start_mark, path,
+                  "invalid qualifier in '%s': a version or an alias is $LATEST or 1..128 "
+                  "characters of A-Z, a-z, 0-9, '_' and '-'",
+                  s);
+    else if (ld->any_function && !is_function_name(name))
+        ld_err_at(ld, node->start_mark, path,
+                  "invalid function name '%s': 1..64 characters of A-Z, a-z, 0-9, '_' and '-'",
+                  name);
+    else if (!ld->any_function && !fn_declared(ld, name))
+        ld_err_at(ld, node->start_mark, path, "no function '%s' is declared under functions",
+                  name);
+}
+
 static void parse_mapping(struct ld *ld, size_t idx, yaml_node_t *node)
 {
     struct cfg_mapping *mp = &ld->cfg->mappings[idx];
@@ -2241,9 +2272,8 @@ static void parse_mapping(struct ld *ld, size_t idx, yaml_node_t *node)
     keypath(kp, path, "function");
     if (vals[MP_FUNCTION] == NULL || mp->function == NULL)
         ld_err(ld, node, kp, "is required (a function declared under functions)");
-    else if (!(failed & (1u << MP_FUNCTION)) && !fn_declared(ld, mp->function))
-        ld_err_at(ld, vals[MP_FUNCTION]->start_mark, kp,
-                  "no function '%s' is declared under functions", mp->function);
+    else if (!(failed & (1u << MP_FUNCTION)))
+        mapping_function(ld, vals[MP_FUNCTION], kp, mp->function);
 
     keypath(kp, path, "source");
     parse_mapping_source(ld, mp, vals[MP_SOURCE], kp, node);
@@ -2524,6 +2554,19 @@ out:
     return ld.cfg;
 }
 
+/* Free what MP owns (not MP itself). */
+static void mapping_clear(struct cfg_mapping *mp)
+{
+    free(mp->name);
+    free(mp->function);
+    if (mp->source_kind != NULL)
+        cfg_section_free(&mp->source_kind->sec, mp->source);
+    for (size_t j = 0; j < mp->n_filters; j++)
+        free(mp->filters[j]);
+    free(mp->filters);
+    free(mp->on_failure);
+}
+
 void cfg_destroy(struct cfg *cfg)
 {
     struct cfg_broker *br;
@@ -2533,18 +2576,8 @@ void cfg_destroy(struct cfg *cfg)
     for (size_t i = 0; i < cfg->n_functions; i++)
         cfg_function_clear(&cfg->functions[i]);
     free(cfg->functions);
-    for (size_t i = 0; i < cfg->n_mappings; i++) {
-        struct cfg_mapping *mp = &cfg->mappings[i];
-
-        free(mp->name);
-        free(mp->function);
-        if (mp->source_kind != NULL)
-            cfg_section_free(&mp->source_kind->sec, mp->source);
-        for (size_t j = 0; j < mp->n_filters; j++)
-            free(mp->filters[j]);
-        free(mp->filters);
-        free(mp->on_failure);
-    }
+    for (size_t i = 0; i < cfg->n_mappings; i++)
+        mapping_clear(&cfg->mappings[i]);
     free(cfg->mappings);
     br = &cfg->broker;
     free(br->listen);
@@ -2629,4 +2662,65 @@ int cfg_runtime_parse(const char *s, enum cfg_runtime *rt, int *major, int *mino
 const char *cfg_runtime_accepted(void)
 {
     return runtime_ids_text + 2;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * One mapping alone (mappings made at run time)
+ * ------------------------------------------------------------------------------------------- */
+
+/*
+ * The loader's own mapping walk over TEXT, with a config of one mapping of its own: CFG lends
+ * only its base_dir, so nothing of CFG is changed and no other mapping is seen.
+ */
+struct cfg_mapping *cfg_mapping_parse(const struct cfg *cfg, const struct cfg_schema *schema,
+                                      const char *what, const char *text, size_t len,
+                                      struct cfg_errors *errs)
+{
+    struct cfg one = {.base_dir = cfg->base_dir, .n_mappings = 1};
+    struct ld ld = {.file = what, .schema = schema, .cfg = &one, .any_function = true};
+    yaml_parser_t parser;
+    yaml_node_t *root;
+    bool doc_loaded = false;
+
+    one.mappings = calloc(1, sizeof(*one.mappings));
+    if (one.mappings == NULL || !yaml_parser_initialize(&parser)) {
+        free(one.mappings);
+        errs_add_plain(errs, what, "out of memory");
+        return NULL;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &ld.doc)) {
+        syntax_error(&ld, &parser, (const unsigned char *)text, len);
+    } else {
+        doc_loaded = true;
+        root = yaml_document_get_root_node(&ld.doc);
+        if (root == NULL || root->type != YAML_MAPPING_NODE)
+            ld_err_at(&ld, (yaml_mark_t){0}, "mappings[0]", "must be a mapping (got %s)",
+                      root != NULL ? node_kind(root) : "nothing");
+        else
+            parse_mapping(&ld, 0, root);
+    }
+    yaml_parser_delete(&parser);
+    if (doc_loaded)
+        yaml_document_delete(&ld.doc);
+    if (ld.oom)
+        errs_add_plain(errs, what, "out of memory");
+    if (ld.n_errs > 0 || ld.oom) {
+        ld_errs_flush(&ld, errs);
+        for (size_t i = 0; i < ld.n_errs; i++)
+            free(ld.errs[i].msg);
+        free(ld.errs);
+        cfg_mapping_free(one.mappings);
+        return NULL;
+    }
+    free(ld.errs);
+    return one.mappings;
+}
+
+void cfg_mapping_free(struct cfg_mapping *mp)
+{
+    if (mp == NULL)
+        return;
+    mapping_clear(mp);
+    free(mp);
 }

@@ -150,7 +150,9 @@ struct cfg_source_kind {
 /* `mappings[i]:` */
 struct cfg_mapping {
     char *name;     /* 1..64 of [A-Za-z0-9_-], unique */
-    char *function; /* a declared function */
+    char *function; /* a declared function: NAME, or NAME:QUALIFIER (a version number or an
+                       alias; the form is checked, not that it exists: versions and aliases
+                       are made at run time) */
     int enabled;    /* default 1 (a disabled state saved by the API wins at start) */
     const struct cfg_source_kind *source_kind; /* borrowed from the schema */
     void *source;   /* typed by source_kind->sec (owned; cfg_section_free()) */
@@ -223,6 +225,24 @@ const struct cfg_function *cfg_function_find(const struct cfg *cfg, const char *
 
 /* Look up a mapping by name; borrows from cfg; NULL if absent. */
 const struct cfg_mapping *cfg_mapping_find(const struct cfg *cfg, const char *name);
+
+/*
+ * One mapping made at run time (CreateEventSourceMapping, the API's mappings recreated at
+ * start): TEXT (LEN bytes) is one entry of `mappings:` on its own, in YAML or JSON (JSON is
+ * YAML), checked with exactly the rules cfg_load() applies to the file's entries (keys, ranges,
+ * defaults from the source kind, the source's table and cross-field rules, filters through
+ * SCHEMA). Strings are interpolated as in the file (`$$` for a literal `$`); relative paths
+ * are resolved against CFG's base_dir (CFG borrowed for the call; nothing of it changes). The
+ * name part of `function:` is only checked for its form: the caller knows which functions
+ * exist now. Messages read `WHAT:LINE:COL: mappings[0].KEY: reason`. Returns new
+ * (cfg_mapping_free()), or NULL with every problem appended to ERRS (not NULL).
+ */
+struct cfg_mapping *cfg_mapping_parse(const struct cfg *cfg, const struct cfg_schema *schema,
+                                      const char *what, const char *text, size_t len,
+                                      struct cfg_errors *errs);
+
+/* Free a mapping returned by cfg_mapping_parse(). NULL is a no-op. */
+void cfg_mapping_free(struct cfg_mapping *mp);
 
 /*
  * Deep-copy SRC into DST (all owned strings and arrays duplicated). Returns 0, or -1 when out

@@ -18,7 +18,8 @@
     X(SY_ESTATE, -8, "invalid state")                                                              \
     X(SY_ETIMEDOUT, -9, "timed out")                                                               \
     X(SY_ECANCELED, -10, "canceled")                                                               \
-    X(SY_ENOSPC, -11, "no space left on device")
+    X(SY_ENOSPC, -11, "no space left on device")                                                   \
+    X(SY_EEXIST, -12, "already exists")
 
 enum sy_err {
 #define SY_ERR_ENUM(name, val, text) name = val,

@@ -16,6 +16,13 @@
  * in parallel up to maximum_concurrency. A throttled invocation puts its batch back at the front
  * and holds the mapping back for a growing pause (50 ms doubling to 1 s): a throttle never costs an
  * attempt.
+ *
+ * Each batch runs on the unit function_route() gives for the mapping's function and qualifier
+ * at the moment it is invoked (a version, or one an alias draws by its weights), so that an
+ * alias moved to another version applies from the next batch on. When there is none (the alias
+ * or version does not exist, the function was deleted) the batch waits exactly as a throttled
+ * one does, without an attempt, and the mapping says why in LastProcessingResult; the log says
+ * it once per change.
  */
 #include "mapping_int.h"
 
@@ -201,6 +208,63 @@ static struct batch *form_ordered(struct mapping *map, int64_t now)
 
 static int invoke(struct mapping *map, struct batch *b);
 
+void batcher_hold_back(struct mapping *map)
+{
+    map->throttle_ms = map->throttle_ms ? map->throttle_ms * 2 : 50;
+    if (map->throttle_ms > 1000)
+        map->throttle_ms = 1000;
+    map->throttle_until = time_mono_ms() + map->throttle_ms;
+}
+
+/* Whether Q is a version number (else an alias), for messages. */
+static int is_version(const char *q)
+{
+    return q[0] != '\0' && strspn(q, "0123456789") == strlen(q);
+}
+
+/*
+ * The unit MAP's next batch runs on, or NULL: then the dispatch is held back (batcher_hold_back())
+ * and LastProcessingResult says why; the log says it when the reason changes.
+ */
+static struct function *route(struct mapping *map)
+{
+    struct function *unit = NULL;
+    char why[sizeof(map->route_problem)];
+
+    /* Deleted, or not there when the mapping was made: a function made since under the name. */
+    if (map->fn == NULL || function_deleted(map->fn)) {
+        struct function *f = dispatcher_function(map->ms->dsp, map->fname);
+
+        if (f != NULL)
+            map->fn = f;
+    }
+    if (map->fn != NULL)
+        unit = function_route(map->fn, map->qualifier);
+    if (unit != NULL) {
+        if (map->route_problem[0] != '\0') {
+            log_info("[mapping:%s] %s resolves again: the records waiting are invoked",
+                     map->cfg->name, map->function_arn);
+            map->route_problem[0] = '\0';
+        }
+        return unit;
+    }
+    if (map->fn == NULL || function_deleted(map->fn))
+        snprintf(why, sizeof(why), "Function not found: %.200s (there is no function %s)",
+                 map->function_arn, map->fname);
+    else
+        snprintf(why, sizeof(why), "Function not found: %.200s (function %s has no %s %s)",
+                 map->function_arn, map->fname, is_version(map->qualifier) ? "version" : "alias",
+                 map->qualifier);
+    if (strcmp(why, map->route_problem) != 0) {
+        log_warn("[mapping:%s] %s; its records wait and are retried, without using an attempt",
+                 map->cfg->name, why);
+        snprintf(map->route_problem, sizeof(map->route_problem), "%s", why);
+    }
+    snprintf(map->last_result, sizeof(map->last_result), "PROBLEM: %.280s", why);
+    batcher_hold_back(map);
+    return NULL;
+}
+
 /* batcher_run() for an ordered source. */
 static void run_ordered(struct mapping *map, int64_t now)
 {
@@ -220,7 +284,7 @@ static void run_ordered(struct mapping *map, int64_t now)
         }
         TAILQ_REMOVE(&map->ready, b, link);
         if (invoke(map, b) != 0) {
-            /* Draining, or out of memory: back where it was, for later. */
+            /* Draining, no unit to run on, or out of memory: back where it was, for later. */
             b->state = BATCH_READY;
             if (next != NULL)
                 TAILQ_INSERT_BEFORE(next, b, link);
@@ -255,13 +319,19 @@ static void batch_done(const struct invoke_result *res, void *arg)
     mapping_kick(map);
 }
 
-/* Invoke B. Returns 0 (B is running) or a negative SY_E* (B untouched). */
+/*
+ * Invoke B. Returns 0 (B is running) or a negative SY_E* (B untouched): SY_ENOENT when there is
+ * no unit to run it on (route() held the mapping back).
+ */
 static int invoke(struct mapping *map, struct batch *b)
 {
+    struct function *unit = route(map);
     struct buf ev = {0};
     struct invoke_req req = {0};
     int rc;
 
+    if (unit == NULL)
+        return SY_ENOENT;
     /* The records plus the envelope, in one allocation. */
     rc = buf_reserve(&ev, b->bytes + 64);
     if (rc == 0)
@@ -273,7 +343,9 @@ static int invoke(struct mapping *map, struct batch *b)
     req.payload = ev.data;
     req.payload_len = ev.len;
     req.payload_give = ev.data; /* the dispatcher takes the block on success */
-    rc = dispatcher_invoke(map->ms->dsp, map->fn, &req, batch_done, b);
+    /* The context's invokedFunctionArn is the ARN as the mapping names it (alias included). */
+    req.invoked_arn = map->qualifier != NULL ? map->function_arn : NULL;
+    rc = dispatcher_invoke(map->ms->dsp, unit, &req, batch_done, b);
     if (rc != 0) {
         buf_free(&ev);
         return rc;
@@ -341,7 +413,8 @@ void batcher_run(struct mapping *map)
                 break;
         }
         if (invoke(map, b) != 0) {
-            /* Draining, or out of memory: keep it for later (released if we stop). */
+            /* Draining, no unit to run on, or out of memory: keep it for later (released if
+             * we stop). */
             b->state = BATCH_READY;
             if (from_ready)
                 TAILQ_INSERT_HEAD(&map->ready, b, link);

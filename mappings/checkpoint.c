@@ -242,7 +242,7 @@ void checkpoint_dead_letter(struct mapping *map, struct source_record *rec, cons
             checkpoint_give_up(map, v, 1,
                                (rec->flags & SOURCE_REC_DEAD_LETTER) ? "MaxReceiveCountExceeded"
                                                                      : "MaximumPayloadSizeExceeded",
-                               NULL, NULL, reason, rec->attempts);
+                               NULL, NULL, NULL, reason, rec->attempts);
             free(v);
             return;
         }
@@ -274,9 +274,9 @@ out_drop:
  * (ops->record_info, which sets *KEY and *KEY_LEN) and the record's event as "payload".
  */
 static int failure_record(struct mapping *map, struct source_record **recs, size_t n,
-                          const char *condition, const char *request_id, const char *error_type,
-                          const char *error_msg, unsigned attempts, struct buf *out, char **key,
-                          size_t *key_len)
+                          const char *condition, const char *request_id, const char *version,
+                          const char *error_type, const char *error_msg, unsigned attempts,
+                          struct buf *out, char **key, size_t *key_len)
 {
     char ts[32], rid[37];
     int rc = 0;
@@ -293,8 +293,9 @@ static int failure_record(struct mapping *map, struct source_record **recs, size
     rc |= buf_printf(out, "\",\"condition\":\"%s\",\"approximateInvokeCount\":%u}", condition,
                      attempts);
     if (error_type != NULL || error_msg != NULL) {
-        rc |= buf_puts(out, ",\"responseContext\":{\"statusCode\":200,\"executedVersion\":"
-                            "\"$LATEST\"");
+        /* The unit that ran last (a qualified mapping's alias may have drawn a version). */
+        rc |= buf_printf(out, ",\"responseContext\":{\"statusCode\":200,\"executedVersion\":\"%s\"",
+                         version != NULL ? version : "$LATEST");
         if (error_type != NULL)
             rc |= buf_puts(out, ",\"functionError\":\"Unhandled\"");
         /* errorType only when the function raised one (a partial batch failure has none). */
@@ -324,8 +325,8 @@ static int failure_record(struct mapping *map, struct source_record **recs, size
 
 /* One failed record's own on-failure message to a keyed destination, keyed by its key. */
 static void give_up_one(struct mapping *map, struct source_record *rec, const char *condition,
-                        const char *request_id, const char *error_type, const char *error_msg,
-                        unsigned attempts)
+                        const char *request_id, const char *version, const char *error_type,
+                        const char *error_msg, unsigned attempts)
 {
     struct buf b = {0};
     struct source_record **v = take_one(rec);
@@ -333,8 +334,8 @@ static void give_up_one(struct mapping *map, struct source_record *rec, const ch
     size_t key_len = 0, len;
     struct outmsg *om;
 
-    if (v == NULL || failure_record(map, &rec, 1, condition, request_id, error_type, error_msg,
-                                    attempts, &b, &key, &key_len) != 0) {
+    if (v == NULL || failure_record(map, &rec, 1, condition, request_id, version, error_type,
+                                    error_msg, attempts, &b, &key, &key_len) != 0) {
         free(v);
         free(key);
         buf_free(&b);
@@ -354,8 +355,8 @@ static void give_up_one(struct mapping *map, struct source_record *rec, const ch
 }
 
 void checkpoint_give_up(struct mapping *map, struct source_record **recs, size_t n,
-                        const char *condition, const char *request_id, const char *error_type,
-                        const char *error_msg, unsigned attempts)
+                        const char *condition, const char *request_id, const char *version,
+                        const char *error_type, const char *error_msg, unsigned attempts)
 {
     struct buf b = {0};
     struct source_record **v;
@@ -386,12 +387,13 @@ void checkpoint_give_up(struct mapping *map, struct source_record **recs, size_t
                  "after %u attempt(s)",
                  map->cfg->name, n, recs[0]->id, condition, attempts);
         for (size_t i = 0; i < n; i++)
-            give_up_one(map, recs[i], condition, request_id, error_type, error_msg, attempts);
+            give_up_one(map, recs[i], condition, request_id, version, error_type, error_msg,
+                        attempts);
         return;
     }
     v = malloc(n * sizeof(*v));
-    if (v == NULL || failure_record(map, recs, n, condition, request_id, error_type, error_msg,
-                                    attempts, &b, NULL, NULL) != 0) {
+    if (v == NULL || failure_record(map, recs, n, condition, request_id, version, error_type,
+                                    error_msg, attempts, &b, NULL, NULL) != 0) {
         free(v);
         buf_free(&b);
         checkpoint_drop(map, recs, n, "for an on-failure record");
@@ -439,7 +441,8 @@ static void insert_waiting(struct mapping *map, struct batch *b)
  * retry them together later, or give up on those whose policy is spent.
  */
 static void fail_records(struct mapping *map, struct source_record **recs, size_t n,
-                         const char *request_id, const char *error_type, const char *error_msg)
+                         const char *request_id, const char *version, const char *error_type,
+                         const char *error_msg)
 {
     int64_t wall = (int64_t)time_wall_ms();
     struct batch *retry = batch_new(map, n);
@@ -481,10 +484,10 @@ static void fail_records(struct mapping *map, struct source_record **recs, size_
         }
     }
     if (n_ex > 0)
-        checkpoint_give_up(map, exhausted, n_ex, "RetryAttemptsExhausted", request_id, error_type,
-                           error_msg, exhausted[0]->attempts);
+        checkpoint_give_up(map, exhausted, n_ex, "RetryAttemptsExhausted", request_id, version,
+                           error_type, error_msg, exhausted[0]->attempts);
     if (n_aged > 0)
-        checkpoint_give_up(map, aged, n_aged, "RecordAgeExceeded", request_id, error_type,
+        checkpoint_give_up(map, aged, n_aged, "RecordAgeExceeded", request_id, version, error_type,
                            error_msg, aged[0]->attempts);
     free(exhausted);
     free(aged);
@@ -517,7 +520,7 @@ static void bisect(struct mapping *map, struct batch *b)
     if (lo == NULL || hi == NULL) {
         batch_free(lo);
         batch_free(hi);
-        fail_records(map, b->recs, b->n, NULL, NULL, "out of memory while bisecting");
+        fail_records(map, b->recs, b->n, NULL, NULL, NULL, "out of memory while bisecting");
         b->n = 0;
         return;
     }
@@ -655,10 +658,7 @@ void checkpoint_outcome(struct batch *b, const struct invoke_result *res)
     switch (res->status) {
     case INVOKE_THROTTLED:
         map->c.throttles++;
-        map->throttle_ms = map->throttle_ms ? map->throttle_ms * 2 : 50;
-        if (map->throttle_ms > 1000)
-            map->throttle_ms = 1000;
-        map->throttle_until = time_mono_ms() + map->throttle_ms;
+        batcher_hold_back(map);
         b->state = BATCH_READY;
         TAILQ_INSERT_HEAD(&map->ready, b, link);
         batcher_schedule_retry(map);
@@ -748,10 +748,12 @@ void checkpoint_outcome(struct batch *b, const struct invoke_result *res)
                 bisect(map, h);
                 batch_free(h);
             } else {
-                fail_records(map, bad, n_bad, res->request_id, res->error_type, why);
+                fail_records(map, bad, n_bad, res->request_id, res->executed_version,
+                             res->error_type, why);
             }
         } else {
-            fail_records(map, bad, n_bad, res->request_id, res->error_type, why);
+            fail_records(map, bad, n_bad, res->request_id, res->executed_version, res->error_type,
+                         why);
         }
     }
     free(failed);

@@ -11,9 +11,15 @@
  * records it takes (max_records_in_flight and a byte bound minus what is held), and a mapping
  * above that pauses its source until it is back under half of it.
  *
- * Disabling (or draining) stops the source from reading, waits for the running batches and the
- * outgoing on-failure messages, gives every other held record back to the source (release), then
- * stops the source and frees it.
+ * Disabling stops the source from reading, waits for the running batches and the outgoing
+ * on-failure messages, gives every other held record back to the source (release), then stops the
+ * source and frees it. Draining and removal are the same stop with `closing` set: the mapping is
+ * then never enabled again, mappings_drain() counts it, and a removed one is taken off the list
+ * and freed on a later turn (reap_cb), since the stop completes inside its own kick event.
+ *
+ * Mappings come from the file (mappings_create), from a reload (mappings_add, the config
+ * borrowed) or from CreateEventSourceMapping (mappings_create_def: the mapping owns its parsed
+ * config and its JSON definition, which mapstate.c saves and makes again at start).
  */
 #include "mapping_int.h"
 
@@ -22,6 +28,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "core/log.h"
 #include "core/sha256.h"
@@ -54,9 +61,11 @@ const struct cfg_schema *mapping_cfg_schema(void)
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-static const char *state_name(enum map_state st)
+static const char *state_name(const struct mapping *map)
 {
-    switch (st) {
+    if (map->removing)
+        return "Deleting";
+    switch (map->state) {
     case MAP_DISABLED:
         return "Disabled";
     case MAP_ENABLING:
@@ -476,11 +485,11 @@ static void source_stopped(void *arg)
     mapping_kick(map);
 }
 
+static void mapping_closed(struct mapping *map);
+
 /* The source has stopped: free it and its destinations; the mapping is disabled. */
 static void mapping_stopped(struct mapping *map)
 {
-    void (*cb)(struct mapping *) = map->stopped_cb;
-
     map->src_done = 0;
     source_destroy(map->src);
     map->src = NULL;
@@ -494,13 +503,16 @@ static void mapping_stopped(struct mapping *map)
     map->state = MAP_DISABLED;
     snprintf(map->source_state, sizeof(map->source_state), "stopped");
     set_modified(map);
-    map->stopped_cb = NULL;
     log_info("[mapping:%s] %s", map->cfg->name,
-             map->ms->draining ? "stopped: held records finished or given back" : "disabled");
-    if (cb != NULL)
-        cb(map);
+             map->removing  ? "removed: held records finished or given back"
+             : map->closing ? "stopped: held records finished or given back"
+                            : "disabled");
+    if (map->closing) {
+        mapping_closed(map);
+        return;
+    }
     /* Enabled again while it was stopping. */
-    if (map->want_enabled && !map->ms->draining) {
+    if (map->want_enabled) {
         struct sy_error err = {{0}};
 
         if (mapping_enable(map, &err) != 0)
@@ -524,18 +536,18 @@ void mapping_maybe_stopped(struct mapping *map)
     map->src->ops->stop(map->src, source_stopped, map);
 }
 
-static void mapping_disable(struct mapping *map, void (*cb)(struct mapping *))
+/*
+ * Stop MAP (see the top of the file). A mapping already disabled has nothing to stop, but one
+ * that is closing still goes through the same steps, so that mapping_closed() always runs from
+ * the mapping's kick, on a later turn than the call.
+ */
+static void mapping_disable(struct mapping *map)
 {
-    if (map->state == MAP_DISABLED) {
-        if (cb != NULL)
-            cb(map);
-        return;
-    }
-    map->stopped_cb = cb;
-    if (map->stopping)
+    if (map->stopping || (map->state == MAP_DISABLED && !map->closing))
         return;
     map->stopping = 1;
-    map->state = MAP_DISABLING;
+    if (map->state != MAP_DISABLED)
+        map->state = MAP_DISABLING;
     set_modified(map);
     if (map->src != NULL && map->src->ops->pause != NULL) {
         map->paused = 1;
@@ -554,6 +566,11 @@ int mapping_enable(struct mapping *map, struct sy_error *err)
 
     if (map->state != MAP_DISABLED)
         return 0;
+    if (map->closing) {
+        sy_error_set(err, "mapping %s is %s", map->cfg->name,
+                     map->removing ? "being deleted" : "stopping with the broker");
+        return SY_ESTATE;
+    }
     if (ops == NULL) {
         sy_error_set(err, "no source kind '%s' in this build", map->cfg->source_kind->sec.name);
         return SY_EINVAL;
@@ -581,7 +598,7 @@ int mapping_enable(struct mapping *map, struct sy_error *err)
     map->state = MAP_ENABLED;
     set_modified(map);
     log_info("[mapping:%s] enabled: %s -> function %s", map->cfg->name, ops->arn(map->src),
-             map->cfg->function);
+             map->function_arn);
     return 0;
 
 fail:
@@ -612,13 +629,49 @@ static size_t partition_window(const struct cfg_mapping *mc)
     return w;
 }
 
-static int mapping_init(struct mappings *ms, struct mapping *map, const struct cfg_mapping *mc,
-                        struct sy_error *err)
+/*
+ * What the duplicate check of CreateEventSourceMapping compares (Lambda's rule: one mapping per
+ * source and function): "KIND SOURCE", SOURCE being the EventSourceArn, or for a self-managed
+ * source (which has none) its endpoints and topics. DESC from the adapter's describe().
+ */
+static void source_id(struct mapping *map, const struct source_desc *desc)
+{
+    const char *kind = map->cfg->source_kind->sec.name;
+    size_t n;
+
+    if (!desc->self_managed) {
+        snprintf(map->src_id, sizeof(map->src_id), "%s %s", kind, map->arn);
+        return;
+    }
+    n = (size_t)snprintf(map->src_id, sizeof(map->src_id), "%s %s", kind,
+                         desc->endpoints != NULL ? desc->endpoints : "");
+    for (size_t i = 0; i < desc->n_topics && n < sizeof(map->src_id); i++)
+        n += (size_t)snprintf(map->src_id + n, sizeof(map->src_id) - n, "%s%s", i ? "," : " ",
+                              desc->topics[i]);
+}
+
+/* The source part of SRC_ID (after the kind), for messages. */
+static const char *source_id_text(const struct mapping *map)
+{
+    const char *sp = strchr(map->src_id, ' ');
+
+    return sp != NULL ? sp + 1 : map->src_id;
+}
+
+struct mapping *mapping_new(struct mappings *ms, const struct cfg_mapping *mc, struct sy_error *err)
 {
     const struct cfg_broker *br = &ms->cfg->broker;
-    size_t n;
-    int rc;
+    const struct source_ops *ops = source_find(mc->source_kind->sec.name);
+    struct mapping *map = calloc(1, sizeof(*map));
+    const char *colon = strchr(mc->function, ':');
+    struct source_desc desc = {0};
+    struct source *probe = NULL;
+    struct function *unit;
 
+    if (map == NULL) {
+        sy_error_set(err, "out of memory");
+        return NULL;
+    }
     map->magic = MAPPING_MAGIC;
     map->ms = ms;
     map->cfg = mc;
@@ -627,12 +680,23 @@ static int mapping_init(struct mappings *ms, struct mapping *map, const struct c
     TAILQ_INIT(&map->running);
     TAILQ_INIT(&map->out);
     uuid_of_name(mc->name, map->uuid);
-    map->fn = dispatcher_function(ms->dsp, mc->function);
-    if (map->fn == NULL) {
-        sy_error_set(err, "mapping %s: no function '%s'", mc->name, mc->function);
-        return SY_EINVAL;
-    }
-    map->function_arn = strdup(function_arn(map->fn));
+    map->fname = colon != NULL ? strndup(mc->function, (size_t)(colon - mc->function))
+                               : strdup(mc->function);
+    map->qualifier = colon != NULL ? strdup(colon + 1) : NULL;
+    /* MC's function is NAME or NAME:QUALIFIER: appended, it is the (qualified) ARN. */
+    if (asprintf(&map->function_arn, "arn:aws:lambda:%s:%s:function:%s", br->region, br->account_id,
+                 mc->function) < 0)
+        map->function_arn = NULL;
+    map->filters = dup_strv((const char *const *)mc->filters, mc->n_filters);
+    map->n_filters = map->filters != NULL ? mc->n_filters : 0;
+    if (map->fname == NULL || (colon != NULL && map->qualifier == NULL) ||
+        map->function_arn == NULL || map->filters == NULL)
+        goto oom;
+    /* A function deleted or not made yet is no error: the batches wait for it (batcher.c). */
+    map->fn = dispatcher_function(ms->dsp, map->fname);
+    if (map->fn == NULL)
+        log_warn("[mapping:%s] there is no function %s (yet); records wait until there is",
+                 mc->name, map->fname);
     map->batch_size = mc->batch_size;
     map->window_ms = mc->maximum_batching_window_ms;
     map->max_conc = mc->maximum_concurrency;
@@ -644,16 +708,13 @@ static int mapping_init(struct mappings *ms, struct mapping *map, const struct c
     map->max_held_bytes = MAPPING_MAX_HELD_BYTES;
     map->want_enabled = mc->enabled;
     map->c.lag = -1;
-    n = mc->n_filters;
-    map->filters = dup_strv((const char *const *)mc->filters, n);
-    if (map->function_arn == NULL || map->filters == NULL) {
-        sy_error_set(err, "out of memory");
-        return SY_ENOMEM;
-    }
-    map->n_filters = n;
-    rc = compile_filter(map, map->filters, n, &map->filter, err);
-    if (rc != 0)
-        return rc;
+    if (compile_filter(map, map->filters, map->n_filters, &map->filter, err) != 0)
+        goto fail;
+    /* How long a revoked partition's running batches may take: the timeout of the unit the
+     * mapping runs on now (an alias may later draw another; Lambda's longest is 900 s). */
+    unit = map->fn != NULL ? function_route(map->fn, map->qualifier) : NULL;
+    if (unit == NULL)
+        unit = map->fn;
     map->ctx = (struct source_ctx){
         .base = ms->base,
         .mapping = mc->name,
@@ -664,35 +725,55 @@ static int mapping_init(struct mappings *ms, struct mapping *map, const struct c
         .host = &host_ops,
         .host_arg = map,
         .partition_window = partition_window(mc),
-        .drain_wait_ms = function_cfg(map->fn)->timeout_s * 1000,
+        .drain_wait_ms = (unit != NULL ? function_cfg(unit)->timeout_s : 900) * 1000,
     };
     map->kick_ev = event_new(ms->base, -1, 0, kick_cb, map);
     map->window_ev = evtimer_new(ms->base, batcher_window_cb, map);
     map->retry_ev = evtimer_new(ms->base, batcher_retry_cb, map);
-    if (map->kick_ev == NULL || map->window_ev == NULL || map->retry_ev == NULL) {
-        sy_error_set(err, "out of memory");
-        return SY_ENOMEM;
-    }
+    if (map->kick_ev == NULL || map->window_ev == NULL || map->retry_ev == NULL)
+        goto oom;
     /* The source's ARN, also while it is disabled: made by a source that is never started. */
-    {
-        const struct source_ops *ops = source_find(mc->source_kind->sec.name);
-        struct source *probe = NULL;
-
-        if (ops == NULL || source_create(ops, &map->ctx, mc->source, &probe, err) != 0) {
-            if (ops == NULL)
-                sy_error_set(err, "mapping %s: no source kind '%s' in this build", mc->name,
-                             mc->source_kind->sec.name);
-            return SY_EINVAL;
-        }
-        snprintf(map->arn, sizeof(map->arn), "%s", ops->arn(probe));
-        source_destroy(probe);
+    if (ops == NULL) {
+        sy_error_set(err, "mapping %s: no source kind '%s' in this build", mc->name,
+                     mc->source_kind->sec.name);
+        goto fail;
     }
+    if (source_create(ops, &map->ctx, mc->source, &probe, err) != 0)
+        goto fail;
+    snprintf(map->arn, sizeof(map->arn), "%s", ops->arn(probe));
+    source_destroy(probe);
+    if (ops->describe != NULL)
+        ops->describe(mc->source, mc->name, &desc);
+    source_id(map, &desc);
     snprintf(map->state_reason, sizeof(map->state_reason), "USER_INITIATED");
     snprintf(map->last_result, sizeof(map->last_result), "No records processed");
     snprintf(map->source_state, sizeof(map->source_state), "stopped");
     set_modified(map);
+    return map;
+
+oom:
+    sy_error_set(err, "out of memory");
+fail:
+    mapping_free(map);
+    return NULL;
+}
+
+int mappings_insert(struct mappings *ms, struct mapping *map)
+{
+    if (ms->n == ms->cap) {
+        size_t cap = ms->cap ? ms->cap * 2 : 8;
+        struct mapping **v = realloc(ms->maps, cap * sizeof(*v));
+
+        if (v == NULL)
+            return SY_ENOMEM;
+        ms->maps = v;
+        ms->cap = cap;
+    }
+    ms->maps[ms->n++] = map;
     return 0;
 }
+
+static void reap_cb(int fd, short what, void *arg);
 
 struct mappings *mappings_create(struct event_base *base, const struct cfg *cfg,
                                  struct dispatcher *dsp, struct sy_error *err)
@@ -705,21 +786,30 @@ struct mappings *mappings_create(struct event_base *base, const struct cfg *cfg,
     ms->base = base;
     ms->cfg = cfg;
     ms->dsp = dsp;
+    TAILQ_INIT(&ms->reaped);
     plen = strlen(cfg->broker.data_dir) + sizeof("/mappings.json");
     ms->state_path = malloc(plen);
-    ms->maps = calloc(cfg->n_mappings ? cfg->n_mappings : 1, sizeof(*ms->maps));
-    if (ms->state_path == NULL || ms->maps == NULL)
+    ms->reap_ev = event_new(base, -1, 0, reap_cb, ms);
+    if (ms->state_path == NULL || ms->reap_ev == NULL)
         goto oom;
     snprintf(ms->state_path, plen, "%s/mappings.json", cfg->broker.data_dir);
     for (size_t i = 0; i < cfg->n_mappings; i++) {
-        ms->n++;
-        if (mapping_init(ms, &ms->maps[i], &cfg->mappings[i], err) != 0) {
+        struct mapping *map = mapping_new(ms, &cfg->mappings[i], err);
+
+        if (map == NULL) {
             mappings_destroy(ms);
             return NULL;
         }
+        if (mappings_insert(ms, map) != 0) {
+            mapping_free(map);
+            goto oom;
+        }
     }
+    /* The API's mappings after the file's, then the enabled states saved for them all. */
     if (mapstate_load(ms) != 0)
-        log_warn("cannot read %s; mappings start as the config file says", ms->state_path);
+        log_warn("cannot read %s; mappings start as the config file says, without those made "
+                 "through the API",
+                 ms->state_path);
     return ms;
 
 oom:
@@ -728,28 +818,32 @@ oom:
     return NULL;
 }
 
+/* Enable MAP when it is to be: a source that cannot start is shown, the rest of the broker runs. */
+static void start_one(struct mapping *map)
+{
+    struct sy_error err = {{0}};
+
+    if (!map->want_enabled) {
+        log_info("[mapping:%s] disabled (as configured, or as the API saved it)", map->cfg->name);
+        return;
+    }
+    if (mapping_enable(map, &err) != 0) {
+        log_err("[mapping:%s] cannot enable: %s", map->cfg->name, err.msg);
+        snprintf(map->last_result, sizeof(map->last_result), "PROBLEM: %.280s", err.msg);
+    }
+}
+
 int mappings_start(struct mappings *ms, struct sy_error *err)
 {
-    for (size_t i = 0; i < ms->n; i++) {
-        struct mapping *map = &ms->maps[i];
-
-        if (!map->want_enabled) {
-            log_info("[mapping:%s] disabled (saved state)", map->cfg->name);
-            continue;
-        }
-        if (mapping_enable(map, err) != 0) {
-            /* The rest of the broker runs; the mapping shows why it does not. */
-            log_err("[mapping:%s] cannot enable: %s", map->cfg->name, err->msg);
-            snprintf(map->last_result, sizeof(map->last_result), "PROBLEM: %.280s", err->msg);
-        }
-    }
+    (void)err;
+    ms->started = 1;
+    for (size_t i = 0; i < ms->n; i++)
+        start_one(ms->maps[i]);
     return 0;
 }
 
-static void drain_one_done(struct mapping *map)
+static void drain_one_done(struct mappings *ms)
 {
-    struct mappings *ms = map->ms;
-
     if (--ms->draining_left == 0 && ms->drain_done != NULL) {
         void (*done)(void *) = ms->drain_done;
 
@@ -776,8 +870,14 @@ void mappings_drain(struct mappings *ms, void (*done)(void *arg), void *arg)
     ms->drain_done = done;
     ms->drain_arg = arg;
     ms->draining_left = ms->n + 1;
-    for (size_t i = 0; i < ms->n; i++)
-        mapping_disable(&ms->maps[i], drain_one_done);
+    /* A mapping being removed is waited for too: its removal goes on, the drain counts it. */
+    for (size_t i = 0; i < ms->n; i++) {
+        struct mapping *map = ms->maps[i];
+
+        map->closing = 1;
+        map->drain_wait = 1;
+        mapping_disable(map);
+    }
     /* The extra count keeps DONE from running inside this call: it runs from a one-shot. */
     if (--ms->draining_left == 0) {
         struct timeval zero = {0, 0};
@@ -787,13 +887,226 @@ void mappings_drain(struct mappings *ms, void (*done)(void *arg), void *arg)
     }
 }
 
-static void mapping_fini(struct mapping *map)
+/*
+ * MAP has stopped for good (from its own kick). The drain learns it; a removed mapping leaves the
+ * list now, so that no new operation finds it, and is freed by reap_cb on a later turn: this
+ * call is inside its kick event, and its caller still holds it.
+ */
+static void mapping_closed(struct mapping *map)
+{
+    struct mappings *ms = map->ms;
+
+    if (map->removing) {
+        for (size_t i = 0; i < ms->n; i++) {
+            if (ms->maps[i] != map)
+                continue;
+            memmove(&ms->maps[i], &ms->maps[i + 1], (ms->n - i - 1) * sizeof(*ms->maps));
+            ms->n--;
+            break;
+        }
+        TAILQ_INSERT_TAIL(&ms->reaped, map, reap_link);
+        event_active(ms->reap_ev, 0, 0);
+    }
+    if (map->drain_wait) {
+        map->drain_wait = 0;
+        drain_one_done(ms);
+    }
+}
+
+static void reap_cb(int fd, short what, void *arg)
+{
+    struct mappings *ms = arg;
+    struct mapping *map;
+
+    (void)fd;
+    (void)what;
+    while ((map = TAILQ_FIRST(&ms->reaped)) != NULL) {
+        void (*done)(void *) = map->removed_done;
+        void *done_arg = map->removed_arg;
+
+        TAILQ_REMOVE(&ms->reaped, map, reap_link);
+        mapping_free(map);
+        /* After the free: DONE may add a mapping of the same name again. */
+        if (done != NULL)
+            done(done_arg);
+    }
+}
+
+int mapping_remove(struct mapping *map, void (*done)(void *arg), void *arg)
+{
+    SY_ASSERT(map->magic == MAPPING_MAGIC);
+    if (map->removing)
+        return SY_EBUSY;
+    map->removing = 1;
+    map->closing = 1;
+    map->removed_done = done;
+    map->removed_arg = arg;
+    set_modified(map);
+    log_info("[mapping:%s] removing: running batches finish, what else it holds goes back to the "
+             "source",
+             map->cfg->name);
+    /* Saved now: a restart from here on must not make it again. */
+    if (map->def != NULL)
+        mapstate_save(map->ms);
+    mapping_disable(map);
+    return 0;
+}
+
+struct mapping *mappings_add(struct mappings *ms, const struct cfg_mapping *mc,
+                             struct sy_error *err)
+{
+    struct mapping *map = mappings_find(ms, mc->name);
+
+    if (ms->draining) {
+        sy_error_set(err, "cannot add mapping %s: the mappings are stopping", mc->name);
+        return NULL;
+    }
+    if (map != NULL) {
+        sy_error_set(err, "a mapping named %s exists already (UUID %s)%s", mc->name, map->uuid,
+                     map->removing ? "; it is being removed: add it again once it is gone" : "");
+        return NULL;
+    }
+    map = mapping_new(ms, mc, err);
+    if (map == NULL)
+        return NULL;
+    if (mappings_insert(ms, map) != 0) {
+        mapping_free(map);
+        sy_error_set(err, "out of memory");
+        return NULL;
+    }
+    if (ms->started)
+        start_one(map);
+    return map;
+}
+
+int mappings_make_def(struct mappings *ms, const char *what, const char *def, size_t len,
+                      struct mapping **out, struct cfg_errors *errs, struct sy_error *err)
+{
+    json_t *j = json_loadb(def, len, 0, NULL);
+    struct cfg_mapping *mc = NULL;
+    struct mapping *map;
+
+    *out = NULL;
+    if (!json_is_object(j)) {
+        sy_error_set(err, "the definition is not a JSON object");
+        json_decref(j);
+        return SY_EINVAL;
+    }
+    mc = cfg_mapping_parse(ms->cfg, mapping_cfg_schema(), what, def, len, errs);
+    if (mc == NULL) {
+        sy_error_set(err, "the definition breaks the config file's rules");
+        json_decref(j);
+        return SY_EINVAL;
+    }
+    map = mappings_find(ms, mc->name);
+    if (map != NULL) {
+        sy_error_set(err, "A mapping named %s already exists (UUID %s)%s.", mc->name, map->uuid,
+                     map->removing ? "; it is being deleted: create it again once it is gone" : "");
+        *out = map;
+        cfg_mapping_free(mc);
+        json_decref(j);
+        return SY_EEXIST;
+    }
+    map = mapping_new(ms, mc, err);
+    if (map == NULL) {
+        cfg_mapping_free(mc);
+        json_decref(j);
+        return SY_EINVAL;
+    }
+    map->own_cfg = mc;
+    map->def = j;
+    *out = map;
+    return 0;
+}
+
+/* "" for no qualifier and $LATEST alike: both run the function's head. */
+static const char *qualifier_key(const char *q)
+{
+    return q == NULL || strcmp(q, "$LATEST") == 0 ? "" : q;
+}
+
+/* A listed mapping that reads MAP's source for MAP's function and qualifier, or NULL. */
+static struct mapping *same_source(struct mappings *ms, const struct mapping *map)
+{
+    for (size_t i = 0; i < ms->n; i++) {
+        struct mapping *m = ms->maps[i];
+
+        if (strcmp(m->src_id, map->src_id) == 0 && strcmp(m->fname, map->fname) == 0 &&
+            strcmp(qualifier_key(m->qualifier), qualifier_key(map->qualifier)) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+int mappings_create_def(struct mappings *ms, const char *def, size_t len, struct mapping **out,
+                        struct cfg_errors *errs, struct sy_error *err)
+{
+    struct mapping *map, *other;
+    int rc;
+
+    *out = NULL;
+    if (ms->draining) {
+        sy_error_set(err, "the broker is stopping");
+        return SY_ESTATE;
+    }
+    rc = mappings_make_def(ms, "request", def, len, &map, errs, err);
+    if (rc != 0) {
+        *out = map;
+        return rc;
+    }
+    other = same_source(ms, map);
+    if (other != NULL) {
+        /* Lambda's words, quotes and spaces included. */
+        sy_error_set(err,
+                     "The event source arn (\" %s \") and function (\" %s \") provided mapping "
+                     "already exists. Please update or delete the existing mapping with UUID %s",
+                     source_id_text(other), other->function_arn, other->uuid);
+        mapping_free(map);
+        *out = other;
+        return SY_EEXIST;
+    }
+    if (mappings_insert(ms, map) != 0) {
+        mapping_free(map);
+        sy_error_set(err, "out of memory");
+        return SY_ENOMEM;
+    }
+    log_info("[mapping:%s] created through the API (UUID %s): %s -> %s", map->cfg->name, map->uuid,
+             source_id_text(map), map->function_arn);
+    if (ms->started)
+        start_one(map);
+    mapstate_save(ms);
+    *out = map;
+    return 0;
+}
+
+char *mapping_def_escape(const char *s)
+{
+    size_t n = strlen(s), extra = 0;
+    char *out, *p;
+
+    for (size_t i = 0; i < n; i++)
+        extra += s[i] == '$';
+    out = malloc(n + extra + 1);
+    if (out == NULL)
+        return NULL;
+    p = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '$')
+            *p++ = '$';
+        *p++ = s[i];
+    }
+    *p = '\0';
+    return out;
+}
+
+void mapping_free(struct mapping *map)
 {
     struct batch *b;
     struct outmsg *om;
 
-    if (map->magic != MAPPING_MAGIC)
+    if (map == NULL)
         return;
+    SY_ASSERT(map->magic == MAPPING_MAGIC);
     /* A forced stop: nothing is acknowledged; the sources redeliver after their timeout. */
     for (int pass = 0; pass < 3; pass++) {
         struct batch_list *l = pass == 0 ? &map->ready : pass == 1 ? &map->waiting : &map->running;
@@ -830,18 +1143,35 @@ static void mapping_fini(struct mapping *map)
     if (map->retry_ev != NULL)
         event_free(map->retry_ev);
     filter_destroy(map->filter);
-    free_strv(map->filters, map->n_filters);
+    if (map->filters != NULL)
+        free_strv(map->filters, map->n_filters);
     free(map->function_arn);
+    free(map->fname);
+    free(map->qualifier);
+    json_decref(map->def);
+    /* Last: map->cfg may be it. */
+    cfg_mapping_free(map->own_cfg);
     map->magic = 0;
+    free(map);
 }
 
 void mappings_destroy(struct mappings *ms)
 {
+    struct mapping *map;
+
     if (ms == NULL)
         return;
     mapstate_flush();
     for (size_t i = 0; i < ms->n; i++)
-        mapping_fini(&ms->maps[i]);
+        mapping_free(ms->maps[i]);
+    /* Removed and not reaped yet: their DONE never runs (mapping.h). */
+    while ((map = TAILQ_FIRST(&ms->reaped)) != NULL) {
+        TAILQ_REMOVE(&ms->reaped, map, reap_link);
+        mapping_free(map);
+    }
+    if (ms->reap_ev != NULL)
+        event_free(ms->reap_ev);
+    json_decref(ms->unloaded);
     free(ms->maps);
     free(ms->state_path);
     free(ms);
@@ -854,22 +1184,22 @@ size_t mappings_count(const struct mappings *ms)
 
 struct mapping *mappings_at(struct mappings *ms, size_t i)
 {
-    return i < ms->n ? &ms->maps[i] : NULL;
+    return i < ms->n ? ms->maps[i] : NULL;
 }
 
 struct mapping *mappings_find(struct mappings *ms, const char *name)
 {
     for (size_t i = 0; ms != NULL && i < ms->n; i++)
-        if (strcmp(ms->maps[i].cfg->name, name) == 0)
-            return &ms->maps[i];
+        if (strcmp(ms->maps[i]->cfg->name, name) == 0)
+            return ms->maps[i];
     return NULL;
 }
 
 struct mapping *mappings_find_uuid(struct mappings *ms, const char *uuid)
 {
     for (size_t i = 0; ms != NULL && i < ms->n; i++)
-        if (strcmp(ms->maps[i].uuid, uuid) == 0)
-            return &ms->maps[i];
+        if (strcmp(ms->maps[i]->uuid, uuid) == 0)
+            return ms->maps[i];
     return NULL;
 }
 
@@ -884,9 +1214,10 @@ void mapping_info(struct mapping *map, struct mapping_info *out)
     out->uuid = map->uuid;
     out->function = map->cfg->function;
     out->function_arn = map->function_arn;
+    out->created_by_api = map->def != NULL;
     out->source_kind = map->cfg->source_kind->sec.name;
     out->event_source_arn = map->arn;
-    out->state = state_name(map->state);
+    out->state = state_name(map);
     out->state_reason = map->state_reason;
     out->last_result = map->last_result;
     out->source_state = map->source_state;
@@ -931,7 +1262,13 @@ int mapping_update(struct mapping *map, const struct mapping_update *up, struct 
 {
     struct filter *nf = NULL;
     char **nv = NULL;
+    int save = map->def != NULL; /* an API mapping's definition takes every update */
 
+    if (map->closing) {
+        sy_error_set(err, "mapping %s is %s", map->cfg->name,
+                     map->removing ? "being deleted" : "stopping with the broker");
+        return SY_ESTATE;
+    }
     if (up->set_batch_size && (up->batch_size < 1 || up->batch_size > 10000)) {
         sy_error_set(err, "BatchSize must be 1..10000 (got %d)", up->batch_size);
         return SY_EINVAL;
@@ -994,13 +1331,15 @@ int mapping_update(struct mapping *map, const struct mapping_update *up, struct 
     set_modified(map);
     if (up->set_enabled && up->enabled != map->want_enabled) {
         map->want_enabled = up->enabled;
+        save = 1;
+    }
+    if (save)
         mapstate_save(map->ms);
-        if (up->enabled && map->state == MAP_DISABLED) {
-            if (mapping_enable(map, err) != 0)
-                return SY_EIO;
-        } else if (!up->enabled) {
-            mapping_disable(map, NULL);
-        }
+    if (up->set_enabled && up->enabled && map->state == MAP_DISABLED) {
+        if (mapping_enable(map, err) != 0)
+            return SY_EIO;
+    } else if (up->set_enabled && !up->enabled) {
+        mapping_disable(map);
     }
     mapping_kick(map);
     return 0;

@@ -35,8 +35,9 @@ const struct cfg_schema *mapping_cfg_schema(void);
 
 /*
  * Build the mappings of CFG (borrowed: must outlive them) on BASE, invoking through DSP
- * (borrowed). DATA_DIR/mappings.json holds the state the API changed (a mapping disabled
- * through UpdateEventSourceMapping stays disabled across a restart). No I/O to sources yet.
+ * (borrowed). DATA_DIR/mappings.json holds what the API changed and made: a mapping disabled
+ * through UpdateEventSourceMapping stays disabled across a restart, and the mappings made by
+ * mappings_create_def() are made again here, after the file's. No I/O to sources yet.
  * Returns new (mappings_destroy()) or NULL with ERR filled.
  */
 struct mappings *mappings_create(struct event_base *base, const struct cfg *cfg,
@@ -48,17 +49,71 @@ int mappings_start(struct mappings *ms, struct sy_error *err);
 /*
  * Graceful stop: stop every source from reading, let in-flight batches finish (bounded by
  * their function's timeout), acknowledge what finished, give the rest back to the sources,
- * stop the sources. DONE(ARG) runs once, later, when all of it is done.
+ * stop the sources. DONE(ARG) runs once, later, when all of it is done. A mapping stopped this
+ * way is never enabled again.
  */
 void mappings_drain(struct mappings *ms, void (*done)(void *arg), void *arg);
 
-/* Free everything (after mappings_drain(), or at a forced stop). NULL is a no-op. */
+/*
+ * Free everything (after mappings_drain(), or at a forced stop: what is held is not
+ * acknowledged, and the DONE of a mapping_remove() not finished yet never runs). NULL is a
+ * no-op.
+ */
 void mappings_destroy(struct mappings *ms);
 
-/* The mappings in config order (borrowed, valid for the mappings' life). */
+/*
+ * Add a mapping of MC at run time (a config reload). MC is borrowed: it must outlive the
+ * mapping (until mappings_destroy(), or until the DONE of its mapping_remove() ran). Its
+ * function need not exist yet: batches wait until it does. It is listed last and, when
+ * mappings_start() already ran and MC enables it, started at once; a source that cannot start
+ * is shown in LastProcessingResult, not returned as an error. Only its enabled state, once the
+ * API changes it, is saved in mappings.json, as for the file's mappings. Returns the mapping
+ * (borrowed, valid until it is removed), or NULL with ERR filled: the name is in use (a mapping
+ * being removed included: add it again once its DONE ran), the mappings are draining, the
+ * source refuses its config, out of memory. Loop thread; nothing calls back.
+ */
+struct mapping *mappings_add(struct mappings *ms, const struct cfg_mapping *mc,
+                             struct sy_error *err);
+
+/*
+ * CreateEventSourceMapping. DEF (LEN bytes, borrowed for the call) is the new mapping as the
+ * JSON object of one `mappings:` entry, `name` included; its strings are config values (`$$`
+ * for a literal `$`: mapping_def_escape()). It is checked with the config file's rules
+ * (cfg_mapping_parse()), then against the mappings there are: the same source (kind and
+ * EventSourceArn, or a self-managed source's endpoints and topics) for the same function and
+ * qualifier, or the same name, is a conflict. The mapping is added as mappings_add() does, and
+ * DEF is saved in data_dir/mappings.json, so that it is made again at every start (with the
+ * updates the API made to it since) until mapping_remove(). Returns 0 with *OUT the new
+ * mapping; SY_EINVAL with ERRS (the config's messages, `mappings[0].KEY: reason`) or ERR
+ * filled; SY_EEXIST with *OUT the conflicting mapping and ERR saying which (Lambda's wording
+ * for the same source and function); SY_ESTATE (draining) or SY_ENOMEM with ERR filled. ERRS
+ * is the caller's to clear.
+ */
+int mappings_create_def(struct mappings *ms, const char *def, size_t len, struct mapping **out,
+                        struct cfg_errors *errs, struct sy_error *err);
+
+/* S (borrowed) as a literal config string: every `$` doubled. Returns new, NULL: no memory. */
+char *mapping_def_escape(const char *s);
+
+/*
+ * Remove MAP for good (DeleteEventSourceMapping, a config reload): stop its source from
+ * reading, let its in-flight batches finish (each bounded by its function's timeout),
+ * acknowledge what finished, give everything else it holds back to the source unacknowledged
+ * (so that it is delivered again, to whatever reads the source next), stop the source, take it
+ * off the list and free it. Meanwhile it is still listed, in State "Deleting", and refuses to
+ * be enabled. A mapping made through the API is also taken out of mappings.json at once. What
+ * the source keeps for it (Kafka commits, Redis in-flight structures, the fs and MQTT state
+ * files) stays, so that a mapping added again under the same name (hence the same UUID)
+ * resumes where this one stopped. DONE(ARG) (DONE may be NULL) runs once, later, on the loop,
+ * after MAP was freed. Returns 0, or SY_EBUSY (already being removed; DONE never runs).
+ */
+int mapping_remove(struct mapping *map, void (*done)(void *arg), void *arg);
+
+/* The mappings: the file's in its order, then those added since (borrowed, valid until they
+ * are removed: do not keep them across loop turns). */
 size_t mappings_count(const struct mappings *ms);
 struct mapping *mappings_at(struct mappings *ms, size_t i);
-/* By name or by UUID; NULL if none. */
+/* By name or by UUID; NULL if none. A mapping being removed is found (State "Deleting"). */
 struct mapping *mappings_find(struct mappings *ms, const char *name);
 struct mapping *mappings_find_uuid(struct mappings *ms, const char *uuid);
 
@@ -82,13 +137,14 @@ struct mapping_counters {
 /* A snapshot for the API and the CLI. Strings borrowed until the next call on the mapping. */
 struct mapping_info {
     const char *name;
-    const char *uuid; /* stable across restarts (derived from the name) */
-    const char *function;
-    const char *function_arn;
-    const char *source_kind; /* "redis" */
+    const char *uuid;         /* stable across restarts (derived from the name) */
+    const char *function;     /* as configured: NAME or NAME:QUALIFIER */
+    const char *function_arn; /* qualified when the mapping is */
+    int created_by_api;       /* made by mappings_create_def() (else the file or a reload) */
+    const char *source_kind;  /* "redis" */
     const char *event_source_arn;
-    const char *state;        /* Lambda's State: Creating, Enabling, Enabled, Disabling,
-                                 Disabled, Updating */
+    const char *state;        /* Lambda's State: Enabling, Enabled, Disabling, Disabled,
+                                 Deleting (being removed) */
     const char *state_reason; /* StateTransitionReason */
     const char *last_result;  /* LastProcessingResult */
     const char *source_state; /* connecting, running, reconnecting: ..., problem: ... */
@@ -132,7 +188,9 @@ struct mapping_update {
  * Apply UP to MAP. Every value is checked first (the same rules as the config file); on a bad
  * one nothing changes and SY_EINVAL is returned with ERR filled (InvalidParameterValueException).
  * Enabling starts the source, disabling stops it (in-flight batches finish first); the enabled
- * state is saved in data_dir/mappings.json. Other changes last until the next restart.
+ * state is saved in data_dir/mappings.json. Other changes last until the next restart, except
+ * for a mapping made through the API, whose saved definition takes them. SY_ESTATE (ERR
+ * filled): MAP is being removed or the mappings drain.
  */
 int mapping_update(struct mapping *map, const struct mapping_update *up, struct sy_error *err);
 

@@ -25,6 +25,7 @@
 struct dest;
 struct event;
 struct function;
+struct json_t;
 
 #define MAPPING_MAGIC 0x4d415050u /* "MAPP" */
 #define BATCH_MAGIC 0x42415443u   /* "BATC" */
@@ -87,11 +88,18 @@ enum map_state {
 struct mapping {
     unsigned magic;
     struct mappings *ms;
-    const struct cfg_mapping *cfg;
-    struct function *fn;
+    const struct cfg_mapping *cfg; /* borrowed (mappings_add()), or own_cfg */
+    struct cfg_mapping *own_cfg;   /* owned: made through the API (mappings_create_def()) */
+    struct json_t *def;            /* owned: the API's definition, for mappings.json; or NULL */
+    struct function *fn;           /* the $LATEST unit of the function; NULL: none (yet) */
+    char *fname;                   /* owned: the function's name (cfg->function before ':') */
+    char *qualifier;               /* owned: the version or alias after ':'; NULL: none */
+    char route_problem[300];       /* why the last batch found no unit to run on; "" none */
     char uuid[37];
-    char *function_arn; /* owned */
+    char *function_arn; /* owned; qualified when the mapping is */
     char arn[300];      /* the source's EventSourceArn */
+    char src_id[600];   /* the source as the duplicate check compares it (kind, then the
+                           EventSourceArn, or the endpoints and topics of a self-managed one) */
 
     /* The live settings: the config's, changed by mapping_update(). */
     int batch_size;
@@ -141,27 +149,39 @@ struct mapping {
     int throttle_ms;         /* current throttle backoff, 0 when none */
     int64_t throttle_until;
 
-    /* Stopping (disable or drain). */
-    void (*stopped_cb)(struct mapping *map);
+    /* Stopping (disable, drain or removal). */
     int stopping;
     int src_stopping;
-    int src_done; /* the source's stop() called back: finish on the next kick */
+    int src_done;   /* the source's stop() called back: finish on the next kick */
+    int closing;    /* drain or removal: once stopped it is never enabled again */
+    int drain_wait; /* mappings_drain() waits for it */
+    int removing;   /* mapping_remove(): freed once stopped */
+    void (*removed_done)(void *arg);
+    void *removed_arg;
+    TAILQ_ENTRY(mapping) reap_link; /* removed, on ms->reaped until freed */
 
     struct mapping_counters c;
     char source_state[300];
 };
 
+TAILQ_HEAD(mapping_list, mapping);
+
 struct mappings {
     struct event_base *base;
     const struct cfg *cfg;
     struct dispatcher *dsp;
-    struct mapping *maps;
-    size_t n;
-    char *state_path; /* data_dir/mappings.json */
+    struct mapping **maps; /* the file's in its order, then those made at run time (owned) */
+    size_t n, cap;
+    struct mapping_list reaped; /* removed: freed (and told) by reap_ev on a later turn */
+    struct event *reap_ev;
+    struct json_t *unloaded; /* definitions of mappings.json that could not be made again at
+                                start (kept, and written back, so that none is lost) */
+    char *state_path;        /* data_dir/mappings.json */
     void (*drain_done)(void *arg);
     void *drain_arg;
     size_t draining_left;
     int draining;
+    int started; /* mappings_start() ran: a mapping added now starts at once */
 };
 
 /* mapping.c */
@@ -169,9 +189,27 @@ int mapping_enable(struct mapping *map, struct sy_error *err);
 void mapping_kick(struct mapping *map);
 void mapping_held_sub(struct mapping *map, const struct source_record *rec);
 void mapping_maybe_stopped(struct mapping *map);
+/* Build a mapping of MC (borrowed), neither listed nor started. NULL with ERR filled. */
+struct mapping *mapping_new(struct mappings *ms, const struct cfg_mapping *mc,
+                            struct sy_error *err);
+/* Free MAP (not listed any more), what it still holds unacknowledged, and what it owns. */
+void mapping_free(struct mapping *map);
+/* List MAP last and start it when the mappings run. Returns 0 or SY_ENOMEM (MAP untouched). */
+int mappings_insert(struct mappings *ms, struct mapping *map);
+/*
+ * The mapping of definition DEF (JSON text, LEN bytes; WHAT names it in messages), built but
+ * neither listed, started, checked against the others' sources nor saved: what
+ * mappings_create_def() and mapstate_load() share. It owns its parsed config and DEF's JSON.
+ * Returns 0 with *OUT new; SY_EINVAL (ERRS and ERR filled); SY_EEXIST (ERR filled; *OUT is the
+ * mapping that has the name).
+ */
+int mappings_make_def(struct mappings *ms, const char *what, const char *def, size_t len,
+                      struct mapping **out, struct cfg_errors *errs, struct sy_error *err);
 
 /* batcher.c */
 void batcher_run(struct mapping *map);
+/* Hold MAP's dispatch back for the throttle pause (50 ms doubling to 1 s; no attempt used). */
+void batcher_hold_back(struct mapping *map);
 void batch_free(struct batch *b);
 struct batch *batch_new(struct mapping *map, size_t cap);
 void batcher_window_cb(int fd, short what, void *arg);
@@ -186,13 +224,17 @@ void checkpoint_ack(struct mapping *map, struct source_record **recs, size_t n,
  * logged once as WHAT ("for a dead letter"). The array is borrowed. */
 void checkpoint_drop(struct mapping *map, struct source_record **recs, size_t n, const char *what);
 void checkpoint_dead_letter(struct mapping *map, struct source_record *rec, const char *reason);
+/* VERSION: the executedVersion of the last invocation ("$LATEST", a version), NULL: none ran. */
 void checkpoint_give_up(struct mapping *map, struct source_record **recs, size_t n,
-                        const char *condition, const char *request_id, const char *error_type,
-                        const char *error_msg, unsigned attempts);
+                        const char *condition, const char *request_id, const char *version,
+                        const char *error_type, const char *error_msg, unsigned attempts);
 void outmsg_free(struct outmsg *om);
 
 /* mapstate.c */
+/* Read mappings.json (before the loop runs): make the API's mappings again (after the file's),
+ * then apply the saved enabled states. 0, or -1 when the file cannot be read (logged). */
 int mapstate_load(struct mappings *ms);
+/* Write the state of MS (off the loop: see mapstate.c). */
 void mapstate_save(struct mappings *ms);
 void mapstate_flush(void);
 

@@ -10,7 +10,8 @@
  *   - update --no-enabled: the mapping reaches Disabled and a record pushed then stays in the
  *     list; --enabled: it is delivered;
  *   - update of values (batch size, window, filters, response types) and the refusals (a bad
- *     value, another function, create, delete);
+ *     value, another function, a create from an SQS ARN, which names no Redis server, and the
+ *     delete of a mapping the config file owns; test_esm_create.c makes and deletes some);
  *   - the per-mapping and per-function families of /metrics and the /healthz mappings object;
  *   - `switchyard mappings` (table, enable, disable) and the argument checks of `filter test`.
  *
@@ -635,7 +636,7 @@ static void test_aws_update_values(void **state)
     rworld_end(w);
 }
 
-static void test_aws_create_delete_refused(void **state)
+static void test_aws_create_sqs_arn_delete_file_owned_refused(void **state)
 {
     struct rworld *w = *state;
     char *uuid = uuid_of(w, "m4");
@@ -652,7 +653,7 @@ static void test_aws_create_delete_refused(void **state)
         rworld_end(w);
         skip();
     }
-    aws_error(w, create, "InvalidParameterValueException", "declared in the config file");
+    aws_error(w, create, "InvalidParameterValueException", "names a queue but not its Redis server");
     aws_error(w, del, "InvalidParameterValueException", "declared in the config file");
     /* Nothing was added or removed. */
     {
@@ -852,7 +853,7 @@ int main(void)
         T(test_aws_get),
         T(test_aws_disable_enable),
         T(test_aws_update_values),
-        T(test_aws_create_delete_refused),
+        T(test_aws_create_sqs_arn_delete_file_owned_refused),
         T(test_metrics_and_health),
         T(test_cli_mappings),
         T(test_boto3),

@@ -21,6 +21,9 @@
  *   - two brokers in one consumer group (cooperative-sticky) split the partitions; kill -9 of
  *     one: the other takes its partitions over and nothing is lost;
  *   - the AWS CLI gets the mapping in Lambda's self-managed Kafka shape and updates it;
+ *   - the AWS CLI creates a mapping in that shape (endpoints, topic, consumer group, starting
+ *     position): it reads the topic and commits in the group it names; deleted, it answers
+ *     Deleting, disappears, and its commits stay;
  *   - the Kafka server going down and coming back: the problem shows, then new records flow.
  *
  * Every wait polls with a deadline.
@@ -69,6 +72,8 @@ static const char config[] =
     "            environment: {OUT: '@DIR@/out-partial', PYTHONDONTWRITEBYTECODE: '1'}}\n"
     "  poison: {runtime: python3, handler: kafka_app.poison, code: @FIXTURES@/esm,\n"
     "           environment: {OUT: '@DIR@/out-poison', PYTHONDONTWRITEBYTECODE: '1'}}\n"
+    "  rec-api: {runtime: python3, handler: kafka_app.record, code: @FIXTURES@/esm,\n"
+    "            environment: {OUT: '@DIR@/out-api', PYTHONDONTWRITEBYTECODE: '1'}}\n"
     SHARED_FN("@DIR@", "record")
     "mappings:\n"
     SHARED_MAPPING
@@ -117,9 +122,9 @@ static const char config[] =
     "    source: {kafka: {bootstrap_servers: '127.0.0.1:1', topics: [orders], " KPROPS "}}\n";
 /* clang-format on */
 
-static const char *const topics[] = {"orders:3", "shape:1",      "filtered:2", "partial:1",
-                                     "poison:3", "failed:1",     "kill:4",     "shared:6",
-                                     "big:1",    "failed-big:1", "ts:1",       NULL};
+static const char *const topics[] = {
+    "orders:3", "shape:1", "filtered:2",   "partial:1", "poison:3", "failed:1", "kill:4",
+    "shared:6", "big:1",   "failed-big:1", "ts:1",      "api:2",    NULL};
 
 /* The second broker of the shared group: only the shared mapping, writing beside the first. */
 static const char config_b[] =
@@ -781,6 +786,109 @@ static void test_aws_cli_get_update(void **state)
     rworld_end(w);
 }
 
+/*
+ * create-event-source-mapping in Lambda's self-managed Kafka shape: the mapping reads the topic
+ * from TRIM_HORIZON in the consumer group it names, and commits what it processed; deleted, it
+ * answers Deleting and disappears, and its commits stay for a mapping made again.
+ */
+static void test_aws_cli_create_delete(void **state)
+{
+    struct rworld *w = *state;
+    char *out = dir_of(w, "out-api/record");
+    char *sme = NULL, *uuid = NULL, *path = NULL;
+    const char *create[] = {"create-event-source-mapping",
+                            "--function-name",
+                            "rec-api",
+                            "--self-managed-event-source",
+                            NULL, /* sme */
+                            "--topics",
+                            "api",
+                            "--starting-position",
+                            "TRIM_HORIZON",
+                            "--self-managed-kafka-event-source-config",
+                            "{\"ConsumerGroupId\": \"g-api\"}",
+                            "--batch-size",
+                            "5",
+                            NULL};
+    const char *del[] = {"delete-event-source-mapping", "--uuid", NULL, NULL};
+    int64_t deadline;
+    struct h_run r;
+    json_t *j;
+
+    if (!itest_have_aws()) {
+        fprintf(stderr, "no /usr/bin/aws: skipped\n");
+        free(out);
+        rworld_end(w);
+        return;
+    }
+    for (int i = 0; i < 10; i++) {
+        char v[32];
+
+        snprintf(v, sizeof(v), "{\"i\": %d}", i);
+        produce(w, "api", i % 2, v);
+    }
+    {
+        /* The bootstrap list as Lambda's array of HOST:PORT. */
+        char *eps = h_str_replace(w->kafka.bootstrap, ",", "\", \"");
+
+        sme = h_strfmt("{\"Endpoints\": {\"KAFKA_BOOTSTRAP_SERVERS\": [\"%s\"]}}", eps);
+        free(eps);
+    }
+    create[4] = sme;
+    itest_aws(&w->b, "test", create, &r);
+    expect_run_code(&r, 0);
+    j = h_json_parse(r.out, r.out_len);
+    assert_non_null(j);
+    h_run_free(&r);
+    assert_string_equal(h_json_str(j, "State"), "Creating");
+    assert_null(json_object_get(j, "EventSourceArn"));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "Topics"), 0)), "api");
+    assert_string_equal(
+        h_json_str(json_object_get(j, "SelfManagedKafkaEventSourceConfig"), "ConsumerGroupId"),
+        "g-api");
+    assert_string_equal(h_json_str(j, "StartingPosition"), "TRIM_HORIZON");
+    assert_int_equal(json_integer_value(json_object_get(j, "BatchSize")), 5);
+    uuid = strdup(h_json_str(j, "UUID"));
+    json_decref(j);
+
+    rworld_await_files(out, 10, 60000);
+    await_committed(w, "g-api", "api", 30000);
+
+    del[2] = uuid;
+    itest_aws(&w->b, "test", del, &r);
+    expect_run_code(&r, 0);
+    j = h_json_parse(r.out, r.out_len);
+    assert_non_null(j);
+    h_run_free(&r);
+    assert_string_equal(h_json_str(j, "State"), "Deleting");
+    json_decref(j);
+    path = h_strfmt("/2015-03-31/event-source-mappings/%s", uuid);
+    deadline = h_now_ms() + 30000;
+    for (;;) {
+        struct h_http_resp resp;
+        int status;
+
+        assert_int_equal(h_broker_request(&w->b, "GET", path, NULL, NULL, 0, 10000, &resp), 0);
+        status = resp.status;
+        h_http_resp_free(&resp);
+        if (status == 404)
+            break;
+        assert_int_equal(status, 200);
+        if (h_now_ms() > deadline)
+            fail_msg("the deleted Kafka mapping is still there after 30 s");
+        h_sleep_ms(50);
+    }
+    /* The group's commits outlive the mapping: one made again resumes from them. */
+    for (int p = 0; p < 2; p++)
+        assert_int_equal(h_kafka_committed(&w->kafka, "g-api", "api", p),
+                         h_kafka_high_watermark(&w->kafka, "api", p));
+    free(path);
+    free(uuid);
+    free(sme);
+    free(out);
+    rworld_end(w);
+}
+
 static int group_setup(void **state)
 {
     return rworld_group_setup_kafka(state, "esm-kafka", config, 1, topics);
@@ -804,6 +912,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_at_timestamp_on_the_mock, rworld_setup,
                                         rworld_teardown),
         cmocka_unit_test_setup_teardown(test_aws_cli_get_update, rworld_setup, rworld_teardown),
+        cmocka_unit_test_setup_teardown(test_aws_cli_create_delete, rworld_setup, rworld_teardown),
         cmocka_unit_test_setup_teardown(test_server_down_and_back, rworld_setup, rworld_teardown),
     };
     int rc;

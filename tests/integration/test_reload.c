@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* clang-format off */
 #define FUNCS_V0                                                                                   \
@@ -43,6 +45,24 @@ static const char config_listen[] =
     "  data_dir: @DATA@\n"
     "  shutdown_grace_ms: 2000\n"
     FUNCS_V0;
+#define MAP_FS(name, dir, batch)                                                                  \
+    "  - name: " name "\n"                                                                         \
+    "    function: other\n"                                                                        \
+    "    batch_size: " batch "\n"                                                                  \
+    "    source:\n"                                                                                \
+    "      fs: {path: @DIR@/" dir ", on_success: delete}\n"
+static const char config_maps1[] = ITEST_BROKER_YAML FUNCS_V0
+    "  other:\n"
+    "    runtime: python3\n"
+    "    handler: app.echo\n"
+    "    code: @HANDLERS@/python\n"
+    "mappings:\n" MAP_FS("m1", "inbox1", "10");
+static const char config_maps2[] = ITEST_BROKER_YAML FUNCS_V0
+    "  other:\n"
+    "    runtime: python3\n"
+    "    handler: app.echo\n"
+    "    code: @HANDLERS@/python\n"
+    "mappings:\n" MAP_FS("m1", "inbox1", "5") MAP_FS("m2", "inbox2", "10");
 /* clang-format on */
 
 /* `switchyard reload --endpoint URL` into R. */
@@ -207,6 +227,59 @@ static void test_reload_under_load(void **state)
     itest_end(t);
 }
 
+/* Drop a file NAME into DIR (under the test dir) and wait until the mapping deleted it. */
+static void drop_and_await(struct itest *t, const char *dir, const char *name)
+{
+    char *path = h_strfmt("%s/%s/%s", t->b.dir, dir, name);
+    char *tmp = h_strfmt("%s/%s/.%s.tmp", t->b.dir, dir, name);
+    int64_t deadline = h_now_ms() + 20000;
+    FILE *f = fopen(tmp, "w");
+
+    assert_non_null(f);
+    fputs("{\"x\": 1}\n", f);
+    fclose(f);
+    assert_int_equal(rename(tmp, path), 0);
+    while (access(path, F_OK) == 0 && h_now_ms() < deadline)
+        h_sleep_ms(50);
+    if (access(path, F_OK) == 0)
+        fail_msg("%s was not processed within 20 s", path);
+    free(path);
+    free(tmp);
+}
+
+static void test_reload_mappings(void **state)
+{
+    struct itest *t = *state;
+    struct h_run run;
+    char *d1 = h_strfmt("%s/inbox1", t->b.dir), *d2 = h_strfmt("%s/inbox2", t->b.dir);
+
+    mkdir(d1, 0755);
+    mkdir(d2, 0755);
+    write_config(t, config_maps1);
+    cli_reload(t, &run);
+    expect_run_code(&run, 0);
+    expect_contains(run.out, "mapping m1: added");
+    h_run_free(&run);
+    drop_and_await(t, "inbox1", "a.json");
+    write_config(t, config_maps2);
+    cli_reload(t, &run);
+    expect_run_code(&run, 0);
+    expect_contains(run.out, "mapping m1: updated");
+    expect_contains(run.out, "mapping m2: added");
+    h_run_free(&run);
+    drop_and_await(t, "inbox1", "b.json");
+    drop_and_await(t, "inbox2", "c.json");
+    write_config(t, config_v0);
+    cli_reload(t, &run);
+    expect_run_code(&run, 0);
+    expect_contains(run.out, "mapping m1: removed");
+    expect_contains(run.out, "mapping m2: removed");
+    h_run_free(&run);
+    free(d1);
+    free(d2);
+    itest_end(t);
+}
+
 static int group_setup(void **state)
 {
     return itest_group_start(state, "reload", config_v0, NULL);
@@ -221,6 +294,7 @@ int main(void)
         T(test_reload_broken_file_keeps_running),
         T(test_reload_restart_needed),
         T(test_sighup),
+        T(test_reload_mappings),
         T(test_reload_under_load),
     };
 

@@ -769,16 +769,17 @@ static void script_esm(void *arg)
     CHECK(has_header(&r, "x-amzn-ErrorType", "InvalidRequestContentException"));
     lc_free(&r);
 
-    /* The config file owns the mappings: Create is refused, and says so. */
+    /* Without mappings, Create is refused and says so; a body that is not JSON first. */
     CHECK(request(port, "POST", ESM "/", "Content-Type: application/json\r\n",
                   "{\"FunctionName\":\"alpha\",\"EventSourceArn\":\"arn:x\"}", &r) == 0);
     CHECK(r.status == 400);
     CHECK(has_header(&r, "x-amzn-ErrorType", "InvalidParameterValueException"));
-    CHECK(strstr(r.body, "mappings are declared in the config file") != NULL);
+    CHECK(strstr(r.body, "runs no event source mappings") != NULL);
     CHECK(strstr(r.body, "\"message\":") != NULL);
     lc_free(&r);
-    CHECK(request(port, "POST", ESM, NULL, "{}", &r) == 0);
+    CHECK(request(port, "POST", ESM, NULL, "{\"FunctionName\":", &r) == 0);
     CHECK(r.status == 400);
+    CHECK(has_header(&r, "x-amzn-ErrorType", "InvalidRequestContentException"));
     lc_free(&r);
     CHECK(request(port, "DELETE", ESM "/" ESM_UUID, NULL, NULL, &r) == 0);
     CHECK(r.status == 404);

@@ -364,7 +364,7 @@ static void test_good_mappings(void **state)
     const struct cfg_mapping *k;
     const struct src_kafka_cfg *kc;
 
-    assert_int_equal(cfg->n_mappings, 3);
+    assert_int_equal(cfg->n_mappings, 5);
     d = cfg_mapping_find(cfg, "defaults");
     e = cfg_mapping_find(cfg, "everything");
     assert_non_null(d);
@@ -426,6 +426,61 @@ static void test_good_mappings(void **state)
     assert_string_equal(kc->properties.keys[0], "session.timeout.ms");
     assert_string_equal(kc->properties.vals[0], "10000");
     assert_string_equal(kc->properties.vals[2], "cooperative-sticky");
+    /* A version or an alias: kept as written, resolved by the mapping for each batch. */
+    assert_string_equal(cfg_mapping_find(cfg, "on-alias")->function, "f:live");
+    assert_string_equal(cfg_mapping_find(cfg, "on-version")->function, "f:$LATEST");
+    cfg_destroy(cfg);
+}
+
+/*
+ * One mapping alone (CreateEventSourceMapping's definitions): the file's rules and defaults,
+ * any well-formed function name, `$$` for a literal `$`, and every problem named by its key.
+ */
+static void test_mapping_parse(void **state)
+{
+    static const char good[] =
+        "{\"name\": \"esm-1\", \"function\": \"anything:$$LATEST\", \"batch_size\": 7,"
+        " \"source\": {\"redis\": {\"url\": \"redis://127.0.0.1:6379\", \"list\": \"a$$b\"}},"
+        " \"filters\": [\"{\\\"body\\\": {\\\"k\\\": [\\\"$${x}\\\"]}}\"]}";
+    static const char bad[] =
+        "{\"name\": \"esm-2\", \"function\": \"bad name\", \"batch_size\": 0,"
+        " \"source\": {\"redis\": {\"url\": \"redis://127.0.0.1:6379\"}},"
+        " \"maximum_record_age_s\": 30}";
+    struct cfg *cfg = load_good("mappings.yaml");
+    struct cfg_errors errs = {0};
+    struct cfg_mapping *mp;
+    const struct src_redis_cfg *rc;
+
+    (void)state;
+    mp = cfg_mapping_parse(cfg, mapping_cfg_schema(), "request", good, strlen(good), &errs);
+    if (mp == NULL)
+        fail_msg("%s", errs.n > 0 ? errs.msgs[0] : "no message");
+    assert_string_equal(mp->function, "anything:$LATEST");
+    assert_int_equal(mp->batch_size, 7);
+    assert_int_equal(mp->maximum_batching_window_ms, 0);
+    assert_int_equal(mp->max_records_in_flight, 1000);
+    assert_string_equal(mp->filters[0], "{\"body\": {\"k\": [\"${x}\"]}}");
+    rc = mp->source;
+    assert_string_equal(rc->list, "a$b");
+    cfg_mapping_free(mp);
+    /* The file is untouched: still its own five mappings. */
+    assert_int_equal(cfg->n_mappings, 5);
+
+    mp = cfg_mapping_parse(cfg, mapping_cfg_schema(), "request", bad, strlen(bad), &errs);
+    assert_null(mp);
+    assert_int_equal(errs.n, 4);
+    assert_non_null(strstr(errs.msgs[0], "request:1:"));
+    assert_non_null(strstr(errs.msgs[0], ": mappings[0].function: invalid function name"));
+    assert_non_null(strstr(errs.msgs[1], ": mappings[0].batch_size: must be 1..10000 (got 0)"));
+    assert_non_null(strstr(errs.msgs[2], ": mappings[0].source.redis: one of list"));
+    assert_non_null(strstr(errs.msgs[3], ": mappings[0].maximum_record_age_s: must be -1"));
+    cfg_errors_clear(&errs);
+
+    mp = cfg_mapping_parse(cfg, mapping_cfg_schema(), "request", "[1]", 3, &errs);
+    assert_null(mp);
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msgs[0], "mappings[0]: must be a mapping"));
+    cfg_errors_clear(&errs);
     cfg_destroy(cfg);
 }
 
@@ -895,6 +950,7 @@ static const struct CMUnitTest fixed_tests[] = {
     cmocka_unit_test(test_good_layers),
     cmocka_unit_test(test_runtime_parse),  cmocka_unit_test(test_runtime_accepted),
     cmocka_unit_test(test_runtime_unknown_lists_accepted),
+    cmocka_unit_test(test_mapping_parse),
     cmocka_unit_test(test_good_quickstart_example),
     cmocka_unit_test(test_missing_file),   cmocka_unit_test(test_errors_accumulate),
     cmocka_unit_test(test_relative_path),  cmocka_unit_test(test_runtime_names),
