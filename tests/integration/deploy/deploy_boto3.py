@@ -323,6 +323,39 @@ assert got["version"] == "1", got
 assert got["event"]["requestContext"]["condition"] == "Success", got
 assert got["event"]["requestPayload"] == {"hello": 1}, got
 ok("an on-success destination naming an alias runs the alias's version")
+
+# ---- an event source mapping to an alias follows the alias ----------------------------------------
+drop_dir = os.path.join(WORK, "drop-to-alias")
+os.makedirs(drop_dir)
+lam.update_function_configuration(FunctionName="recorder",
+                                  Environment={"Variables": {"REC_DIR": rec_dir, "GEN": "2"}})
+assert lam.publish_version(FunctionName="recorder")["Version"] == "2"
+m = lam.create_event_source_mapping(EventSourceArn="file:" + drop_dir,
+                                    FunctionName="recorder:rec", BatchSize=1)
+assert m["FunctionArn"].endswith(":function:recorder:rec"), m
+
+
+def drop_and_version(name):
+    before = set(f for f in os.listdir(rec_dir) if f.endswith(".json"))
+    with open(os.path.join(drop_dir, "." + name), "w") as f:
+        f.write("{}")
+    os.rename(os.path.join(drop_dir, "." + name), os.path.join(drop_dir, name))
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        for f in set(os.listdir(rec_dir)) - before:
+            if f.endswith(".json"):
+                rec = json.load(open(os.path.join(rec_dir, f)))
+                if "Records" in rec["event"]:
+                    return rec["version"]
+        time.sleep(0.05)
+    raise AssertionError("the mapping never invoked recorder:rec for " + name)
+
+
+assert drop_and_version("one.json") == "1"
+lam.update_alias(FunctionName="recorder", Name="rec", FunctionVersion="2")
+assert drop_and_version("two.json") == "2"
+lam.delete_event_source_mapping(UUID=m["UUID"])
+ok("a mapping created for recorder:rec runs the alias's version, and follows an alias update")
 # ---- layers ---------------------------------------------------------------------------------------
 PYV = "python%d.%d" % sys.version_info[:2]  # the local python: the broker's too
 
