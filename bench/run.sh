@@ -4,6 +4,8 @@
 #   bash bench/run.sh invoke [ARGS...]  the same
 #   bash bench/run.sh async [ARGS...]   bench_async, ARGS passed through
 #   bash bench/run.sh esm [ARGS...]     bench_esm, ARGS passed through (needs redis-server)
+#   bash bench/run.sh deploy [ARGS...]  bench/deploy_bench.py (Python, nothing to build: it runs
+#                                       the broker already built in BUILD_DIR, or SY_BENCH_BROKER)
 # BUILD_DIR (default ./build at the repository root) selects the build tree; it is configured
 # (RelWithDebInfo, no sanitizers) if it does not exist yet.
 set -euo pipefail
@@ -16,6 +18,11 @@ case "${1:-}" in
     invoke) shift ;;
     async) bench=bench_async; shift ;;
     esm) bench=bench_esm; shift ;;
+    deploy)
+        shift
+        export SY_BENCH_BROKER="${SY_BENCH_BROKER:-$build/broker/switchyard}"
+        exec python3 "$root/bench/deploy_bench.py" "$@"
+        ;;
 esac
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
