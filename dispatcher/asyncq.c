@@ -356,6 +356,8 @@ static struct aq_fn *aq_fn_of(struct asyncq *q, struct function *fn)
     af->fn = fn;
     q->fns[q->n_fns++] = af; /* listed before its targets open: a cycle of function: targets
                                 finds it */
+    if (q->store != NULL && q->sops->declare != NULL)
+        q->sops->declare(q->store, af->key);
     if (af_sync(q, af, &err) != 0)
         log_err("[function:%s] async destinations: %s", af->key, err.msg);
     return af;
@@ -1679,6 +1681,9 @@ struct asyncq *asyncq_open(struct event_base *base, const struct cfg *cfg,
     q->store = q->sops->open(cfg, &q->recovered, &q->n_recovered, err);
     if (q->store == NULL)
         goto fail;
+    /* The units met before the store was open (the API's functions among them). */
+    for (size_t i = 0; q->sops->declare != NULL && i < q->n_fns; i++)
+        q->sops->declare(q->store, q->fns[i]->key);
     q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (q->efd < 0) {
         sy_error_set(err, "eventfd: %s", strerror(errno));

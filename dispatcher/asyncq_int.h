@@ -177,6 +177,9 @@ struct aq_store_ops {
     void (*note_held)(struct aq_store *st, unsigned held);
     void (*stop)(struct aq_store *st, int timeout_ms);
     void (*destroy)(struct aq_store *st);
+    /* Optional, loop thread: the queue met function unit FN (NAME or NAME:VERSION) for the first
+     * time (a function the API created): a shared store takes its events from now on. */
+    void (*declare)(struct aq_store *st, const char *fn);
 };
 
 extern const struct aq_store_ops aq_sqlite_ops;

@@ -144,8 +144,12 @@ struct aq_store {
     char *k_ev_pfx, *k_dead, *k_idx, *k_fnof, *k_fn_pfx; /* derived key names */
     char consumer[160];
     int64_t claim_idle_ms;
-    char **fns; /* declared function names */
-    size_t n_fns;
+    /* The function names this broker runs (the file's, and those the API created, declared by
+     * the loop as the queue first meets them): the store thread takes only their events.
+     * Under fns_mu (a lock of its own: held only for a scan or an append). */
+    pthread_mutex_t fns_mu;
+    char **fns;
+    size_t n_fns, cap_fns;
     /* shared with the loop, under mu */
     struct aq_mailbox mb; /* jobs in and out; mb.mu also guards stopping */
     int stopping;
@@ -746,15 +750,45 @@ static int row_apply(struct aq_row *row, const redisReply *kv, int state_only)
 }
 
 /* FN is NAME or NAME:VERSION (an event for a published version): the name decides. */
-static int fn_declared(const struct aq_store *st, const char *fn)
+static int fn_declared(struct aq_store *st, const char *fn)
 {
     size_t len = strcspn(fn, ":");
+    int found = 0;
 
-    for (size_t i = 0; i < st->n_fns; i++) {
-        if (strncmp(st->fns[i], fn, len) == 0 && st->fns[i][len] == '\0')
-            return 1;
+    pthread_mutex_lock(&st->fns_mu);
+    for (size_t i = 0; i < st->n_fns && !found; i++)
+        found = strncmp(st->fns[i], fn, len) == 0 && st->fns[i][len] == '\0';
+    pthread_mutex_unlock(&st->fns_mu);
+    return found;
+}
+
+/* Loop thread: take events of function FN too from now on (a function the API created). */
+static void redis_declare(struct aq_store *st, const char *fn)
+{
+    size_t len = strcspn(fn, ":");
+    char *name;
+
+    if (fn_declared(st, fn))
+        return;
+    name = strndup(fn, len);
+    pthread_mutex_lock(&st->fns_mu);
+    if (name != NULL && st->n_fns == st->cap_fns) {
+        size_t cap = st->cap_fns ? st->cap_fns * 2 : 16;
+        char **p = realloc(st->fns, cap * sizeof(*p));
+
+        if (p != NULL) {
+            st->fns = p;
+            st->cap_fns = cap;
+        }
     }
-    return 0;
+    if (name != NULL && st->n_fns < st->cap_fns) {
+        st->fns[st->n_fns++] = name;
+        name = NULL;
+    }
+    pthread_mutex_unlock(&st->fns_mu);
+    if (name != NULL)
+        log_err("[asyncq] out of memory declaring %s: its events stay in the stream for now", fn);
+    free(name);
 }
 
 /* Log once per function name that events of FN are left for other brokers. */
@@ -1884,6 +1918,7 @@ static struct aq_store *redis_open(const struct cfg *cfg, struct aq_row **rows, 
     st->magic = RSTORE_MAGIC;
     st->wake_fd = -1;
     aq_mailbox_init(&st->mb);
+    pthread_mutex_init(&st->fns_mu, NULL);
     st->w_backoff = st->r_backoff = BACKOFF_MIN_MS;
     if (parse_url(st, cfg->broker.async_queue) != 0) {
         sy_error_set(err, "broker.async_queue: %s: must be redis://HOST:PORT/KEY",
@@ -1908,6 +1943,7 @@ static struct aq_store *redis_open(const struct cfg *cfg, struct aq_row **rows, 
     st->k_fnof = strfmt("%s:dead:fnof", st->key);
     st->k_fn_pfx = strfmt("%s:dead:fn:", st->key);
     st->fns = calloc(cfg->n_functions ? cfg->n_functions : 1, sizeof(*st->fns));
+    st->cap_fns = cfg->n_functions ? cfg->n_functions : 1;
     if (st->k_ev_pfx == NULL || st->k_dead == NULL || st->k_idx == NULL || st->k_fnof == NULL ||
         st->k_fn_pfx == NULL || st->fns == NULL)
         goto nomem;
@@ -1991,6 +2027,7 @@ static void redis_destroy(struct aq_store *st)
     for (size_t i = 0; i < st->n_fns; i++)
         free(st->fns[i]);
     free(st->fns);
+    pthread_mutex_destroy(&st->fns_mu);
     for (size_t i = 0; i < st->n_warned; i++)
         free(st->warned[i]);
     free(st->k_ev_pfx);
@@ -2016,4 +2053,5 @@ const struct aq_store_ops aq_redis_ops = {
     .note_held = redis_note_held,
     .stop = redis_stop,
     .destroy = redis_destroy,
+    .declare = redis_declare,
 };

@@ -4,6 +4,8 @@
  *
  *   - 500 events enqueued through broker A all run (at least once, without systematic
  *     duplicates), both brokers run some, and the stream is empty afterwards;
+ *   - the events of a function created through A's API (not in the file) run through the
+ *     shared stream too (A takes them; B, without the function, leaves them);
  *   - a function that keeps failing is retried after retry_delays_s, and its dead letter is
  *     visible, shown and redriven through the broker that did not run it;
  *   - SIGTERM of broker B while it holds events: it releases them and exits 0, A runs them;
@@ -288,6 +290,46 @@ static void test_shared_queue(void **state)
         fail_msg("one broker ran nothing (A %lld, B %lld): the queue is not shared", da, db);
     if (da + db > SHARED_EVENTS + SHARED_EVENTS / 20)
         fail_msg("%lld runs for %d events: events run twice", da + db, SHARED_EVENTS);
+    free(dir);
+    world_end(w);
+}
+
+/*
+ * A function created through broker A's API (CreateFunction) is not declared in the file: its
+ * events go through the shared stream like the others, and A takes them (B, which does not
+ * have the function, leaves them), so every one runs.
+ */
+static void test_api_function_on_shared_queue(void **state)
+{
+    struct world *w = *state;
+    char *dir = h_strfmt("%s/api-fn", w->a.dir);
+    char *src = h_strfmt("%s/slow.py", w->code);
+    char *argv[] = {"python3", "-c",
+                    "import base64, io, json, sys, zipfile\n"
+                    "b = io.BytesIO()\n"
+                    "with zipfile.ZipFile(b, 'w') as z:\n"
+                    "    z.write(sys.argv[1], 'slow.py')\n"
+                    "print(json.dumps({'FunctionName': 'api-slow', 'Runtime': 'python3.11',\n"
+                    "                  'Role': 'arn:aws:iam::000000000000:role/x',\n"
+                    "                  'Handler': 'slow.run',\n"
+                    "                  'Code': {'ZipFile': base64.b64encode(b.getvalue()).decode()}}))\n",
+                    src, NULL};
+    struct h_run run;
+    struct h_http_resp r;
+
+    mkdir(dir, 0755);
+    h_proc_run(argv, NULL, NULL, 20000, &run);
+    expect_run_code(&run, 0);
+    assert_int_equal(h_broker_request(&w->a, "POST", "/2015-03-31/functions", NULL, run.out,
+                                      run.out_len, 20000, &r),
+                     0);
+    expect_status(&r, 201);
+    h_http_resp_free(&r);
+    h_run_free(&run);
+    enqueue_many(&w->a, "api-slow", dir, "", 10);
+    await_done(dir, 10, 40000);
+    await_queue_empty(w, 20000);
+    free(src);
     free(dir);
     world_end(w);
 }
@@ -699,6 +741,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_shared_queue),
+        T(test_api_function_on_shared_queue),
         T(test_retry_and_shared_dead_letter),
         T(test_sigterm_releases),
         T(test_kill9_claimed_by_other),
