@@ -396,6 +396,14 @@ struct function *api_resolve_function(struct api_call *call, const char *raw, co
 
 /* ---- replies ------------------------------------------------------------------------------ */
 
+void api_call_closed_slot(struct httpd_req *req, void *slot)
+{
+    struct api_call **p = slot;
+
+    api_call_free(*p);
+    *p = NULL;
+}
+
 void api_call_free(struct api_call *call)
 {
     if (call == NULL)

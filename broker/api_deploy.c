@@ -81,6 +81,7 @@ struct dop {
     struct cfg_function fc; /* the configuration to apply (owned; zeroed when none) */
     int have_fc;
     int publish;         /* also publish a version (Publish: true) */
+    int created;         /* answer 201 (CreateAlias) rather than 200 */
     char version[24];    /* the version published / deleted */
     int reserved;        /* DOP_RESERVED_PUT */
 };
@@ -116,17 +117,9 @@ static void dop_free(struct dop *op)
     free(op);
 }
 
-static void dop_closed(struct httpd_req *req, void *arg)
-{
-    struct dop *op = arg;
-
-    api_call_free(op->call);
-    op->call = NULL;
-}
-
 static void dop_wait(struct dop *op)
 {
-    httpd_req_set_close_cb(op->call->req, dop_closed, op);
+    httpd_req_set_close_cb(op->call->req, api_call_closed_slot, &op->call);
 }
 
 static void dop_unwait(struct dop *op)
@@ -267,16 +260,25 @@ static json_t *small_body(struct api_call *call)
     return j;
 }
 
-/* RevisionId check: NULL or equal passes; otherwise 412 is answered and -1 returned. */
-static int revision_ok(struct api_call *call, const json_t *req, const char *current)
+#define REVISION_MISMATCH                                                                          \
+    "The Revision Id provided does not match the latest Revision Id. Call the "                    \
+    "GetFunction/GetAlias API to retrieve the latest Revision Id"
+
+/* 1 when REQ gives no RevisionId or CURRENT's (a function document or an alias), else 0. */
+static int revision_matches(const json_t *req, const json_t *current)
 {
     const char *want = json_string_value(json_object_get(req, "RevisionId"));
+    const char *have = json_string_value(json_object_get(current, "RevisionId"));
 
-    if (want == NULL || strcmp(want, current) == 0)
+    return want == NULL || (have != NULL && strcmp(want, have) == 0);
+}
+
+/* As revision_matches(); on a mismatch answers 412 and returns -1. */
+static int revision_ok(struct api_call *call, const json_t *req, const json_t *current)
+{
+    if (revision_matches(req, current))
         return 0;
-    api_reply_error(call, API_E_PRECONDITION,
-                    "The Revision Id provided does not match the latest Revision Id. Call the "
-                    "GetFunction/GetAlias API to retrieve the latest Revision Id");
+    api_reply_error(call, API_E_PRECONDITION, REVISION_MISMATCH);
     return -1;
 }
 
@@ -688,10 +690,6 @@ static void stored(void *arg, int rc, const char *msg)
     json_decref(df->doc);
     df->doc = op->doc;
     op->doc = NULL;
-    snprintf(df->revision_id, sizeof(df->revision_id), "%s",
-             json_string_value(json_object_get(df->doc, "RevisionId")) ?: "");
-    snprintf(df->last_modified, sizeof(df->last_modified), "%s",
-             json_string_value(json_object_get(df->doc, "LastModified")) ?: "");
     /* A version published by this change (Publish: true, PublishVersion). */
     if (op->publish && function_version(df->head, op->version) == NULL) {
         const json_t *vconf = json_object_get(
@@ -751,7 +749,7 @@ static void stored(void *arg, int rc, const char *msg)
             log_err("[deploy] function %s alias %s: %s", op->name, op->qual, err.msg);
         deploy_apply_provisioned(op->d, df);
         answer = alias_json(op->api, df, op->qual, al);
-        status = op->publish ? 201 : 200; /* publish doubles as "created" here */
+        status = op->created ? 201 : 200;
         break;
     }
     case DOP_PC_PUT:
@@ -987,7 +985,7 @@ void api_update_config(struct api_call *call, const char *arg)
 
     if (df == NULL || (req = small_body(call)) == NULL)
         return;
-    if (revision_ok(call, req, df->revision_id) != 0) {
+    if (revision_ok(call, req, df->doc) != 0) {
         json_decref(req);
         return;
     }
@@ -1071,7 +1069,7 @@ void api_publish_version(struct api_call *call, const char *arg)
 
     if (df == NULL || (req = small_body(call)) == NULL)
         return;
-    if (revision_ok(call, req, df->revision_id) != 0) {
+    if (revision_ok(call, req, df->doc) != 0) {
         json_decref(req);
         return;
     }
@@ -1170,10 +1168,8 @@ static int alias_write(struct dop *op, const char *name, const json_t *req, int 
         dop_fail(op, API_E_NOT_FOUND, "Alias not found: %s:%s", function_arn(df->head), name);
         return -1;
     }
-    if (!create && revision_ok(op->call, req, json_string_value(json_object_get(cur, "RevisionId"))
-                                                  ?: "") != 0) {
-        op->call = NULL; /* answered */
-        dop_fail(op, API_E_SERVICE, "-");
+    if (!create && !revision_matches(req, cur)) {
+        dop_fail(op, API_E_PRECONDITION, REVISION_MISMATCH);
         return -1;
     }
     if (ver == NULL && create) {
@@ -1272,7 +1268,7 @@ void api_create_alias(struct api_call *call, const char *arg)
         json_decref(req);
         return;
     }
-    op->publish = 1; /* 201 */
+    op->created = 1;
     snprintf(op->qual, sizeof(op->qual), "%.128s", name != NULL ? name : "");
     if (alias_write(op, op->qual, req, 1) != 0) {
         json_decref(req);
@@ -1586,14 +1582,6 @@ void api_delete_concurrency(struct api_call *call, const char *arg)
 
 /* ---- reload ------------------------------------------------------------------------------------ */
 
-static void reload_closed(struct httpd_req *req, void *arg)
-{
-    struct api_call **slot = arg;
-
-    api_call_free(*slot);
-    *slot = NULL;
-}
-
 static void reload_done(void *arg, json_t *report)
 {
     struct api_call **slot = arg;
@@ -1633,7 +1621,7 @@ void api_reload(struct api_call *call, const char *arg)
             api_reply_error(call, API_E_SERVICE, "cannot reload: %s", sy_strerror(rc));
         return;
     }
-    httpd_req_set_close_cb(call->req, reload_closed, slot);
+    httpd_req_set_close_cb(call->req, api_call_closed_slot, slot);
 }
 
 /* ---- event invoke config ------------------------------------------------------------------ */

@@ -1213,28 +1213,43 @@ static json_t *create_def(struct api_call *call, json_t *body)
     if (json_object_set_new(def, "name", v != NULL ? lit_copy(v) : json_string(name)) != 0 ||
         json_object_set_new(def, "function", lit(function)) != 0)
         goto oom;
-    if (up.set_enabled)
-        json_object_set_new(def, "enabled", json_boolean(up.enabled));
-    if (up.set_batch_size)
-        json_object_set_new(def, "batch_size", json_integer(up.batch_size));
-    if (up.set_window_ms)
-        json_object_set_new(def, "maximum_batching_window_ms", json_integer(up.window_ms));
-    if (up.set_maximum_retry_attempts)
-        json_object_set_new(def, "maximum_retry_attempts", json_integer(up.maximum_retry_attempts));
-    if (up.set_maximum_record_age_s)
-        json_object_set_new(def, "maximum_record_age_s", json_integer(up.maximum_record_age_s));
-    if (up.set_bisect)
-        json_object_set_new(def, "bisect_batch_on_function_error", json_boolean(up.bisect));
-    if (up.set_report_failures)
-        json_object_set_new(def, "report_batch_item_failures", json_boolean(up.report_failures));
-    if (up.set_maximum_concurrency)
-        json_object_set_new(def, "maximum_concurrency", json_integer(up.maximum_concurrency));
-    if (up.set_filters) {
-        json_t *f = json_array();
+    {
+        /* Every setting or none: one that could not be added would silently take its default
+         * (a filter that vanished would let through the records it should drop). */
+        int bad = 0;
 
-        for (size_t i = 0; f != NULL && i < up.n_filters; i++)
-            json_array_append_new(f, lit(up.filters[i]));
-        json_object_set_new(def, "filters", f);
+        if (up.set_enabled)
+            bad |= json_object_set_new(def, "enabled", json_boolean(up.enabled));
+        if (up.set_batch_size)
+            bad |= json_object_set_new(def, "batch_size", json_integer(up.batch_size));
+        if (up.set_window_ms)
+            bad |= json_object_set_new(def, "maximum_batching_window_ms",
+                                       json_integer(up.window_ms));
+        if (up.set_maximum_retry_attempts)
+            bad |= json_object_set_new(def, "maximum_retry_attempts",
+                                       json_integer(up.maximum_retry_attempts));
+        if (up.set_maximum_record_age_s)
+            bad |= json_object_set_new(def, "maximum_record_age_s",
+                                       json_integer(up.maximum_record_age_s));
+        if (up.set_bisect)
+            bad |= json_object_set_new(def, "bisect_batch_on_function_error",
+                                       json_boolean(up.bisect));
+        if (up.set_report_failures)
+            bad |= json_object_set_new(def, "report_batch_item_failures",
+                                       json_boolean(up.report_failures));
+        if (up.set_maximum_concurrency)
+            bad |= json_object_set_new(def, "maximum_concurrency",
+                                       json_integer(up.maximum_concurrency));
+        if (up.set_filters) {
+            json_t *f = json_array();
+
+            bad |= f == NULL;
+            for (size_t i = 0; f != NULL && i < up.n_filters; i++)
+                bad |= json_array_append_new(f, lit(up.filters[i]));
+            bad |= json_object_set_new(def, "filters", f);
+        }
+        if (bad)
+            goto oom;
     }
     if (dc != NULL) {
         json_t *of = json_is_object(dc) ? member(dc, "OnFailure") : NULL;

@@ -102,6 +102,13 @@ void api_reply_error(struct api_call *call, enum api_err err, const char *fmt, .
 void api_reply_throttled(struct api_call *call, const char *reason);
 /* Free a call whose request is gone (close callback) without answering. */
 void api_call_free(struct api_call *call);
+/*
+ * The close callback of a request whose answer comes later from work that goes on without its
+ * client (a write being stored, a reload): SLOT is where the work keeps its `struct api_call *`
+ * (a member of its own struct); the call is freed and *SLOT set to NULL, so the work finishes
+ * and answers nobody.
+ */
+void api_call_closed_slot(struct httpd_req *req, void *slot);
 
 /* ---- function names (api.c; pure, unit-tested) ------------------------------------------- */
 

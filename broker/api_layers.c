@@ -195,14 +195,6 @@ static void lpub_free(struct lpub *lp)
     free(lp);
 }
 
-static void lpub_closed(struct httpd_req *req, void *arg)
-{
-    struct lpub *lp = arg;
-
-    api_call_free(lp->call);
-    lp->call = NULL;
-}
-
 /* Answer (when the client is still there) and free LP. */
 static void lpub_answer(struct lpub *lp, int status, json_t *body)
 {
@@ -417,7 +409,7 @@ void api_publish_layer(struct api_call *call, const char *arg)
         lpub_fail(lp, API_E_SERVICE, "out of memory");
         return;
     }
-    httpd_req_set_close_cb(call->req, lpub_closed, lp);
+    httpd_req_set_close_cb(call->req, api_call_closed_slot, &lp->call);
 }
 
 /* ---- reads -------------------------------------------------------------------------------- */
@@ -606,14 +598,6 @@ void api_list_layer_versions(struct api_call *call, const char *arg)
 
 /* ---- DeleteLayerVersion ------------------------------------------------------------------- */
 
-static void ldel_closed(struct httpd_req *req, void *arg)
-{
-    struct ldel *ld = arg;
-
-    api_call_free(ld->call);
-    ld->call = NULL;
-}
-
 static void ldel_stored(void *arg, int rc, const char *msg)
 {
     struct ldel *ld = arg;
@@ -684,7 +668,7 @@ void api_delete_layer_version(struct api_call *call, const char *arg)
         api_reply_error(call, API_E_SERVICE, "cannot store the deletion: %s", sy_strerror(rc));
         return;
     }
-    httpd_req_set_close_cb(call->req, ldel_closed, ld);
+    httpd_req_set_close_cb(call->req, api_call_closed_slot, &ld->call);
 }
 
 /* ---- a function's Layers ------------------------------------------------------------------- */

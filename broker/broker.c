@@ -371,6 +371,8 @@ static void broker_free(struct broker *b)
     httpd_destroy(b->srv);
     mappings_destroy(b->ms);
     asyncq_close(b->aq);
+    /* A reload still under way must not touch the mappings, gone by now. */
+    b->reload.stopping = 1;
     deploy_close(b->dep); /* applies what its thread finished: the dispatcher is still here */
     dispatcher_destroy(b->dsp);
     api_destroy(b->api);

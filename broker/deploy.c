@@ -295,16 +295,6 @@ void deploy_fn_remove(struct deploy *d, struct dep_fn *df)
     free(df);
 }
 
-void deploy_touch(struct dep_fn *df)
-{
-    time_iso8601_lambda(df->last_modified, (uint64_t)time_wall_ms());
-    fastid_uuid4(df->revision_id);
-    if (df->doc != NULL) {
-        json_object_set_new(df->doc, "RevisionId", json_string(df->revision_id));
-        json_object_set_new(df->doc, "LastModified", json_string(df->last_modified));
-    }
-}
-
 /* ---- layer versions -------------------------------------------------------------------------- */
 
 struct dep_layer *deploy_layers(struct deploy *d)
@@ -418,6 +408,38 @@ static int zipfile_span(const char *body, size_t len, size_t *at, size_t *n)
     return 1;
 }
 
+/*
+ * The zip of ZR's request from its N base64 characters at B64 (new), or NULL with ZR saying
+ * why: bad_b64 when it is not base64, perr PKG_E_NOMEM when it is but memory ran out
+ * (b64_decode_new() answers NULL for both; a 50 MB zip is a large allocation).
+ */
+static char *zip_decode(struct deploy_zipreq *zr, const char *b64, size_t n, size_t *zlen)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *zip = b64_decode_new(b64, n, zlen);
+    size_t body = n;
+
+    if (zip != NULL)
+        return zip;
+    while (body > 0 && n - body < 2 && b64[body - 1] == '=')
+        body--;
+    for (size_t i = 0; i < body; i++) {
+        if (b64[i] == '\0' || strchr(alphabet, b64[i]) == NULL) {
+            zr->bad_b64 = 1;
+            return NULL;
+        }
+    }
+    if (n % 4 == 0) {
+        zr->perr.kind = PKG_E_NOMEM;
+        snprintf(zr->perr.msg, sizeof(zr->perr.msg),
+                 "out of memory decoding a %zu-byte ZipFile; try again later", n);
+    } else {
+        zr->bad_b64 = 1;
+    }
+    return NULL;
+}
+
 void deploy_zipreq_run(struct deploy_zipreq *zr)
 {
     struct pkg_limits lim = pkg_limits_lambda();
@@ -445,14 +467,12 @@ void deploy_zipreq_run(struct deploy_zipreq *zr)
             zf = json_object_get(holder, "ZipFile");
             if (json_is_string(zf) && json_string_length(zf) == 0) {
                 zr->has_zip = 1;
-                zip = b64_decode_new(zr->body + at, n, &zlen);
+                zip = zip_decode(zr, zr->body + at, n, &zlen);
                 json_object_del(holder, "ZipFile");
                 free(zr->body);
                 zr->body = NULL;
-                if (zip == NULL) {
-                    zr->bad_b64 = 1;
+                if (zip == NULL)
                     return;
-                }
                 goto unpack;
             }
             json_decref(zr->req);
@@ -473,12 +493,10 @@ void deploy_zipreq_run(struct deploy_zipreq *zr)
     if (!json_is_string(zf))
         return;
     zr->has_zip = 1;
-    zip = b64_decode_new(json_string_value(zf), json_string_length(zf), &zlen);
+    zip = zip_decode(zr, json_string_value(zf), json_string_length(zf), &zlen);
     json_object_del(holder, "ZipFile"); /* the request is kept; its 70 MB of text is not */
-    if (zip == NULL) {
-        zr->bad_b64 = 1;
+    if (zip == NULL)
         return;
-    }
 unpack:
     if (pkg_unpack(zr->store_dir, zip, zlen, &lim, &zr->info, &zr->perr) != 0 &&
         zr->perr.kind == PKG_OK)
@@ -533,7 +551,11 @@ static int prepare_package(const char *store_dir, const char *path, struct pkg_i
     if (stat(path, &st) != 0) {
         int e = errno;
 
-        snprintf(perr->msg, sizeof(perr->msg), "cannot read it: %s", strerror(e));
+        char eb[128];
+
+        /* Off the loop (a reload): the thread-safe GNU strerror_r (_GNU_SOURCE). */
+        snprintf(perr->msg, sizeof(perr->msg), "cannot read it: %s",
+                 strerror_r(e, eb, sizeof(eb)));
         perr->kind = PKG_E_IO;
         return e == ENOMEM ? SY_ENOMEM : SY_EIO;
     }
@@ -657,7 +679,9 @@ int deploy_prepare_file(struct cfg *cfg, const char *store_dir, struct sy_error 
     if (mkdir(store_dir, 0755) != 0 && errno != EEXIST) {
         int e = errno;
 
-        sy_error_set(err, "cannot create %s: %s", store_dir, strerror(e));
+        char eb[128];
+
+        sy_error_set(err, "cannot create %s: %s", store_dir, strerror_r(e, eb, sizeof(eb)));
         return e == ENOSPC ? SY_ENOSPC : SY_EIO;
     }
     for (size_t i = 0; i < cfg->n_functions; i++) {
@@ -949,10 +973,6 @@ static int restore_one(struct deploy *d, const char *name, const char *text)
         deploy_fn_remove(d, df);
         return -1;
     }
-    snprintf(df->revision_id, sizeof(df->revision_id), "%s",
-             json_string_value(json_object_get(doc, "RevisionId")) ?: "");
-    snprintf(df->last_modified, sizeof(df->last_modified), "%s",
-             json_string_value(json_object_get(doc, "LastModified")) ?: "");
     {
         json_t *vers = json_object_get(doc, "Versions");
         size_t n = json_object_size(vers), i = 0;

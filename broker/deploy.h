@@ -48,8 +48,6 @@ struct dep_fn {
     int from_file;         /* declared in switchyard.yaml: the API may not change it */
     struct function *head; /* its $LATEST unit; NULL while a CreateFunction is being applied */
     json_t *doc;           /* API-owned: the persisted document (owned); NULL for the file's */
-    char revision_id[40];
-    char last_modified[40];
     int busy;              /* a write is in progress: another one gets 409 */
 };
 
@@ -116,9 +114,6 @@ int deploy_persist(struct deploy *d, const char *name, const json_t *doc, deploy
  * ARG must say so itself, e.g. by a result field RUN sets). 0 or SY_ENOMEM.
  */
 int deploy_offload(struct deploy *d, void (*run)(void *arg), void (*done)(void *arg), void *arg);
-
-/* Stamp DF with a new RevisionId and LastModified = now (into its document too). */
-void deploy_touch(struct dep_fn *df);
 
 /* Add / drop a dep_fn (API-owned, HEAD may be NULL for now). Add returns NULL when out of
  * memory; DOC is taken. */

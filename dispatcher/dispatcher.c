@@ -1305,7 +1305,8 @@ void dispatcher_destroy(struct dispatcher *dsp)
 {
     if (dsp == NULL)
         return;
-    for (size_t i = 0; i < dsp->n_all; i++)
+    /* Newest first: a function's versions (made after it) go before the head they log through. */
+    for (size_t i = dsp->n_all; i-- > 0;)
         unit_free(dsp->all[i]);
     free(dsp->all);
     free(dsp->heads);

@@ -71,7 +71,9 @@ static void make_again(struct mappings *ms, json_t *def)
             log_err("  %s", errs.msgs[i]);
         if (ms->unloaded == NULL)
             ms->unloaded = json_array();
-        json_array_append(ms->unloaded, def);
+        if (ms->unloaded == NULL || json_array_append(ms->unloaded, def) != 0)
+            log_err("%s: out of memory keeping the definition of %s: the next save drops it",
+                    ms->state_path, name != NULL ? name : "(no name)");
     }
     cfg_errors_clear(&errs);
     free(text);
@@ -87,7 +89,23 @@ int mapstate_load(struct mappings *ms)
         return errno == ENOENT ? 0 : -1;
     root = json_load_file(ms->state_path, 0, &jerr);
     if (root == NULL) {
-        log_warn("%s: %s (line %d)", ms->state_path, jerr.text, jerr.line);
+        /*
+         * The next save would write the file anew without the mappings the API made in it:
+         * keep the unreadable one aside, so that nothing it holds is lost.
+         */
+        size_t n = strlen(ms->state_path) + 32;
+        char *aside = malloc(n);
+
+        if (aside != NULL)
+            snprintf(aside, n, "%s.unreadable-%lld", ms->state_path, (long long)time(NULL));
+        if (aside != NULL && rename(ms->state_path, aside) == 0)
+            log_err("%s: %s (line %d); kept as %s (the mappings the API made in it do not run "
+                    "until it is mended and renamed back)",
+                    ms->state_path, jerr.text, jerr.line, aside);
+        else
+            log_err("%s: %s (line %d), and it cannot be set aside", ms->state_path, jerr.text,
+                    jerr.line);
+        free(aside);
         return -1;
     }
     json_array_foreach(json_object_get(root, "created"), i, def)
